@@ -1,0 +1,86 @@
+// run_train: the titan.cpp trainer entry point. Thin by design: parse the config, build the plan,
+// run, and map every failure to one line and an exit code (core/errors.hpp).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "config/cli.hpp"
+#include "config/reference.hpp"
+#include "config/toml_io.hpp"
+#include "config/validate.hpp"
+#include "core/device.hpp"
+#include "core/errors.hpp"
+#include "core/logging.hpp"
+#include "dist/world.hpp"
+#include "train/plan.hpp"
+
+namespace {
+
+using titan::UserError;
+
+void write_file(const std::filesystem::path& path, const std::string& text, const char* what) {
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw UserError(std::string("cannot write ") + what + " to '" + path.string() + "'; check the path");
+}
+
+// Everything a rank does; returns its exit code, with `error` holding the line to report.
+int run(const titan::dist::World& world, const std::vector<std::string>& args, std::string& error) {
+  try {
+    titan::config::CommandLine cl = titan::config::parse_command_line(args);
+    if (cl.show_help) {
+      if (world.rank() == 0) std::fputs(cl.help_text.c_str(), stdout);
+      return titan::kExitOk;
+    }
+    if (cl.config_reference) {
+      if (world.rank() == 0) std::fputs(titan::config::config_reference_markdown().c_str(), stdout);
+      return titan::kExitOk;
+    }
+    titan::config::JobConfig& cfg = cl.config;
+    titan::config::validate(cfg);
+    titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
+    const titan::train::Plan plan =
+        titan::train::make_plan(cfg, world.size(), titan::probe_devices(world.local_rank()));
+
+    for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
+    if (cfg.job.print_config && world.rank() == 0) std::fputs(titan::config::to_toml(cfg).c_str(), stdout);
+    if (cfg.job.save_config_file && world.rank() == 0)
+      write_file(std::filesystem::path(cfg.job.dump_folder) / *cfg.job.save_config_file, titan::config::to_toml(cfg),
+                 "the config");
+    if (cl.plan_json && world.rank() == 0) write_file(*cl.plan_json, titan::train::plan_json(plan).dump(2) + "\n", "the plan");
+    spdlog::info("{}: {}", cfg.job.description, titan::train::plan_text(plan));
+    if (cl.dry_run) return titan::kExitOk;
+
+    throw UserError("training is not implemented yet in this build (the config is valid; use --dry-run to see "
+                    "the plan)",
+                    titan::kExitNotImplemented);
+  } catch (const UserError& e) {
+    error = e.what();
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    error = std::string("internal error: ") + e.what();
+    return titan::kExitRuntimeError;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  titan::dist::World world(&argc, &argv);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string error;
+  const int mine = run(world, args, error);
+  // Agree on the outcome before anyone leaves: a rank that failed alone still stops the job.
+  // Rank 0 reports; another rank reports only an error that rank 0 did not have.
+  const int code = world.agree_exit_code(mine);
+  const int rank0 = world.rank0_code(mine);
+  if (mine != titan::kExitOk && (world.rank() == 0 || rank0 == titan::kExitOk)) {
+    if (world.rank() == 0) std::fprintf(stderr, "error: %s\n", error.c_str());
+    else std::fprintf(stderr, "error: [rank %d] %s\n", world.rank(), error.c_str());
+  }
+  return code;
+}

@@ -1,0 +1,148 @@
+#include "config/cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <map>
+
+#include "config/aliases.hpp"
+#include "config/schema.hpp"
+#include "config/toml_io.hpp"
+#include "core/errors.hpp"
+
+namespace titan::config {
+
+namespace {
+
+// Run options that are not config keys.
+constexpr const char* kRunFlags[] = {"--dry-run", "--plan-json", "--config-reference", "--help"};
+
+struct NormalizedArgs {
+  std::vector<std::string> args;
+  std::map<std::string, std::string> written_as;  // canonical key -> key as the user wrote it
+};
+
+bool is_bool_key(const std::string& full) {
+  const KeyInfo* k = find_key(canonical_key(full).key);
+  return k && k->kind == Kind::Bool;
+}
+
+// Rewrites config-key arguments into the one spelling CLI11 is told about: `--section.key[=v]`
+// with underscores and canonical names; negations become `--section.key=false`.
+NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::string>& warnings) {
+  NormalizedArgs out;
+  for (const std::string& arg : in) {
+    const size_t eq = arg.find('=');
+    const bool is_long = arg.rfind("--", 0) == 0;
+    const std::string name = is_long ? arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2) : "";
+    if (name.find('.') == std::string::npos) {  // not a config key: positional or a run flag
+      out.args.push_back(arg);
+      continue;
+    }
+    std::string key = normalize_key(name);
+    bool negated = false;
+    const size_t last_dot = key.rfind('.');
+    if (key.rfind("no_", 0) == 0 && is_bool_key(key.substr(3))) {
+      negated = true;
+      key = key.substr(3);
+    } else if (key.compare(last_dot + 1, 3, "no_") == 0 &&
+               is_bool_key(key.substr(0, last_dot + 1) + key.substr(last_dot + 4))) {
+      negated = true;
+      key = key.substr(0, last_dot + 1) + key.substr(last_dot + 4);
+    }
+    CanonicalKey canon = canonical_key(key);
+    if (canon.deprecation) warnings.push_back(*canon.deprecation + " (command line " + arg + ")");
+    out.written_as[canon.key] = key;
+    if (negated) {
+      if (eq != std::string::npos)
+        throw UserError("command line: " + arg + " takes no value (it sets " + canon.key +
+                        " to false; use --" + canon.key + "=VALUE to give one)");
+      out.args.push_back("--" + canon.key + "=false");
+    } else {
+      out.args.push_back("--" + canon.key + (eq == std::string::npos ? "" : arg.substr(eq)));
+    }
+  }
+  return out;
+}
+
+[[noreturn]] void unknown_argument(const std::string& arg) {
+  if (arg.rfind("-", 0) != 0)
+    throw UserError("command line: unexpected argument '" + arg +
+                    "'; options look like --section.key VALUE, and the config file goes to --job.config_file");
+  const size_t eq = arg.find('=');
+  const std::string flag = arg.substr(0, eq);
+  std::string msg = "command line: unknown option " + flag;
+  std::optional<std::string> near;
+  if (flag.find('.') != std::string::npos) {
+    if (auto k = suggest_key(normalize_key(flag.substr(2)))) near = "--" + *k;
+  } else {
+    near = closest_match(flag, {std::begin(kRunFlags), std::end(kRunFlags)});
+  }
+  if (near) msg += "; did you mean " + *near + "?";
+  throw UserError(msg + " (run_train --help lists every option)");
+}
+
+}  // namespace
+
+CommandLine parse_command_line(const std::vector<std::string>& args) {
+  CommandLine result;
+  std::vector<std::string> warnings;
+  NormalizedArgs norm = normalize(args, warnings);
+
+  CLI::App app{"titan.cpp: train Llama 3 models with FSDP/HSDP and float8 from a TorchTitan-style TOML config.\n"
+               "Every config key is also a flag: --section.key VALUE (CLI > TOML > defaults).",
+               "run_train"};
+  app.allow_extras();
+  app.get_formatter()->column_width(50);
+  app.add_flag("--dry-run", result.dry_run,
+               "Load and validate the config, print the plan (mesh, model, parameters) and exit");
+  std::string plan_json;
+  CLI::Option* plan_opt = app.add_option("--plan-json", plan_json, "With --dry-run or a run: write the plan as JSON to this path");
+  app.add_flag("--config-reference", result.config_reference,
+               "Print the reference of every config key as Markdown (docs/config.md) and exit");
+
+  const auto& keys = schema();
+  std::vector<std::string> raw(keys.size());
+  std::vector<CLI::Option*> opts(keys.size());
+  static const JobConfig defaults{};
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const KeyInfo& k = keys[i];
+    std::string desc = k.help + " [" + std::string(kind_name(k.kind)) + ", default " + format_value(k, defaults) + "]";
+    if (k.kind == Kind::Bool) {
+      opts[i] = app.add_flag("--" + k.full + "{true}", raw[i], desc);
+    } else {
+      opts[i] = app.add_option("--" + k.full, raw[i], desc);
+    }
+    opts[i]->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->group("[" + k.section + "]");
+  }
+
+  std::vector<std::string> reversed(norm.args.rbegin(), norm.args.rend());  // CLI11 parses a reversed vector
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    result.show_help = true;
+    result.help_text = app.help();
+    return result;
+  } catch (const CLI::ParseError& e) {
+    throw UserError("command line: " + std::string(e.what()) + " (run_train --help lists every option)");
+  }
+  if (!app.remaining().empty()) unknown_argument(app.remaining().front());
+  if (plan_opt->count()) result.plan_json = plan_json;
+
+  // Defaults, then the TOML file, then every key given on the command line.
+  JobConfig& cfg = result.config;
+  const KeyInfo* config_file = find_key("job.config_file");
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (&keys[i] == config_file && opts[i]->count()) apply_toml_file(cfg, raw[i]);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!opts[i]->count()) continue;
+    const KeyInfo& k = keys[i];
+    RawValue value = raw[i];
+    auto it = norm.written_as.find(k.full);
+    apply_value_aliases(k, it == norm.written_as.end() ? k.full : it->second, value, warnings);
+    assign(k, cfg, value, "--" + k.full);
+  }
+  cfg.warnings.insert(cfg.warnings.end(), warnings.begin(), warnings.end());
+  return result;
+}
+
+}  // namespace titan::config

@@ -1,0 +1,172 @@
+#include "config/toml_io.hpp"
+
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "config/aliases.hpp"
+#include "config/schema.hpp"
+#include "core/errors.hpp"
+
+namespace titan::config {
+
+namespace {
+
+bool is_known_section_or_parent(const std::string& path) {
+  for (const auto& s : section_paths())
+    if (s == path || (s.size() > path.size() && s.compare(0, path.size(), path) == 0 && s[path.size()] == '.'))
+      return true;
+  return false;
+}
+
+std::string node_origin(const std::string& source, const toml::node& node) {
+  const auto& where = node.source().begin;
+  return source + ":" + std::to_string(where.line);
+}
+
+std::string toml_type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    default: return "value";
+  }
+}
+
+// Converts a TOML value node to a RawValue; arrays must hold strings only.
+RawValue raw_from_node(const toml::node& node, const KeyInfo& key, const std::string& origin) {
+  if (auto v = node.value_exact<bool>()) return *v;
+  if (auto v = node.value_exact<std::int64_t>()) return *v;
+  if (auto v = node.value_exact<double>()) return *v;
+  if (auto v = node.value_exact<std::string>()) return *v;
+  if (const toml::array* arr = node.as_array()) {
+    std::vector<std::string> items;
+    for (const auto& el : *arr) {
+      auto s = el.value_exact<std::string>();
+      if (!s)
+        throw UserError("config: " + key.full + " (" + origin + ") must be " + describe_expected(key) +
+                        ", got an array holding a " + toml_type_name(el.type()));
+      items.push_back(*s);
+    }
+    return items;
+  }
+  throw UserError("config: " + key.full + " (" + origin + ") must be " + describe_expected(key) +
+                  ", got a TOML " + toml_type_name(node.type()));
+}
+
+void walk_table(JobConfig& cfg, const toml::table& table, const std::string& prefix, const std::string& source,
+                std::set<std::string>& warned_sections) {
+  for (const auto& [k, node] : table) {
+    const std::string written = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    const std::string path = normalize_key(written);
+    const std::string origin = node_origin(source, node);
+
+    if (const toml::table* sub = node.as_table()) {
+      CanonicalKey sec = canonical_section(path);
+      if (is_ignored_section(sec.key)) {
+        if (warned_sections.insert(sec.key).second)
+          cfg.warnings.push_back("[" + written + "] (" + origin + ") names a TorchTitan feature titan.cpp does not have; ignored");
+        continue;
+      }
+      if (!is_known_section_or_parent(sec.key)) {
+        std::string msg = "config: unknown section [" + written + "] (" + origin + ")";
+        if (auto near = closest_match(sec.key, section_paths())) msg += "; did you mean [" + *near + "]?";
+        throw UserError(msg);
+      }
+      if (sec.deprecation && warned_sections.insert(path).second)
+        cfg.warnings.push_back(*sec.deprecation + " (" + origin + ")");
+      walk_table(cfg, *sub, written, source, warned_sections);
+      continue;
+    }
+
+    CanonicalKey canon = canonical_key(path);
+    const KeyInfo* key = find_key(canon.key);
+    if (!key) {
+      std::string msg = "config: unknown key '" + written + "' (" + origin + ")";
+      if (auto near = suggest_key(canon.key)) msg += "; did you mean '" + *near + "'?";
+      throw UserError(msg + " (run_train --help lists every key)");
+    }
+    // Legacy section renames were warned about once at the section header.
+    if (canon.deprecation && canonical_section(path).key == path)
+      cfg.warnings.push_back(*canon.deprecation + " (" + origin + ")");
+    RawValue raw = raw_from_node(node, *key, origin);
+    apply_value_aliases(*key, path, raw, cfg.warnings);
+    assign(*key, cfg, raw, origin);
+  }
+}
+
+}  // namespace
+
+void apply_toml_text(JobConfig& cfg, std::string_view text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    throw UserError("config: TOML syntax error in " + source_name + ":" + std::to_string(where.line) + ":" +
+                    std::to_string(where.column) + ": " + std::string(e.description()));
+  }
+  std::set<std::string> warned_sections;
+  walk_table(cfg, root, "", source_name, warned_sections);
+}
+
+void apply_toml_file(JobConfig& cfg, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const std::string why = std::strerror(errno);
+    throw UserError("config: cannot read config file '" + path + "' (" + why +
+                    "); pass an existing TOML file to --job.config_file");
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  apply_toml_text(cfg, buf.str(), path);
+}
+
+std::string to_toml(const JobConfig& cfg) {
+  toml::table root;
+  for (const auto& key : schema()) {
+    if (key.full == "job.config_file" || is_unset(key, cfg)) continue;
+    // Find or create the nested table for the section path.
+    toml::table* table = &root;
+    std::string_view rest = key.section;
+    while (!rest.empty()) {
+      size_t dot = rest.find('.');
+      std::string part(rest.substr(0, dot));
+      rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+      auto [it, inserted] = table->insert(part, toml::table{});
+      table = it->second.as_table();
+    }
+    FieldRef ref = key.field(const_cast<JobConfig&>(cfg));
+    std::visit(
+        [&](auto* p) {
+          using T = std::decay_t<decltype(*p)>;
+          if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            toml::array arr;
+            for (const auto& s : *p) arr.push_back(s);
+            table->insert(key.name, std::move(arr));
+          } else if constexpr (std::is_same_v<T, std::optional<std::int64_t>> ||
+                               std::is_same_v<T, std::optional<double>> ||
+                               std::is_same_v<T, std::optional<std::string>>) {
+            table->insert(key.name, **p);
+          } else {
+            table->insert(key.name, *p);
+          }
+        },
+        ref);
+  }
+  std::ostringstream out;
+  out << "# titan.cpp resolved job config (load it back with --job.config_file)\n" << root << "\n";
+  return out.str();
+}
+
+}  // namespace titan::config

@@ -1,0 +1,43 @@
+#include "dist/parallel_dims.hpp"
+
+#include "core/errors.hpp"
+
+namespace titan::dist {
+
+std::string ParallelDims::describe() const {
+  if (replicate > 1 && shard > 1)
+    return "HSDP (replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) + ")";
+  if (shard > 1) return "FSDP (shard " + std::to_string(shard) + ")";
+  if (replicate > 1) return "DDP (replicate " + std::to_string(replicate) + ")";
+  return "single device";
+}
+
+ParallelDims resolve_parallel_dims(std::int64_t replicate, std::int64_t shard, int world) {
+  const std::string w = std::to_string(world);
+  if (shard == -1) {
+    if (world % replicate != 0)
+      throw UserError("parallelism: data_parallel_shard_degree = -1 means world / data_parallel_replicate_degree = " +
+                      w + " / " + std::to_string(replicate) + ", which is not a whole number; choose a "
+                      "data_parallel_replicate_degree that divides the world size " + w);
+    shard = world / replicate;
+  }
+  if (replicate * shard != world)
+    throw UserError("parallelism: data_parallel_replicate_degree (" + std::to_string(replicate) +
+                    ") x data_parallel_shard_degree (" + std::to_string(shard) + ") = " +
+                    std::to_string(replicate * shard) + ", but the world size is " + w +
+                    "; make the product " + w + " (or set data_parallel_shard_degree = -1)");
+  return ParallelDims{world, static_cast<int>(replicate), static_cast<int>(shard)};
+}
+
+BatchPlan resolve_batch(std::int64_t local_batch, std::int64_t global_batch, const ParallelDims& dims) {
+  const std::int64_t per_micro_step = local_batch * dims.dp();
+  if (global_batch == -1) return {local_batch, per_micro_step, 1};
+  if (global_batch % per_micro_step != 0)
+    throw UserError("training: global_batch_size (" + std::to_string(global_batch) +
+                    ") must be a multiple of local_batch_size x data-parallel degree = " + std::to_string(local_batch) +
+                    " x " + std::to_string(dims.dp()) + " = " + std::to_string(per_micro_step) +
+                    " (gradient accumulation needs whole micro-steps)");
+  return {local_batch, global_batch, global_batch / per_micro_step};
+}
+
+}  // namespace titan::dist

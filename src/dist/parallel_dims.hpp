@@ -1,0 +1,31 @@
+#pragma once
+// How the world of ranks is divided: a 2D (replicate, shard) data-parallel mesh, and how the
+// global batch splits into per-rank micro-batches. Pure arithmetic; errors are UserErrors that
+// show the numbers.
+#include <cstdint>
+#include <string>
+
+namespace titan::dist {
+
+struct ParallelDims {
+  int world = 1;
+  int replicate = 1;  // data_parallel_replicate_degree
+  int shard = 1;      // data_parallel_shard_degree (resolved)
+  int dp() const { return replicate * shard; }
+  // "FSDP (shard 4)", "HSDP (replicate 2 x shard 2)", "DDP (replicate 2)", "single device".
+  std::string describe() const;
+};
+
+// shard == -1 means world / replicate. The product must equal the world size.
+ParallelDims resolve_parallel_dims(std::int64_t replicate, std::int64_t shard, int world);
+
+struct BatchPlan {
+  std::int64_t local_batch = 1;   // sequences per rank per micro-step
+  std::int64_t global_batch = 1;  // sequences per optimizer step
+  std::int64_t grad_accum = 1;    // micro-steps per optimizer step
+};
+
+// global == -1 means local x dp; otherwise global must be a multiple of local x dp.
+BatchPlan resolve_batch(std::int64_t local_batch, std::int64_t global_batch, const ParallelDims& dims);
+
+}  // namespace titan::dist

@@ -1,0 +1,48 @@
+#pragma once
+// Llama 3 model arguments and TorchTitan's flavors table (DESIGN.md section 4).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace titan::llama3 {
+
+struct ModelArgs {
+  std::int64_t dim = 4096;
+  std::int64_t n_layers = 32;
+  std::int64_t n_heads = 32;
+  std::optional<std::int64_t> n_kv_heads;  // unset = n_heads (no GQA)
+  std::int64_t vocab_size = 128256;
+  std::int64_t multiple_of = 256;           // FFN hidden size is rounded up to a multiple of this
+  std::optional<double> ffn_dim_multiplier;
+  double norm_eps = 1e-5;
+  double rope_theta = 500000;
+  std::int64_t max_seq_len = 2048;          // follows training.seq_len
+
+  std::int64_t kv_heads() const { return n_kv_heads.value_or(n_heads); }
+  std::int64_t head_dim() const { return dim / n_heads; }
+  // SwiGLU hidden size: int(2 * 4 * dim / 3), times ffn_dim_multiplier (truncated), rounded up to
+  // a multiple of multiple_of.
+  std::int64_t ffn_hidden() const;
+};
+
+struct Flavor {
+  std::string name;
+  ModelArgs args;
+};
+
+// debugmodel, 1B, 3B, 8B, 70B, 405B.
+const std::vector<Flavor>& flavors();
+const ModelArgs* find_flavor(const std::string& name);
+
+struct ParamCount {
+  std::int64_t total = 0;
+  std::int64_t embedding = 0;  // tok_embeddings only (excluded from the FLOP count)
+};
+ParamCount count_parameters(const ModelArgs& args);
+
+// Training FLOPs per token (DESIGN.md section 9):
+// 6 * (params - embedding params) + 12 * n_layers * n_heads * head_dim * seq_len.
+double flops_per_token(const ModelArgs& args, std::int64_t seq_len);
+
+}  // namespace titan::llama3

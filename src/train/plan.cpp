@@ -1,0 +1,123 @@
+#include "train/plan.hpp"
+
+#include <cstdio>
+
+#include "config/schema.hpp"
+#include "config/validate.hpp"
+#include "core/errors.hpp"
+
+namespace titan::train {
+
+namespace {
+
+std::string with_commas(std::int64_t v) {
+  std::string digits = std::to_string(v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string human(double v) {
+  const char* units[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%s", v, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& devices) {
+  Plan p;
+  p.model_name = cfg.model.name;
+  p.flavor = cfg.model.flavor;
+  const llama3::ModelArgs* args = llama3::find_flavor(cfg.model.flavor);
+  if (!args) {
+    std::vector<std::string> names;
+    std::string list;
+    for (const auto& f : llama3::flavors()) {
+      names.push_back(f.name);
+      list += (list.empty() ? "" : ", ") + f.name;
+    }
+    std::string msg = "config: model.flavor = \"" + cfg.model.flavor + "\" (" + config::source_of(cfg, "model.flavor") +
+                      ") is not a llama3 flavor: one of " + list;
+    if (auto near = config::closest_match(cfg.model.flavor, names)) msg += "; did you mean \"" + *near + "\"?";
+    throw UserError(msg);
+  }
+  p.model = *args;
+  p.model.max_seq_len = cfg.training.seq_len;
+  p.params = llama3::count_parameters(p.model);
+  p.flops_per_token = llama3::flops_per_token(p.model, cfg.training.seq_len);
+  p.dims = dist::resolve_parallel_dims(cfg.parallelism.data_parallel_replicate_degree,
+                                       cfg.parallelism.data_parallel_shard_degree, world_size);
+  p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
+  p.device = describe_device(devices, 0);
+  p.seq_len = cfg.training.seq_len;
+  p.steps = cfg.training.steps;
+  p.converters = cfg.model.converters;
+  p.dump_folder = cfg.job.dump_folder;
+  return p;
+}
+
+std::string plan_text(const Plan& p) {
+  const auto& m = p.model;
+  std::string conv;
+  for (const auto& c : p.converters) conv += (conv.empty() ? "" : ", ") + c;
+  char buf[2048];
+  std::snprintf(
+      buf, sizeof buf,
+      "plan:\n"
+      "  world        %d rank(s), mesh (replicate %d, shard %d): %s\n"
+      "  device       %s\n"
+      "  model        %s %s: dim %lld, %lld layers, %lld heads (%lld kv, head_dim %lld), ffn hidden %lld, vocab %lld\n"
+      "  parameters   %s (%s), of which embedding %s; %s training FLOPs/token at seq_len %lld\n"
+      "  batch        local %lld x dp %d x grad_accum %lld = global %lld sequences of %lld tokens\n"
+      "  steps        %lld\n"
+      "  converters   %s\n"
+      "  outputs      %s\n",
+      p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
+      p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
+      (long long)m.head_dim(), (long long)m.ffn_hidden(), (long long)m.vocab_size, with_commas(p.params.total).c_str(),
+      human(static_cast<double>(p.params.total)).c_str(), with_commas(p.params.embedding).c_str(),
+      human(p.flops_per_token).c_str(), (long long)p.seq_len, (long long)p.batch.local_batch, p.dims.dp(),
+      (long long)p.batch.grad_accum, (long long)p.batch.global_batch, (long long)p.seq_len, (long long)p.steps,
+      conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str());
+  return buf;
+}
+
+nlohmann::json plan_json(const Plan& p) {
+  const auto& m = p.model;
+  return {
+      {"world_size", p.dims.world},
+      {"mesh", {{"replicate", p.dims.replicate}, {"shard", p.dims.shard}, {"kind", p.dims.describe()}}},
+      {"device", p.device},
+      {"model",
+       {{"name", p.model_name},
+        {"flavor", p.flavor},
+        {"dim", m.dim},
+        {"n_layers", m.n_layers},
+        {"n_heads", m.n_heads},
+        {"n_kv_heads", m.kv_heads()},
+        {"ffn_hidden", m.ffn_hidden()},
+        {"vocab_size", m.vocab_size},
+        {"params", p.params.total},
+        {"embedding_params", p.params.embedding},
+        {"flops_per_token", p.flops_per_token}}},
+      {"training",
+       {{"steps", p.steps},
+        {"seq_len", p.seq_len},
+        {"local_batch_size", p.batch.local_batch},
+        {"global_batch_size", p.batch.global_batch},
+        {"grad_accum_steps", p.batch.grad_accum}}},
+      {"converters", p.converters},
+      {"dump_folder", p.dump_folder},
+  };
+}
+
+}  // namespace titan::train
