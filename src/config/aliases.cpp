@@ -82,7 +82,8 @@ void apply_value_aliases(const KeyInfo& key, std::string_view original_key, RawV
     };
     if (auto* list = std::get_if<std::vector<std::string>>(&raw)) {
       for (auto& item : *list) rename(item);
-    } else if (auto* text = std::get_if<std::string>(&raw)) {
+    } else if (std::string* text = std::holds_alternative<CliText>(raw) ? &std::get<CliText>(raw).text
+                                                                         : std::get_if<std::string>(&raw)) {
       // A comma-separated string: rewrite item by item.
       std::string out, item;
       for (size_t i = 0; i <= text->size(); ++i) {
@@ -99,7 +100,8 @@ void apply_value_aliases(const KeyInfo& key, std::string_view original_key, RawV
   }
   if (key.full == "model.hf_assets_path" && original_key == "model.tokenizer_path") {
     // tokenizer_path named the tokenizer file itself; hf_assets_path names the folder holding it.
-    if (auto* text = std::get_if<std::string>(&raw)) {
+    std::string* text = std::holds_alternative<CliText>(raw) ? &std::get<CliText>(raw).text : std::get_if<std::string>(&raw);
+    if (text) {
       std::filesystem::path p(*text);
       if (p.has_extension()) *text = p.parent_path().empty() ? "." : p.parent_path().string();
     }

@@ -132,11 +132,12 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   JobConfig& cfg = result.config;
   const KeyInfo* config_file = find_key("job.config_file");
   for (size_t i = 0; i < keys.size(); ++i)
-    if (&keys[i] == config_file && opts[i]->count()) apply_toml_file(cfg, raw[i]);
+    if (&keys[i] == config_file && opts[i]->count()) assign(keys[i], cfg, CliText{raw[i]}, "--job.config_file");
+  if (cfg.job.config_file) apply_toml_file(cfg, *cfg.job.config_file);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!opts[i]->count()) continue;
     const KeyInfo& k = keys[i];
-    RawValue value = raw[i];
+    RawValue value = CliText{raw[i]};
     auto it = norm.written_as.find(k.full);
     apply_value_aliases(k, it == norm.written_as.end() ? k.full : it->second, value, warnings);
     assign(k, cfg, value, "--" + k.full);

@@ -83,6 +83,7 @@ std::string describe_raw(const RawValue& raw) {
         else if constexpr (std::is_same_v<T, std::int64_t>) return "integer " + std::to_string(v);
         else if constexpr (std::is_same_v<T, double>) return "float " + format_double(v);
         else if constexpr (std::is_same_v<T, std::string>) return "string " + quote(v);
+        else if constexpr (std::is_same_v<T, CliText>) return quote(v.text);
         else return "an array";
       },
       raw);
@@ -232,8 +233,10 @@ std::string describe_expected(const KeyInfo& key) {
 }
 
 void assign(const KeyInfo& key, JobConfig& cfg, const RawValue& raw, const std::string& origin) {
-  const std::string* text = std::get_if<std::string>(&raw);
-  // An optional key given the string "none" (any case) is unset, TorchTitan's None.
+  const CliText* cli = std::get_if<CliText>(&raw);
+  const std::string* text = cli ? &cli->text : nullptr;        // command-line text, parsed per kind
+  const std::string* toml_string = std::get_if<std::string>(&raw);
+  // An optional key given "none" (any case) on the command line is unset, TorchTitan's None.
   const bool unset = is_optional_kind(key.kind) && text && lower(*text) == "none";
   FieldRef ref = key.field(cfg);
 
@@ -268,6 +271,7 @@ void assign(const KeyInfo& key, JobConfig& cfg, const RawValue& raw, const std::
       break;
     }
     case Kind::String: case Kind::Enum: case Kind::OptString: case Kind::OptEnum: {
+      if (!text) text = toml_string;
       if (!text) type_error(key, origin, raw);
       if (!unset) check_choice(key, origin, *text);
       if (key.kind == Kind::String || key.kind == Kind::Enum) *std::get<std::string*>(ref) = *text;
@@ -279,6 +283,7 @@ void assign(const KeyInfo& key, JobConfig& cfg, const RawValue& raw, const std::
       std::vector<std::string> v;
       if (auto l = std::get_if<std::vector<std::string>>(&raw)) v = *l;
       else if (text) v = split_list(*text);
+      else if (toml_string) v = split_list(*toml_string);
       else type_error(key, origin, raw);
       *std::get<std::vector<std::string>*>(ref) = v;
       break;

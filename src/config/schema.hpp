@@ -55,8 +55,14 @@ const std::vector<std::string>& section_paths();
 // Exact lookup of a canonical full key ("training.seq_len"); nullptr if there is none.
 const KeyInfo* find_key(std::string_view full);
 
-// A value as it arrives from TOML (typed) or from the command line (always a string).
-using RawValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>>;
+// Text from the command line, parsed according to the key's kind ("5", "true", "a,b", "none").
+struct CliText {
+  std::string text;
+};
+// A value as it arrives: typed from TOML, or CliText from the command line. A TOML value must
+// have the key's type (a TOML string is not a number), except that a list key also takes one
+// comma-separated string, as older TorchTitan configs wrote them.
+using RawValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>, CliText>;
 
 // Type-check, convert, range-check and store `raw` into `key`'s field; records `origin` in
 // cfg.sources. Throws UserError naming the key, the origin, the expected type/values.

@@ -29,7 +29,9 @@ void check_list_items(const JobConfig& cfg, const std::string& key, const std::v
 
 bool any_float8_key_set(const JobConfig& cfg) {
   for (const auto& k : schema())
-    if (k.section == "quantize.linear.float8" && !equals_default(k, cfg)) return true;
+    // filter_fqns alone is a harmless preset (TorchTitan's configs keep ["output"] ready for
+    // --model.converters); any other float8 setting without the converter is probably a mistake.
+    if (k.section == "quantize.linear.float8" && k.name != "filter_fqns" && !equals_default(k, cfg)) return true;
   return false;
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build, and train (the debug model by default).
+#   ./scripts/run_train.sh [--section.key value ...]
+#   CONFIG_FILE=configs/llama3_8b.toml NGPU=8 ./scripts/run_train.sh
+# With NGPU set, runs under `mpirun -np $NGPU` (one rank per GPU, or per CPU "device" without GPUs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG_FILE=${CONFIG_FILE:-./configs/llama3_debugmodel.toml}
+NGPU=${NGPU:-}
+
+./scripts/setup.sh
+./scripts/build.sh >/dev/null
+
+RUN_TRAIN=./build/apps/run_train
+if [ -n "$NGPU" ]; then
+  MPI_FLAGS=(--oversubscribe -x OPENBLAS_NUM_THREADS=1)
+  [ "$(id -u)" -eq 0 ] && MPI_FLAGS+=(--allow-run-as-root)
+  exec mpirun "${MPI_FLAGS[@]}" -np "$NGPU" "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@"
+fi
+exec "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@"

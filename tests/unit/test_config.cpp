@@ -1,0 +1,345 @@
+// The config system: schema, TOML, CLI spellings and precedence, legacy aliases, errors,
+// cross-key validation and the print_config round trip.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "config/cli.hpp"
+#include "config/reference.hpp"
+#include "config/schema.hpp"
+#include "config/toml_io.hpp"
+#include "config/validate.hpp"
+#include "core/errors.hpp"
+#include "test_helpers.hpp"
+
+using namespace titan::config;
+using Catch::Matchers::Contains;
+using titan::UserError;
+using titan::test::TempFile;
+
+namespace {
+
+JobConfig parse(std::vector<std::string> args) { return parse_command_line(args).config; }
+
+JobConfig from_toml(const std::string& text) {
+  JobConfig cfg;
+  apply_toml_text(cfg, text, "test.toml");
+  return cfg;
+}
+
+bool has_warning(const JobConfig& cfg, const std::string& needle) {
+  for (const auto& w : cfg.warnings)
+    if (w.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+// The message of the UserError `f` throws ("" if it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("schema: every key is declared once, documented, and its default is valid") {
+  std::set<std::string> seen;
+  static const JobConfig defaults{};
+  for (const auto& k : schema()) {
+    INFO(k.full);
+    CHECK(seen.insert(k.full).second);
+    CHECK(!k.help.empty());
+    CHECK(find_key(k.full) == &k);
+    if (k.kind == Kind::Enum) {
+      const std::string v = format_value(k, defaults);
+      bool found = false;
+      for (const auto& c : k.check.choices) found |= ("\"" + c + "\"") == v;
+      CHECK(found);
+    }
+  }
+  CHECK(find_key("training.no_such_key") == nullptr);
+  const std::vector<std::string> expected_sections = {
+      "job", "profiling", "metrics", "model", "optimizer", "lr_scheduler", "training", "parallelism",
+      "checkpoint", "activation_checkpoint", "compile", "quantize.linear.float8", "validation", "comm", "debug"};
+  CHECK(section_paths() == expected_sections);
+}
+
+TEST_CASE("defaults follow TorchTitan's JobConfig") {
+  const JobConfig c;
+  CHECK(c.job.dump_folder == "./outputs");
+  CHECK(c.metrics.log_freq == 10);
+  CHECK(c.model.name == "llama3");
+  CHECK(c.model.flavor == "debugmodel");
+  CHECK(c.optimizer.lr == Approx(8e-4));
+  CHECK(c.optimizer.beta2 == Approx(0.95));
+  CHECK(c.optimizer.weight_decay == Approx(0.1));
+  CHECK(c.lr_scheduler.warmup_steps == 200);
+  CHECK(!c.lr_scheduler.decay_ratio.has_value());
+  CHECK(c.lr_scheduler.decay_type == "linear");
+  CHECK(c.training.local_batch_size == 8);
+  CHECK(c.training.global_batch_size == -1);
+  CHECK(c.training.seq_len == 2048);
+  CHECK(c.training.steps == 10000);
+  CHECK(c.training.mixed_precision_param == "bfloat16");
+  CHECK(c.parallelism.data_parallel_replicate_degree == 1);
+  CHECK(c.parallelism.data_parallel_shard_degree == -1);
+  CHECK(c.checkpoint.interval == 500);
+  CHECK(c.checkpoint.keep_latest_k == 10);
+  CHECK(c.checkpoint.initial_load_model_only);
+  CHECK(c.activation_checkpoint.mode == "selective");
+  CHECK(c.activation_checkpoint.selective_ac_option == "2");
+  CHECK(c.compile.components == std::vector<std::string>{"model", "loss"});
+  CHECK(!c.float8.recipe_name.has_value());
+  CHECK(c.comm.init_timeout_seconds == 300);
+  CHECK(c.comm.train_timeout_seconds == 100);
+  CHECK(!c.debug.seed.has_value());
+}
+
+TEST_CASE("TOML: nested sections, typed values, and where each value came from") {
+  JobConfig c = from_toml(R"(
+[training]
+steps = 42
+max_norm = 2          # an integer is fine for a float key
+seq_len = 128
+
+[quantize.linear.float8]
+filter_fqns = ["output", "attention.wk"]
+recipe_name = "rowwise"
+
+[lr_scheduler]
+decay_ratio = 0.8
+)");
+  CHECK(c.training.steps == 42);
+  CHECK(c.training.max_norm == Approx(2.0));
+  CHECK(c.float8.filter_fqns == std::vector<std::string>{"output", "attention.wk"});
+  CHECK(c.float8.recipe_name == std::optional<std::string>("rowwise"));
+  CHECK(c.lr_scheduler.decay_ratio == std::optional<double>(0.8));
+  CHECK(source_of(c, "training.steps") == "test.toml:3");
+  CHECK(source_of(c, "quantize.linear.float8.recipe_name") == "test.toml:9");
+  CHECK(source_of(c, "training.local_batch_size") == "default");
+  CHECK(c.warnings.empty());
+}
+
+TEST_CASE("CLI: every accepted spelling of values and booleans") {
+  SECTION("space and equals forms") {
+    JobConfig c = parse({"--training.steps", "7", "--training.seq_len=99"});
+    CHECK(c.training.steps == 7);
+    CHECK(c.training.seq_len == 99);
+    CHECK(source_of(c, "training.steps") == "--training.steps");
+  }
+  SECTION("hyphens and underscores are the same") {
+    JobConfig c = parse({"--lr-scheduler.warmup-steps", "3", "--lr_scheduler.decay-type=cosine",
+                         "--job.config-file=none"});
+    CHECK(c.lr_scheduler.warmup_steps == 3);
+    CHECK(c.lr_scheduler.decay_type == "cosine");
+  }
+  SECTION("booleans: flag, =false, --no-x, --section.no_x") {
+    CHECK(parse({"--checkpoint.enable"}).checkpoint.enable);
+    CHECK(!parse({"--checkpoint.enable=false"}).checkpoint.enable);
+    CHECK(!parse({"--checkpoint.enable", "--no-checkpoint.enable"}).checkpoint.enable);
+    CHECK(!parse({"--checkpoint.no_initial_load_model_only"}).checkpoint.initial_load_model_only);
+    CHECK(!parse({"--no_checkpoint.initial-load-model-only"}).checkpoint.initial_load_model_only);
+    CHECK(parse({"--debug.deterministic=true"}).debug.deterministic);
+  }
+  SECTION("lists are one comma-separated argument") {
+    JobConfig c = parse({"--quantize.linear.float8.filter_fqns=attention.wk, attention.wv,output",
+                         "--model.converters", "quantize.linear.float8"});
+    CHECK(c.float8.filter_fqns == std::vector<std::string>{"attention.wk", "attention.wv", "output"});
+    CHECK(c.model.converters == std::vector<std::string>{"quantize.linear.float8"});
+  }
+  SECTION("negative numbers are values, and the last repetition wins") {
+    JobConfig c = parse({"--parallelism.data_parallel_shard_degree", "-1", "--training.steps", "5",
+                         "--training.steps", "6"});
+    CHECK(c.parallelism.data_parallel_shard_degree == -1);
+    CHECK(c.training.steps == 6);
+  }
+  SECTION("optional keys: set, then unset with none") {
+    CHECK(parse({"--debug.seed", "3"}).debug.seed == std::optional<std::int64_t>(3));
+    CHECK(!parse({"--lr_scheduler.decay_ratio=none"}).lr_scheduler.decay_ratio.has_value());
+  }
+  SECTION("run flags") {
+    CommandLine cl = parse_command_line({"--dry-run", "--plan-json", "plan.json"});
+    CHECK(cl.dry_run);
+    CHECK(cl.plan_json == std::optional<std::string>("plan.json"));
+    CommandLine help = parse_command_line({"--help"});
+    CHECK(help.show_help);
+    CHECK_THAT(help.help_text, Contains("--training.seq_len"));
+    CHECK_THAT(help.help_text, Contains("[quantize.linear.float8]"));
+  }
+}
+
+TEST_CASE("precedence: CLI over TOML over defaults") {
+  TempFile f("job.toml", "[training]\nsteps = 20\nseq_len = 64\n[checkpoint]\nenable = true\n");
+  JobConfig c = parse({"--job.config_file", f.path(), "--training.steps=30", "--no-checkpoint.enable"});
+  CHECK(c.training.steps == 30);                    // CLI
+  CHECK(c.training.seq_len == 64);                  // TOML
+  CHECK(c.training.local_batch_size == 8);          // default
+  CHECK(!c.checkpoint.enable);                      // CLI false beats TOML true
+  CHECK(source_of(c, "training.seq_len") == f.path() + ":3");
+  // The CLI flag wins even when it comes before the config file on the command line.
+  CHECK(parse({"--training.steps=31", "--job.config-file", f.path()}).training.steps == 31);
+}
+
+TEST_CASE("legacy spellings load with a deprecation warning") {
+  JobConfig c = from_toml(R"(
+[model]
+tokenizer_path = "./assets/tokenizer/original/tokenizer.model"
+converters = "float8"
+[training]
+batch_size = 2
+compile = true
+seed = 7
+deterministic = true
+[checkpoint]
+enable_checkpoint = true
+model_weights_only = false
+[lr_scheduler]
+lr_min = 0.1
+[job]
+print_args = true
+[validation]
+enabled = true
+[float8]
+filter_fqns = "output"
+enable_fsdp_float8_all_gather = true
+)");
+  CHECK(c.model.hf_assets_path == "./assets/tokenizer/original");
+  CHECK(c.model.converters == std::vector<std::string>{"quantize.linear.float8"});
+  CHECK(c.training.local_batch_size == 2);
+  CHECK(c.compile.enable);
+  CHECK(c.debug.seed == std::optional<std::int64_t>(7));
+  CHECK(c.debug.deterministic);
+  CHECK(c.checkpoint.enable);
+  CHECK(!c.checkpoint.last_save_model_only);
+  CHECK(c.lr_scheduler.min_lr_factor == Approx(0.1));
+  CHECK(c.job.print_config);
+  CHECK(c.validation.enable);
+  CHECK(c.float8.filter_fqns == std::vector<std::string>{"output"});
+  CHECK(c.float8.enable_fsdp_float8_all_gather);
+  for (const char* old : {"training.batch_size", "training.compile", "training.seed", "training.deterministic",
+                          "checkpoint.enable_checkpoint", "checkpoint.model_weights_only", "lr_scheduler.lr_min",
+                          "model.tokenizer_path", "job.print_args", "validation.enabled", "[float8]",
+                          "converter \"float8\""}) {
+    INFO(old);
+    CHECK(has_warning(c, old));
+  }
+  // The same on the command line.
+  JobConfig cli = parse({"--training.batch_size=3", "--float8.recipe_name", "rowwise", "--model.converters=float8"});
+  CHECK(cli.training.local_batch_size == 3);
+  CHECK(cli.float8.recipe_name == std::optional<std::string>("rowwise"));
+  CHECK(cli.model.converters == std::vector<std::string>{"quantize.linear.float8"});
+  CHECK(has_warning(cli, "training.batch_size"));
+  CHECK(has_warning(cli, "float8.recipe_name"));
+}
+
+TEST_CASE("sections of TorchTitan features titan.cpp lacks are ignored with a warning") {
+  JobConfig c = from_toml("[experimental]\ncustom_import = \"x\"\n[fault_tolerance]\nenable = true\n");
+  CHECK(has_warning(c, "[experimental]"));
+  CHECK(has_warning(c, "[fault_tolerance]"));
+}
+
+TEST_CASE("keys accepted for compatibility: no-effect warns, unsupported errors") {
+  CHECK(has_warning(parse({"--metrics.enable_tensorboard"}), "metrics.enable_tensorboard"));
+  CHECK(parse({"--parallelism.tensor_parallel_degree=1"}).warnings.empty());
+  for (const char* key : {"--parallelism.tensor_parallel_degree=2", "--parallelism.pipeline_parallel_degree=2",
+                          "--parallelism.context_parallel_degree=4", "--parallelism.expert_parallel_degree=2"}) {
+    INFO(key);
+    CHECK_THAT(error_of([&] { parse({key}); }), Contains("is not supported by titan.cpp") && Contains("set it to 1"));
+  }
+}
+
+TEST_CASE("errors: one line naming the key, where it came from, and the fix") {
+  CHECK_THAT(error_of([] { from_toml("[training]\nsq_len = 3\n"); }),
+             Contains("unknown key 'training.sq_len' (test.toml:2)") && Contains("did you mean 'training.seq_len'?"));
+  CHECK_THAT(error_of([] { from_toml("[training]\nwarmup_steps = 3\n"); }),
+             Contains("did you mean 'lr_scheduler.warmup_steps'?"));
+  CHECK_THAT(error_of([] { from_toml("[trainig]\nsteps = 3\n"); }),
+             Contains("unknown section [trainig] (test.toml:1)") && Contains("did you mean [training]?"));
+  CHECK_THAT(error_of([] { from_toml("[training]\nsteps = \"ten\"\n"); }),
+             Contains("training.steps (test.toml:2) must be an integer >= 1, got string \"ten\""));
+  CHECK_THAT(error_of([] { from_toml("[training]\nsteps = 1.5\n"); }), Contains("must be an integer"));
+  CHECK_THAT(error_of([] { from_toml("[model]\nconverters = [1, 2]\n"); }), Contains("array holding a integer"));
+  CHECK_THAT(error_of([] { from_toml("[checkpoint]\nenable = \"yes\"\n"); }), Contains("must be a boolean"));
+  CHECK_THAT(error_of([] { from_toml("[lr_scheduler]\ndecay_type = \"cosin\"\n"); }),
+             Contains("not one of linear, sqrt, cosine") && Contains("did you mean \"cosine\"?"));
+  CHECK_THAT(error_of([] { from_toml("[lr_scheduler]\ndecay_ratio = 1.5\n"); }),
+             Contains("out of range: expected a number in [0.0, 1.0]"));
+  CHECK_THAT(error_of([] { from_toml("[training]\nsteps = \n"); }),
+             Contains("TOML syntax error in test.toml:2:"));
+  CHECK_THAT(error_of([] { parse({"--job.config_file", "/no/such/dir/x.toml"}); }),
+             Contains("cannot read config file '/no/such/dir/x.toml'") && Contains("--job.config_file"));
+  CHECK_THAT(error_of([] { parse({"--training.sq_len", "4"}); }),
+             Contains("unknown option --training.sq_len; did you mean --training.seq_len?"));
+  CHECK_THAT(error_of([] { parse({"--dryrun"}); }), Contains("did you mean --dry-run?"));
+  CHECK_THAT(error_of([] { parse({"stray"}); }), Contains("unexpected argument 'stray'"));
+  CHECK_THAT(error_of([] { parse({"--training.steps"}); }), Contains("--training.steps"));
+  CHECK_THAT(error_of([] { parse({"--no-checkpoint.enable=true"}); }), Contains("takes no value"));
+  CHECK_THAT(error_of([] { parse({"--training.steps=0"}); }),
+             Contains("training.steps (--training.steps) = 0 is out of range: expected an integer >= 1"));
+  // Every message is a single line.
+  CHECK(error_of([] { from_toml("[training]\nsteps = \n"); }).find('\n') == std::string::npos);
+}
+
+TEST_CASE("cross-key validation (TorchTitan's rules)") {
+  auto invalid = [](std::vector<std::string> args) {
+    return error_of([&] {
+      JobConfig c = parse(args);
+      validate(c);
+    });
+  };
+  CHECK(invalid({}).empty());
+  CHECK_THAT(invalid({"--checkpoint.keep_latest_k=1"}), Contains("keep_latest_k") && Contains("not allowed"));
+  CHECK(invalid({"--checkpoint.keep_latest_k=0"}).empty());
+  CHECK_THAT(invalid({"--model.converters=quantize.linear.float8", "--quantize.linear.float8.recipe_name=rowwise",
+                      "--quantize.linear.float8.enable_fsdp_float8_all_gather"}),
+             Contains("cannot be combined with quantize.linear.float8.recipe_name"));
+  CHECK_THAT(invalid({"--model.converters=quantize.linear.mx"}),
+             Contains("\"quantize.linear.mx\", which is not one of: quantize.linear.float8"));
+  CHECK_THAT(invalid({"--activation_checkpoint.selective_ac_option=op"}), Contains("per-op selective"));
+  CHECK_THAT(invalid({"--activation_checkpoint.selective_ac_option=zero"}), Contains("positive integer"));
+  CHECK(invalid({"--activation_checkpoint.mode=full", "--activation_checkpoint.selective_ac_option=op"}).empty());
+  CHECK_THAT(invalid({"--checkpoint.last_save_in_hf", "--no-checkpoint.last_save_model_only"}),
+             Contains("needs checkpoint.last_save_model_only = true"));
+  CHECK_THAT(invalid({"--compile.components=model,los"}), Contains("did you mean \"loss\"?"));
+  CHECK_THAT(invalid({"--checkpoint.exclude_from_loading=optimizer,dataloadr"}), Contains("did you mean \"dataloader\"?"));
+
+  JobConfig c = parse({"--quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp", "--training.steps=10",
+                       "--lr_scheduler.warmup_steps=20"});
+  validate(c);
+  CHECK(has_warning(c, "has no effect without"));
+  CHECK(has_warning(c, "settings are ignored"));
+  CHECK(has_warning(c, "never leaves warmup"));
+}
+
+TEST_CASE("print_config writes TOML that loads back to the same config") {
+  JobConfig c = parse({"--training.steps=77", "--lr_scheduler.decay_ratio=0.25", "--debug.seed=5",
+                       "--quantize.linear.float8.filter_fqns=output,attention.wk", "--job.description=say \"hi\"",
+                       "--optimizer.lr=3e-4", "--optimizer.eps=1e-12", "--checkpoint.enable",
+                       "--quantize.linear.float8.recipe_name=rowwise", "--model.converters=quantize.linear.float8"});
+  const std::string text = to_toml(c);
+  CHECK_THAT(text, Contains("[quantize.linear.float8]"));
+  JobConfig back = from_toml(text);
+  for (const auto& k : schema()) {
+    if (k.full == "job.config_file") continue;
+    INFO(k.full);
+    CHECK(format_value(k, back) == format_value(k, c));
+  }
+  CHECK(back.warnings.empty());
+  // Defaults round-trip too.
+  JobConfig d;
+  JobConfig d_back = from_toml(to_toml(d));
+  for (const auto& k : schema()) CHECK(format_value(k, d_back) == format_value(k, d));
+}
+
+TEST_CASE("the config reference documents every key") {
+  const std::string md = config_reference_markdown();
+  for (const auto& k : schema()) {
+    INFO(k.full);
+    CHECK_THAT(md, Contains("| `" + k.name + "` |"));
+  }
+  for (const auto& s : section_paths()) CHECK_THAT(md, Contains("## [" + s + "]"));
+}
