@@ -14,7 +14,8 @@ NGPU=${NGPU:-}
 
 RUN_TRAIN=./build/apps/run_train
 if [ -n "$NGPU" ]; then
-  MPI_FLAGS=(--oversubscribe -x OPENBLAS_NUM_THREADS=1)
+  # One BLAS thread per rank; no CMA single-copy (often blocked in containers).
+  MPI_FLAGS=(--oversubscribe -x OPENBLAS_NUM_THREADS=1 --mca btl_vader_single_copy_mechanism none)
   [ "$(id -u)" -eq 0 ] && MPI_FLAGS+=(--allow-run-as-root)
   exec mpirun "${MPI_FLAGS[@]}" -np "$NGPU" "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@"
 fi

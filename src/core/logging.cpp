@@ -11,9 +11,9 @@ namespace titan {
 void init_logging(int rank, bool all_ranks, bool color) {
   std::shared_ptr<spdlog::logger> logger;
   if (color)
-    logger = std::make_shared<spdlog::logger>("titan", std::make_shared<spdlog::sinks::stdout_color_sink_mt>());
+    logger = std::make_shared<spdlog::logger>("titan", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   else
-    logger = std::make_shared<spdlog::logger>("titan", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+    logger = std::make_shared<spdlog::logger>("titan", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   const std::string who = rank == 0 ? "" : "[rank " + std::to_string(rank) + "] ";
   logger->set_pattern("[titan] %H:%M:%S %^%l%$ " + who + "%v");
   logger->set_level(rank == 0 || all_ranks ? spdlog::level::info : spdlog::level::err);
