@@ -1,0 +1,150 @@
+#include "core/dtype.hpp"
+
+#include <array>
+#include <bit>
+#include <cmath>
+
+namespace titan {
+
+std::size_t dtype_size(DType dt) {
+  switch (dt) {
+    case DType::f32: case DType::i32: return 4;
+    case DType::f64: case DType::i64: return 8;
+    case DType::bf16: case DType::f16: return 2;
+    case DType::f8e4m3: case DType::f8e5m2: return 1;
+  }
+  return 0;
+}
+
+std::string_view dtype_name(DType dt) {
+  switch (dt) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::bf16: return "bfloat16";
+    case DType::f16: return "float16";
+    case DType::f8e4m3: return "float8_e4m3fn";
+    case DType::f8e5m2: return "float8_e5m2";
+    case DType::i32: return "int32";
+    case DType::i64: return "int64";
+  }
+  return "?";
+}
+
+bool is_floating(DType dt) { return dt != DType::i32 && dt != DType::i64; }
+
+// bf16 is the top half of an f32: round the dropped 16 bits to nearest even.
+std::uint16_t f32_to_bf16(float x) {
+  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  if (std::isnan(x)) return static_cast<std::uint16_t>((u >> 16) | 0x0040);  // keep sign, force quiet NaN
+  u += 0x7FFF + ((u >> 16) & 1);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }
+
+namespace {
+
+// A small binary float format: `exp_bits` exponent bits, `man_bits` mantissa bits, IEEE bias.
+struct MiniFloat {
+  int exp_bits, man_bits;
+  int bias() const { return (1 << (exp_bits - 1)) - 1; }
+};
+
+// Magnitude -> bits (no sign) for a finite, non-negative value already <= the format's max finite
+// value (or, for IEEE formats, any value: overflow gives inf). Exact in double: the value is
+// rounded to the format's quantum at its exponent with nearbyint (ties to even).
+std::uint32_t encode_magnitude(double a, MiniFloat f, bool ieee_inf) {
+  const int min_exp = 1 - f.bias();  // exponent of the smallest normal
+  int e = a > 0 ? std::ilogb(a) : min_exp;
+  if (e < min_exp) e = min_exp;  // subnormal range shares the smallest normal's quantum
+  const double quantum = std::ldexp(1.0, e - f.man_bits);
+  double r = std::nearbyint(a / quantum) * quantum;  // may carry into the next binade: still exact
+  if (r == 0) return 0;
+  int re = std::ilogb(r);
+  if (ieee_inf && re + f.bias() >= (1 << f.exp_bits) - 1) return ((1u << f.exp_bits) - 1) << f.man_bits;  // inf
+  if (re < min_exp) {  // subnormal: exponent field 0, mantissa = r / 2^(min_exp - man_bits)
+    return static_cast<std::uint32_t>(std::ldexp(r, f.man_bits - min_exp));
+  }
+  const std::uint32_t exp_field = static_cast<std::uint32_t>(re + f.bias());
+  const std::uint32_t man = static_cast<std::uint32_t>(std::ldexp(r, f.man_bits - re)) - (1u << f.man_bits);
+  return (exp_field << f.man_bits) | man;
+}
+
+double decode_magnitude(std::uint32_t bits, MiniFloat f) {
+  const std::uint32_t exp_field = bits >> f.man_bits;
+  const std::uint32_t man = bits & ((1u << f.man_bits) - 1);
+  if (exp_field == 0) return std::ldexp(static_cast<double>(man), 1 - f.bias() - f.man_bits);
+  return std::ldexp(1.0 + std::ldexp(static_cast<double>(man), -f.man_bits), static_cast<int>(exp_field) - f.bias());
+}
+
+constexpr MiniFloat kF16{5, 10}, kE4M3{4, 3}, kE5M2{5, 2};
+
+template <int N>
+std::array<float, N> make_table(float (*decode)(std::uint32_t)) {
+  std::array<float, N> t{};
+  for (int i = 0; i < N; ++i) t[i] = decode(static_cast<std::uint32_t>(i));
+  return t;
+}
+
+float decode_f16(std::uint32_t b) {
+  const bool neg = b & 0x8000;
+  const std::uint32_t mag = b & 0x7FFF;
+  float v;
+  if ((mag >> 10) == 0x1F) v = (mag & 0x3FF) ? NAN : INFINITY;
+  else v = static_cast<float>(decode_magnitude(mag, kF16));
+  return neg ? -v : v;
+}
+float decode_e4m3(std::uint32_t b) {
+  const bool neg = b & 0x80;
+  const std::uint32_t mag = b & 0x7F;
+  float v = mag == 0x7F ? NAN : static_cast<float>(decode_magnitude(mag, kE4M3));
+  return neg ? -v : v;
+}
+float decode_e5m2(std::uint32_t b) {
+  const bool neg = b & 0x80;
+  const std::uint32_t mag = b & 0x7F;
+  float v;
+  if ((mag >> 2) == 0x1F) v = (mag & 0x3) ? NAN : INFINITY;
+  else v = static_cast<float>(decode_magnitude(mag, kE5M2));
+  return neg ? -v : v;
+}
+
+}  // namespace
+
+std::uint16_t f32_to_f16(float x) {
+  const std::uint16_t sign = std::signbit(x) ? 0x8000 : 0;
+  if (std::isnan(x)) return sign | 0x7E00;
+  if (std::isinf(x)) return sign | 0x7C00;
+  return sign | static_cast<std::uint16_t>(encode_magnitude(std::fabs(static_cast<double>(x)), kF16, true));
+}
+
+float f16_to_f32(std::uint16_t bits) {
+  static const auto table = make_table<65536>(decode_f16);
+  return table[bits];
+}
+
+std::uint8_t f32_to_f8e4m3(float x) {
+  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  if (std::isnan(x)) return sign | 0x7F;
+  const double a = std::fmin(std::fabs(static_cast<double>(x)), kF8E4M3Max);  // saturate (inf too)
+  return sign | static_cast<std::uint8_t>(encode_magnitude(a, kE4M3, false));
+}
+
+float f8e4m3_to_f32(std::uint8_t bits) {
+  static const auto table = make_table<256>(decode_e4m3);
+  return table[bits];
+}
+
+std::uint8_t f32_to_f8e5m2(float x) {
+  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  if (std::isnan(x)) return sign | 0x7E;
+  const double a = std::fmin(std::fabs(static_cast<double>(x)), kF8E5M2Max);  // saturate (inf too)
+  return sign | static_cast<std::uint8_t>(encode_magnitude(a, kE5M2, true));
+}
+
+float f8e5m2_to_f32(std::uint8_t bits) {
+  static const auto table = make_table<256>(decode_e5m2);
+  return table[bits];
+}
+
+}  // namespace titan

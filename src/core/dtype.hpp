@@ -1,0 +1,38 @@
+#pragma once
+// Data types and exact scalar conversions (DESIGN.md section 3).
+//
+// bf16, f16 and the two float8 formats are storage types: arithmetic happens in f32 (or f64 in
+// the reference paths). Every conversion from f32 rounds to nearest, ties to even. Float8 casts
+// saturate: anything beyond the format's largest finite value (infinities included) becomes
+// +-max, as torchao's casts clamp before converting; NaN stays NaN.
+//
+//   format   bits (sign|exp|mantissa)  bias  max finite   smallest subnormal   inf/NaN
+//   bf16     1|8|7                     127   ~3.39e38     2^-133               IEEE
+//   f16      1|5|10                    15    65504        2^-24                IEEE
+//   e4m3fn   1|4|3                     7     448          2^-9                 no inf; NaN = S.1111.111
+//   e5m2     1|5|2                     15    57344        2^-16                IEEE (inf = S.11111.00)
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace titan {
+
+enum class DType : std::uint8_t { f32, f64, bf16, f16, f8e4m3, f8e5m2, i32, i64 };
+
+std::size_t dtype_size(DType dt);
+std::string_view dtype_name(DType dt);
+bool is_floating(DType dt);
+
+constexpr float kF8E4M3Max = 448.0f;
+constexpr float kF8E5M2Max = 57344.0f;
+
+std::uint16_t f32_to_bf16(float x);
+float bf16_to_f32(std::uint16_t bits);
+std::uint16_t f32_to_f16(float x);
+float f16_to_f32(std::uint16_t bits);
+std::uint8_t f32_to_f8e4m3(float x);
+float f8e4m3_to_f32(std::uint8_t bits);
+std::uint8_t f32_to_f8e5m2(float x);
+float f8e5m2_to_f32(std::uint8_t bits);
+
+}  // namespace titan

@@ -1,0 +1,199 @@
+#include "core/tensor.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace titan {
+
+std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+
+namespace {
+
+std::atomic<std::size_t> g_in_use{0}, g_peak{0};
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t bytes) override {
+    // 64-byte alignment: whole cache lines, and enough for any SIMD width BLAS uses.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (!p) throw std::bad_alloc();
+    const std::size_t now = g_in_use.fetch_add(bytes) + bytes;
+    std::size_t peak = g_peak.load();
+    while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+    }
+    return p;
+  }
+  void deallocate(void* ptr, std::size_t bytes) override {
+    std::free(ptr);
+    g_in_use.fetch_sub(bytes);
+  }
+  Device device() const override { return Device::cpu(); }
+};
+
+template <class F>
+void dispatch_store(DType dt, void* base, std::int64_t i, F&& value) {
+  const double v = value;
+  switch (dt) {
+    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
+    case DType::f64: static_cast<double*>(base)[i] = v; break;
+    case DType::bf16: static_cast<std::uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v)); break;
+    case DType::f16: static_cast<std::uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::f8e4m3: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e4m3(static_cast<float>(v)); break;
+    case DType::f8e5m2: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e5m2(static_cast<float>(v)); break;
+    case DType::i32: static_cast<std::int32_t*>(base)[i] = static_cast<std::int32_t>(v); break;
+    case DType::i64: static_cast<std::int64_t*>(base)[i] = static_cast<std::int64_t>(v); break;
+  }
+}
+
+double load(DType dt, const void* base, std::int64_t i) {
+  switch (dt) {
+    case DType::f32: return static_cast<const float*>(base)[i];
+    case DType::f64: return static_cast<const double*>(base)[i];
+    case DType::bf16: return bf16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::f16: return f16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::f8e4m3: return f8e4m3_to_f32(static_cast<const std::uint8_t*>(base)[i]);
+    case DType::f8e5m2: return f8e5m2_to_f32(static_cast<const std::uint8_t*>(base)[i]);
+    case DType::i32: return static_cast<const std::int32_t*>(base)[i];
+    case DType::i64: return static_cast<double>(static_cast<const std::int64_t*>(base)[i]);
+  }
+  return 0;
+}
+
+void require_cpu(const Tensor& t, const char* what) {
+  if (!t.device().is_cpu()) throw std::logic_error(std::string(what) + ": tensor is on " + t.device().str());
+}
+
+}  // namespace
+
+Allocator& cpu_allocator() {
+  static CpuAllocator alloc;
+  return alloc;
+}
+std::size_t cpu_bytes_in_use() { return g_in_use.load(); }
+std::size_t cpu_peak_bytes() { return g_peak.load(); }
+void reset_cpu_peak_bytes() { g_peak.store(g_in_use.load()); }
+
+Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {}
+Storage::~Storage() { alloc_->deallocate(data_, bytes_); }
+
+std::int64_t numel_of(const Shape& shape) {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  if (!device.is_cpu()) throw std::logic_error("Tensor::empty: no allocator for " + device.str() + " in this build");
+  for (auto d : shape)
+    if (d < 0) throw std::invalid_argument("Tensor::empty: negative dimension in " + shape_str(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), cpu_allocator());
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  std::memset(t.raw(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  t.fill(value);
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  if (static_cast<std::int64_t>(values.size()) != numel_of(shape))
+    throw std::invalid_argument("Tensor::from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = empty(shape, dtype);
+  for (std::int64_t i = 0; i < t.numel(); ++i) dispatch_store(dtype, t.raw(), i, values[i]);
+  return t;
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  if (numel_of(shape) != numel())
+    throw std::invalid_argument("Tensor::view: " + shape_str(shape_) + " cannot be viewed as " + shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::slice_rows(std::int64_t begin, std::int64_t end) const {
+  if (dim() == 0 || begin < 0 || end < begin || end > shape_[0])
+    throw std::out_of_range("Tensor::slice_rows: [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + shape_str(shape_));
+  Tensor t = *this;
+  t.shape_[0] = end - begin;
+  t.offset_ += static_cast<std::size_t>(begin * (numel() / std::max<std::int64_t>(shape_[0], 1))) * dtype_size(dtype_);
+  return t;
+}
+
+Tensor Tensor::view_range(std::int64_t start, const Shape& shape) const {
+  if (start < 0 || start + numel_of(shape) > numel())
+    throw std::out_of_range("Tensor::view_range: elements [" + std::to_string(start) + ", +" +
+                            std::to_string(numel_of(shape)) + ") of " + shape_str(shape_));
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.offset_ += static_cast<std::size_t>(start) * dtype_size(dtype_);
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  require_cpu(*this, "clone");
+  Tensor t = empty(shape_, dtype_);
+  std::memcpy(t.raw(), raw(), nbytes());
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  require_cpu(*this, "copy_from");
+  require_cpu(src, "copy_from");
+  if (src.numel() != numel())
+    throw std::invalid_argument("copy_from: " + shape_str(src.shape()) + " into " + shape_str(shape_));
+  if (src.dtype() == dtype_) {
+    std::memmove(raw(), src.raw(), nbytes());
+    return;
+  }
+  for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, load(src.dtype(), src.raw(), i));
+}
+
+Tensor Tensor::to(DType dtype) const {
+  Tensor t = empty(shape_, dtype);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::fill(double value) {
+  require_cpu(*this, "fill");
+  for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, value);
+}
+
+double Tensor::item(std::int64_t i) const {
+  require_cpu(*this, "item");
+  if (i < 0 || i >= numel()) throw std::out_of_range("Tensor::item: " + std::to_string(i) + " of " + shape_str(shape_));
+  return load(dtype_, raw(), i);
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> v(static_cast<size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[i] = load(dtype_, raw(), i);
+  return v;
+}
+
+void Tensor::set(std::int64_t i, double value) {
+  require_cpu(*this, "set");
+  dispatch_store(dtype_, raw(), i, value);
+}
+
+}  // namespace titan

@@ -1,0 +1,110 @@
+#pragma once
+// Storage and Tensor (DESIGN.md section 3).
+//
+// A Tensor is a shared Storage + byte offset + shape + dtype + device. Tensors are always
+// contiguous and row-major; a view is a contiguous slice of a storage (what FSDP needs for
+// parameters that live inside one gathered buffer). Transposes are explicit ops or GEMM flags.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+
+namespace titan {
+
+struct Device {
+  enum class Kind : std::uint8_t { cpu, cuda } kind = Kind::cpu;
+  int index = 0;
+  static Device cpu() { return {}; }
+  static Device cuda(int i) { return {Kind::cuda, i}; }
+  bool is_cpu() const { return kind == Kind::cpu; }
+  bool operator==(const Device&) const = default;
+  std::string str() const;  // "cpu" or "cuda:N"
+};
+
+// Where storage bytes come from. The CPU allocator is aligned malloc; the CUDA caching
+// allocator implements the same interface.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* ptr, std::size_t bytes) = 0;
+  virtual Device device() const = 0;
+};
+Allocator& cpu_allocator();
+// Bytes currently allocated / the peak since start (or since the last reset) by the CPU allocator.
+std::size_t cpu_bytes_in_use();
+std::size_t cpu_peak_bytes();
+void reset_cpu_peak_bytes();
+
+class Storage {
+ public:
+  Storage(std::size_t bytes, Allocator& alloc);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return alloc_->device(); }
+
+ private:
+  void* data_;
+  std::size_t bytes_;
+  Allocator* alloc_;
+};
+
+using Shape = std::vector<std::int64_t>;
+std::int64_t numel_of(const Shape& shape);
+std::string shape_str(const Shape& shape);  // "[2, 3, 4]"
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined tensor
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
+  // A CPU tensor holding `values` converted to `dtype`.
+  static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  std::int64_t dim() const { return static_cast<std::int64_t>(shape_.size()); }
+  std::int64_t size(std::int64_t d) const { return shape_.at(d < 0 ? d + dim() : d); }
+  std::int64_t numel() const { return numel_of(shape_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+  std::size_t offset_bytes() const { return offset_; }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+
+  void* raw() const { return static_cast<char*>(storage_->data()) + offset_; }
+  template <class T>
+  T* data() const { return static_cast<T*>(raw()); }
+
+  // Same storage, new shape with the same number of elements.
+  Tensor view(const Shape& shape) const;
+  // Rows [begin, end) along dim 0: a view into the same storage.
+  Tensor slice_rows(std::int64_t begin, std::int64_t end) const;
+  // The tensor as a flat view of `count` elements starting at element `start`, reshaped.
+  Tensor view_range(std::int64_t start, const Shape& shape) const;
+  // A copy with its own storage.
+  Tensor clone() const;
+  // Copies values from `src` (same numel; converts dtype).
+  void copy_from(const Tensor& src);
+  // Converted copy (same values rounded to `dtype`).
+  Tensor to(DType dtype) const;
+  void fill(double value);
+  // Element i as double (any dtype); for tests, printing and small reads.
+  double item(std::int64_t i = 0) const;
+  std::vector<double> to_vector() const;
+  void set(std::int64_t i, double value);
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  std::size_t offset_ = 0;
+  Shape shape_;
+  DType dtype_ = DType::f32;
+};
+
+}  // namespace titan
