@@ -1,0 +1,45 @@
+#pragma once
+// RMSNorm over the last dimension (rows of length D):
+//   r = 1 / sqrt(mean(x^2) + eps),  y = x * r * w
+// Backward, with n = x * r and g = dy * w:
+//   dx = r * (g - n * mean(g * n)),   dw += sum_rows dy * n
+// Sums accumulate in double for float inputs (one row at a time), so results do not depend on D's
+// blocking. rstd[rows] is saved for backward.
+#include <cmath>
+#include <cstdint>
+
+namespace titan::ops::cpu {
+
+template <class T>
+void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, std::int64_t rows, std::int64_t D, double eps) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * D;
+    double ss = 0;
+    for (std::int64_t i = 0; i < D; ++i) ss += double(xr[i]) * double(xr[i]);
+    const T rs = static_cast<T>(1.0 / std::sqrt(ss / double(D) + eps));
+    rstd[r] = rs;
+    T* yr = y + r * D;
+    for (std::int64_t i = 0; i < D; ++i) yr[i] = xr[i] * rs * w[i];
+  }
+}
+
+template <class T>
+void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx, T* dw, std::int64_t rows,
+                      std::int64_t D) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * D;
+    const T* dyr = dy + r * D;
+    const T rs = rstd[r];
+    double dot = 0;  // sum_i g_i * n_i
+    for (std::int64_t i = 0; i < D; ++i) dot += double(dyr[i]) * double(w[i]) * double(xr[i]) * double(rs);
+    const T mean_dot = static_cast<T>(dot / double(D));
+    T* dxr = dx + r * D;
+    for (std::int64_t i = 0; i < D; ++i) {
+      const T n = xr[i] * rs;
+      dxr[i] = rs * (dyr[i] * w[i] - n * mean_dot);
+      dw[i] += dyr[i] * n;
+    }
+  }
+}
+
+}  // namespace titan::ops::cpu

@@ -1,0 +1,311 @@
+#include "ops/ops.hpp"
+
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+
+#include "ops/cpu/attention.hpp"
+#include "ops/cpu/blas.hpp"
+#include "ops/cpu/embedding.hpp"
+#include "ops/cpu/loss.hpp"
+#include "ops/cpu/norm.hpp"
+#include "ops/cpu/rope.hpp"
+
+namespace titan::ops {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& op, const std::string& why) { throw std::invalid_argument(op + ": " + why); }
+
+void require(bool ok, const char* op, const std::string& why) {
+  if (!ok) bad(op, why);
+}
+
+// Calls f(T{}) with T = float or double after checking that every tensor is a CPU tensor of the
+// same floating dtype.
+template <class F>
+void dispatch(const char* op, std::initializer_list<const Tensor*> ts, F&& f) {
+  const Tensor& first = **ts.begin();
+  for (const Tensor* t : ts) {
+    require(t->defined(), op, "undefined tensor");
+    require(t->device().is_cpu(), op, "tensor on " + t->device().str() + " (no CUDA backend in this build)");
+    require(t->dtype() == first.dtype(), op,
+            "dtypes differ (" + std::string(dtype_name(t->dtype())) + " vs " + std::string(dtype_name(first.dtype())) + ")");
+  }
+  if (first.dtype() == DType::f32) f(float{});
+  else if (first.dtype() == DType::f64) f(double{});
+  else bad(op, "dtype " + std::string(dtype_name(first.dtype())) + " is not supported (float32, float64)");
+}
+
+std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w) {
+  require(w.dim() == 2 && x.size(-1) == w.size(1), "linear",
+          "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
+  Shape out_shape = x.shape();
+  out_shape.back() = w.size(0);
+  Tensor y = Tensor::empty(out_shape, x.dtype());
+  const std::int64_t M = rows_of(x), N = w.size(0), K = w.size(1);
+  dispatch("linear", {&x, &w}, [&](auto t) {
+    using T = decltype(t);
+    cpu::gemm(false, true, int(M), int(N), int(K), T(1), x.data<T>(), int(K), w.data<T>(), int(K), T(0), y.data<T>(), int(N));
+  });
+  return y;
+}
+
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  require(dy.size(-1) == w.size(0), "linear_backward_input", "dy " + shape_str(dy.shape()) + " vs weight " + shape_str(w.shape()));
+  Shape shape = dy.shape();
+  shape.back() = w.size(1);
+  Tensor dx = Tensor::empty(shape, dy.dtype());
+  const std::int64_t M = rows_of(dy), N = w.size(0), K = w.size(1);
+  dispatch("linear_backward_input", {&dy, &w}, [&](auto t) {
+    using T = decltype(t);
+    cpu::gemm(false, false, int(M), int(K), int(N), T(1), dy.data<T>(), int(N), w.data<T>(), int(K), T(0), dx.data<T>(), int(K));
+  });
+  return dx;
+}
+
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
+  const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
+  require(rows_of(x) == M && dw.size(0) == N && dw.size(1) == K, "linear_backward_weight", "shape mismatch");
+  dispatch("linear_backward_weight", {&dy, &x, &dw}, [&](auto t) {
+    using T = decltype(t);
+    cpu::gemm(true, false, int(N), int(K), int(M), T(1), dy.data<T>(), int(N), x.data<T>(), int(K), T(accumulate ? 1 : 0),
+              dw.data<T>(), int(K));
+  });
+}
+
+void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta, Tensor& c) {
+  require(a.dim() == b.dim() && a.dim() == c.dim() && (a.dim() == 2 || a.dim() == 3), "matmul", "expects 2-D or 3-D tensors");
+  const bool batched = a.dim() == 3;
+  const std::int64_t batch = batched ? a.size(0) : 1;
+  const std::int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+  const std::int64_t M = trans_a ? ac : ar, K = trans_a ? ar : ac, N = trans_b ? br : bc;
+  require((trans_b ? bc : br) == K && c.size(-2) == M && c.size(-1) == N, "matmul",
+          shape_str(a.shape()) + " x " + shape_str(b.shape()) + " -> " + shape_str(c.shape()) + " do not fit");
+  dispatch("matmul", {&a, &b, &c}, [&](auto t) {
+    using T = decltype(t);
+    for (std::int64_t i = 0; i < batch; ++i)
+      cpu::gemm(trans_a, trans_b, int(M), int(N), int(K), T(alpha), a.data<T>() + i * ar * ac, int(ac),
+                b.data<T>() + i * br * bc, int(bc), T(beta), c.data<T>() + i * M * N, int(N));
+  });
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = a.clone();
+  add_(out, b);
+  return out;
+}
+
+void add_(Tensor& a, const Tensor& b, double alpha) {
+  require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
+  dispatch("add", {&a, &b}, [&](auto t) {
+    using T = decltype(t);
+    T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    const T al = static_cast<T>(alpha);
+    for (std::int64_t i = 0; i < a.numel(); ++i) pa[i] += al * pb[i];
+  });
+}
+
+void scale_(Tensor& a, double alpha) {
+  dispatch("scale", {&a}, [&](auto t) {
+    using T = decltype(t);
+    T* p = a.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) p[i] *= static_cast<T>(alpha);
+  });
+}
+
+Tensor swiglu(const Tensor& a, const Tensor& b) {
+  require(a.shape() == b.shape(), "swiglu", shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+  Tensor h = Tensor::empty(a.shape(), a.dtype());
+  dispatch("swiglu", {&a, &b}, [&](auto t) {
+    using T = decltype(t);
+    const T *pa = a.data<T>(), *pb = b.data<T>();
+    T* ph = h.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) ph[i] = pa[i] / (T(1) + std::exp(-pa[i])) * pb[i];
+  });
+  return h;
+}
+
+void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  da = Tensor::empty(a.shape(), a.dtype());
+  db = Tensor::empty(b.shape(), b.dtype());
+  dispatch("swiglu_backward", {&dh, &a, &b}, [&](auto t) {
+    using T = decltype(t);
+    const T *pdh = dh.data<T>(), *pa = a.data<T>(), *pb = b.data<T>();
+    T *pda = da.data<T>(), *pdb = db.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) {
+      const T s = T(1) / (T(1) + std::exp(-pa[i]));  // sigmoid
+      const T silu = pa[i] * s;
+      pda[i] = pdh[i] * pb[i] * s * (T(1) + pa[i] * (T(1) - s));
+      pdb[i] = pdh[i] * silu;
+    }
+  });
+}
+
+double sum(const Tensor& a) {
+  double s = 0;
+  dispatch("sum", {&a}, [&](auto t) {
+    using T = decltype(t);
+    const T* p = a.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) s += double(p[i]);
+  });
+  return s;
+}
+
+double sum_squares(const Tensor& a) {
+  double s = 0;
+  dispatch("sum_squares", {&a}, [&](auto t) {
+    using T = decltype(t);
+    const T* p = a.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) s += double(p[i]) * double(p[i]);
+  });
+  return s;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& tokens) {
+  require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));
+  Shape shape = tokens.shape();
+  shape.push_back(weight.size(1));
+  Tensor out = Tensor::empty(shape, weight.dtype());
+  dispatch("embedding", {&weight}, [&](auto t) {
+    using T = decltype(t);
+    cpu::embedding_forward(weight.data<T>(), tokens, out.data<T>(), weight.size(0), weight.size(1));
+  });
+  return out;
+}
+
+void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
+  dispatch("embedding_backward", {&dy, &dweight}, [&](auto t) {
+    using T = decltype(t);
+    cpu::embedding_backward(dy.data<T>(), tokens, dweight.data<T>(), dweight.size(0), dweight.size(1));
+  });
+}
+
+RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
+  require(w.dim() == 1 && w.size(0) == x.size(-1), "rmsnorm", "x " + shape_str(x.shape()) + " vs w " + shape_str(w.shape()));
+  RmsNormOut o{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({rows_of(x)}, x.dtype())};
+  dispatch("rmsnorm", {&x, &w}, [&](auto t) {
+    using T = decltype(t);
+    cpu::rmsnorm_forward(x.data<T>(), w.data<T>(), o.y.data<T>(), o.rstd.data<T>(), rows_of(x), x.size(-1), eps);
+  });
+  return o;
+}
+
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
+  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  dispatch("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw}, [&](auto t) {
+    using T = decltype(t);
+    cpu::rmsnorm_backward(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(), dx.data<T>(), dw.data<T>(), rows_of(x),
+                          x.size(-1));
+  });
+  return dx;
+}
+
+RopeTable rope_table(std::int64_t head_dim, std::int64_t max_seq_len, double theta, const RopeScaling* scaling) {
+  require(head_dim % 2 == 0, "rope_table", "head_dim must be even, got " + std::to_string(head_dim));
+  const std::int64_t half = head_dim / 2;
+  std::vector<double> freqs(half);
+  for (std::int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(theta, double(2 * i) / double(head_dim));
+    if (scaling) {
+      // Llama 3.1: keep high frequencies, divide low ones by the factor, interpolate in between.
+      const double wavelen = 2 * std::numbers::pi / f;
+      const double low_wavelen = scaling->original_max_position_embeddings / scaling->low_freq_factor;
+      const double high_wavelen = scaling->original_max_position_embeddings / scaling->high_freq_factor;
+      if (wavelen > low_wavelen) {
+        f /= scaling->scaling_factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (scaling->original_max_position_embeddings / wavelen - scaling->low_freq_factor) /
+                              (scaling->high_freq_factor - scaling->low_freq_factor);
+        f = (1 - smooth) * f / scaling->scaling_factor + smooth * f;
+      }
+    }
+    freqs[i] = f;
+  }
+  RopeTable t{Tensor::empty({max_seq_len, half}), Tensor::empty({max_seq_len, half})};
+  float* c = t.cos.data<float>();
+  float* s = t.sin.data<float>();
+  for (std::int64_t p = 0; p < max_seq_len; ++p)
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double angle = double(p) * freqs[i];
+      c[p * half + i] = static_cast<float>(std::cos(angle));
+      s[p * half + i] = static_cast<float>(std::sin(angle));
+    }
+  return t;
+}
+
+Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
+  require(x.dim() == 4, "rope", "expects [B, S, H, D], got " + shape_str(x.shape()));
+  require(x.size(1) <= table.cos.size(0) && x.size(3) == 2 * table.cos.size(1), "rope",
+          "x " + shape_str(x.shape()) + " does not fit the table " + shape_str(table.cos.shape()));
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch("rope", {&x}, [&](auto t) {
+    using T = decltype(t);
+    cpu::rope_apply(x.data<T>(), y.data<T>(), table.cos.data<float>(), table.sin.data<float>(), x.size(0), x.size(1),
+                    x.size(2), x.size(3), inverse ? -1 : 1);
+  });
+  return y;
+}
+
+AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  require(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape(), "attention", "expects q [B,S,H,D], k/v [B,S,KV,D]");
+  const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
+  require(k.size(0) == B && k.size(1) == S && k.size(3) == D && KV > 0 && H % KV == 0, "attention",
+          "q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " do not fit (H must be a multiple of KV)");
+  AttentionOut o{Tensor::empty(q.shape(), q.dtype()), Tensor::empty({B, H, S}, DType::f32)};
+  dispatch("attention", {&q, &k, &v}, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_forward(q.data<T>(), k.data<T>(), v.data<T>(), o.out.data<T>(), o.lse.data<float>(), B, S, H, KV, D);
+  });
+  return o;
+}
+
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const AttentionOut& fwd) {
+  const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
+  AttentionGrads g{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
+                   Tensor::empty(v.shape(), v.dtype())};
+  dispatch("attention_backward", {&dout, &q, &k, &v, &fwd.out}, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_backward(dout.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), fwd.out.data<T>(), fwd.lse.data<float>(),
+                            g.dq.data<T>(), g.dk.data<T>(), g.dv.data<T>(), B, S, H, KV, D);
+  });
+  return g;
+}
+
+CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index) {
+  require(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0) && targets.dtype() == DType::i64,
+          "cross_entropy", "expects logits [N, V] and int64 targets [N], got " + shape_str(logits.shape()) + " and " +
+                               shape_str(targets.shape()));
+  const std::int64_t N = logits.size(0), V = logits.size(1);
+  const std::int64_t* tg = targets.data<std::int64_t>();
+  for (std::int64_t n = 0; n < N; ++n)
+    require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
+            "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " + std::to_string(V));
+  CrossEntropyOut o;
+  std::vector<float> lse(static_cast<size_t>(N));
+  dispatch("cross_entropy", {&logits}, [&](auto t) {
+    using T = decltype(t);
+    o.loss = cpu::cross_entropy_forward(logits.data<T>(), tg, lse.data(), N, V, ignore_index, &o.n_valid);
+  });
+  return o;
+}
+
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
+                              std::int64_t ignore_index) {
+  Tensor dx = Tensor::empty(logits.shape(), logits.dtype());
+  dispatch("cross_entropy_backward", {&logits}, [&](auto t) {
+    using T = decltype(t);
+    cpu::cross_entropy_backward(logits.data<T>(), targets.data<std::int64_t>(), dx.data<T>(), logits.size(0),
+                                logits.size(1), ignore_index, fwd.n_valid, dloss);
+  });
+  return dx;
+}
+
+}  // namespace titan::ops
