@@ -102,6 +102,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
+Tensor Tensor::meta(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  return t;
+}
+
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
   std::memset(t.raw(), 0, t.nbytes());
@@ -156,7 +163,7 @@ Tensor Tensor::clone() const {
   return t;
 }
 
-void Tensor::copy_from(const Tensor& src) {
+void Tensor::copy_from(const Tensor& src) const {
   require_cpu(*this, "copy_from");
   require_cpu(src, "copy_from");
   if (src.numel() != numel())
@@ -174,7 +181,7 @@ Tensor Tensor::to(DType dtype) const {
   return t;
 }
 
-void Tensor::fill(double value) {
+void Tensor::fill(double value) const {
   require_cpu(*this, "fill");
   for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, value);
 }
@@ -191,7 +198,7 @@ std::vector<double> Tensor::to_vector() const {
   return v;
 }
 
-void Tensor::set(std::int64_t i, double value) {
+void Tensor::set(std::int64_t i, double value) const {
   require_cpu(*this, "set");
   dispatch_store(dtype_, raw(), i, value);
 }

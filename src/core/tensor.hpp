@@ -67,7 +67,12 @@ class Tensor {
   // A CPU tensor holding `values` converted to `dtype`.
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
 
+  // A shape-and-dtype-only tensor without storage (PyTorch's meta device): lets a 405B model be
+  // described, counted and planned without allocating it.
+  static Tensor meta(const Shape& shape, DType dtype = DType::f32);
+
   bool defined() const { return storage_ != nullptr; }
+  bool is_meta() const { return !storage_ && !shape_.empty(); }
   const Shape& shape() const { return shape_; }
   std::int64_t dim() const { return static_cast<std::int64_t>(shape_.size()); }
   std::int64_t size(std::int64_t d) const { return shape_.at(d < 0 ? d + dim() : d); }
@@ -90,15 +95,16 @@ class Tensor {
   Tensor view_range(std::int64_t start, const Shape& shape) const;
   // A copy with its own storage.
   Tensor clone() const;
+  // Writes go to the shared storage, so they are const on the handle (as in PyTorch).
   // Copies values from `src` (same numel; converts dtype).
-  void copy_from(const Tensor& src);
+  void copy_from(const Tensor& src) const;
   // Converted copy (same values rounded to `dtype`).
   Tensor to(DType dtype) const;
-  void fill(double value);
+  void fill(double value) const;
   // Element i as double (any dtype); for tests, printing and small reads.
   double item(std::int64_t i = 0) const;
   std::vector<double> to_vector() const;
-  void set(std::int64_t i, double value);
+  void set(std::int64_t i, double value) const;
 
  private:
   std::shared_ptr<Storage> storage_;

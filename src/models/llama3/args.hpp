@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/ops.hpp"
+
 namespace titan::llama3 {
 
 struct ModelArgs {
@@ -17,6 +19,8 @@ struct ModelArgs {
   std::optional<double> ffn_dim_multiplier;
   double norm_eps = 1e-5;
   double rope_theta = 500000;
+  // Llama 3.1 RoPE frequency scaling; TorchTitan applies it to every llama3 flavor.
+  std::optional<ops::RopeScaling> rope_scaling = ops::RopeScaling{};
   std::int64_t max_seq_len = 2048;          // follows training.seq_len
 
   std::int64_t kv_heads() const { return n_kv_heads.value_or(n_heads); }

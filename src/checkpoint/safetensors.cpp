@@ -1,0 +1,90 @@
+#include "checkpoint/safetensors.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <fstream>
+
+#include "core/errors.hpp"
+
+namespace titan::checkpoint {
+
+std::string safetensors_dtype(DType dt) {
+  switch (dt) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::bf16: return "BF16";
+    case DType::f16: return "F16";
+    case DType::f8e4m3: return "F8_E4M3";
+    case DType::f8e5m2: return "F8_E5M2";
+    case DType::i32: return "I32";
+    case DType::i64: return "I64";
+  }
+  return "?";
+}
+
+DType dtype_from_safetensors(const std::string& name, const std::string& context) {
+  for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16, DType::f8e4m3, DType::f8e5m2, DType::i32, DType::i64})
+    if (safetensors_dtype(dt) == name) return dt;
+  throw UserError(context + ": unsupported safetensors dtype '" + name + "'");
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw UserError("safetensors: cannot open '" + path + "'");
+  const std::uint64_t file_size = static_cast<std::uint64_t>(in.tellg());
+  in.seekg(0);
+  std::uint64_t header_len = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_len), 8) || header_len > file_size - 8)
+    throw UserError("safetensors: '" + path + "' is truncated or not a safetensors file (bad header length)");
+  std::string header(header_len, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_len));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header);
+  } catch (const std::exception& e) {
+    throw UserError("safetensors: '" + path + "' has a malformed JSON header (" + e.what() + ")");
+  }
+  const std::uint64_t data_start = 8 + header_len;
+  SafetensorsFile out;
+  for (auto& [name, entry] : j.items()) {
+    if (name == "__metadata__") {
+      for (auto& [k, v] : entry.items()) out.metadata[k] = v.get<std::string>();
+      continue;
+    }
+    const std::string ctx = "safetensors: '" + path + "' tensor '" + name + "'";
+    const DType dt = dtype_from_safetensors(entry.at("dtype").get<std::string>(), ctx);
+    const Shape shape = entry.at("shape").get<Shape>();
+    const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+    const std::uint64_t bytes = static_cast<std::uint64_t>(numel_of(shape)) * dtype_size(dt);
+    if (offsets.size() != 2 || offsets[1] - offsets[0] != bytes || data_start + offsets[1] > file_size)
+      throw UserError(ctx + " points outside the file or has the wrong size (file truncated?)");
+    Tensor t = Tensor::empty(shape, dt);
+    in.seekg(static_cast<std::streamoff>(data_start + offsets[0]));
+    if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(bytes)))
+      throw UserError(ctx + ": read failed (file truncated?)");
+    out.tensors.emplace(name, std::move(t));
+  }
+  return out;
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!metadata.empty()) j["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    j[name] = {{"dtype", safetensors_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string header = j.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
+  const std::uint64_t len = header.size();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out.write(header.data(), static_cast<std::streamsize>(len));
+  for (const auto& [name, t] : tensors) out.write(static_cast<const char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
+  if (!out) throw UserError("safetensors: cannot write '" + path + "'");
+}
+
+}  // namespace titan::checkpoint

@@ -1,0 +1,27 @@
+#pragma once
+// safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+// then the raw little-endian tensor bytes. Used for checkpoints, HF import/export and golden files.
+#include <map>
+#include <string>
+
+#include "core/tensor.hpp"
+
+namespace titan::checkpoint {
+
+struct SafetensorsFile {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// Reads every tensor. Throws UserError naming the file (and tensor) when the file is missing,
+// truncated, or its header is malformed or points outside the file.
+SafetensorsFile read_safetensors(const std::string& path);
+void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// "F32", "BF16", "F8_E4M3", ... <-> DType.
+std::string safetensors_dtype(DType dt);
+DType dtype_from_safetensors(const std::string& name, const std::string& context);
+
+}  // namespace titan::checkpoint

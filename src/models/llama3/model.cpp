@@ -1,0 +1,155 @@
+#include "models/llama3/model.hpp"
+
+#include <cmath>
+#include <regex>
+#include <stdexcept>
+
+#include "core/rng.hpp"
+
+namespace titan::llama3 {
+
+Attention::Attention(const ModelArgs& a, const ops::RopeTable* rope)
+    : wq(register_module("wq", std::make_unique<nn::Linear>(a.dim, a.n_heads * a.head_dim()))),
+      wk(register_module("wk", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()))),
+      wv(register_module("wv", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()))),
+      wo(register_module("wo", std::make_unique<nn::Linear>(a.n_heads * a.head_dim(), a.dim))),
+      n_heads_(a.n_heads),
+      n_kv_heads_(a.kv_heads()),
+      head_dim_(a.head_dim()),
+      rope_(rope) {}
+
+std::vector<Variable> Attention::forward(const std::vector<Variable>& in) {
+  const Variable& x = in[0];
+  const std::int64_t B = x.shape()[0], S = x.shape()[1];
+  Variable q = autograd::view(wq(x), {B, S, n_heads_, head_dim_});
+  Variable k = autograd::view(wk(x), {B, S, n_kv_heads_, head_dim_});
+  Variable v = autograd::view(wv(x), {B, S, n_kv_heads_, head_dim_});
+  q = autograd::rope(q, *rope_);
+  k = autograd::rope(k, *rope_);
+  Variable o = autograd::attention(q, k, v);
+  return {wo(autograd::view(o, {B, S, n_heads_ * head_dim_}))};
+}
+
+FeedForward::FeedForward(std::int64_t dim, std::int64_t hidden)
+    : w1(register_module("w1", std::make_unique<nn::Linear>(dim, hidden))),
+      w2(register_module("w2", std::make_unique<nn::Linear>(hidden, dim))),
+      w3(register_module("w3", std::make_unique<nn::Linear>(dim, hidden))) {}
+
+std::vector<Variable> FeedForward::forward(const std::vector<Variable>& in) {
+  return {w2(autograd::swiglu(w1(in[0]), w3(in[0])))};
+}
+
+TransformerBlock::TransformerBlock(std::int64_t layer_id, const ModelArgs& a, const ops::RopeTable* rope)
+    : attention(register_module("attention", std::make_unique<Attention>(a, rope))),
+      feed_forward(register_module("feed_forward", std::make_unique<FeedForward>(a.dim, a.ffn_hidden()))),
+      attention_norm(register_module("attention_norm", std::make_unique<nn::RMSNorm>(a.dim, a.norm_eps))),
+      ffn_norm(register_module("ffn_norm", std::make_unique<nn::RMSNorm>(a.dim, a.norm_eps))),
+      layer_id_(layer_id) {}
+
+std::vector<Variable> TransformerBlock::forward(const std::vector<Variable>& in) {
+  Variable h = autograd::add(in[0], attention(attention_norm(in[0])));
+  return {autograd::add(h, feed_forward(ffn_norm(h)))};
+}
+
+std::vector<Variable> ModuleList::forward(const std::vector<Variable>&) {
+  throw std::logic_error("ModuleList has no forward; call its children");
+}
+
+bool ActivationCheckpointing::applies_to(std::int64_t layer_id) const {
+  switch (mode) {
+    case Mode::none: return false;
+    case Mode::full: return true;
+    case Mode::selective: return (layer_id + 1) % every_n == 0;
+  }
+  return false;
+}
+
+Transformer::Transformer(const ModelArgs& a)
+    : tok_embeddings(register_module("tok_embeddings", std::make_unique<nn::Embedding>(a.vocab_size, a.dim))),
+      layers(register_module("layers", std::make_unique<ModuleList>())),
+      norm(register_module("norm", std::make_unique<nn::RMSNorm>(a.dim, a.norm_eps))),
+      output(register_module("output", std::make_unique<nn::Linear>(a.dim, a.vocab_size))),
+      args_(a) {
+  if (a.dim % a.n_heads != 0 || a.n_heads % a.kv_heads() != 0 || a.head_dim() % 2 != 0)
+    throw std::invalid_argument("llama3: dim " + std::to_string(a.dim) + ", n_heads " + std::to_string(a.n_heads) +
+                                ", n_kv_heads " + std::to_string(a.kv_heads()) +
+                                " do not give an even head_dim shared by whole KV groups");
+  if (!nn::meta_mode())
+    rope_ = ops::rope_table(a.head_dim(), a.max_seq_len, a.rope_theta, a.rope_scaling ? &*a.rope_scaling : nullptr);
+  for (std::int64_t i = 0; i < a.n_layers; ++i) layers.append(std::make_unique<TransformerBlock>(i, a, &rope_));
+}
+
+Variable Transformer::forward_tokens(const Tensor& tokens) {
+  if (tokens.dim() != 2) throw std::invalid_argument("Transformer: tokens must be [batch, seq], got " + shape_str(tokens.shape()));
+  if (tokens.size(1) > args_.max_seq_len)
+    throw std::invalid_argument("Transformer: sequence of " + std::to_string(tokens.size(1)) + " tokens exceeds max_seq_len " +
+                                std::to_string(args_.max_seq_len));
+  tokens_ = tokens;
+  return call({})[0];
+}
+
+std::vector<Variable> Transformer::forward(const std::vector<Variable>&) {
+  const std::int64_t B = tokens_.size(0), S = tokens_.size(1);
+  Variable h = tok_embeddings.lookup(tokens_);
+  for (auto& [name, m] : layers.named_children()) {
+    auto* block = static_cast<TransformerBlock*>(m);
+    if (ac_.applies_to(block->layer_id()))
+      h = autograd::checkpoint(block->fqn(), [block](const std::vector<Variable>& in) { return block->call(in); }, {h})[0];
+    else
+      h = (*block)(h);
+  }
+  Variable logits = output(norm(h));
+  return {autograd::view(logits, {B * S, args_.vocab_size})};
+}
+
+InitSpec init_spec(const std::string& fqn, const ModelArgs& args) {
+  static const std::regex layer_re(R"(layers\.(\d+)\.(attention|feed_forward)\.(w[qkvo123])\.weight)");
+  std::smatch m;
+  if (fqn == "tok_embeddings.weight") return {InitSpec::Kind::normal, 1.0};
+  if (fqn == "output.weight") {
+    const double std = 1.0 / std::sqrt(double(args.dim));
+    return {InitSpec::Kind::trunc_normal, std, -3 * std, 3 * std};
+  }
+  if (fqn == "norm.weight" || fqn.ends_with("_norm.weight")) return {InitSpec::Kind::ones};
+  if (std::regex_match(fqn, m, layer_re)) {
+    const std::string w = m[3];
+    const double depth_std = 0.02 / std::sqrt(2.0 * double(std::stoll(m[1]) + 1));
+    const bool depth_scaled = w == "wo" || w == "w2" || w == "w3";
+    return {InitSpec::Kind::trunc_normal, depth_scaled ? depth_std : 0.02, -2.0, 2.0};
+  }
+  throw std::invalid_argument("llama3: no initialisation rule for parameter '" + fqn + "'");
+}
+
+void init_parameter(const std::string& fqn, Tensor& out, std::int64_t first_element, const ModelArgs& args,
+                    std::uint64_t seed) {
+  const InitSpec spec = init_spec(fqn, args);
+  const auto key = rng::make_key(seed, fqn);
+  switch (spec.kind) {
+    case InitSpec::Kind::ones: out.fill(1.0); break;
+    case InitSpec::Kind::normal: rng::fill_normal(out, key, static_cast<std::uint64_t>(first_element), 0.0, spec.std); break;
+    case InitSpec::Kind::trunc_normal:
+      rng::fill_trunc_normal(out, key, static_cast<std::uint64_t>(first_element), 0.0, spec.std, spec.a, spec.b);
+      break;
+  }
+}
+
+void init_weights(Transformer& model, std::uint64_t seed) {
+  for (auto& [fqn, p] : model.named_parameters()) {
+    Tensor t = p->data();
+    init_parameter(fqn, t, 0, model.args(), seed);
+  }
+}
+
+std::vector<std::string> describe_parameters(Transformer& model) {
+  std::vector<std::string> lines;
+  const std::string first_layer = "layers.0.";
+  const std::string folded = "layers.{0.." + std::to_string(model.args().n_layers - 1) + "}.";
+  for (auto& [fqn, p] : model.named_parameters()) {
+    if (fqn.rfind("layers.", 0) == 0 && fqn.rfind(first_layer, 0) != 0) continue;
+    std::string name = fqn.rfind(first_layer, 0) == 0 ? folded + fqn.substr(first_layer.size()) : fqn;
+    lines.push_back(name + " " + shape_str(p->shape()));
+  }
+  return lines;
+}
+
+}  // namespace titan::llama3

@@ -1,0 +1,56 @@
+#pragma once
+// The basic layers: Linear (no bias, PyTorch weight layout [out, in]), Embedding, RMSNorm.
+// Parameters are f32 master weights, allocated zero (norms: one); initialisation is the model's job.
+#include "autograd/functions.hpp"
+#include "nn/module.hpp"
+
+namespace titan::nn {
+
+class Linear : public Module {
+ public:
+  Linear(std::int64_t in_features, std::int64_t out_features)
+      : weight(register_parameter("weight", {out_features, in_features})) {}
+  std::string type_name() const override { return "Linear"; }
+  std::int64_t in_features() const { return weight.shape()[1]; }
+  std::int64_t out_features() const { return weight.shape()[0]; }
+  Variable& weight;
+
+ protected:
+  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], weight)}; }
+};
+
+class Embedding : public Module {
+ public:
+  Embedding(std::int64_t num_embeddings, std::int64_t dim)
+      : weight(register_parameter("weight", {num_embeddings, dim})) {}
+  std::string type_name() const override { return "Embedding"; }
+  // Tokens are data, not a differentiable input.
+  Variable lookup(const Tensor& tokens) {
+    tokens_ = tokens;
+    return call({})[0];
+  }
+  Variable& weight;
+
+ protected:
+  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(weight, tokens_)}; }
+
+ private:
+  Tensor tokens_;
+};
+
+class RMSNorm : public Module {
+ public:
+  RMSNorm(std::int64_t dim, double eps) : weight(register_parameter("weight", {dim}, 1.0)), eps_(eps) {}
+  std::string type_name() const override { return "RMSNorm"; }
+  Variable& weight;
+
+ protected:
+  std::vector<Variable> forward(const std::vector<Variable>& in) override {
+    return {autograd::rmsnorm(in[0], weight, eps_)};
+  }
+
+ private:
+  double eps_;
+};
+
+}  // namespace titan::nn

@@ -1,0 +1,149 @@
+// The Llama 3 model: FQNs, parameter counts, layout-independent init, activation checkpointing,
+// and the golden check against the float64 PyTorch reference (scripts/reference/llama3_reference.py).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "checkpoint/safetensors.hpp"
+#include "models/llama3/model.hpp"
+
+using namespace titan;
+using namespace titan::llama3;
+
+namespace {
+
+ModelArgs tiny_args() {
+  ModelArgs a;
+  a.dim = 48;
+  a.n_layers = 2;
+  a.n_heads = 4;
+  a.n_kv_heads = 2;
+  a.vocab_size = 64;
+  a.multiple_of = 32;
+  a.ffn_dim_multiplier = std::nullopt;
+  a.max_seq_len = 23;
+  return a;
+}
+
+// max |a - b| / max |b|: the error relative to the tensor's scale.
+double rel_error(const Tensor& a, const Tensor& b) {
+  double diff = 0, scale = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) {
+    diff = std::max(diff, std::abs(a.item(i) - b.item(i)));
+    scale = std::max(scale, std::abs(b.item(i)));
+  }
+  return diff / scale;
+}
+
+}  // namespace
+
+TEST_CASE("llama3: TorchTitan's FQNs and shapes") {
+  ModelArgs a = *find_flavor("debugmodel");
+  a.max_seq_len = 64;
+  Transformer model(a);
+  auto params = model.named_parameters();
+  REQUIRE(params.size() == 2 + 6 * 9 + 1);
+  CHECK(params.front().first == "tok_embeddings.weight");
+  CHECK(params[1].first == "layers.0.attention.wq.weight");
+  CHECK(params[2].first == "layers.0.attention.wk.weight");
+  CHECK(params[5].first == "layers.0.feed_forward.w1.weight");
+  CHECK(params[8].first == "layers.0.attention_norm.weight");
+  CHECK(params[9].first == "layers.0.ffn_norm.weight");
+  CHECK(params[params.size() - 2].first == "norm.weight");
+  CHECK(params.back().first == "output.weight");
+  CHECK(params[5].second->shape() == Shape{768, 256});
+  std::int64_t total = 0;
+  for (auto& [fqn, p] : params) total += numel_of(p->shape());
+  CHECK(total == count_parameters(a).total);
+}
+
+TEST_CASE("llama3: the 8B model is planned on the meta device and counts 8,030,261,248 parameters") {
+  nn::MetaGuard meta;
+  Transformer model(*find_flavor("8B"));
+  std::int64_t total = 0;
+  for (auto& [fqn, p] : model.named_parameters()) {
+    CHECK(p->data().is_meta());
+    total += numel_of(p->shape());
+  }
+  CHECK(total == 8'030'261'248LL);
+  auto lines = describe_parameters(model);
+  CHECK(lines.front() == "tok_embeddings.weight [128256, 4096]");
+  CHECK(lines[1] == "layers.{0..31}.attention.wq.weight [4096, 4096]");
+  CHECK(lines[2] == "layers.{0..31}.attention.wk.weight [1024, 4096]");
+  CHECK(lines.back() == "output.weight [128256, 4096]");
+}
+
+TEST_CASE("llama3 init: TorchTitan's distributions, identical for any sharding") {
+  ModelArgs a = *find_flavor("debugmodel");
+  a.max_seq_len = 16;
+  Transformer model(a);
+  init_weights(model, 42);
+  auto stats = [&](const std::string& fqn) {
+    for (auto& [name, p] : model.named_parameters())
+      if (name == fqn) {
+        double s2 = 0, mx = 0;
+        for (std::int64_t i = 0; i < p->data().numel(); ++i) {
+          s2 += p->data().item(i) * p->data().item(i);
+          mx = std::max(mx, std::abs(p->data().item(i)));
+        }
+        return std::pair{std::sqrt(s2 / double(p->data().numel())), mx};
+      }
+    FAIL("no parameter " << fqn);
+    return std::pair{0.0, 0.0};
+  };
+  CHECK(stats("tok_embeddings.weight").first == Approx(1.0).epsilon(0.02));
+  CHECK(stats("layers.0.attention.wq.weight").first == Approx(0.02).epsilon(0.02));
+  CHECK(stats("layers.3.attention.wo.weight").first == Approx(0.02 / std::sqrt(8.0)).epsilon(0.02));
+  CHECK(stats("layers.5.feed_forward.w3.weight").first == Approx(0.02 / std::sqrt(12.0)).epsilon(0.02));
+  auto out = stats("output.weight");
+  CHECK(out.first == Approx(1 / 16.0 * 0.9733).epsilon(0.03));  // std of N(0, s) cut at +-3s is 0.9733 s
+  CHECK(out.second <= 3 / 16.0);
+  CHECK(stats("norm.weight").first == 1.0);
+
+  // A shard of rows [100, 200) of wq generated alone equals the same rows of the full tensor.
+  Tensor shard = Tensor::empty({100, 256});
+  init_parameter("layers.2.attention.wq.weight", shard, 100 * 256, a, 42);
+  Tensor full = model.named_parameters()[1 + 2 * 9].second->data();
+  REQUIRE(model.named_parameters()[1 + 2 * 9].first == "layers.2.attention.wq.weight");
+  for (std::int64_t i = 0; i < shard.numel(); i += 97) CHECK(shard.item(i) == full.item(100 * 256 + i));
+  // Another seed, other weights.
+  Tensor other = Tensor::empty({100, 256});
+  init_parameter("layers.2.attention.wq.weight", other, 100 * 256, a, 43);
+  CHECK(other.item(0) != shard.item(0));
+}
+
+TEST_CASE("llama3 golden: logits, loss and every gradient match the float64 PyTorch reference") {
+  auto golden = checkpoint::read_safetensors(std::string(TITAN_SOURCE_DIR) + "/tests/golden/llama3_tiny.safetensors");
+  ModelArgs a = tiny_args();
+  for (auto mode : {ActivationCheckpointing::Mode::none, ActivationCheckpointing::Mode::full}) {
+    INFO("activation checkpointing " << (mode == ActivationCheckpointing::Mode::none ? "off" : "full"));
+    Transformer model(a);
+    model.set_activation_checkpointing({mode, 1});
+    for (auto& [fqn, p] : model.named_parameters()) {
+      const Tensor& w = golden.tensors.at("weights." + fqn);
+      REQUIRE(w.shape() == p->shape());
+      p->data().copy_from(w);
+    }
+    const Tensor& tokens = golden.tensors.at("tokens");
+    Tensor targets = golden.tensors.at("targets").view({tokens.numel()});
+    autograd::Variable logits = model.forward_tokens(tokens);
+    autograd::Variable loss = autograd::cross_entropy(logits, targets);
+    CHECK(loss.data().item(0) == Approx(golden.tensors.at("loss").item(0)).epsilon(1e-6));
+    CHECK(rel_error(logits.data(), golden.tensors.at("logits")) < 1e-5);
+    loss.backward();
+    for (auto& [fqn, p] : model.named_parameters()) {
+      INFO(fqn);
+      CHECK(rel_error(p->grad(), golden.tensors.at("grad." + fqn)) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("llama3: selective activation checkpointing follows TorchTitan's every-Nth-block rule") {
+  ActivationCheckpointing ac{ActivationCheckpointing::Mode::selective, 2};
+  CHECK(!ac.applies_to(0));
+  CHECK(ac.applies_to(1));
+  CHECK(!ac.applies_to(2));
+  CHECK(ac.applies_to(3));
+  CHECK(ActivationCheckpointing{ActivationCheckpointing::Mode::full, 1}.applies_to(4));
+  CHECK(!ActivationCheckpointing{}.applies_to(4));
+}
