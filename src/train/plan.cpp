@@ -19,6 +19,19 @@ std::string with_commas(std::int64_t v) {
   return out;
 }
 
+std::string bytes_str(std::int64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  return buf;
+}
+
 std::string human(double v) {
   const char* units[] = {"", "K", "M", "B", "T"};
   int u = 0;
@@ -32,6 +45,14 @@ std::string human(double v) {
 }
 
 }  // namespace
+
+llama3::ActivationCheckpointing activation_checkpointing_from(const config::JobConfig& cfg) {
+  using Mode = llama3::ActivationCheckpointing::Mode;
+  const auto& ac = cfg.activation_checkpoint;
+  if (ac.mode == "full") return {Mode::full, 1};
+  if (ac.mode == "selective") return {Mode::selective, std::stoll(ac.selective_ac_option)};  // validated: a positive int
+  return {Mode::none, 1};
+}
 
 Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& devices) {
   Plan p;
@@ -62,6 +83,18 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.steps = cfg.training.steps;
   p.converters = cfg.model.converters;
   p.dump_folder = cfg.job.dump_folder;
+  p.ac = activation_checkpointing_from(cfg);
+  for (std::int64_t i = 0; i < p.model.n_layers; ++i) p.checkpointed_blocks += p.ac.applies_to(i) ? 1 : 0;
+  {
+    nn::MetaGuard meta;  // shapes only: a 405B plan allocates nothing
+    llama3::Transformer model(p.model);
+    p.parameter_shapes = llama3::describe_parameters(model);
+  }
+  const std::int64_t shard_params = (p.params.total + p.dims.shard - 1) / p.dims.shard;
+  p.memory.params = 4 * shard_params;
+  p.memory.grads = 4 * shard_params;
+  p.memory.optimizer = 8 * shard_params;  // AdamW: two f32 moments
+  p.memory.activations = llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks);
   return p;
 }
 
@@ -69,7 +102,7 @@ std::string plan_text(const Plan& p) {
   const auto& m = p.model;
   std::string conv;
   for (const auto& c : p.converters) conv += (conv.empty() ? "" : ", ") + c;
-  char buf[2048];
+  char buf[4096];
   std::snprintf(
       buf, sizeof buf,
       "plan:\n"
@@ -80,15 +113,22 @@ std::string plan_text(const Plan& p) {
       "  batch        local %lld x dp %d x grad_accum %lld = global %lld sequences of %lld tokens\n"
       "  steps        %lld\n"
       "  converters   %s\n"
-      "  outputs      %s\n",
+      "  outputs      %s\n"
+      "  memory/rank  %s: params %s + grads %s + AdamW state %s (f32, sharded over %d) + activations %s "
+      "(%lld of %lld blocks checkpointed)\n"
+      "  parameters\n",
       p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
       (long long)m.head_dim(), (long long)m.ffn_hidden(), (long long)m.vocab_size, with_commas(p.params.total).c_str(),
       human(static_cast<double>(p.params.total)).c_str(), with_commas(p.params.embedding).c_str(),
       human(p.flops_per_token).c_str(), (long long)p.seq_len, (long long)p.batch.local_batch, p.dims.dp(),
       (long long)p.batch.grad_accum, (long long)p.batch.global_batch, (long long)p.seq_len, (long long)p.steps,
-      conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str());
-  return buf;
+      conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str(), bytes_str(p.memory.total()).c_str(),
+      bytes_str(p.memory.params).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.optimizer).c_str(),
+      p.dims.shard, bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
+  std::string text = buf;
+  for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
+  return text;
 }
 
 nlohmann::json plan_json(const Plan& p) {
@@ -117,6 +157,14 @@ nlohmann::json plan_json(const Plan& p) {
         {"grad_accum_steps", p.batch.grad_accum}}},
       {"converters", p.converters},
       {"dump_folder", p.dump_folder},
+      {"activation_checkpointed_blocks", p.checkpointed_blocks},
+      {"memory_per_rank_bytes",
+       {{"params", p.memory.params},
+        {"grads", p.memory.grads},
+        {"optimizer", p.memory.optimizer},
+        {"activations", p.memory.activations},
+        {"total", p.memory.total()}}},
+      {"parameters", p.parameter_shapes},
   };
 }
 

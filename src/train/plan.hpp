@@ -9,6 +9,7 @@
 #include "core/device.hpp"
 #include "dist/parallel_dims.hpp"
 #include "models/llama3/args.hpp"
+#include "models/llama3/model.hpp"
 
 namespace titan::train {
 
@@ -23,7 +24,19 @@ struct Plan {
   std::int64_t seq_len = 0, steps = 0;
   std::vector<std::string> converters;
   std::string dump_folder;
+  llama3::ActivationCheckpointing ac;
+  std::int64_t checkpointed_blocks = 0;
+  std::vector<std::string> parameter_shapes;  // "layers.{0..5}.attention.wq.weight [256, 256]", ...
+
+  // Per-rank memory of one training step (bytes, f32 master weights).
+  struct Memory {
+    std::int64_t params = 0, grads = 0, optimizer = 0, activations = 0;
+    std::int64_t total() const { return params + grads + optimizer + activations; }
+  } memory;
 };
+
+// activation_checkpoint.mode / selective_ac_option as a policy.
+llama3::ActivationCheckpointing activation_checkpointing_from(const config::JobConfig& cfg);
 
 // Throws UserError for an unknown flavor, bad parallel degrees or an indivisible batch.
 Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& devices);

@@ -147,3 +147,33 @@ TEST_CASE("llama3: selective activation checkpointing follows TorchTitan's every
   CHECK(ActivationCheckpointing{ActivationCheckpointing::Mode::full, 1}.applies_to(4));
   CHECK(!ActivationCheckpointing{}.applies_to(4));
 }
+
+TEST_CASE("llama3: peak memory of a training step stays below 2x what the estimate accounts for") {
+  for (auto mode : {ActivationCheckpointing::Mode::none, ActivationCheckpointing::Mode::selective,
+                    ActivationCheckpointing::Mode::full}) {
+    ModelArgs a = *find_flavor("debugmodel");
+    const std::int64_t B = 2, S = 128;
+    a.max_seq_len = S;
+    const ActivationCheckpointing ac{mode, 2};
+    std::int64_t checkpointed = 0;
+    for (std::int64_t i = 0; i < a.n_layers; ++i) checkpointed += ac.applies_to(i);
+    const std::size_t before = cpu_bytes_in_use();
+    Transformer model(a);
+    model.set_activation_checkpointing(ac);
+    init_weights(model, 1);
+    Tensor tokens = Tensor::empty({B, S}, DType::i64);
+    Tensor targets = Tensor::empty({B * S}, DType::i64);
+    for (std::int64_t i = 0; i < B * S; ++i) {
+      tokens.set(i, double((i * 7) % a.vocab_size));
+      targets.set(i, double((i * 7 + 1) % a.vocab_size));
+    }
+    reset_cpu_peak_bytes();
+    autograd::cross_entropy(model.forward_tokens(tokens), targets).backward();
+    const double peak = double(cpu_peak_bytes() - before);
+    const ParamCount c = count_parameters(a);
+    const double accounted = 2.0 * 4 * double(c.total) + double(activation_bytes(a, B, S, checkpointed));
+    INFO("mode " << int(mode) << ": peak " << peak / 1e6 << " MB, accounted " << accounted / 1e6 << " MB");
+    CHECK(peak < 2 * accounted);
+    CHECK(peak > 0.5 * accounted);  // the estimate is not wildly pessimistic either
+  }
+}

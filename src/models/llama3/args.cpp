@@ -54,6 +54,17 @@ ParamCount count_parameters(const ModelArgs& a) {
   return c;
 }
 
+std::int64_t activation_bytes(const ModelArgs& a, std::int64_t batch, std::int64_t seq_len,
+                              std::int64_t checkpointed_blocks) {
+  const std::int64_t T = batch * seq_len;
+  const std::int64_t kv_dim = a.kv_heads() * a.head_dim();
+  const std::int64_t block = T * (5 * a.dim + 2 * kv_dim + a.n_heads + 3 * a.ffn_hidden());
+  const std::int64_t plain_blocks = a.n_layers - checkpointed_blocks;
+  std::int64_t floats = plain_blocks * block + checkpointed_blocks * T * a.dim + T * (2 * a.dim + a.vocab_size);
+  if (checkpointed_blocks > 0) floats += block;  // the block being recomputed
+  return floats * 4;
+}
+
 double flops_per_token(const ModelArgs& a, std::int64_t seq_len) {
   const ParamCount c = count_parameters(a);
   return 6.0 * static_cast<double>(c.total - c.embedding) +

@@ -45,6 +45,18 @@ struct ParamCount {
 };
 ParamCount count_parameters(const ModelArgs& args);
 
+// Bytes of activations one training step keeps for backward (f32), per rank, for `batch`
+// sequences of `seq_len` tokens. Per block without checkpointing: the block input and the two
+// norm outputs, rotated q and k, v, the attention output and its log-sum-exp, the residual h,
+// the two FFN projections and their SwiGLU product:
+//   T (5 dim + 2 kv_dim + n_heads + 3 ffn_hidden) floats, T = batch * seq_len.
+// A checkpointed block keeps only its input (T dim), plus one block's worth while it is
+// recomputed in backward. The head keeps the final norm's input and output and the logits:
+// T (2 dim + vocab).
+// `checkpointed_blocks` is how many of the n_layers blocks are checkpointed.
+std::int64_t activation_bytes(const ModelArgs& args, std::int64_t batch, std::int64_t seq_len,
+                              std::int64_t checkpointed_blocks);
+
 // Training FLOPs per token (DESIGN.md section 9):
 // 6 * (params - embedding params) + 12 * n_layers * n_heads * head_dim * seq_len.
 double flops_per_token(const ModelArgs& args, std::int64_t seq_len);
