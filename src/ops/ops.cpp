@@ -8,6 +8,7 @@
 #include "ops/cpu/attention.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/embedding.hpp"
+#include "ops/cpu/fast_math.hpp"
 #include "ops/cpu/loss.hpp"
 #include "ops/cpu/norm.hpp"
 #include "ops/cpu/rope.hpp"
@@ -127,7 +128,8 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
     using T = decltype(t);
     const T *pa = a.data<T>(), *pb = b.data<T>();
     T* ph = h.data<T>();
-    for (std::int64_t i = 0; i < a.numel(); ++i) ph[i] = pa[i] / (T(1) + std::exp(-pa[i])) * pb[i];
+#pragma omp simd
+    for (std::int64_t i = 0; i < a.numel(); ++i) ph[i] = pa[i] / (T(1) + cpu::exp_kernel<T>(-pa[i])) * pb[i];
   });
   return h;
 }
@@ -139,8 +141,9 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
     using T = decltype(t);
     const T *pdh = dh.data<T>(), *pa = a.data<T>(), *pb = b.data<T>();
     T *pda = da.data<T>(), *pdb = db.data<T>();
+#pragma omp simd
     for (std::int64_t i = 0; i < a.numel(); ++i) {
-      const T s = T(1) / (T(1) + std::exp(-pa[i]));  // sigmoid
+      const T s = T(1) / (T(1) + cpu::exp_kernel<T>(-pa[i]));  // sigmoid
       const T silu = pa[i] * s;
       pda[i] = pdh[i] * pb[i] * s * (T(1) + pa[i] * (T(1) - s));
       pdb[i] = pdh[i] * silu;

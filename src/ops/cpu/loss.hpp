@@ -2,9 +2,14 @@
 // Cross-entropy over logits [N, V] with integer targets [N]; rows whose target is ignore_index
 // do not count. loss = sum_valid (lse_n - x[n, t_n]) / n_valid (PyTorch's mean reduction).
 // Backward: dx[n] = dloss * (softmax(x[n]) - onehot(t_n)) / n_valid, zero for ignored rows.
-// Log-sum-exp is accumulated in double; lse[N] is saved for backward.
+// Exponentials are float for float logits (fast_expf) and double for double; their sum is
+// accumulated in double. lse[N] is an output for callers that want it.
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#include "ops/cpu/fast_math.hpp"
 
 namespace titan::ops::cpu {
 
@@ -13,13 +18,16 @@ double cross_entropy_forward(const T* x, const std::int64_t* targets, float* lse
                              std::int64_t ignore_index, std::int64_t* n_valid) {
   double total = 0;
   std::int64_t valid = 0;
+  std::vector<T> scratch;
   for (std::int64_t n = 0; n < N; ++n) {
     const T* row = x + n * V;
-    double mx = row[0];
-    for (std::int64_t j = 1; j < V; ++j) mx = std::max(mx, double(row[j]));
-    double sum = 0;
-    for (std::int64_t j = 0; j < V; ++j) sum += std::exp(double(row[j]) - mx);
-    const double l = mx + std::log(sum);
+    T mx_t = row[0];
+#pragma omp simd reduction(max : mx_t)
+    for (std::int64_t j = 1; j < V; ++j) mx_t = std::max(mx_t, row[j]);
+    const double mx = mx_t;
+    // exp into a scratch row (the logits stay untouched), summed in double.
+    scratch.assign(row, row + V);
+    const double l = mx + std::log(exp_shift_sum(scratch.data(), V, static_cast<T>(mx)));
     lse[n] = static_cast<float>(l);
     if (targets[n] == ignore_index) continue;
     total += l - double(row[targets[n]]);
@@ -42,12 +50,14 @@ void cross_entropy_backward(const T* x, const std::int64_t* targets, T* dx, std:
       for (std::int64_t j = 0; j < V; ++j) drow[j] = T(0);
       continue;
     }
-    double mx = row[0];
-    for (std::int64_t j = 1; j < V; ++j) mx = std::max(mx, double(row[j]));
-    double sum = 0;
-    for (std::int64_t j = 0; j < V; ++j) sum += std::exp(double(row[j]) - mx);
-    const double l = mx + std::log(sum);
-    for (std::int64_t j = 0; j < V; ++j) drow[j] = static_cast<T>(g * std::exp(double(row[j]) - l));
+    T mx_t = row[0];
+#pragma omp simd reduction(max : mx_t)
+    for (std::int64_t j = 1; j < V; ++j) mx_t = std::max(mx_t, row[j]);
+    const double mx = mx_t;
+    // dx = g * softmax: the row's exps go to drow first, then are rescaled by g / sum.
+    const double sum = (std::copy(row, row + V, drow), exp_shift_sum(drow, V, static_cast<T>(mx)));
+    const T k = static_cast<T>(g / sum);
+    for (std::int64_t j = 0; j < V; ++j) drow[j] *= k;
     drow[targets[n]] -= static_cast<T>(g);
   }
 }

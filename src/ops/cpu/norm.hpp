@@ -15,6 +15,7 @@ void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, std::int64_t rows, s
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * D;
     double ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (std::int64_t i = 0; i < D; ++i) ss += double(xr[i]) * double(xr[i]);
     const T rs = static_cast<T>(1.0 / std::sqrt(ss / double(D) + eps));
     rstd[r] = rs;
@@ -31,6 +32,7 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
     const T* dyr = dy + r * D;
     const T rs = rstd[r];
     double dot = 0;  // sum_i g_i * n_i
+#pragma omp simd reduction(+ : dot)
     for (std::int64_t i = 0; i < D; ++i) dot += double(dyr[i]) * double(w[i]) * double(xr[i]) * double(rs);
     const T mean_dot = static_cast<T>(dot / double(D));
     T* dxr = dx + r * D;

@@ -1,0 +1,63 @@
+// bench_model: times one training step's forward + backward of a Llama 3 flavor on the CPU.
+// Used by scripts/bench_cpu_model.sh, which runs it beside the same model in PyTorch eager.
+//   bench_model [--flavor debugmodel] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1] [--ac none|full|selective]
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+#include "autograd/functions.hpp"
+#include "core/errors.hpp"
+#include "models/llama3/model.hpp"
+
+int main(int argc, char** argv) {
+  using namespace titan;
+  CLI::App app{"Time forward+backward of a Llama 3 training step on the CPU"};
+  std::string flavor = "debugmodel", ac_mode = "none";
+  std::int64_t batch = 8, seq = 2048;
+  int iters = 3, warmup = 1;
+  app.add_option("--flavor", flavor);
+  app.add_option("--batch", batch);
+  app.add_option("--seq", seq);
+  app.add_option("--iters", iters);
+  app.add_option("--warmup", warmup);
+  app.add_option("--ac", ac_mode)->check(CLI::IsMember({"none", "full", "selective"}));
+  CLI11_PARSE(app, argc, argv);
+
+  const llama3::ModelArgs* found = llama3::find_flavor(flavor);
+  if (!found) {
+    std::fprintf(stderr, "error: unknown flavor '%s'\n", flavor.c_str());
+    return kExitUsageError;
+  }
+  llama3::ModelArgs args = *found;
+  args.max_seq_len = seq;
+  llama3::Transformer model(args);
+  llama3::init_weights(model, 0);
+  using Mode = llama3::ActivationCheckpointing::Mode;
+  model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
+
+  Tensor tokens = Tensor::empty({batch, seq}, DType::i64), targets = Tensor::empty({batch * seq}, DType::i64);
+  for (std::int64_t i = 0; i < batch * seq; ++i) {
+    tokens.data<std::int64_t>()[i] = (i * 7919) % args.vocab_size;
+    targets.data<std::int64_t>()[i] = (i * 7919 + 1) % args.vocab_size;
+  }
+  double best = 1e30, total = 0, loss = 0;
+  reset_cpu_peak_bytes();
+  for (int it = 0; it < warmup + iters; ++it) {
+    for (auto& [fqn, p] : model.named_parameters()) p->zero_grad();
+    const auto t0 = std::chrono::steady_clock::now();
+    autograd::Variable l = autograd::cross_entropy(model.forward_tokens(tokens), targets);
+    l.backward();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    loss = l.data().item(0);
+    if (it >= warmup) {
+      best = std::min(best, dt);
+      total += dt;
+    }
+  }
+  const double tokens_per_step = double(batch * seq);
+  std::printf("titan.cpp %s batch %lld seq %lld ac %s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
+              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), loss, total / iters, best,
+              tokens_per_step * iters / total, double(cpu_peak_bytes()) / (1 << 20));
+  return 0;
+}
