@@ -1,0 +1,108 @@
+#include "optim/adamw.hpp"
+
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+#include "ops/ops.hpp"
+
+namespace titan::optim {
+
+AdamW::AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
+  m_.resize(params_.size());
+  v_.resize(params_.size());
+}
+
+void AdamW::step(double lr) {
+  ++step_;
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const double bias1 = 1.0 - std::pow(cfg_.beta1, double(step_));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, double(step_)));
+  const float step_size = static_cast<float>(lr / bias1);
+  const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+  const float eps = static_cast<float>(cfg_.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& g = params_[i]->grad();
+    if (!g.defined()) continue;
+    const Tensor& p = params_[i]->data();
+    if (p.dtype() != DType::f32 || g.dtype() != DType::f32)
+      throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' must be float32 (master weights)");
+    if (!m_[i].defined()) {
+      m_[i] = Tensor::zeros(p.shape());
+      v_[i] = Tensor::zeros(p.shape());
+    }
+    float* pp = p.data<float>();
+    const float* gp = g.data<float>();
+    float* mp = m_[i].data<float>();
+    float* vp = v_[i].data<float>();
+    const std::int64_t n = p.numel();
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) {
+      pp[j] *= decay;
+      mp[j] = b1 * mp[j] + (1.0f - b1) * gp[j];
+      vp[j] = b2 * vp[j] + (1.0f - b2) * gp[j] * gp[j];
+      const float denom = std::sqrt(vp[j]) * inv_bias2_sqrt + eps;
+      pp[j] -= step_size * mp[j] / denom;
+    }
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto* p : params_) p->zero_grad();
+}
+
+double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm) {
+  double sq = 0;
+  for (auto* p : params)
+    if (p->grad().defined()) sq += ops::sum_squares(p->grad());
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && std::isfinite(norm)) {
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0)
+      for (auto* p : params)
+        if (p->grad().defined()) ops::scale_(p->grad(), coef);
+  }
+  return norm;
+}
+
+LrSchedule LrSchedule::build(std::int64_t total_steps, std::int64_t warmup_steps, const double* decay_ratio,
+                             const std::string& decay_type, double min_lr_factor, std::vector<std::string>* warnings) {
+  LrSchedule s;
+  if (warmup_steps > total_steps) {
+    if (warnings)
+      warnings->push_back("lr_scheduler: warmup_steps (" + std::to_string(warmup_steps) + ") exceed the " +
+                          std::to_string(total_steps) + " training steps; using " + std::to_string(total_steps));
+    warmup_steps = total_steps;
+  }
+  std::int64_t decay_steps = total_steps - warmup_steps;
+  if (decay_ratio) {
+    decay_steps = static_cast<std::int64_t>(std::nearbyint(double(total_steps) * *decay_ratio));  // Python round(): half to even
+    if (warmup_steps + decay_steps > total_steps) {
+      if (warnings)
+        warnings->push_back("lr_scheduler: warmup (" + std::to_string(warmup_steps) + ") + decay (" +
+                            std::to_string(decay_steps) + ") steps exceed the " + std::to_string(total_steps) +
+                            " training steps; decaying over " + std::to_string(total_steps - warmup_steps));
+      decay_steps = total_steps - warmup_steps;
+    }
+  }
+  s.warmup_steps = warmup_steps;
+  s.decay_steps = decay_steps;
+  s.stable_steps = total_steps + 1 - warmup_steps - decay_steps;  // +1: a virtual last step keeps lr > 0
+  s.decay_type = decay_type;
+  s.min_lr_factor = min_lr_factor;
+  return s;
+}
+
+double LrSchedule::factor(std::int64_t step) const {
+  if (step < warmup_steps) return double(step + 1) / double(warmup_steps);
+  if (step < warmup_steps + stable_steps) return 1.0;
+  const double progress = double(step + 1 - (warmup_steps + stable_steps)) / double(decay_steps);
+  double f;
+  if (decay_type == "linear") f = 1.0 - progress;
+  else if (decay_type == "sqrt") f = 1.0 - std::sqrt(progress);
+  else if (decay_type == "cosine") f = 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  else throw std::invalid_argument("lr_scheduler: unknown decay_type '" + decay_type + "'");
+  return min_lr_factor + (1.0 - min_lr_factor) * f;
+}
+
+}  // namespace titan::optim
