@@ -15,6 +15,7 @@
 #include "core/logging.hpp"
 #include "dist/world.hpp"
 #include "train/plan.hpp"
+#include "train/trainer.hpp"
 
 namespace {
 
@@ -54,10 +55,8 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     if (cl.plan_json && world.rank() == 0) write_file(*cl.plan_json, titan::train::plan_json(plan).dump(2) + "\n", "the plan");
     spdlog::info("{}: {}", cfg.job.description, titan::train::plan_text(plan));
     if (cl.dry_run) return titan::kExitOk;
-
-    throw UserError("training is not implemented yet in this build (the config is valid; use --dry-run to see "
-                    "the plan)",
-                    titan::kExitNotImplemented);
+    titan::train::train(cfg, plan, world);
+    return titan::kExitOk;
   } catch (const UserError& e) {
     error = e.what();
     return e.exit_code();

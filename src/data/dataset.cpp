@@ -1,0 +1,136 @@
+#include "data/dataset.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/errors.hpp"
+#include "core/rng.hpp"
+
+#ifndef TITAN_SOURCE_DIR
+#define TITAN_SOURCE_DIR "."
+#endif
+
+namespace titan::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_data_file(const fs::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".jsonl" || ext == ".json" || ext == ".txt";
+}
+
+// Calls f(text) for every document in `file`.
+template <class F>
+void for_each_document(const std::string& file, F&& f) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw UserError("dataset: cannot read '" + file + "'");
+  if (fs::path(file).extension() == ".txt") {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    f(ss.str());
+    return;
+  }
+  std::string line;
+  std::int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      throw UserError("dataset: " + file + ":" + std::to_string(line_no) + " is not valid JSON (expected one {\"text\": ...} object per line)");
+    }
+    if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+      throw UserError("dataset: " + file + ":" + std::to_string(line_no) + " has no string \"text\" field");
+    f(j["text"].get<std::string>());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> resolve_dataset_files(const std::string& name, const std::string& path) {
+  fs::path root;
+  if (!path.empty()) {
+    root = path;
+  } else if (name == "c4_test" || name == "c4_validation") {
+    const fs::path rel = fs::path("tests/assets/c4_test") / (name + ".jsonl");
+    root = fs::exists(rel) ? rel : fs::path(TITAN_SOURCE_DIR) / rel;
+  } else {
+    throw UserError("training.dataset = \"" + name + "\" is not a dataset titan.cpp knows (c4_test, c4_validation); "
+                    "set training.dataset_path to a JSONL/text file or a folder of them");
+  }
+  if (!fs::exists(root)) throw UserError("dataset: '" + root.string() + "' does not exist; check training.dataset_path");
+  std::vector<std::string> files;
+  if (fs::is_directory(root)) {
+    for (const auto& e : fs::recursive_directory_iterator(root))
+      if (e.is_regular_file() && is_data_file(e.path())) files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw UserError("dataset: folder '" + root.string() + "' holds no .jsonl, .json or .txt files");
+  } else {
+    files.push_back(root.string());
+  }
+  return files;
+}
+
+TokenWindows::TokenWindows(const std::vector<std::string>& files, const Tokenizer& tok, std::int64_t seq_len,
+                           std::uint64_t seed)
+    : seq_len_(seq_len), seed_(seed) {
+  for (const auto& file : files)
+    for_each_document(file, [&](const std::string& text) {
+      tokens_.push_back(tok.bos_id());
+      auto ids = tok.encode(text);
+      tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+      tokens_.push_back(tok.eos_id());
+    });
+  num_windows_ = static_cast<std::int64_t>(tokens_.size()) / (seq_len + 1);
+  if (num_windows_ == 0)
+    throw UserError("dataset: " + std::to_string(tokens_.size()) + " tokens are fewer than one window of seq_len + 1 = " +
+                    std::to_string(seq_len + 1) + "; use more data or a shorter training.seq_len");
+}
+
+std::int64_t TokenWindows::window_at(std::int64_t position) const {
+  const std::int64_t epoch = position / num_windows_, within = position % num_windows_;
+  if (epoch != perm_epoch_) {
+    // Fisher-Yates driven by Philox: the epoch's order depends only on (seed, epoch).
+    perm_.resize(static_cast<size_t>(num_windows_));
+    for (std::int64_t i = 0; i < num_windows_; ++i) perm_[i] = i;
+    const auto key = rng::make_key(seed_, "data.epoch." + std::to_string(epoch));
+    for (std::int64_t i = num_windows_ - 1; i > 0; --i) {
+      const auto j = static_cast<std::int64_t>(rng::uniform(key, static_cast<std::uint64_t>(i)) * double(i + 1));
+      std::swap(perm_[i], perm_[std::min(j, i)]);
+    }
+    perm_epoch_ = epoch;
+  }
+  return perm_[within];
+}
+
+void TokenWindows::fill(std::int64_t position, Tensor& inputs, Tensor& labels, std::int64_t row) const {
+  const std::int32_t* w = tokens_.data() + window_at(position) * (seq_len_ + 1);
+  std::int64_t* in = inputs.data<std::int64_t>() + row * seq_len_;
+  std::int64_t* lb = labels.data<std::int64_t>() + row * seq_len_;
+  for (std::int64_t i = 0; i < seq_len_; ++i) {
+    in[i] = w[i];
+    lb[i] = w[i + 1];
+  }
+}
+
+DataLoader::DataLoader(const TokenWindows& windows, std::int64_t local_batch, std::int64_t dp_rank, std::int64_t dp_size,
+                       std::int64_t grad_accum)
+    : windows_(windows), local_(local_batch), dp_rank_(dp_rank), dp_size_(dp_size), accum_(grad_accum) {}
+
+DataLoader::Batch DataLoader::micro_batch(std::int64_t micro_step) const {
+  const std::int64_t S = windows_.seq_len();
+  Batch b{Tensor::empty({local_, S}, DType::i64), Tensor::empty({local_ * S}, DType::i64)};
+  const std::int64_t first = consumed_ + (micro_step * dp_size_ + dp_rank_) * local_;
+  for (std::int64_t r = 0; r < local_; ++r) windows_.fill(first + r, b.inputs, b.labels, r);
+  return b;
+}
+
+}  // namespace titan::data

@@ -1,0 +1,66 @@
+#pragma once
+// Token windows for training (DESIGN.md section 7).
+//
+// Documents (JSON lines with a "text" field, or plain text files, one document per file) are
+// tokenized as [BOS] text [EOS], concatenated in file order, and cut into consecutive,
+// non-overlapping windows of seq_len + 1 tokens (input = w[:-1], labels = w[1:]; a tail shorter
+// than a window is dropped). Each epoch visits every window once, in an order shuffled by
+// (seed, epoch). Window k of the stream is therefore a pure function of (dataset, tokenizer,
+// seed, seq_len), and the loader's whole state is one number: windows consumed.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "data/tokenizer.hpp"
+
+namespace titan::data {
+
+// "c4_test" and "c4_validation" name the corpus shipped in tests/assets/c4_test; `path`, when
+// set, overrides the name. Returns the files to read, sorted. Throws UserError for a missing path.
+std::vector<std::string> resolve_dataset_files(const std::string& name, const std::string& path);
+
+class TokenWindows {
+ public:
+  TokenWindows(const std::vector<std::string>& files, const Tokenizer& tok, std::int64_t seq_len, std::uint64_t seed);
+  std::int64_t num_windows() const { return num_windows_; }
+  std::int64_t num_tokens() const { return static_cast<std::int64_t>(tokens_.size()); }
+  std::int64_t seq_len() const { return seq_len_; }
+  // Copies window number `position` of the shuffled stream (positions run over all epochs) into
+  // row `row` of inputs [rows, seq_len] and labels [rows, seq_len] (int64).
+  void fill(std::int64_t position, Tensor& inputs, Tensor& labels, std::int64_t row) const;
+  // Which stored window the stream shows at `position`.
+  std::int64_t window_at(std::int64_t position) const;
+
+ private:
+  std::vector<std::int32_t> tokens_;
+  std::int64_t seq_len_, num_windows_;
+  std::uint64_t seed_;
+  mutable std::int64_t perm_epoch_ = -1;
+  mutable std::vector<std::int64_t> perm_;
+};
+
+// The loader: hands each data-parallel rank its slice of every global batch. Global batch b
+// covers stream positions [b * global, (b + 1) * global); micro-step m of rank r gets positions
+// [b * global + (m * dp + r) * local, ... + local).
+class DataLoader {
+ public:
+  DataLoader(const TokenWindows& windows, std::int64_t local_batch, std::int64_t dp_rank, std::int64_t dp_size,
+             std::int64_t grad_accum);
+  struct Batch {
+    Tensor inputs, labels;  // [local_batch, seq_len] and [local_batch * seq_len], int64
+  };
+  Batch micro_batch(std::int64_t micro_step) const;
+  // Moves to the next global batch.
+  void advance() { consumed_ += global(); }
+  std::int64_t windows_consumed() const { return consumed_; }
+  void set_windows_consumed(std::int64_t n) { consumed_ = n; }
+  std::int64_t global() const { return local_ * dp_size_ * accum_; }
+
+ private:
+  const TokenWindows& windows_;
+  std::int64_t local_, dp_rank_, dp_size_, accum_;
+  std::int64_t consumed_ = 0;
+};
+
+}  // namespace titan::data

@@ -1,0 +1,70 @@
+#include "train/metrics.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <unistd.h>
+
+#include "core/errors.hpp"
+#include "core/tensor.hpp"
+#include "ops/ops.hpp"
+
+namespace titan::train {
+
+MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path)
+    : flops_per_token_(flops_per_token), peak_flops_(peak_flops) {
+  if (!jsonl_path.empty()) {
+    jsonl_.open(jsonl_path, std::ios::app);
+    if (!jsonl_) throw UserError("metrics: cannot write '" + jsonl_path + "'; check job.dump_folder");
+  }
+}
+
+void MetricsLogger::log(const StepMetrics& m) {
+  const double tps = m.step_seconds > 0 ? double(m.tokens) / m.step_seconds : 0;
+  const double tflops = flops_per_token_ * tps / 1e12;
+  const double mfu = peak_flops_ > 0 ? 100.0 * flops_per_token_ * tps / peak_flops_ : 0;
+  const double data_pct = m.step_seconds > 0 ? 100.0 * m.data_seconds / m.step_seconds : 0;
+  std::string eta;
+  if (m.eta_seconds) {
+    const auto s = static_cast<long long>(*m.eta_seconds);
+    eta = fmt::format("  eta {}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+  }
+  spdlog::info("step {:5d}  loss {:8.4f}  grad_norm {:8.4f}  lr {:.4e}  memory {:6.2f}GiB({:.1f}%)  tps {:.0f}  "
+               "tflops {:.3f}  mfu {:.2f}%  data {:.1f}%{}",
+               m.step, m.loss, m.grad_norm, m.lr, m.memory_peak_gib, m.memory_pct, tps, tflops, mfu, data_pct, eta);
+  if (jsonl_.is_open()) {
+    nlohmann::json j = {{"step", m.step},          {"loss", m.loss},         {"grad_norm", m.grad_norm},
+                        {"lr", m.lr},              {"tps", tps},             {"tflops", tflops},
+                        {"mfu", mfu},              {"data_pct", data_pct},   {"memory_gib", m.memory_peak_gib},
+                        {"memory_pct", m.memory_pct}, {"step_seconds", m.step_seconds}, {"tokens", m.tokens}};
+    jsonl_ << j.dump() << "\n";
+    jsonl_.flush();
+  }
+}
+
+void MetricsLogger::log_validation(std::int64_t step, double loss, std::int64_t batches) {
+  spdlog::info("validate step {:5d}  loss {:8.4f}  ({} batches)", step, loss, batches);
+  if (jsonl_.is_open()) {
+    jsonl_ << nlohmann::json{{"step", step}, {"validation_loss", loss}, {"validation_batches", batches}}.dump() << "\n";
+    jsonl_.flush();
+  }
+}
+
+double measure_cpu_peak_flops() {
+  const std::int64_t n = 512;
+  Tensor a = Tensor::full({n, n}, 0.5), b = Tensor::full({n, n}, 0.25), c = Tensor::zeros({n, n});
+  ops::matmul(false, false, 1.0, a, b, 0.0, c);  // warm up
+  const int reps = 4;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) ops::matmul(false, false, 1.0, a, b, 0.0, c);
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * double(n * n * n) * reps / dt;
+}
+
+double physical_memory_bytes() {
+  return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+}
+
+}  // namespace titan::train

@@ -1,0 +1,42 @@
+#pragma once
+// Per-step metrics (DESIGN.md section 9): the console line and {dump_folder}/metrics.jsonl.
+//   tps    tokens per second per rank (global tokens of the step / ranks / step time)
+//   tflops flops_per_token * tps / 1e12, flops_per_token = 6 (params - embedding) + 12 L H D S
+//   mfu    100 * flops_per_token * tps / peak, peak = the device's peak (CPU: measured GEMM peak)
+//   data%  share of the step spent building batches
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <string>
+
+namespace titan::train {
+
+struct StepMetrics {
+  std::int64_t step = 0;
+  double loss = 0, grad_norm = 0, lr = 0;
+  double step_seconds = 0, data_seconds = 0;
+  std::int64_t tokens = 0;          // tokens this rank processed in the step
+  double memory_peak_gib = 0, memory_pct = 0;
+  std::optional<double> eta_seconds;  // shown when stdout is a terminal
+};
+
+class MetricsLogger {
+ public:
+  // `peak_flops`: per-rank peak FLOP/s; `jsonl_path` empty disables the file.
+  MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path);
+  // Logs one step through spdlog and appends it to metrics.jsonl.
+  void log(const StepMetrics& m);
+  void log_validation(std::int64_t step, double loss, std::int64_t batches);
+
+ private:
+  double flops_per_token_, peak_flops_;
+  std::ofstream jsonl_;
+};
+
+// float32 GEMM throughput of this process in FLOP/s (a few 512^3 sgemm calls with the BLAS
+// threads it has, about 0.1 s): the CPU "peak" for MFU.
+double measure_cpu_peak_flops();
+// Physical memory of this machine in bytes.
+double physical_memory_bytes();
+
+}  // namespace titan::train
