@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/errors.hpp"
+#include "data/bpe.hpp"
 
 namespace titan::data {
 
@@ -23,11 +24,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& kind, const std::st
   if (kind == "byte") return std::make_unique<ByteTokenizer>();
   namespace fs = std::filesystem;
   const fs::path dir(hf_assets_path);
-  for (const char* file : {"tokenizer.json", "tokenizer.model"})
-    if (fs::exists(dir / file))
-      throw UserError(std::string("model.hf_assets_path: reading ") + file + " is not implemented yet in this build; "
-                      "set model.tokenizer = \"byte\" for the built-in byte-level tokenizer",
-                      kExitNotImplemented);
+  if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>(dir.string());
+  if (fs::exists(dir / "tokenizer.model")) return std::make_unique<TiktokenTokenizer>((dir / "tokenizer.model").string());
   throw UserError("model.hf_assets_path = \"" + hf_assets_path +
                   "\" holds no tokenizer.json or tokenizer.model; point it at such a folder, or set "
                   "model.tokenizer = \"byte\" for the built-in byte-level tokenizer");

@@ -34,8 +34,8 @@ class ByteTokenizer final : public Tokenizer {
 };
 
 // model.tokenizer = "byte" gives the byte tokenizer; "auto" looks in hf_assets_path for
-// tokenizer.json (HF) or tokenizer.model (tiktoken). Throws UserError naming the folder when it
-// holds neither, and a not-implemented UserError (exit 3) for the formats this build cannot read yet.
+// tokenizer.json (HF byte-level BPE, preferred) or tokenizer.model (tiktoken). Throws UserError
+// naming the folder when it holds neither.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& kind, const std::string& hf_assets_path);
 
 }  // namespace titan::data

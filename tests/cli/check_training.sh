@@ -2,12 +2,12 @@
 # End-to-end training on the shipped corpus: the loss must drop well below its start (about
 # ln(vocab)), metrics.jsonl must hold every logged step, and a second run with the same seed
 # must print identical losses.
-# usage: check_training.sh RUN_TRAIN CONFIG
+# usage: check_training.sh RUN_TRAIN CONFIG [EXTRA ARGS...]
 set -eu
-run_train=$1; config=$2
+run_train=$1; config=$2; shift 2
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 args=(--job.config_file "$config" --training.seq_len 64 --training.local_batch_size 8 --training.steps 40
-      --metrics.log_freq 1 --lr_scheduler.warmup_steps 4 --optimizer.lr 2e-3 --debug.seed 5 --debug.deterministic)
+      --metrics.log_freq 1 --lr_scheduler.warmup_steps 4 --optimizer.lr 2e-3 --debug.seed 5 --debug.deterministic "$@")
 "$run_train" "${args[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log"
 "$run_train" "${args[@]}" --job.dump_folder "$dir/b" 2> "$dir/b.log"
 losses() { grep -o 'step *[0-9]*  loss *[0-9.]*' "$1"; }
