@@ -95,6 +95,37 @@ void run_backward(const std::vector<Variable>& roots, const std::vector<Tensor>&
 // Outside a backward it throws.
 void queue_callback(std::function<void()> fn);
 
+// ---- mixed precision (bf16 emulation on float32 storage) ----
+// While a Bf16ComputeGuard is alive, every recorded op rounds its float32 outputs to bfloat16
+// precision, and its backward rounds the gradients it returns likewise; layers also use
+// bf16-rounded copies of their weights (compute_weight). This reproduces, on the CPU, where a
+// GPU run with mixed_precision_param = bfloat16 loses precision: weights, activations and
+// activation gradients in bf16, master weights, optimizer state and reductions in float32.
+class Bf16ComputeGuard {
+ public:
+  Bf16ComputeGuard();
+  ~Bf16ComputeGuard();
+
+ private:
+  bool prev_;
+};
+bool bf16_compute();
+// Suspends bf16 rounding for nodes that must be numerically transparent (identity hooks,
+// checkpoint wrappers whose inner ops already round).
+class Fp32ComputeGuard {
+ public:
+  Fp32ComputeGuard();
+  ~Fp32ComputeGuard();
+
+ private:
+  bool prev_;
+};
+// `w` itself in float32 mode; under Bf16ComputeGuard, a bf16-rounded copy whose gradient flows
+// to `w` (the FSDP mixed-precision cast of a parameter).
+Variable compute_weight(const Variable& w);
+// Rounds every element of a float32 tensor to the nearest bfloat16 value, in place.
+void round_to_bf16_(const Tensor& t);
+
 // ---- custom functions ----
 // backward(grad_outputs) -> grad_inputs, one per input (undefined = no gradient).
 using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;

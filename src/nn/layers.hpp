@@ -16,7 +16,7 @@ class Linear : public Module {
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], weight)}; }
+  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], autograd::compute_weight(weight))}; }
 };
 
 class Embedding : public Module {
@@ -32,7 +32,7 @@ class Embedding : public Module {
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(weight, tokens_)}; }
+  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(autograd::compute_weight(weight), tokens_)}; }
 
  private:
   Tensor tokens_;
@@ -46,7 +46,7 @@ class RMSNorm : public Module {
 
  protected:
   std::vector<Variable> forward(const std::vector<Variable>& in) override {
-    return {autograd::rmsnorm(in[0], weight, eps_)};
+    return {autograd::rmsnorm(in[0], autograd::compute_weight(weight), eps_)};
   }
 
  private:

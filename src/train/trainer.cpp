@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // Mean loss over `batches` validation windows (all of them when batches == -1), without recording.
 double validate(llama3::Transformer& model, const data::TokenWindows& windows, std::int64_t local_batch,
-                std::int64_t batches, std::int64_t* used) {
+                std::int64_t batches, bool bf16, std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
   const std::int64_t n = batches < 0 ? available : std::min(batches, available);
@@ -33,7 +34,13 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   double total = 0;
   for (std::int64_t b = 0; b < n; ++b) {
     auto batch = loader.micro_batch(0);
-    total += autograd::cross_entropy(model.forward_tokens(batch.inputs), batch.labels).data().item(0);
+    autograd::Variable logits;
+    {
+      std::optional<autograd::Bf16ComputeGuard> mixed;
+      if (bf16) mixed.emplace();
+      logits = model.forward_tokens(batch.inputs);
+    }
+    total += autograd::cross_entropy(logits, batch.labels).data().item(0);
     loader.advance();
   }
   *used = n;
@@ -47,9 +54,10 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     throw UserError("training on more than one rank is not implemented yet (FSDP/HSDP); run without mpirun "
                     "or use --dry-run to check a distributed config",
                     kExitNotImplemented);
-  if (cfg.training.mixed_precision_param == "bfloat16")
-    spdlog::warn("training.mixed_precision_param = \"bfloat16\": the CPU backend computes in float32 for now "
-                 "(bf16 rounding of weights and activations is not implemented yet)");
+  const bool bf16 = cfg.training.mixed_precision_param == "bfloat16";
+  if (bf16)
+    spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
+                 "optimizer state, loss and reductions in float32");
   if (!cfg.model.converters.empty())
     throw UserError("model.converters = quantize.linear.float8: float8 training is not implemented yet; "
                     "remove the converter to train in float32",
@@ -109,7 +117,13 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       const auto t0 = Clock::now();
       auto batch = loader.micro_batch(micro);
       data_seconds += seconds_since(t0);
-      autograd::Variable loss = autograd::cross_entropy(model.forward_tokens(batch.inputs), batch.labels);
+      autograd::Variable logits;
+      {
+        std::optional<autograd::Bf16ComputeGuard> mixed;
+        if (bf16) mixed.emplace();
+        logits = model.forward_tokens(batch.inputs);
+      }
+      autograd::Variable loss = autograd::cross_entropy(logits, batch.labels);  // float32, as TorchTitan's .float()
       loss_sum += loss.data().item(0);
       // Each micro-batch contributes 1/grad_accum of the step's mean loss.
       loss.backward(Tensor::full({1}, 1.0 / double(plan.batch.grad_accum)));
@@ -145,7 +159,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     }
     if (val_windows && step % cfg.validation.freq == 0) {
       std::int64_t used = 0;
-      const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, &used);
+      const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, bf16, &used);
       metrics.log_validation(step, vloss, used);
     }
   }

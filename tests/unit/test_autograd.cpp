@@ -2,6 +2,8 @@
 // module hooks and activation checkpointing.
 #include <catch2/catch.hpp>
 
+#include <optional>
+
 #include "autograd/functions.hpp"
 #include "core/rng.hpp"
 #include "nn/layers.hpp"
@@ -142,4 +144,41 @@ TEST_CASE("activation checkpointing gives the same gradients as plain backward")
   auto plain = run(false), ckpt = run(true);
   for (int t = 0; t < 3; ++t)
     for (std::int64_t i = 0; i < plain[t].numel(); ++i) CHECK(ckpt[t].item(i) == plain[t].item(i));
+}
+
+TEST_CASE("bf16 compute: weights, activations and gradients are bf16 values; checkpointing recomputes alike") {
+  nn::Linear l1(6, 10), l2(10, 6);
+  l1.weight.data().copy_from(randn({10, 6}, 21).to(DType::f32));
+  l2.weight.data().copy_from(randn({6, 10}, 22).to(DType::f32));
+  Tensor xin = randn({4, 6}, 23).to(DType::f32);
+  auto is_bf16 = [](const Tensor& t) {
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      if (bf16_to_f32(f32_to_bf16(float(t.item(i)))) != float(t.item(i))) return false;
+    return true;
+  };
+  auto block = [&](const std::vector<Variable>& in) { return std::vector<Variable>{l2(autograd::swiglu(l1(in[0]), l1(in[0])))}; };
+  auto run = [&](bool bf16, bool ckpt) {
+    l1.weight.zero_grad();
+    l2.weight.zero_grad();
+    Variable x(xin, true), y;
+    {
+      std::optional<autograd::Bf16ComputeGuard> g;
+      if (bf16) g.emplace();
+      y = ckpt ? autograd::checkpoint("b", block, {x})[0] : block({x})[0];
+      if (bf16) CHECK(is_bf16(y.data()));
+    }
+    autograd::cross_entropy(y, Tensor::from_vector({1, 4, 0, 5}, {4}, DType::i64)).backward();
+    return std::vector<Tensor>{y.data(), x.grad(), l1.weight.grad()};
+  };
+  auto f32 = run(false, false), b = run(true, false), bc = run(true, true);
+  CHECK(!is_bf16(f32[0]));
+  double diff = 0, scale = 0;
+  for (std::int64_t i = 0; i < f32[0].numel(); ++i) {
+    diff = std::max(diff, std::abs(b[0].item(i) - f32[0].item(i)));
+    scale = std::max(scale, std::abs(f32[0].item(i)));
+  }
+  CHECK(diff > 0);              // bf16 rounding changes the values ...
+  CHECK(diff < 0.02 * scale);   // ... by about bf16's precision
+  for (int t = 0; t < 3; ++t)
+    for (std::int64_t i = 0; i < b[t].numel(); ++i) CHECK(bc[t].item(i) == b[t].item(i));
 }

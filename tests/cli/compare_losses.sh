@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs run_train twice and compares the per-step losses of the two runs.
+# usage: compare_losses.sh MODE TOL RUN_TRAIN [COMMON ARGS...] --a [ARGS A...] --b [ARGS B...]
+#   MODE close:  every |loss_a - loss_b| <= TOL * loss_b
+#   MODE differ: the runs differ somewhere, and every |loss_a - loss_b| <= TOL * loss_b
+set -eu
+mode=$1; tol=$2; run_train=$3; shift 3
+common=(); a=(); b=(); target=common
+for arg in "$@"; do
+  case "$arg" in
+    --a) target=a ;;
+    --b) target=b ;;
+    *) eval "$target+=(\"\$arg\")" ;;
+  esac
+done
+dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+"$run_train" "${common[@]}" "${a[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log" || { cat "$dir/a.log"; exit 1; }
+"$run_train" "${common[@]}" "${b[@]}" --job.dump_folder "$dir/b" 2> "$dir/b.log" || { cat "$dir/b.log"; exit 1; }
+losses() { grep -o 'step *[0-9]*  loss *[0-9.]*' "$1" | awk '{print $4}'; }
+paste <(losses "$dir/a.log") <(losses "$dir/b.log") > "$dir/pairs"
+[ -s "$dir/pairs" ] || { echo "FAIL: no loss lines"; cat "$dir/a.log"; exit 1; }
+cat "$dir/pairs"
+awk -v tol="$tol" -v mode="$mode" '
+  { d = $1 - $2; if (d < 0) d = -d; if (d > tol * $2) bad = 1; if (d > 0) differ = 1 }
+  END { if (bad) { print "FAIL: losses differ by more than " tol " relative"; exit 1 }
+        if (mode == "differ" && !differ) { print "FAIL: the runs should differ"; exit 1 }
+        print "ok" }' "$dir/pairs"
