@@ -2,7 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -22,7 +25,25 @@ namespace {
 
 bool is_data_file(const fs::path& p) {
   const std::string ext = p.extension().string();
-  return ext == ".jsonl" || ext == ".json" || ext == ".txt";
+  return ext == ".jsonl" || ext == ".json" || ext == ".txt" || ext == ".tokens";
+}
+
+bool is_token_file(const std::string& path) { return fs::path(path).extension() == ".tokens"; }
+
+constexpr char kMagic[8] = {'T', 'I', 'T', 'A', 'N', 'T', 'O', 'K'};
+
+// Cache file for the tokenization of `files` by `tok`: keyed by their paths, sizes, mtimes and
+// the tokenizer's fingerprint, so any change to either makes a new key.
+fs::path cache_path(const std::vector<std::string>& files, const Tokenizer& tok) {
+  std::string key = tok.fingerprint();
+  for (const auto& f : files) {
+    std::error_code ec;
+    key += "|" + fs::absolute(f).string() + ":" + std::to_string(fs::file_size(f, ec)) + ":" +
+           std::to_string(fs::last_write_time(f, ec).time_since_epoch().count());
+  }
+  char name[40];
+  std::snprintf(name, sizeof name, "%016llx.tokens", static_cast<unsigned long long>(XXH3_64bits(key.data(), key.size())));
+  return fs::path(files.front()).parent_path() / ".titan_cache" / name;
 }
 
 // Calls f(text) for every document in `file`.
@@ -55,6 +76,72 @@ void for_each_document(const std::string& file, F&& f) {
 
 }  // namespace
 
+void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int64_t vocab_size) {
+  const std::uint32_t version = 1, width = vocab_size <= 65536 ? 2 : 4;
+  const std::uint64_t count = tokens.size(), vocab = static_cast<std::uint64_t>(vocab_size);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(kMagic, 8);
+    out.write(reinterpret_cast<const char*>(&version), 4);
+    out.write(reinterpret_cast<const char*>(&width), 4);
+    out.write(reinterpret_cast<const char*>(&count), 8);
+    out.write(reinterpret_cast<const char*>(&vocab), 8);
+    if (width == 2) {
+      std::vector<std::uint16_t> narrow(tokens.begin(), tokens.end());
+      out.write(reinterpret_cast<const char*>(narrow.data()), static_cast<std::streamsize>(narrow.size() * 2));
+    } else {
+      out.write(reinterpret_cast<const char*>(tokens.data()), static_cast<std::streamsize>(tokens.size() * 4));
+    }
+    if (!out) throw UserError("dataset: cannot write token file '" + path + "'");
+  }
+  fs::rename(tmp, path);  // a reader never sees a half-written file
+}
+
+std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw UserError("dataset: cannot read token file '" + path + "'");
+  const std::uint64_t size = static_cast<std::uint64_t>(in.tellg());
+  in.seekg(0);
+  char magic[8] = {};
+  std::uint32_t version = 0, width = 0;
+  std::uint64_t count = 0, vocab = 0;
+  in.read(magic, 8);
+  in.read(reinterpret_cast<char*>(&version), 4);
+  in.read(reinterpret_cast<char*>(&width), 4);
+  in.read(reinterpret_cast<char*>(&count), 8);
+  in.read(reinterpret_cast<char*>(&vocab), 8);
+  if (!in || std::memcmp(magic, kMagic, 8) != 0 || version != 1 || (width != 2 && width != 4))
+    throw UserError("dataset: '" + path + "' is not a titan.cpp token file (see docs/training.md for the format)");
+  if (size != 32 + count * width)
+    throw UserError("dataset: token file '" + path + "' is truncated: the header promises " + std::to_string(count) +
+                    " tokens");
+  if (static_cast<std::int64_t>(vocab) > max_vocab_size)
+    throw UserError("dataset: token file '" + path + "' was made by a tokenizer with " + std::to_string(vocab) +
+                    " tokens, more than the model's tokenizer has (" + std::to_string(max_vocab_size) + ")");
+  std::vector<std::int32_t> tokens(count);
+  if (width == 2) {
+    std::vector<std::uint16_t> narrow(count);
+    in.read(reinterpret_cast<char*>(narrow.data()), static_cast<std::streamsize>(count * 2));
+    std::copy(narrow.begin(), narrow.end(), tokens.begin());
+  } else {
+    in.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(count * 4));
+  }
+  return tokens;
+}
+
+std::vector<std::int32_t> tokenize_documents(const std::vector<std::string>& text_files, const Tokenizer& tok) {
+  std::vector<std::int32_t> tokens;
+  for (const auto& file : text_files)
+    for_each_document(file, [&](const std::string& text) {
+      tokens.push_back(tok.bos_id());
+      auto ids = tok.encode(text);
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+      tokens.push_back(tok.eos_id());
+    });
+  return tokens;
+}
+
 std::vector<std::string> resolve_dataset_files(const std::string& name, const std::string& path) {
   fs::path root;
   if (!path.empty()) {
@@ -80,15 +167,35 @@ std::vector<std::string> resolve_dataset_files(const std::string& name, const st
 }
 
 TokenWindows::TokenWindows(const std::vector<std::string>& files, const Tokenizer& tok, std::int64_t seq_len,
-                           std::uint64_t seed)
+                           std::uint64_t seed, bool use_cache)
     : seq_len_(seq_len), seed_(seed) {
-  for (const auto& file : files)
-    for_each_document(file, [&](const std::string& text) {
-      tokens_.push_back(tok.bos_id());
-      auto ids = tok.encode(text);
-      tokens_.insert(tokens_.end(), ids.begin(), ids.end());
-      tokens_.push_back(tok.eos_id());
-    });
+  std::vector<std::string> text_files;
+  for (const auto& f : files)
+    if (!is_token_file(f)) text_files.push_back(f);
+  const fs::path cache = text_files.empty() ? fs::path() : cache_path(text_files, tok);
+  std::vector<std::int32_t> text_tokens;
+  if (use_cache && !cache.empty() && fs::exists(cache)) {
+    text_tokens = read_token_file(cache.string(), tok.vocab_size());
+    from_cache_ = true;
+  } else {
+    text_tokens = tokenize_documents(text_files, tok);
+    if (use_cache && !cache.empty()) {
+      std::error_code ec;
+      fs::create_directories(cache.parent_path(), ec);
+      try {
+        write_token_file(cache.string(), text_tokens, tok.vocab_size());
+      } catch (const UserError&) {
+        // A read-only data folder only costs the next run a re-tokenization.
+      }
+    }
+  }
+  // Text documents first (from the cache or just tokenized), then token files in their order.
+  tokens_ = std::move(text_tokens);
+  for (const auto& f : files)
+    if (is_token_file(f)) {
+      auto t = read_token_file(f, tok.vocab_size());
+      tokens_.insert(tokens_.end(), t.begin(), t.end());
+    }
   num_windows_ = static_cast<std::int64_t>(tokens_.size()) / (seq_len + 1);
   if (num_windows_ == 0)
     throw UserError("dataset: " + std::to_string(tokens_.size()) + " tokens are fewer than one window of seq_len + 1 = " +

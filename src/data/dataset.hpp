@@ -2,7 +2,8 @@
 // Token windows for training (DESIGN.md section 7).
 //
 // Documents (JSON lines with a "text" field, or plain text files, one document per file) are
-// tokenized as [BOS] text [EOS], concatenated in file order, and cut into consecutive,
+// tokenized as [BOS] text [EOS] and concatenated in file order, followed by the tokens of any
+// pre-tokenized .tokens files; the stream is cut into consecutive,
 // non-overlapping windows of seq_len + 1 tokens (input = w[:-1], labels = w[1:]; a tail shorter
 // than a window is dropped). Each epoch visits every window once, in an order shuffled by
 // (seed, epoch). Window k of the stream is therefore a pure function of (dataset, tokenizer,
@@ -16,13 +17,30 @@
 
 namespace titan::data {
 
+// Pre-tokenized token files (".tokens"): a 32-byte little-endian header, then the tokens.
+//   bytes 0-7   magic "TITANTOK"
+//   bytes 8-11  u32 format version (1)
+//   bytes 12-15 u32 bytes per token (2 = uint16, 4 = uint32)
+//   bytes 16-23 u64 number of tokens
+//   bytes 24-31 u64 vocabulary size of the tokenizer that made them
+// The stream already holds each document's BOS/EOS. The same format caches the tokenization of
+// text corpora in a .titan_cache/ folder next to the data, keyed by the files and the tokenizer.
+void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int64_t vocab_size);
+std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size);
+
+// [BOS] tokens [EOS] of every document of the given JSONL/text files, in order.
+std::vector<std::int32_t> tokenize_documents(const std::vector<std::string>& text_files, const Tokenizer& tok);
+
 // "c4_test" and "c4_validation" name the corpus shipped in tests/assets/c4_test; `path`, when
 // set, overrides the name. Returns the files to read, sorted. Throws UserError for a missing path.
 std::vector<std::string> resolve_dataset_files(const std::string& name, const std::string& path);
 
 class TokenWindows {
  public:
-  TokenWindows(const std::vector<std::string>& files, const Tokenizer& tok, std::int64_t seq_len, std::uint64_t seed);
+  // `use_cache`: read/write the tokenization cache next to text corpora.
+  TokenWindows(const std::vector<std::string>& files, const Tokenizer& tok, std::int64_t seq_len, std::uint64_t seed,
+               bool use_cache = true);
+  bool from_cache() const { return from_cache_; }
   std::int64_t num_windows() const { return num_windows_; }
   std::int64_t num_tokens() const { return static_cast<std::int64_t>(tokens_.size()); }
   std::int64_t seq_len() const { return seq_len_; }
@@ -36,6 +54,7 @@ class TokenWindows {
   std::vector<std::int32_t> tokens_;
   std::int64_t seq_len_, num_windows_;
   std::uint64_t seed_;
+  bool from_cache_ = false;
   mutable std::int64_t perm_epoch_ = -1;
   mutable std::vector<std::int64_t> perm_;
 };

@@ -107,3 +107,45 @@ TEST_CASE("dataset errors name the file and line") {
   CHECK_THROWS_AS(load_tokenizer("auto", "/no/such/folder"), UserError);
   CHECK(resolve_dataset_files("c4_test", "").size() == 1);
 }
+
+TEST_CASE("token files: written tokens read back; the same windows as the text they came from") {
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "{\"text\": \"line " + std::to_string(i) + " of text\"}\n";
+  TempFile f("t.jsonl", text);
+  ByteTokenizer tok;
+  const auto tokens = tokenize_documents({f.path()}, tok);
+  const std::string tok_path = f.path() + ".tokens";
+  write_token_file(tok_path, tokens, tok.vocab_size());
+  CHECK(read_token_file(tok_path, tok.vocab_size()) == tokens);
+  TokenWindows from_text({f.path()}, tok, 8, 4, false), from_tokens({tok_path}, tok, 8, 4, false);
+  REQUIRE(from_text.num_windows() == from_tokens.num_windows());
+  Tensor a = Tensor::empty({1, 8}, DType::i64), al = Tensor::empty({8}, DType::i64);
+  Tensor b = Tensor::empty({1, 8}, DType::i64), bl = Tensor::empty({8}, DType::i64);
+  for (std::int64_t p = 0; p < from_text.num_windows(); ++p) {
+    from_text.fill(p, a, al, 0);
+    from_tokens.fill(p, b, bl, 0);
+    CHECK(a.to_vector() == b.to_vector());
+  }
+  CHECK_THROWS_WITH(read_token_file(tok_path, 100), Contains("more than the model's tokenizer has"));
+  TempFile truncated("bad.tokens", std::string("TITANTOK\x01\0\0\0\x02\0\0\0\x10\0\0\0\0\0\0\0\x02\x01\0\0\0\0\0\0", 32) + "ab");
+  CHECK_THROWS_WITH(read_token_file(truncated.path(), 1000), Contains("is truncated"));
+  TempFile junk("junk.tokens", "not a token file at all, just text....");
+  CHECK_THROWS_WITH(read_token_file(junk.path(), 1000), Contains("is not a titan.cpp token file"));
+}
+
+TEST_CASE("tokenization cache: written next to the data, reused, keyed by the tokenizer") {
+  std::string text;
+  for (int i = 0; i < 30; ++i) text += "{\"text\": \"cached document " + std::to_string(i) + "\"}\n";
+  TempFile f("c.jsonl", text);
+  ByteTokenizer byte_tok;
+  TokenWindows first({f.path()}, byte_tok, 8, 1);
+  CHECK(!first.from_cache());
+  TokenWindows second({f.path()}, byte_tok, 8, 1);
+  CHECK(second.from_cache());
+  CHECK(second.num_tokens() == first.num_tokens());
+  for (std::int64_t p = 0; p < first.num_windows(); ++p) CHECK(second.window_at(p) == first.window_at(p));
+  auto hf = load_tokenizer("auto", std::string(TITAN_SOURCE_DIR) + "/tests/assets/tokenizer");
+  TokenWindows other({f.path()}, *hf, 4, 1);
+  CHECK(!other.from_cache());  // another tokenizer: another cache entry
+  CHECK(other.num_tokens() < first.num_tokens());
+}
