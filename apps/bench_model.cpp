@@ -1,4 +1,5 @@
-// bench_model: times one training step's forward + backward of a Llama 3 flavor on the CPU.
+// bench_model: times one training step of a Llama 3 flavor on the CPU: forward, backward,
+// gradient-norm clipping and the AdamW update (--no-optimizer: forward + backward only).
 // Used by scripts/bench_cpu_model.sh, which runs it beside the same model in PyTorch eager.
 //   bench_model [--flavor debugmodel] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1] [--ac none|full|selective]
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include "autograd/functions.hpp"
 #include "core/errors.hpp"
 #include "models/llama3/model.hpp"
+#include "optim/adamw.hpp"
 
 int main(int argc, char** argv) {
   using namespace titan;
@@ -22,6 +24,8 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters);
   app.add_option("--warmup", warmup);
   app.add_option("--ac", ac_mode)->check(CLI::IsMember({"none", "full", "selective"}));
+  bool no_optimizer = false;
+  app.add_flag("--no-optimizer", no_optimizer, "time forward + backward only");
   CLI11_PARSE(app, argc, argv);
 
   const llama3::ModelArgs* found = llama3::find_flavor(flavor);
@@ -41,6 +45,9 @@ int main(int argc, char** argv) {
     tokens.data<std::int64_t>()[i] = (i * 7919) % args.vocab_size;
     targets.data<std::int64_t>()[i] = (i * 7919 + 1) % args.vocab_size;
   }
+  std::vector<autograd::Variable*> params;
+  for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
+  optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0, loss = 0;
   reset_cpu_peak_bytes();
   for (int it = 0; it < warmup + iters; ++it) {
@@ -48,6 +55,10 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     autograd::Variable l = autograd::cross_entropy(model.forward_tokens(tokens), targets);
     l.backward();
+    if (!no_optimizer) {
+      optim::clip_grad_norm(params, 1.0);
+      optimizer.step(8e-4);
+    }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     loss = l.data().item(0);
     if (it >= warmup) {
@@ -56,8 +67,8 @@ int main(int argc, char** argv) {
     }
   }
   const double tokens_per_step = double(batch * seq);
-  std::printf("titan.cpp %s batch %lld seq %lld ac %s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
-              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), loss, total / iters, best,
+  std::printf("titan.cpp %s batch %lld seq %lld ac %s%s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
+              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), no_optimizer ? " fwd+bwd" : " full step", loss, total / iters, best,
               tokens_per_step * iters / total, double(cpu_peak_bytes()) / (1 << 20));
   return 0;
 }

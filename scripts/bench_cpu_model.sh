@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# CPU benchmark: forward + backward of one Llama 3 debug-model training step, titan.cpp against
-# the same model in PyTorch eager float32, side by side in one run, on the same core(s).
-#   ./scripts/bench_cpu_model.sh [--batch 8] [--seq 2048] [--iters 3] [--threads 1] [--rounds 2]
+# CPU benchmark: one Llama 3 debug-model training step (forward, backward, clipping, AdamW),
+# titan.cpp against the same model in PyTorch eager float32, side by side in one run, on the
+# same core(s). --no-optimizer times forward + backward only.
+#   ./scripts/bench_cpu_model.sh [--batch 8] [--seq 2048] [--iters 3] [--threads 1] [--rounds 2] [--no-optimizer]
 # Needs a build (./scripts/build.sh) and, for the baseline, `pip install torch` (dev-time only).
 # Rounds alternate titan.cpp and PyTorch so machine noise hits both alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BATCH=8 SEQ=2048 ITERS=3 THREADS=1 ROUNDS=2
+BATCH=8 SEQ=2048 ITERS=3 THREADS=1 ROUNDS=2 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) BATCH=$2; shift 2 ;;
@@ -14,6 +15,7 @@ while [ $# -gt 0 ]; do
     --iters) ITERS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --no-optimizer) EXTRA=(--no-optimizer); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -26,10 +28,10 @@ echo "machine: $(lscpu | sed -n 's/^Model name:\s*//p'), pinned to CPU(s) $CPUS,
 echo "model: llama3 debugmodel, batch $BATCH x seq $SEQ, $ITERS timed steps per round after 1 warmup, $ROUNDS rounds"
 ours=() theirs=()
 for r in $(seq "$ROUNDS"); do
-  line=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS")
+  line=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" "${EXTRA[@]}")
   echo "  round $r  $line"
   ours+=("$(sed -n 's/.* \([0-9]*\) tokens\/s.*/\1/p' <<<"$line")")
-  line=$(taskset -c "$CPUS" python3 scripts/bench/torch_llama3_cpu.py --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --threads "$THREADS")
+  line=$(taskset -c "$CPUS" python3 scripts/bench/torch_llama3_cpu.py --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --threads "$THREADS" "${EXTRA[@]}")
   echo "  round $r  $line"
   theirs+=("$(sed -n 's/.* \([0-9]*\) tokens\/s.*/\1/p' <<<"$line")")
 done

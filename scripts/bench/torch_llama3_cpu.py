@@ -3,7 +3,8 @@
 
 The same Llama 3 model as titan.cpp (TorchTitan's architecture: RMSNorm, RoPE with Llama 3.1
 scaling, GQA causal attention through F.scaled_dot_product_attention, SwiGLU, untied output),
-timed for forward + backward of one training step on `--threads` CPU threads.
+timed for one training step on `--threads` CPU threads: forward, backward, clip_grad_norm_ and
+AdamW (foreach=False, like titan.cpp's per-parameter loop); --no-optimizer times forward + backward.
 """
 import argparse
 import math
@@ -84,6 +85,7 @@ def main():
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-optimizer", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -92,17 +94,22 @@ def main():
     n = args.batch * args.seq
     tokens = (torch.arange(n) * 7919 % a["vocab_size"]).view(args.batch, args.seq)
     targets = (torch.arange(n) * 7919 + 1) % a["vocab_size"]
+    opt = torch.optim.AdamW(model.parameters(), lr=8e-4, betas=(0.9, 0.95), weight_decay=0.1, foreach=False)
     times, loss = [], None
     for it in range(args.warmup + args.iters):
         model.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         loss = F.cross_entropy(model(tokens), targets)
         loss.backward()
+        if not args.no_optimizer:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
         dt = time.perf_counter() - t0
         if it >= args.warmup:
             times.append(dt)
     mean = sum(times) / len(times)
-    print(f"pytorch {torch.__version__} eager f32 {args.flavor} batch {args.batch} seq {args.seq} threads {args.threads}: "
+    what = "fwd+bwd" if args.no_optimizer else "full step"
+    print(f"pytorch {torch.__version__} eager f32 {args.flavor} batch {args.batch} seq {args.seq} threads {args.threads} {what}: "
           f"loss {loss.item():.4f}, mean {mean:.3f} s/step, best {min(times):.3f} s, {n / mean:.0f} tokens/s")
 
 

@@ -72,8 +72,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   const auto t_data = Clock::now();
   data::TokenWindows windows(data::resolve_dataset_files(cfg.training.dataset, cfg.training.dataset_path.value_or("")),
                              *tokenizer, plan.seq_len, seed);
-  spdlog::info("data: {} tokens, {} windows of {} + 1 ({:.2f}s to tokenize)", windows.num_tokens(), windows.num_windows(),
-               plan.seq_len, seconds_since(t_data));
+  spdlog::info("data: {} tokens, {} windows of {} + 1, tokenizer {} ({:.2f}s{})", windows.num_tokens(),
+               windows.num_windows(), plan.seq_len, tokenizer->fingerprint(), seconds_since(t_data),
+               windows.from_cache() ? ", from the tokenization cache" : "");
   std::unique_ptr<data::TokenWindows> val_windows;
   if (cfg.validation.enable) {
     val_windows = std::make_unique<data::TokenWindows>(
