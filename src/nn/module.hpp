@@ -8,6 +8,7 @@
 //   backward hook       once the gradients w.r.t. the inputs are computed (FSDP: reduce-scatter)
 // Backward hooks work by wrapping outputs / inputs in identity autograd nodes.
 #include <deque>
+#include <stdexcept>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,8 +62,17 @@ class Module {
   void add_backward_pre_hook(BackwardHook h) { backward_pre_hooks_.push_back(std::move(h)); }
   void add_backward_hook(BackwardHook h) { backward_hooks_.push_back(std::move(h)); }
 
-  // Replaces child `name` (e.g. Linear -> Float8Linear); returns the new child.
+  // Replaces child `name` (e.g. Linear -> Float8Linear); returns the new child. Parents reach
+  // swappable children through child<>() rather than stored references, which would dangle.
   Module& replace_child(const std::string& name, std::unique_ptr<Module> child);
+  // The child called `name`, as an M (a Float8Linear is a Linear); throws if missing.
+  template <class M>
+  M& child(const std::string& name) {
+    for (auto& [n, c] : children_)
+      if (n == name)
+        if (auto* m = dynamic_cast<M*>(c.get())) return *m;
+    throw std::logic_error("module '" + fqn_ + "' has no child '" + name + "' of the expected type");
+  }
 
  protected:
   virtual std::vector<Variable> forward(const std::vector<Variable>& inputs) = 0;

@@ -9,34 +9,36 @@
 namespace titan::llama3 {
 
 Attention::Attention(const ModelArgs& a, const ops::RopeTable* rope)
-    : wq(register_module("wq", std::make_unique<nn::Linear>(a.dim, a.n_heads * a.head_dim()))),
-      wk(register_module("wk", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()))),
-      wv(register_module("wv", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()))),
-      wo(register_module("wo", std::make_unique<nn::Linear>(a.n_heads * a.head_dim(), a.dim))),
-      n_heads_(a.n_heads),
+    : n_heads_(a.n_heads),
       n_kv_heads_(a.kv_heads()),
       head_dim_(a.head_dim()),
-      rope_(rope) {}
+      rope_(rope) {
+  register_module("wq", std::make_unique<nn::Linear>(a.dim, a.n_heads * a.head_dim()));
+  register_module("wk", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()));
+  register_module("wv", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()));
+  register_module("wo", std::make_unique<nn::Linear>(a.n_heads * a.head_dim(), a.dim));
+}
 
 std::vector<Variable> Attention::forward(const std::vector<Variable>& in) {
   const Variable& x = in[0];
   const std::int64_t B = x.shape()[0], S = x.shape()[1];
-  Variable q = autograd::view(wq(x), {B, S, n_heads_, head_dim_});
-  Variable k = autograd::view(wk(x), {B, S, n_kv_heads_, head_dim_});
-  Variable v = autograd::view(wv(x), {B, S, n_kv_heads_, head_dim_});
+  Variable q = autograd::view(wq()(x), {B, S, n_heads_, head_dim_});
+  Variable k = autograd::view(wk()(x), {B, S, n_kv_heads_, head_dim_});
+  Variable v = autograd::view(wv()(x), {B, S, n_kv_heads_, head_dim_});
   q = autograd::rope(q, *rope_);
   k = autograd::rope(k, *rope_);
   Variable o = autograd::attention(q, k, v);
-  return {wo(autograd::view(o, {B, S, n_heads_ * head_dim_}))};
+  return {wo()(autograd::view(o, {B, S, n_heads_ * head_dim_}))};
 }
 
-FeedForward::FeedForward(std::int64_t dim, std::int64_t hidden)
-    : w1(register_module("w1", std::make_unique<nn::Linear>(dim, hidden))),
-      w2(register_module("w2", std::make_unique<nn::Linear>(hidden, dim))),
-      w3(register_module("w3", std::make_unique<nn::Linear>(dim, hidden))) {}
+FeedForward::FeedForward(std::int64_t dim, std::int64_t hidden) {
+  register_module("w1", std::make_unique<nn::Linear>(dim, hidden));
+  register_module("w2", std::make_unique<nn::Linear>(hidden, dim));
+  register_module("w3", std::make_unique<nn::Linear>(dim, hidden));
+}
 
 std::vector<Variable> FeedForward::forward(const std::vector<Variable>& in) {
-  return {w2(autograd::swiglu(w1(in[0]), w3(in[0])))};
+  return {w2()(autograd::swiglu(w1()(in[0]), w3()(in[0])))};
 }
 
 TransformerBlock::TransformerBlock(std::int64_t layer_id, const ModelArgs& a, const ops::RopeTable* rope)
@@ -68,7 +70,6 @@ Transformer::Transformer(const ModelArgs& a)
     : tok_embeddings(register_module("tok_embeddings", std::make_unique<nn::Embedding>(a.vocab_size, a.dim))),
       layers(register_module("layers", std::make_unique<ModuleList>())),
       norm(register_module("norm", std::make_unique<nn::RMSNorm>(a.dim, a.norm_eps))),
-      output(register_module("output", std::make_unique<nn::Linear>(a.dim, a.vocab_size))),
       args_(a) {
   if (a.dim % a.n_heads != 0 || a.n_heads % a.kv_heads() != 0 || a.head_dim() % 2 != 0)
     throw std::invalid_argument("llama3: dim " + std::to_string(a.dim) + ", n_heads " + std::to_string(a.n_heads) +
@@ -77,6 +78,7 @@ Transformer::Transformer(const ModelArgs& a)
   if (!nn::meta_mode())
     rope_ = ops::rope_table(a.head_dim(), a.max_seq_len, a.rope_theta, a.rope_scaling ? &*a.rope_scaling : nullptr);
   for (std::int64_t i = 0; i < a.n_layers; ++i) layers.append(std::make_unique<TransformerBlock>(i, a, &rope_));
+  register_module("output", std::make_unique<nn::Linear>(a.dim, a.vocab_size));
 }
 
 Variable Transformer::forward_tokens(const Tensor& tokens) {
@@ -98,7 +100,7 @@ std::vector<Variable> Transformer::forward(const std::vector<Variable>&) {
     else
       h = (*block)(h);
   }
-  Variable logits = output(norm(h));
+  Variable logits = output()(norm(h));
   return {autograd::view(logits, {B * S, args_.vocab_size})};
 }
 

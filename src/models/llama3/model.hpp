@@ -21,7 +21,10 @@ class Attention : public nn::Module {
  public:
   Attention(const ModelArgs& args, const ops::RopeTable* rope);
   std::string type_name() const override { return "Attention"; }
-  nn::Linear &wq, &wk, &wv, &wo;
+  nn::Linear& wq() { return child<nn::Linear>("wq"); }
+  nn::Linear& wk() { return child<nn::Linear>("wk"); }
+  nn::Linear& wv() { return child<nn::Linear>("wv"); }
+  nn::Linear& wo() { return child<nn::Linear>("wo"); }
 
  protected:
   std::vector<Variable> forward(const std::vector<Variable>& in) override;
@@ -35,7 +38,9 @@ class FeedForward : public nn::Module {
  public:
   FeedForward(std::int64_t dim, std::int64_t hidden);
   std::string type_name() const override { return "FeedForward"; }
-  nn::Linear &w1, &w2, &w3;
+  nn::Linear& w1() { return child<nn::Linear>("w1"); }
+  nn::Linear& w2() { return child<nn::Linear>("w2"); }
+  nn::Linear& w3() { return child<nn::Linear>("w3"); }
 
  protected:
   std::vector<Variable> forward(const std::vector<Variable>& in) override;  // w2(silu(w1 x) * w3 x)
@@ -97,7 +102,7 @@ class Transformer : public nn::Module {
   nn::Embedding& tok_embeddings;
   ModuleList& layers;
   nn::RMSNorm& norm;
-  nn::Linear& output;
+  nn::Linear& output() { return child<nn::Linear>("output"); }
 
  protected:
   std::vector<Variable> forward(const std::vector<Variable>& in) override;

@@ -1,0 +1,120 @@
+#include "float8/float8_linear.hpp"
+
+#include "core/errors.hpp"
+#include "ops/ops.hpp"
+
+namespace titan::float8 {
+
+namespace {
+
+// An operand of a GEMM, cast per `cfg` along the given reduce dim, or left in high precision;
+// returned dequantized (float32), which is what the emulated GEMM multiplies.
+Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bool pow2) {
+  if (!cfg.enabled) return x2d;
+  return cast_to_float8(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2).dequantize();
+}
+
+Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1)}); }
+
+}  // namespace
+
+autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r) {
+  const Tensor xd = x.data(), wd = w.data();
+  if (xd.dtype() != DType::f32 || wd.dtype() != DType::f32)
+    throw std::invalid_argument("Float8Linear: expects float32 input and weight");
+  const bool pow2 = r.round_scales_to_power_of_2;
+  // Output GEMM: x [M, K] scaled along K (per row), W [N, K] scaled along K (per row of W).
+  const Tensor x8 = gemm_operand(as_2d(xd), r.input, -1, pow2);
+  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2);
+  Tensor y = ops::linear(x8, w8);
+  Shape out_shape = xd.shape();
+  out_shape.back() = wd.size(0);
+  const bool need_w = w.requires_grad();
+  return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
+                           [xd, wd, r, pow2, need_w](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                             const Tensor gy = as_2d(g[0]);
+                             // dx = dy W: dy [M, N] scaled along N (per row), W [N, K] along N (per column).
+                             const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2);
+                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2);
+                             Tensor gx = ops::linear_backward_input(gy8, wt8).view(xd.shape());
+                             Tensor gw;
+                             if (need_w) {
+                               // dW = dy^T x: both scaled along M (per column).
+                               const Tensor gy_w = gemm_operand(gy, r.grad_output_for_grad_weight, 0, pow2);
+                               const Tensor x_w = gemm_operand(as_2d(xd), r.input_for_grad_weight, 0, pow2);
+                               gw = Tensor::empty(wd.shape());
+                               ops::linear_backward_weight(gy_w, x_w, gw, false);
+                             }
+                             return {gx, gw};
+                           });
+}
+
+std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd::Variable>& in) {
+  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_)};
+}
+
+std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
+                                        const std::string& recipe_name) {
+  bool auto_filter = false;
+  std::vector<std::string> names;
+  for (const auto& f : filter_fqns) {
+    if (f == "auto_filter_small_kn") auto_filter = true;
+    else names.push_back(f);
+  }
+  if (auto_filter && recipe_name == "rowwise_with_gw_hp")
+    throw UserError("quantize.linear.float8.filter_fqns: auto_filter_small_kn has no thresholds for the "
+                    "rowwise_with_gw_hp recipe (as in torchao); remove it or list the layers to skip by name");
+  std::vector<LinearDecision> out;
+  for (auto& [fqn, m] : root.named_modules()) {
+    auto* lin = dynamic_cast<nn::Linear*>(m);
+    if (!lin) continue;
+    LinearDecision d{fqn, lin->out_features(), lin->in_features(), false, ""};
+    const std::int64_t N = d.out_features, K = d.in_features;
+    std::string matched;
+    for (const auto& n : names)
+      if (fqn.find(n) != std::string::npos) {
+        matched = n;
+        break;
+      }
+    if (N % 16 != 0 || K % 16 != 0) {
+      d.reason = "not divisible by 16";
+    } else if (!matched.empty()) {
+      d.reason = "filtered by name ('" + matched + "')";
+    } else if (auto_filter && ((recipe_name == "rowwise" && (N <= 2048 || K <= 1024 || (N <= 4096 && K <= 2048))) ||
+                               (recipe_name != "rowwise" && K <= 4096 && N <= 1024))) {
+      d.reason = "auto-filtered: too small to gain from float8 on H100";
+    } else {
+      d.convert = true;
+      d.reason = "converted";
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+std::vector<LinearDecision> convert_to_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
+                                              const std::string& recipe_name) {
+  const Recipe recipe = recipe_from_name(recipe_name);
+  auto decisions = plan_float8(root, filter_fqns, recipe_name);
+  // Find each chosen Linear's parent and swap it, keeping the weight variable (and so its FQN).
+  for (const auto& d : decisions) {
+    if (!d.convert) continue;
+    const size_t dot = d.fqn.rfind('.');
+    const std::string parent_fqn = dot == std::string::npos ? "" : d.fqn.substr(0, dot);
+    const std::string child = dot == std::string::npos ? d.fqn : d.fqn.substr(dot + 1);
+    for (auto& [fqn, m] : root.named_modules()) {
+      if (fqn != parent_fqn) continue;
+      nn::Module* old_child = nullptr;
+      for (auto& [name, c] : m->named_children())
+        if (name == child) old_child = c;
+      auto* old_linear = static_cast<nn::Linear*>(old_child);
+      auto fresh = std::make_unique<Float8Linear>(old_linear->in_features(), old_linear->out_features(), recipe);
+      fresh->weight = old_linear->weight;  // same Variable handle: same tensor, same leaf
+      m->replace_child(child, std::move(fresh));
+      break;
+    }
+  }
+  return decisions;
+}
+
+}  // namespace titan::float8
