@@ -1,5 +1,8 @@
 #include "train/plan.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <cstdio>
 
 #include "config/schema.hpp"
@@ -44,6 +47,13 @@ std::string human(double v) {
   return buf;
 }
 
+nlohmann::json linears_json(const Plan& p) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& d : p.linears)
+    out.push_back({{"fqn", d.fqn}, {"shape", {d.out_features, d.in_features}}, {"float8", d.convert}, {"reason", d.reason}});
+  return out;
+}
+
 }  // namespace
 
 llama3::ActivationCheckpointing activation_checkpointing_from(const config::JobConfig& cfg) {
@@ -85,10 +95,17 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.dump_folder = cfg.job.dump_folder;
   p.ac = activation_checkpointing_from(cfg);
   for (std::int64_t i = 0; i < p.model.n_layers; ++i) p.checkpointed_blocks += p.ac.applies_to(i) ? 1 : 0;
+  p.float8 = std::find(p.converters.begin(), p.converters.end(), "quantize.linear.float8") != p.converters.end();
+  p.float8_recipe = cfg.float8.recipe_name.value_or("tensorwise");
   {
     nn::MetaGuard meta;  // shapes only: a 405B plan allocates nothing
     llama3::Transformer model(p.model);
     p.parameter_shapes = llama3::describe_parameters(model);
+    if (p.float8) {
+      p.linears = float8::plan_float8(model, cfg.float8.filter_fqns, p.float8_recipe);
+      if (std::none_of(p.linears.begin(), p.linears.end(), [](const auto& d) { return d.convert; }))
+        spdlog::warn("float8: no Linear of this model qualifies for conversion (see the table); training runs in high precision");
+    }
   }
   const std::int64_t shard_params = (p.params.total + p.dims.shard - 1) / p.dims.shard;
   p.memory.params = 4 * shard_params;
@@ -128,6 +145,17 @@ std::string plan_text(const Plan& p) {
       p.dims.shard, bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
   std::string text = buf;
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
+  if (p.float8) {
+    int converted = 0;
+    text += "  float8       recipe " + p.float8_recipe + " (emulated on the CPU); Linear layers:\n";
+    for (const auto& d : p.linears) {
+      std::snprintf(buf, sizeof buf, "    %-34s [%6lld, %6lld]  %s\n", d.fqn.c_str(), (long long)d.out_features,
+                    (long long)d.in_features, d.reason.c_str());
+      text += buf;
+      converted += d.convert;
+    }
+    text += "    " + std::to_string(converted) + " of " + std::to_string(p.linears.size()) + " Linear layers converted\n";
+  }
   return text;
 }
 
@@ -165,6 +193,7 @@ nlohmann::json plan_json(const Plan& p) {
         {"activations", p.memory.activations},
         {"total", p.memory.total()}}},
       {"parameters", p.parameter_shapes},
+      {"float8", p.float8 ? nlohmann::json{{"recipe", p.float8_recipe}, {"linears", linears_json(p)}} : nlohmann::json(nullptr)},
   };
 }
 

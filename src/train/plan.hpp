@@ -9,6 +9,7 @@
 #include "core/device.hpp"
 #include "dist/parallel_dims.hpp"
 #include "models/llama3/args.hpp"
+#include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
 
 namespace titan::train {
@@ -27,6 +28,9 @@ struct Plan {
   llama3::ActivationCheckpointing ac;
   std::int64_t checkpointed_blocks = 0;
   std::vector<std::string> parameter_shapes;  // "layers.{0..5}.attention.wq.weight [256, 256]", ...
+  bool float8 = false;                        // model.converters lists quantize.linear.float8
+  std::string float8_recipe;                  // recipe_name, or "tensorwise" when unset
+  std::vector<float8::LinearDecision> linears;  // the converter's decision for every Linear
 
   // Per-rank memory of one training step (bytes, f32 master weights).
   struct Memory {

@@ -58,10 +58,8 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   if (bf16)
     spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
                  "optimizer state, loss and reductions in float32");
-  if (!cfg.model.converters.empty())
-    throw UserError("model.converters = quantize.linear.float8: float8 training is not implemented yet; "
-                    "remove the converter to train in float32",
-                    kExitNotImplemented);
+  if (cfg.compile.enable)
+    spdlog::info("compile.enable: no effect on the CPU backend (it selects CUDA graphs and fused float8 casts on a GPU)");
 
   const std::uint64_t seed = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
   auto tokenizer = data::load_tokenizer(cfg.model.tokenizer, cfg.model.hf_assets_path);
@@ -84,6 +82,12 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
 
   llama3::Transformer model(plan.model);
   model.set_activation_checkpointing(plan.ac);
+  if (plan.float8) {
+    int converted = 0;
+    for (const auto& d : float8::convert_to_float8(model, cfg.float8.filter_fqns, plan.float8_recipe)) converted += d.convert;
+    spdlog::info("float8: {} Linear layers use the {} recipe (emulated: float8 operands, float32 GEMMs)", converted,
+                 plan.float8_recipe);
+  }
   llama3::init_weights(model, seed);
   std::vector<autograd::Variable*> params;
   for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
