@@ -123,24 +123,36 @@ float f16_to_f32(std::uint16_t bits) {
   return table[bits];
 }
 
-std::uint8_t f32_to_f8e4m3(float x) {
-  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  if (std::isnan(x)) return sign | 0x7F;
-  const double a = std::fmin(std::fabs(static_cast<double>(x)), kF8E4M3Max);  // saturate (inf too)
-  return sign | static_cast<std::uint8_t>(encode_magnitude(a, kE4M3, false));
+// float32 -> float8 with round-to-nearest-even on the bits (exact, and cheap enough for casting
+// whole activations): a normal result keeps the top mantissa bits of x with the usual
+// "add half minus one plus the kept lsb" rounding, which also carries into the exponent; a
+// subnormal result is x scaled to the subnormal quantum and rounded by the FPU (exact: the scaled
+// value is below 2^3 and a power-of-two scaling loses nothing).
+template <int kManBits, int kBias, int kMinNormalExp>
+std::uint8_t f32_to_f8_bits(float x, float max_finite, std::uint8_t nan_bits) {
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  const std::uint8_t sign = static_cast<std::uint8_t>((u >> 24) & 0x80);
+  if (std::isnan(x)) return sign | nan_bits;
+  float a = std::fabs(x);
+  if (a > max_finite) a = max_finite;  // saturate, infinities included
+  if (a < std::ldexp(1.0f, kMinNormalExp)) {
+    const float m = std::nearbyint(a * std::ldexp(1.0f, kManBits - kMinNormalExp));  // ties to even
+    return sign | static_cast<std::uint8_t>(m);
+  }
+  std::uint32_t b = std::bit_cast<std::uint32_t>(a);
+  constexpr int drop = 23 - kManBits;
+  b += ((1u << (drop - 1)) - 1) + ((b >> drop) & 1);
+  return sign | static_cast<std::uint8_t>((b >> drop) - (static_cast<std::uint32_t>(127 - kBias) << kManBits));
 }
+
+std::uint8_t f32_to_f8e4m3(float x) { return f32_to_f8_bits<3, 7, -6>(x, kF8E4M3Max, 0x7F); }
 
 float f8e4m3_to_f32(std::uint8_t bits) {
   static const auto table = make_table<256>(decode_e4m3);
   return table[bits];
 }
 
-std::uint8_t f32_to_f8e5m2(float x) {
-  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  if (std::isnan(x)) return sign | 0x7E;
-  const double a = std::fmin(std::fabs(static_cast<double>(x)), kF8E5M2Max);  // saturate (inf too)
-  return sign | static_cast<std::uint8_t>(encode_magnitude(a, kE5M2, true));
-}
+std::uint8_t f32_to_f8e5m2(float x) { return f32_to_f8_bits<2, 15, -14>(x, kF8E5M2Max, 0x7E); }
 
 float f8e5m2_to_f32(std::uint8_t bits) {
   static const auto table = make_table<256>(decode_e5m2);

@@ -155,3 +155,38 @@ TEST_CASE("conversions match PyTorch bit for bit (tests/golden/dtypes.txt)") {
   CHECK(decodes == 512);
   CHECK(casts > 1000);
 }
+
+TEST_CASE("float8: casts of 200k random floats equal the nearest representable value (ties to even)") {
+  // Reference: search the 127 non-negative finite codes for the nearest; ties go to the even code.
+  auto nearest = [](const Format& f, float x) -> unsigned {
+    if (std::isnan(x)) return 0xFFFF;
+    const float a = std::min(std::fabs(x), f.max);
+    unsigned best = 0;
+    double best_d = 1e300;
+    for (unsigned b = 0; b < 0x80; ++b) {
+      const float v = f.decode(static_cast<std::uint8_t>(b));
+      if (!std::isfinite(v)) continue;
+      const double d = std::fabs(double(v) - double(a));
+      if (d < best_d || (d == best_d && b % 2 == 0)) {
+        best = b;
+        best_d = d;
+      }
+    }
+    return best | (std::signbit(x) ? 0x80u : 0u);
+  };
+  std::uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::uint32_t>(state >> 32);
+  };
+  for (const Format* f : {&kE4M3, &kE5M2}) {
+    int mismatches = 0;
+    for (int i = 0; i < 100000; ++i) {
+      // Random sign and mantissa, exponents around the format's range (and beyond it).
+      const std::uint32_t e = 127 - 22 + next() % 42;
+      const float x = std::bit_cast<float>((next() & 0x80000000u) | (e << 23) | (next() & 0x7FFFFF));
+      mismatches += f->encode(x) != nearest(*f, x);
+    }
+    CHECK(mismatches == 0);
+  }
+}
