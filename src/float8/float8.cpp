@@ -101,14 +101,26 @@ Tensor Float8Tensor::dequantize() const {
   return out;
 }
 
-Recipe recipe_from_name(const std::string& name) {
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale) {
+  require_2d_f32(x, "float8 cast");
+  Float8Tensor out{Tensor::empty(x.shape(), f8), Tensor::full({1}, scale), Float8Tensor::ScaleAxis::tensor};
+  const float* p = x.data<float>();
+  std::uint8_t* d = out.data.data<std::uint8_t>();
+  auto encode = f8 == DType::f8e4m3 ? f32_to_f8e4m3 : f32_to_f8e5m2;
+  for (std::int64_t i = 0; i < x.numel(); ++i) d[i] = encode(p[i] * scale);
+  return out;
+}
+
+Recipe recipe_from_name(const std::string& name, int amax_history_len) {
   Recipe r;
   r.name = name;
+  r.amax_history_len = amax_history_len;
   const CastConfig e4m3_tw{true, Granularity::tensorwise, DType::f8e4m3};
   const CastConfig e5m2_tw{true, Granularity::tensorwise, DType::f8e5m2};
   const CastConfig e4m3_axis{true, Granularity::axiswise, DType::f8e4m3};
   const CastConfig high_precision{false, Granularity::tensorwise, DType::f32};
-  if (name == "tensorwise") {
+  if (name == "tensorwise" || name == "delayed") {
+    r.delayed = name == "delayed";
     r.input = r.weight = r.weight_for_grad_input = r.input_for_grad_weight = e4m3_tw;
     r.grad_output = r.grad_output_for_grad_weight = e5m2_tw;
   } else if (name == "rowwise") {
@@ -122,7 +134,7 @@ Recipe recipe_from_name(const std::string& name) {
     r.round_scales_to_power_of_2 = true;
   } else {
     throw UserError("quantize.linear.float8.recipe_name: unknown recipe '" + name +
-                    "' (tensorwise, rowwise, rowwise_with_gw_hp)");
+                    "' (tensorwise, rowwise, rowwise_with_gw_hp, delayed)");
   }
   return r;
 }

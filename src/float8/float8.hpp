@@ -49,13 +49,20 @@ struct Recipe {
   CastConfig weight_for_grad_input;                    // W in dx = dy W
   CastConfig input_for_grad_weight, grad_output_for_grad_weight;  // x and dy in dW = dy^T x
   bool round_scales_to_power_of_2 = false;
+  bool delayed = false;           // tensorwise casts with scales from an amax history
+  int amax_history_len = 16;
 };
 // tensorwise (default): e4m3 input/weight, e5m2 grad_output, one scale each.
 // rowwise: everything e4m3, axiswise along each GEMM's contraction dim, power-of-2 scales.
 // rowwise_with_gw_hp: rowwise output GEMM; dx from rowwise dy and a tensorwise weight;
 //                     dW in high precision.
+// delayed: tensorwise dtypes; each scale comes from the max of that operand's amax history (the
+//          last amax_history_len steps) instead of the current tensor; the first step is dynamic.
 // Throws UserError for an unknown name.
-Recipe recipe_from_name(const std::string& name);
+Recipe recipe_from_name(const std::string& name, int amax_history_len = 16);
+
+// Casts a 2-D float32 tensor with a given tensorwise scale (delayed scaling).
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);
 
 // 10 log10(|ref|^2 / |ref - x|^2): torchao's signal-to-quantization-noise ratio in dB.
 double sqnr(const Tensor& ref, const Tensor& x);

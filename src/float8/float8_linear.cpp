@@ -1,5 +1,7 @@
 #include "float8/float8_linear.hpp"
 
+#include <cmath>
+
 #include "core/errors.hpp"
 #include "ops/ops.hpp"
 
@@ -7,10 +9,15 @@ namespace titan::float8 {
 
 namespace {
 
-// An operand of a GEMM, cast per `cfg` along the given reduce dim, or left in high precision;
-// returned dequantized (float32), which is what the emulated GEMM multiplies.
-Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bool pow2) {
+// An operand of a GEMM, cast per `cfg` along the given reduce dim (or with its delayed scale),
+// or left in high precision; returned dequantized (float32), which the emulated GEMM multiplies.
+Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bool pow2, DelayedScaling* delayed,
+                    DelayedScaling::Role role) {
   if (!cfg.enabled) return x2d;
+  if (delayed) {
+    const float current = amax(x2d, Granularity::tensorwise, 0).item(0);
+    return cast_to_float8_with_scale(x2d, cfg.dtype, delayed->scale_for(role, current, cfg.dtype)).dequantize();
+  }
   return cast_to_float8(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2).dequantize();
 }
 
@@ -18,30 +25,70 @@ Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1
 
 }  // namespace
 
-autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r) {
+float DelayedScaling::scale_for(Role r, float current, DType f8) {
+  pending[r] = seen[r] ? (std::isnan(current) || std::isnan(pending[r]) ? NAN : std::max(pending[r], current)) : current;
+  seen[r] = true;
+  float from = current;
+  if (!history[r].empty()) {
+    from = history[r].front();
+    for (float h : history[r]) from = (std::isnan(h) || std::isnan(from)) ? NAN : std::max(from, h);
+  }
+  return amax_to_scale(Tensor::full({1}, from), f8, false).item(0);
+}
+
+Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)
+    : nn::Linear(in_features, out_features), recipe_(std::move(recipe)) {
+  if (recipe_.delayed) delayed_ = std::make_shared<DelayedScaling>(recipe_.amax_history_len);
+}
+
+void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max) {
+  std::vector<DelayedScaling*> states;
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) states.push_back(f8->delayed_state().get());
+  if (states.empty()) return;
+  std::vector<float> amaxes;
+  for (auto* s : states)
+    for (int r = 0; r < 3; ++r) amaxes.push_back(s->seen[r] ? s->pending[r] : 0.0f);
+  allreduce_max(amaxes);
+  size_t i = 0;
+  for (auto* s : states)
+    for (int r = 0; r < 3; ++r, ++i) {
+      if (!s->seen[r]) continue;
+      s->history[r].push_back(amaxes[i]);
+      while (static_cast<int>(s->history[r].size()) > s->length) s->history[r].pop_front();
+      s->seen[r] = false;
+    }
+}
+
+autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
+                                 std::shared_ptr<DelayedScaling> delayed) {
   const Tensor xd = x.data(), wd = w.data();
   if (xd.dtype() != DType::f32 || wd.dtype() != DType::f32)
     throw std::invalid_argument("Float8Linear: expects float32 input and weight");
+  if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
   const bool pow2 = r.round_scales_to_power_of_2;
+  using Role = DelayedScaling::Role;
+  DelayedScaling* ds = delayed.get();
   // Output GEMM: x [M, K] scaled along K (per row), W [N, K] scaled along K (per row of W).
-  const Tensor x8 = gemm_operand(as_2d(xd), r.input, -1, pow2);
-  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2);
+  const Tensor x8 = gemm_operand(as_2d(xd), r.input, -1, pow2, ds, Role::input);
+  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2, ds, Role::weight);
   Tensor y = ops::linear(x8, w8);
   Shape out_shape = xd.shape();
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, wd, r, pow2, need_w](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                           [xd, wd, r, pow2, need_w, delayed](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                             DelayedScaling* ds = delayed.get();
                              const Tensor gy = as_2d(g[0]);
                              // dx = dy W: dy [M, N] scaled along N (per row), W [N, K] along N (per column).
-                             const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2);
-                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2);
+                             const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2, ds, Role::grad_output);
+                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2, ds, Role::weight);
                              Tensor gx = ops::linear_backward_input(gy8, wt8).view(xd.shape());
                              Tensor gw;
                              if (need_w) {
                                // dW = dy^T x: both scaled along M (per column).
-                               const Tensor gy_w = gemm_operand(gy, r.grad_output_for_grad_weight, 0, pow2);
-                               const Tensor x_w = gemm_operand(as_2d(xd), r.input_for_grad_weight, 0, pow2);
+                               const Tensor gy_w = gemm_operand(gy, r.grad_output_for_grad_weight, 0, pow2, ds, Role::grad_output);
+                               const Tensor x_w = gemm_operand(as_2d(xd), r.input_for_grad_weight, 0, pow2, ds, Role::input);
                                gw = Tensor::empty(wd.shape());
                                ops::linear_backward_weight(gy_w, x_w, gw, false);
                              }
@@ -50,7 +97,7 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
 }
 
 std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd::Variable>& in) {
-  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_)};
+  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_, delayed_)};
 }
 
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
@@ -93,8 +140,8 @@ std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std:
 }
 
 std::vector<LinearDecision> convert_to_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
-                                              const std::string& recipe_name) {
-  const Recipe recipe = recipe_from_name(recipe_name);
+                                              const std::string& recipe_name, int amax_history_len) {
+  const Recipe recipe = recipe_from_name(recipe_name, amax_history_len);
   auto decisions = plan_float8(root, filter_fqns, recipe_name);
   // Find each chosen Linear's parent and swap it, keeping the weight variable (and so its FQN).
   for (const auto& d : decisions) {

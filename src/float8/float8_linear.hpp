@@ -5,6 +5,10 @@
 // CPU (and with emulate = true) a GEMM is emulated exactly as torchao's emulate mode does it:
 // dequantize both operands to float32, multiply in float32, return the input's dtype. Like
 // torchao, it saves the high-precision input and weight for backward and re-casts them there.
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,22 +17,45 @@
 
 namespace titan::float8 {
 
+// Delayed-scaling state of one Float8Linear: per operand role an amax history (newest last) and
+// the largest amax seen since the last sync. A cast takes its scale from max(history); with no
+// history yet (the first step) it uses the current amax, i.e. behaves dynamically.
+struct DelayedScaling {
+  enum Role { input = 0, weight = 1, grad_output = 2 };
+  explicit DelayedScaling(int length) : length(length) {}
+  // The scale for a tensor of role `r` whose amax is `current`; records `current` as pending.
+  float scale_for(Role r, float current, DType f8);
+  int length;
+  std::array<std::deque<float>, 3> history;
+  std::array<float, 3> pending{};
+  std::array<bool, 3> seen{};
+};
+
 class Float8Linear : public nn::Linear {
  public:
-  Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)
-      : nn::Linear(in_features, out_features), recipe_(std::move(recipe)) {}
+  Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe);
   std::string type_name() const override { return "Float8Linear"; }
   const Recipe& recipe() const { return recipe_; }
+  // Null unless the recipe is delayed.
+  const std::shared_ptr<DelayedScaling>& delayed_state() const { return delayed_; }
 
  protected:
   std::vector<autograd::Variable> forward(const std::vector<autograd::Variable>& in) override;
 
  private:
   Recipe recipe_;
+  std::shared_ptr<DelayedScaling> delayed_;
 };
 
 // y = x W^T with x [.., K] and W [N, K] through the recipe's float8 casts; differentiable.
-autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe);
+// `delayed` is required (and used) when recipe.delayed.
+autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
+                                 std::shared_ptr<DelayedScaling> delayed = nullptr);
+
+// End of a training step for delayed scaling: gathers every Float8Linear's pending amaxes into
+// one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;
+// identity on one process), and appends the results to the histories. No-op without delayed layers.
+void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max);
 
 // The converter's decision for one Linear.
 struct LinearDecision {
@@ -47,6 +74,6 @@ std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std:
                                         const std::string& recipe_name);
 // Swaps the chosen Linears for Float8Linears sharing their weights. Returns the decisions.
 std::vector<LinearDecision> convert_to_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
-                                              const std::string& recipe_name);
+                                              const std::string& recipe_name, int amax_history_len = 16);
 
 }  // namespace titan::float8

@@ -84,7 +84,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   model.set_activation_checkpointing(plan.ac);
   if (plan.float8) {
     int converted = 0;
-    for (const auto& d : float8::convert_to_float8(model, cfg.float8.filter_fqns, plan.float8_recipe)) converted += d.convert;
+    for (const auto& d : float8::convert_to_float8(model, cfg.float8.filter_fqns, plan.float8_recipe,
+                                                   static_cast<int>(cfg.float8.amax_history_len)))
+      converted += d.convert;
     spdlog::info("float8: {} Linear layers use the {} recipe (emulated: float8 operands, float32 GEMMs)", converted,
                  plan.float8_recipe);
   }
@@ -143,6 +145,8 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                       kExitRuntimeError);
     const double lr = cfg.optimizer.lr * schedule.factor(step - 1);
     optimizer.step(lr);
+    // Delayed float8 scaling: this step's amaxes join the histories (one reduction for the model).
+    float8::sync_amax_histories(model, [](std::vector<float>&) {});
     if (step == 1) result.first_loss = loss;
     result.last_loss = loss;
     result.steps = step;

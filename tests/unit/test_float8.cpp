@@ -143,3 +143,54 @@ TEST_CASE("float8 converter: size, name and auto filters, and the swap keeps the
   autograd::cross_entropy(model.forward_tokens(tokens), Tensor::from_vector(std::vector<double>(16, 3.0), {16}, DType::i64)).backward();
   for (auto& [fqn, p] : model.named_parameters()) CHECK(p->grad().defined());
 }
+
+TEST_CASE("delayed scaling: the first step is dynamic, later scales come from the amax history") {
+  Tensor w = randn({32, 48}, 11, 0.2), x1 = randn({5, 48}, 12, 1.0), x2 = randn({5, 48}, 13, 4.0);
+  Recipe delayed = recipe_from_name("delayed", 3);
+  auto state = std::make_shared<DelayedScaling>(3);
+  autograd::Variable wv(w.clone(), true);
+  // Step 1: no history yet, so the casts are the tensorwise recipe's.
+  autograd::Variable y1 = float8_linear(autograd::Variable(x1.clone()), wv, delayed, state);
+  autograd::Variable y1_tw = float8_linear(autograd::Variable(x1.clone()), wv, recipe_from_name("tensorwise"));
+  for (std::int64_t i = 0; i < y1.data().numel(); ++i) CHECK(y1.data().item(i) == y1_tw.data().item(i));
+  // The step ends: x1's amax joins the input history.
+  // (sync_amax_histories does this for a whole model; see the next test.)
+  const float amax1 = amax(x1, Granularity::tensorwise, 0).item(0);
+  state->history[DelayedScaling::input].push_back(state->pending[DelayedScaling::input]);
+  state->history[DelayedScaling::weight].push_back(state->pending[DelayedScaling::weight]);
+  state->seen = {false, false, false};
+  CHECK(state->history[DelayedScaling::input].back() == amax1);
+  // Step 2: x2 (4x larger) is cast with the scale from x1's amax, so it saturates.
+  autograd::Variable y2 = float8_linear(autograd::Variable(x2.clone()), wv, delayed, state);
+  const float scale1 = amax_to_scale(Tensor::full({1}, amax1), DType::f8e4m3, false).item(0);
+  const Tensor x2q = cast_to_float8_with_scale(x2, DType::f8e4m3, scale1).dequantize();
+  const Tensor wq = cast_to_float8(w, DType::f8e4m3, Granularity::tensorwise, 0, false).dequantize();
+  const Tensor want = ops::linear(x2q, wq);
+  for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(y2.data().item(i) == Approx(want.item(i)).epsilon(1e-6));
+  CHECK(state->pending[DelayedScaling::input] == amax(x2, Granularity::tensorwise, 0).item(0));
+}
+
+TEST_CASE("delayed scaling in a model: one sync per step fills bounded histories") {
+  llama3::ModelArgs a = *llama3::find_flavor("debugmodel");
+  a.n_layers = 1;
+  a.max_seq_len = 8;
+  llama3::Transformer model(a);
+  llama3::init_weights(model, 2);
+  convert_to_float8(model, {"output"}, "delayed", 2);
+  Tensor tokens = Tensor::from_vector(std::vector<double>(8, 7.0), {1, 8}, DType::i64);
+  Tensor targets = Tensor::from_vector(std::vector<double>(8, 9.0), {8}, DType::i64);
+  int calls = 0;
+  for (int step = 0; step < 4; ++step) {
+    autograd::cross_entropy(model.forward_tokens(tokens), targets).backward();
+    sync_amax_histories(model, [&](std::vector<float>& v) {
+      ++calls;
+      CHECK(v.size() == 7 * 3);  // 7 converted layers x (input, weight, grad_output)
+    });
+  }
+  CHECK(calls == 4);
+  for (auto& [fqn, m] : model.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m)) {
+      INFO(fqn);
+      for (int r = 0; r < 3; ++r) CHECK(f8->delayed_state()->history[r].size() == 2);
+    }
+}
