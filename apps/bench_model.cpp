@@ -9,6 +9,7 @@
 
 #include "autograd/functions.hpp"
 #include "core/errors.hpp"
+#include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
 
@@ -26,6 +27,9 @@ int main(int argc, char** argv) {
   app.add_option("--ac", ac_mode)->check(CLI::IsMember({"none", "full", "selective"}));
   bool no_optimizer = false;
   app.add_flag("--no-optimizer", no_optimizer, "time forward + backward only");
+  std::string float8_recipe;
+  app.add_option("--float8", float8_recipe, "convert the Linears (all but output) with this float8 recipe (emulated)")
+      ->check(CLI::IsMember({"tensorwise", "rowwise", "rowwise_with_gw_hp", "delayed"}));
   CLI11_PARSE(app, argc, argv);
 
   const llama3::ModelArgs* found = llama3::find_flavor(flavor);
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   args.max_seq_len = seq;
   llama3::Transformer model(args);
   llama3::init_weights(model, 0);
+  if (!float8_recipe.empty()) float8::convert_to_float8(model, {"output"}, float8_recipe);
   using Mode = llama3::ActivationCheckpointing::Mode;
   model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
 
@@ -58,6 +63,7 @@ int main(int argc, char** argv) {
     if (!no_optimizer) {
       optim::clip_grad_norm(params, 1.0);
       optimizer.step(8e-4);
+      float8::sync_amax_histories(model, [](std::vector<float>&) {});
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     loss = l.data().item(0);
@@ -67,8 +73,9 @@ int main(int argc, char** argv) {
     }
   }
   const double tokens_per_step = double(batch * seq);
-  std::printf("titan.cpp %s batch %lld seq %lld ac %s%s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
-              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), no_optimizer ? " fwd+bwd" : " full step", loss, total / iters, best,
+  std::printf("titan.cpp %s batch %lld seq %lld ac %s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
+              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), no_optimizer ? " fwd+bwd" : " full step",
+              float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), loss, total / iters, best,
               tokens_per_step * iters / total, double(cpu_peak_bytes()) / (1 << 20));
   return 0;
 }

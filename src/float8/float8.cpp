@@ -101,6 +101,28 @@ Tensor Float8Tensor::dequantize() const {
   return out;
 }
 
+Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
+                     const float* fixed_scale) {
+  require_2d_f32(x, "float8 fake_quantize");
+  const Tensor scale = fixed_scale ? Tensor::full({1}, *fixed_scale)
+                                   : amax_to_scale(amax(x, g, reduce_dim), f8, round_to_power_of_2);
+  const bool per_row = !fixed_scale && g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1);
+  const bool per_col = !fixed_scale && g == Granularity::axiswise && !per_row;
+  const std::int64_t R = x.size(0), C = x.size(1);
+  Tensor out = Tensor::empty({R, C});
+  const float* p = x.data<float>();
+  const float* s = scale.data<float>();
+  float* o = out.data<float>();
+  auto encode = f8 == DType::f8e4m3 ? f32_to_f8e4m3 : f32_to_f8e5m2;
+  auto decode = f8 == DType::f8e4m3 ? f8e4m3_to_f32 : f8e5m2_to_f32;
+  for (std::int64_t r = 0; r < R; ++r)
+    for (std::int64_t c = 0; c < C; ++c) {
+      const float sc = per_row ? s[r] : per_col ? s[c] : s[0];
+      o[r * C + c] = decode(encode(p[r * C + c] * sc)) / sc;
+    }
+  return out;
+}
+
 Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale) {
   require_2d_f32(x, "float8 cast");
   Float8Tensor out{Tensor::empty(x.shape(), f8), Tensor::full({1}, scale), Float8Tensor::ScaleAxis::tensor};

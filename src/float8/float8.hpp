@@ -61,6 +61,12 @@ struct Recipe {
 // Throws UserError for an unknown name.
 Recipe recipe_from_name(const std::string& name, int amax_history_len = 16);
 
+// cast_to_float8(...).dequantize() fused into one pass after the amax pass, without the float8
+// intermediate: what the emulated GEMMs consume. `fixed_scale` (tensorwise), when given, replaces
+// the amax-derived scale (delayed scaling). Bit-identical to casting then dequantizing.
+Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
+                     const float* fixed_scale = nullptr);
+
 // Casts a 2-D float32 tensor with a given tensorwise scale (delayed scaling).
 Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);
 

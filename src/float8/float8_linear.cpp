@@ -16,9 +16,10 @@ Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bo
   if (!cfg.enabled) return x2d;
   if (delayed) {
     const float current = amax(x2d, Granularity::tensorwise, 0).item(0);
-    return cast_to_float8_with_scale(x2d, cfg.dtype, delayed->scale_for(role, current, cfg.dtype)).dequantize();
+    const float scale = delayed->scale_for(role, current, cfg.dtype);
+    return fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale);
   }
-  return cast_to_float8(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2).dequantize();
+  return fake_quantize(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2);
 }
 
 Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1)}); }

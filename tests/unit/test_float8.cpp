@@ -62,6 +62,11 @@ TEST_CASE("float8 casts: scales and data bit for bit equal to torchao's, for eve
       }
       CHECK(scale_mismatch == 0);
       CHECK(data_mismatch == 0);
+      // The fused quantize-dequantize the GEMMs use equals casting then dequantizing, bit for bit.
+      const Tensor fused = fake_quantize(x, cfg.dt, cfg.g, cfg.dim, cfg.pow2), twostep = f8.dequantize();
+      int fused_mismatch = 0;
+      for (std::int64_t i = 0; i < fused.numel(); ++i) fused_mismatch += !same_bits(fused.data<float>()[i], twostep.data<float>()[i]);
+      CHECK(fused_mismatch == 0);
     }
   }
 }
