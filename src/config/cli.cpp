@@ -58,7 +58,14 @@ NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::st
                         " to false; use --" + canon.key + "=VALUE to give one)");
       out.args.push_back("--" + canon.key + "=false");
     } else {
-      out.args.push_back("--" + canon.key + (eq == std::string::npos ? "" : arg.substr(eq)));
+      if (eq != std::string::npos && eq + 1 == arg.size()) {
+        // `--key=` is an explicit empty value (e.g. an empty list); CLI11 would take the next
+        // argument instead, so pass the empty string as its own argument.
+        out.args.push_back("--" + canon.key);
+        out.args.push_back("");
+      } else {
+        out.args.push_back("--" + canon.key + (eq == std::string::npos ? "" : arg.substr(eq)));
+      }
     }
   }
   return out;

@@ -151,6 +151,12 @@ TEST_CASE("CLI: every accepted spelling of values and booleans") {
     CHECK(c.float8.filter_fqns == std::vector<std::string>{"attention.wk", "attention.wv", "output"});
     CHECK(c.model.converters == std::vector<std::string>{"quantize.linear.float8"});
   }
+  SECTION("an empty value is an empty list, not the next argument") {
+    JobConfig c = parse({"--model.converters=", "--training.steps", "4"});
+    CHECK(c.model.converters.empty());
+    CHECK(c.training.steps == 4);
+    CHECK(parse({"--model.converters=float8", "--model.converters="}).model.converters.empty());
+  }
   SECTION("negative numbers are values, and the last repetition wins") {
     JobConfig c = parse({"--parallelism.data_parallel_shard_degree", "-1", "--training.steps", "5",
                          "--training.steps", "6"});
