@@ -102,7 +102,7 @@ Tensor Float8Tensor::dequantize() const {
 }
 
 Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
-                     const float* fixed_scale) {
+                     const float* fixed_scale, float* amax_out) {
   require_2d_f32(x, "float8 fake_quantize");
   const Tensor scale = fixed_scale ? Tensor::full({1}, *fixed_scale)
                                    : amax_to_scale(amax(x, g, reduce_dim), f8, round_to_power_of_2);
@@ -115,11 +115,15 @@ Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, b
   float* o = out.data<float>();
   auto encode = f8 == DType::f8e4m3 ? f32_to_f8e4m3 : f32_to_f8e5m2;
   auto decode = f8 == DType::f8e4m3 ? f8e4m3_to_f32 : f8e5m2_to_f32;
+  float m = 0;
   for (std::int64_t r = 0; r < R; ++r)
     for (std::int64_t c = 0; c < C; ++c) {
+      const float v = p[r * C + c];
       const float sc = per_row ? s[r] : per_col ? s[c] : s[0];
-      o[r * C + c] = decode(encode(p[r * C + c] * sc)) / sc;
+      o[r * C + c] = decode(encode(v * sc)) / sc;
+      if (amax_out) m = absmax_step(m, v);
     }
+  if (amax_out) *amax_out = m;
   return out;
 }
 

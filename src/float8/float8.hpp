@@ -30,6 +30,7 @@ struct Float8Tensor {
   Tensor data;   // f8e4m3 or f8e5m2, [R, C]
   Tensor scale;  // f32: [1], [R, 1] or [1, C]
   ScaleAxis axis = ScaleAxis::tensor;
+  DType orig_dtype = DType::f32;  // what dequantize() and the emulated GEMMs produce
   Tensor dequantize() const;  // f32 [R, C]
 };
 
@@ -64,8 +65,10 @@ Recipe recipe_from_name(const std::string& name, int amax_history_len = 16);
 // cast_to_float8(...).dequantize() fused into one pass after the amax pass, without the float8
 // intermediate: what the emulated GEMMs consume. `fixed_scale` (tensorwise), when given, replaces
 // the amax-derived scale (delayed scaling). Bit-identical to casting then dequantizing.
+// With `fixed_scale` the cast needs no amax first, so the tensor's amax is measured in the same
+// single pass and returned through `amax_out` (delayed scaling's history entry).
 Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
-                     const float* fixed_scale = nullptr);
+                     const float* fixed_scale = nullptr, float* amax_out = nullptr);
 
 // Casts a 2-D float32 tensor with a given tensorwise scale (delayed scaling).
 Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);

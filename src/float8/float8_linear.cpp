@@ -15,9 +15,18 @@ Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bo
                     DelayedScaling::Role role) {
   if (!cfg.enabled) return x2d;
   if (delayed) {
-    const float current = amax(x2d, Granularity::tensorwise, 0).item(0);
-    const float scale = delayed->scale_for(role, current, cfg.dtype);
-    return fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale);
+    float current = 0;
+    Tensor q;
+    if (delayed->history[role].empty()) {  // first step: no history yet, scale dynamically
+      current = amax(x2d, Granularity::tensorwise, 0).item(0);
+      const float scale = amax_to_scale(Tensor::full({1}, current), cfg.dtype, false).item(0);
+      q = fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale);
+    } else {  // one pass: cast with the history's scale and measure this tensor's amax
+      const float scale = delayed->scale(role, cfg.dtype);
+      q = fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale, &current);
+    }
+    delayed->record(role, current);
+    return q;
   }
   return fake_quantize(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2);
 }
@@ -26,15 +35,16 @@ Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1
 
 }  // namespace
 
-float DelayedScaling::scale_for(Role r, float current, DType f8) {
+float DelayedScaling::scale(Role r, DType f8) const {
+  if (history[r].empty()) return 1.0f;  // unused: the first step scales dynamically
+  float from = history[r].front();
+  for (float h : history[r]) from = (std::isnan(h) || std::isnan(from)) ? NAN : std::max(from, h);
+  return amax_to_scale(Tensor::full({1}, from), f8, false).item(0);
+}
+
+void DelayedScaling::record(Role r, float current) {
   pending[r] = seen[r] ? (std::isnan(current) || std::isnan(pending[r]) ? NAN : std::max(pending[r], current)) : current;
   seen[r] = true;
-  float from = current;
-  if (!history[r].empty()) {
-    from = history[r].front();
-    for (float h : history[r]) from = (std::isnan(h) || std::isnan(from)) ? NAN : std::max(from, h);
-  }
-  return amax_to_scale(Tensor::full({1}, from), f8, false).item(0);
 }
 
 Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)

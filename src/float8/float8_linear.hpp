@@ -23,8 +23,10 @@ namespace titan::float8 {
 struct DelayedScaling {
   enum Role { input = 0, weight = 1, grad_output = 2 };
   explicit DelayedScaling(int length) : length(length) {}
-  // The scale for a tensor of role `r` whose amax is `current`; records `current` as pending.
-  float scale_for(Role r, float current, DType f8);
+  // The scale from max(history) of role `r`; only meaningful once the history has an entry.
+  float scale(Role r, DType f8) const;
+  // Notes a tensor's amax for this step (the largest one wins).
+  void record(Role r, float current);
   int length;
   std::array<std::deque<float>, 3> history;
   std::array<float, 3> pending{};
