@@ -15,12 +15,12 @@ that is not a power of two.
 
 Regenerate:  pip install torch && python3 scripts/reference/llama3_reference.py
 """
-import json
 import math
-import struct
 from pathlib import Path
 
 import torch
+
+from safetensors_io import write_safetensors
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "golden" / "llama3_tiny.safetensors"
 ARGS = dict(dim=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=64, multiple_of=32, norm_eps=1e-5,
@@ -108,19 +108,6 @@ def shapes(a: dict) -> dict:
     out["norm.weight"] = (a["dim"],)
     out["output.weight"] = (a["vocab_size"], a["dim"])
     return out
-
-
-def write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
-    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        data = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def main() -> None:

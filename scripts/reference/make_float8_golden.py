@@ -14,7 +14,6 @@ Cases: a normal tensor, one spanning 1e-30..1e30 with zeros, and one holding inf
 Regenerate:  pip install torch torchao && python3 scripts/reference/make_float8_golden.py
 """
 import json
-import struct
 from pathlib import Path
 
 import torch
@@ -25,21 +24,9 @@ from torchao.float8.float8_scaling_utils import hp_tensor_to_float8_dynamic
 from torchao.float8.config import ScalingGranularity
 from torchao.float8.float8_training_tensor import LinearMMConfig
 
+from safetensors_io import write_safetensors
+
 OUT = Path(__file__).resolve().parents[2] / "tests" / "golden" / "float8.safetensors"
-
-
-def write_safetensors(path, tensors, metadata):
-    dtypes = {torch.float32: "F32", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        raw = t.view(torch.uint8) if t.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else t
-        data = raw.contiguous().numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def main():

@@ -14,10 +14,11 @@ Regenerate:  pip install torch && python3 scripts/reference/make_optim_golden.py
 """
 import json
 import math
-import struct
 from pathlib import Path
 
 import torch
+
+from safetensors_io import write_safetensors
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "golden" / "optim.safetensors"
 
@@ -56,19 +57,6 @@ SCHEDULES = {
     "warmup_too_long": (5, 8, None, "linear", 0.0),
     "decay_too_long": (10, 4, 0.9, "linear", 0.2),
 }
-
-
-def write_safetensors(path, tensors, metadata):
-    dtypes = {torch.float32: "F32", torch.float64: "F64"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        data = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def main():

@@ -22,30 +22,19 @@ std::string with_commas(std::int64_t v) {
   return out;
 }
 
-std::string bytes_str(std::int64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
+// v in the largest unit that keeps it >= 1: "1.30 GiB" (base 1024) or "6.16M" (base 1000).
+std::string scaled(double v, double base, std::initializer_list<const char*> units, const char* sep) {
+  auto unit = units.begin();
+  while (v >= base && unit + 1 != units.end()) {
+    v /= base;
+    ++unit;
   }
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  std::snprintf(buf, sizeof buf, "%.2f%s%s", v, sep, *unit);
   return buf;
 }
-
-std::string human(double v) {
-  const char* units[] = {"", "K", "M", "B", "T"};
-  int u = 0;
-  while (v >= 1000 && u < 4) {
-    v /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f%s", v, units[u]);
-  return buf;
-}
+std::string bytes_str(std::int64_t b) { return scaled(static_cast<double>(b), 1024, {"B", "KiB", "MiB", "GiB", "TiB"}, " "); }
+std::string human(double v) { return scaled(v, 1000, {"", "K", "M", "B", "T"}, ""); }
 
 nlohmann::json linears_json(const Plan& p) {
   nlohmann::json out = nlohmann::json::array();
