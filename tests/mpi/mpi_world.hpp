@@ -1,0 +1,3 @@
+#pragma once
+#include "dist/world.hpp"
+extern titan::dist::World* g_world;
