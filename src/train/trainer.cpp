@@ -12,6 +12,7 @@
 #include "autograd/functions.hpp"
 #include "core/errors.hpp"
 #include "data/dataset.hpp"
+#include "dist/process_group.hpp"
 #include "data/tokenizer.hpp"
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
@@ -50,10 +51,15 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
 }  // namespace
 
 TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::World& world) {
-  if (world.size() > 1)
-    throw UserError("training on more than one rank is not implemented yet (FSDP/HSDP); run without mpirun "
-                    "or use --dry-run to check a distributed config",
+  if (plan.dims.shard > 1)
+    throw UserError("training with data_parallel_shard_degree = " + std::to_string(plan.dims.shard) +
+                        " (FSDP/HSDP sharding) is not implemented yet; set parallelism.data_parallel_shard_degree = 1 "
+                        "and data_parallel_replicate_degree = " + std::to_string(plan.dims.world) +
+                        " to train replicated (DDP), or use --dry-run to check a sharded config",
                     kExitNotImplemented);
+  // Replicated data parallelism: every rank holds the whole model, trains on its slice of each
+  // global batch, and averages gradients (and the logged loss) over the replicate group.
+  dist::DeviceMesh mesh(world, plan.dims.replicate, plan.dims.shard);
   const bool bf16 = cfg.training.mixed_precision_param == "bfloat16";
   if (bf16)
     spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
@@ -103,7 +109,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                                decay_ratio, cfg.lr_scheduler.decay_type, cfg.lr_scheduler.min_lr_factor, &warnings);
   for (const auto& w : warnings) spdlog::warn("{}", w);
 
-  data::DataLoader loader(windows, plan.batch.local_batch, 0, 1, plan.batch.grad_accum);
+  data::DataLoader loader(windows, plan.batch.local_batch, mesh.dp_rank(), plan.dims.dp(), plan.batch.grad_accum);
   std::error_code ec;
   std::filesystem::create_directories(cfg.job.dump_folder, ec);
   const bool write_metrics = world.rank() == 0 || cfg.metrics.save_for_all_ranks;
@@ -136,7 +142,13 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       loss.backward(Tensor::full({1}, 1.0 / double(plan.batch.grad_accum)));
     }
     loader.advance();
-    const double loss = loss_sum / double(plan.batch.grad_accum);
+    Tensor step_loss = Tensor::full({1}, loss_sum / double(plan.batch.grad_accum), DType::f64);
+    if (plan.dims.dp() > 1) {
+      for (auto* p : params)
+        if (p->grad().defined()) mesh.replicate_group().all_reduce(p->grad(), dist::ReduceOp::avg);
+      mesh.replicate_group().all_reduce(step_loss, dist::ReduceOp::avg);
+    }
+    const double loss = step_loss.item(0);
     const double grad_norm = optim::clip_grad_norm(params, cfg.training.max_norm);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm))
       throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
@@ -146,7 +158,12 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     const double lr = cfg.optimizer.lr * schedule.factor(step - 1);
     optimizer.step(lr);
     // Delayed float8 scaling: this step's amaxes join the histories (one reduction for the model).
-    float8::sync_amax_histories(model, [](std::vector<float>&) {});
+    float8::sync_amax_histories(model, [&](std::vector<float>& amaxes) {
+      Tensor t = Tensor::empty({static_cast<std::int64_t>(amaxes.size())});
+      std::copy(amaxes.begin(), amaxes.end(), t.data<float>());
+      mesh.world_group().all_reduce(t, dist::ReduceOp::max);  // one reduction for the whole model
+      std::copy(t.data<float>(), t.data<float>() + t.numel(), amaxes.begin());
+    });
     if (step == 1) result.first_loss = loss;
     result.last_loss = loss;
     result.steps = step;
