@@ -30,7 +30,8 @@ void write_file(const std::filesystem::path& path, const std::string& text, cons
 }
 
 // Everything a rank does; returns its exit code, with `error` holding the line to report.
-int run(const titan::dist::World& world, const std::vector<std::string>& args, std::string& error) {
+// `agreed` is set when the ranks already agreed on the exit code (see PeerFailure).
+int run(const titan::dist::World& world, const std::vector<std::string>& args, std::string& error, bool& agreed) {
   try {
     titan::config::CommandLine cl = titan::config::parse_command_line(args);
     if (cl.show_help) {
@@ -57,6 +58,10 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     if (cl.dry_run) return titan::kExitOk;
     titan::train::train(cfg, plan, world);
     return titan::kExitOk;
+  } catch (const titan::PeerFailure& e) {
+    error = e.what();
+    agreed = true;
+    return e.exit_code();
   } catch (const UserError& e) {
     error = e.what();
     return e.exit_code();
@@ -72,12 +77,15 @@ int main(int argc, char** argv) {
   titan::dist::World world(&argc, &argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string error;
-  const int mine = run(world, args, error);
+  bool agreed = false;
+  const int mine = run(world, args, error, agreed);
   // Agree on the outcome before anyone leaves: a rank that failed alone still stops the job.
   // Rank 0 reports; another rank reports only an error that rank 0 did not have.
-  const int code = world.agree_exit_code(mine);
-  const int rank0 = world.rank0_code(mine);
-  if (mine != titan::kExitOk && (world.rank() == 0 || rank0 == titan::kExitOk)) {
+  const int code = agreed ? mine : world.agree_exit_code(mine);
+  // Whether rank 0 has an error of its own (not just "another rank failed").
+  const int rank0_own = world.rank0_code(agreed ? titan::kExitOk : mine);
+  // A rank stopped by another's failure stays quiet: the failing rank prints the one error line.
+  if (mine != titan::kExitOk && !agreed && (world.rank() == 0 || rank0_own == titan::kExitOk)) {
     if (world.rank() == 0) std::fprintf(stderr, "error: %s\n", error.c_str());
     else std::fprintf(stderr, "error: [rank %d] %s\n", world.rank(), error.c_str());
   }

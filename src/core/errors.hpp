@@ -25,4 +25,11 @@ class UserError : public std::runtime_error {
   int exit_code_;
 };
 
+// Thrown on the healthy ranks when an agreement step finds that another rank failed: the exit
+// code is already agreed, and the failed rank reported its own error.
+class PeerFailure : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 }  // namespace titan

@@ -119,6 +119,11 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   const bool show_eta = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
   const double mem_total = physical_memory_bytes();
 
+  // Every rank must be ready before the first collective: a rank whose setup failed (say, a data
+  // file missing on its node) is waiting in this same reduction in main, so nobody hangs.
+  if (const int agreed = world.agree_exit_code(kExitOk); agreed != kExitOk)
+    throw PeerFailure("stopping: another rank failed while setting up (its error is reported above)", agreed);
+
   TrainResult result;
   const auto t_train = Clock::now();
   for (std::int64_t step = 1; step <= cfg.training.steps; ++step) {
