@@ -58,7 +58,9 @@ NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::st
                         " to false; use --" + canon.key + "=VALUE to give one)");
       out.args.push_back("--" + canon.key + "=false");
     } else {
-      if (eq != std::string::npos && eq + 1 == arg.size()) {
+      if (eq != std::string::npos && eq + 1 == arg.size() && is_bool_key(canon.key)) {
+        throw UserError("command line: " + arg + " needs a value: --" + canon.key + "=true or --" + canon.key + "=false");
+      } else if (eq != std::string::npos && eq + 1 == arg.size()) {
         // `--key=` is an explicit empty value (e.g. an empty list); CLI11 would take the next
         // argument instead, so pass the empty string as its own argument.
         out.args.push_back("--" + canon.key);

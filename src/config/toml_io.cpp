@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -121,6 +122,9 @@ void apply_toml_text(JobConfig& cfg, std::string_view text, const std::string& s
 }
 
 void apply_toml_file(JobConfig& cfg, const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw UserError("config: '" + path + "' is not a file; pass a TOML file to --job.config_file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const std::string why = std::strerror(errno);

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <charconv>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -192,6 +193,15 @@ HfBpeTokenizer::~HfBpeTokenizer() = default;
 
 HfBpeTokenizer::HfBpeTokenizer(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "tokenizer.json").string();
+  try {
+    load(dir, path);
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError("tokenizer: '" + path + "' (or its tokenizer_config.json) is not a tokenizer file titan.cpp can read: " +
+                    e.what());
+  }
+}
+
+void HfBpeTokenizer::load(const std::string& dir, const std::string& path) {
   const std::string text = read_file(path);
   fingerprint_ = "hf-" + hash_hex(text);
   nlohmann::json j;
@@ -279,6 +289,8 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& dir) {
   if (bos_ < 0 || eos_ < 0)
     throw UserError("tokenizer: '" + path + "' defines no BOS/EOS token (tokenizer_config.json bos_token/eos_token, or "
                     "<|begin_of_text|>/<|end_of_text|>)");
+  // BOS/EOS come from tokenizer_config.json too: they are part of what the tokenizer produces.
+  fingerprint_ += "-" + std::to_string(bos_) + "-" + std::to_string(eos_);
 }
 
 void HfBpeTokenizer::encode_word(const std::string& mapped, std::vector<std::int32_t>& out) const {
@@ -364,7 +376,13 @@ TiktokenTokenizer::TiktokenTokenizer(const std::string& path) {
     if (sp == std::string::npos)
       throw UserError("tokenizer: " + path + ":" + std::to_string(line_no) + " is not '<base64 token> <rank>'");
     const std::string bytes = base64_decode(std::string_view(line).substr(0, sp));
-    const std::int32_t rank = std::stoi(line.substr(sp + 1));
+    std::int32_t rank = -1;
+    const char* first = line.data() + sp + 1;
+    const char* last = line.data() + line.size();
+    auto res = std::from_chars(first, last, rank);
+    if (res.ec != std::errc() || res.ptr != last || rank < 0 || rank >= (1 << 30))
+      throw UserError("tokenizer: " + path + ":" + std::to_string(line_no) +
+                      " has no valid rank (expected '<base64 token> <rank>' with 0 <= rank; is this a tiktoken file?)");
     ranks_[bytes] = rank;
     if (static_cast<size_t>(rank) >= id_to_bytes_.size()) id_to_bytes_.resize(static_cast<size_t>(rank) + 1);
     id_to_bytes_[rank] = bytes;

@@ -54,6 +54,7 @@ class HfBpeTokenizer final : public Tokenizer {
   std::string fingerprint() const override { return fingerprint_; }
 
  private:
+  void load(const std::string& dir, const std::string& path);
   void encode_word(const std::string& mapped, std::vector<std::int32_t>& out) const;
 
   std::unordered_map<std::string, std::int32_t> vocab_;

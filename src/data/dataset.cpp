@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unistd.h>
 
 #include "core/errors.hpp"
 #include "core/rng.hpp"
@@ -79,7 +80,8 @@ void for_each_document(const std::string& file, F&& f) {
 void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int64_t vocab_size) {
   const std::uint32_t version = 1, width = vocab_size <= 65536 ? 2 : 4;
   const std::uint64_t count = tokens.size(), vocab = static_cast<std::uint64_t>(vocab_size);
-  const std::string tmp = path + ".tmp";
+  // A per-process temporary name: several ranks may write the same cache entry at once.
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(kMagic, 8);
@@ -95,7 +97,12 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
     }
     if (!out) throw UserError("dataset: cannot write token file '" + path + "'");
   }
-  fs::rename(tmp, path);  // a reader never sees a half-written file
+  std::error_code ec;
+  fs::rename(tmp, path, ec);  // atomic: a reader never sees a half-written file
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw UserError("dataset: cannot write token file '" + path + "'");
+  }
 }
 
 std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size) {
@@ -113,7 +120,7 @@ std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t 
   in.read(reinterpret_cast<char*>(&vocab), 8);
   if (!in || std::memcmp(magic, kMagic, 8) != 0 || version != 1 || (width != 2 && width != 4))
     throw UserError("dataset: '" + path + "' is not a titan.cpp token file (see docs/training.md for the format)");
-  if (size != 32 + count * width)
+  if (count > (size - 32) / width || size != 32 + count * width)
     throw UserError("dataset: token file '" + path + "' is truncated: the header promises " + std::to_string(count) +
                     " tokens");
   if (static_cast<std::int64_t>(vocab) > max_vocab_size)
@@ -127,6 +134,10 @@ std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t 
   } else {
     in.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(count * 4));
   }
+  for (std::uint64_t i = 0; i < count; ++i)
+    if (tokens[i] < 0 || static_cast<std::uint64_t>(tokens[i]) >= vocab)
+      throw UserError("dataset: token file '" + path + "' holds token " + std::to_string(tokens[i]) + " at position " +
+                      std::to_string(i) + ", outside its vocabulary of " + std::to_string(vocab));
   return tokens;
 }
 
@@ -156,8 +167,14 @@ std::vector<std::string> resolve_dataset_files(const std::string& name, const st
   if (!fs::exists(root)) throw UserError("dataset: '" + root.string() + "' does not exist; check training.dataset_path");
   std::vector<std::string> files;
   if (fs::is_directory(root)) {
-    for (const auto& e : fs::recursive_directory_iterator(root))
-      if (e.is_regular_file() && is_data_file(e.path())) files.push_back(e.path().string());
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+      // Hidden folders (our .titan_cache among them) are not data.
+      if (it->is_directory() && it->path().filename().string().rfind('.', 0) == 0) {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file() && is_data_file(it->path())) files.push_back(it->path().string());
+    }
     std::sort(files.begin(), files.end());
     if (files.empty()) throw UserError("dataset: folder '" + root.string() + "' holds no .jsonl, .json or .txt files");
   } else {
@@ -184,7 +201,7 @@ TokenWindows::TokenWindows(const std::vector<std::string>& files, const Tokenize
       fs::create_directories(cache.parent_path(), ec);
       try {
         write_token_file(cache.string(), text_tokens, tok.vocab_size());
-      } catch (const UserError&) {
+      } catch (const std::exception&) {
         // A read-only data folder only costs the next run a re-tokenization.
       }
     }

@@ -71,7 +71,8 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
     throw UserError(msg);
   }
   p.model = *args;
-  p.model.max_seq_len = cfg.training.seq_len;
+  // RoPE tables cover the longest sequence the run will see (validation may use a longer one).
+  p.model.max_seq_len = cfg.validation.enable ? std::max(cfg.training.seq_len, cfg.validation.seq_len) : cfg.training.seq_len;
   p.params = llama3::count_parameters(p.model);
   p.flops_per_token = llama3::flops_per_token(p.model, cfg.training.seq_len);
   p.dims = dist::resolve_parallel_dims(cfg.parallelism.data_parallel_replicate_degree,

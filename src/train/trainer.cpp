@@ -30,6 +30,10 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
                 std::int64_t batches, bool bf16, std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
+  if (available == 0)
+    throw UserError("validation: the validation set holds " + std::to_string(windows.num_windows()) +
+                    " windows, fewer than validation.local_batch_size = " + std::to_string(local_batch) +
+                    "; use a smaller batch or seq_len, or more validation data");
   const std::int64_t n = batches < 0 ? available : std::min(batches, available);
   data::DataLoader loader(windows, local_batch, 0, 1, 1);
   double total = 0;
@@ -84,6 +88,11 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     val_windows = std::make_unique<data::TokenWindows>(
         data::resolve_dataset_files(cfg.validation.dataset, cfg.validation.dataset_path.value_or("")), *tokenizer,
         cfg.validation.seq_len, seed);
+    if (val_windows->num_windows() < cfg.validation.local_batch_size)
+      throw UserError("validation: the validation set holds " + std::to_string(val_windows->num_windows()) +
+                      " windows, fewer than validation.local_batch_size = " +
+                      std::to_string(cfg.validation.local_batch_size) +
+                      "; use a smaller batch or seq_len, or more validation data");
   }
 
   llama3::Transformer model(plan.model);

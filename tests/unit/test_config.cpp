@@ -284,6 +284,8 @@ TEST_CASE("errors: one line naming the key, where it came from, and the fix") {
   CHECK_THAT(error_of([] { parse({"stray"}); }), Contains("unexpected argument 'stray'"));
   CHECK_THAT(error_of([] { parse({"--training.steps"}); }), Contains("--training.steps"));
   CHECK_THAT(error_of([] { parse({"--no-checkpoint.enable=true"}); }), Contains("takes no value"));
+  CHECK_THAT(error_of([] { parse({"--checkpoint.enable="}); }), Contains("needs a value"));
+  CHECK_THAT(error_of([] { parse({"--job.config_file", "/tmp"}); }), Contains("is not a file"));
   CHECK_THAT(error_of([] { parse({"--training.steps=0"}); }),
              Contains("training.steps (--training.steps) = 0 is out of range: expected an integer >= 1"));
   // Every message is a single line.

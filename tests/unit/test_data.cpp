@@ -149,3 +149,17 @@ TEST_CASE("tokenization cache: written next to the data, reused, keyed by the to
   CHECK(!other.from_cache());  // another tokenizer: another cache entry
   CHECK(other.num_tokens() < first.num_tokens());
 }
+
+TEST_CASE("review fixes: the cache folder is not data; token files are range-checked") {
+  TempFile f("a.jsonl", "{\"text\": \"first document of the folder\"}\n{\"text\": \"second one\"}\n");
+  const std::string dir = f.path().substr(0, f.path().rfind('/'));
+  ByteTokenizer tok;
+  TokenWindows first(resolve_dataset_files("", dir), tok, 4, 1);
+  TokenWindows second(resolve_dataset_files("", dir), tok, 4, 1);  // the cache now exists in dir/.titan_cache
+  CHECK(second.from_cache());
+  CHECK(second.num_tokens() == first.num_tokens());
+  CHECK(resolve_dataset_files("", dir).size() == 1);
+  const std::string bad = dir + "/bad.tokens";
+  write_token_file(bad, {1, 2, 300}, 258);  // 300 is outside the 258-token vocabulary it claims
+  CHECK_THROWS_WITH(read_token_file(bad, 258), Contains("holds token 300 at position 2"));
+}

@@ -71,6 +71,11 @@ TEST_CASE("tokenizer files that cannot be read give clear errors") {
   CHECK_THROWS_WITH(HfBpeTokenizer(notjson.path().substr(0, notjson.path().rfind('/'))), Catch::Matchers::Contains("not valid JSON"));
   titan::test::TempFile badrank("tokenizer.model", "QUJD\n");
   CHECK_THROWS_WITH(TiktokenTokenizer(badrank.path()), Catch::Matchers::Contains("tokenizer.model:1"));
+  titan::test::TempFile negrank("tokenizer.model", "Qg== -1\n");
+  CHECK_THROWS_WITH(TiktokenTokenizer(negrank.path()), Catch::Matchers::Contains("has no valid rank"));
+  titan::test::TempFile nomodel("tokenizer.json", "{\"version\": \"1.0\"}");
+  CHECK_THROWS_WITH(HfBpeTokenizer(nomodel.path().substr(0, nomodel.path().rfind('/'))),
+                    Catch::Matchers::Contains("is not a tokenizer file titan.cpp can read"));
   auto t = load_tokenizer("auto", assets("tokenizer"));
   CHECK(t->fingerprint().rfind("hf-", 0) == 0);
   CHECK(load_tokenizer("auto", assets("tiktoken"))->fingerprint().rfind("tiktoken-", 0) == 0);
