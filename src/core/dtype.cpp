@@ -77,7 +77,7 @@ double decode_magnitude(std::uint32_t bits, MiniFloat f) {
   return std::ldexp(1.0 + std::ldexp(static_cast<double>(man), -f.man_bits), static_cast<int>(exp_field) - f.bias());
 }
 
-constexpr MiniFloat kF16{5, 10}, kE4M3{4, 3}, kE5M2{5, 2};
+constexpr MiniFloat kF16{5, 10}, kE4M3{4, 3};
 
 template <int N>
 std::array<float, N> make_table(float (*decode)(std::uint32_t)) {
@@ -86,26 +86,25 @@ std::array<float, N> make_table(float (*decode)(std::uint32_t)) {
   return t;
 }
 
-float decode_f16(std::uint32_t b) {
-  const bool neg = b & 0x8000;
-  const std::uint32_t mag = b & 0x7FFF;
+// An IEEE-style format (all-ones exponent: inf when the mantissa is 0, else NaN): f16 and e5m2.
+template <int kExpBits, int kManBits>
+float decode_ieee(std::uint32_t b) {
+  constexpr int kBits = 1 + kExpBits + kManBits;
+  constexpr MiniFloat kFormat{kExpBits, kManBits};
+  const bool neg = (b >> (kBits - 1)) & 1;
+  const std::uint32_t mag = b & ((1u << (kBits - 1)) - 1);
   float v;
-  if ((mag >> 10) == 0x1F) v = (mag & 0x3FF) ? NAN : INFINITY;
-  else v = static_cast<float>(decode_magnitude(mag, kF16));
+  if ((mag >> kManBits) == (1u << kExpBits) - 1) v = (mag & ((1u << kManBits) - 1)) ? NAN : INFINITY;
+  else v = static_cast<float>(decode_magnitude(mag, kFormat));
   return neg ? -v : v;
 }
+float decode_f16(std::uint32_t b) { return decode_ieee<5, 10>(b); }
+float decode_e5m2(std::uint32_t b) { return decode_ieee<5, 2>(b); }
+// e4m3fn has no infinities: only S.1111.111 is NaN.
 float decode_e4m3(std::uint32_t b) {
   const bool neg = b & 0x80;
   const std::uint32_t mag = b & 0x7F;
   float v = mag == 0x7F ? NAN : static_cast<float>(decode_magnitude(mag, kE4M3));
-  return neg ? -v : v;
-}
-float decode_e5m2(std::uint32_t b) {
-  const bool neg = b & 0x80;
-  const std::uint32_t mag = b & 0x7F;
-  float v;
-  if ((mag >> 2) == 0x1F) v = (mag & 0x3) ? NAN : INFINITY;
-  else v = static_cast<float>(decode_magnitude(mag, kE5M2));
   return neg ? -v : v;
 }
 
