@@ -292,10 +292,9 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
     require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
             "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " + std::to_string(V));
   CrossEntropyOut o;
-  std::vector<float> lse(static_cast<size_t>(N));
   dispatch("cross_entropy", {&logits}, [&](auto t) {
     using T = decltype(t);
-    o.loss = cpu::cross_entropy_forward(logits.data<T>(), tg, lse.data(), N, V, ignore_index, &o.n_valid);
+    o.loss = cpu::cross_entropy_forward(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid);
   });
   return o;
 }

@@ -3,7 +3,7 @@
 // do not count. loss = sum_valid (lse_n - x[n, t_n]) / n_valid (PyTorch's mean reduction).
 // Backward: dx[n] = dloss * (softmax(x[n]) - onehot(t_n)) / n_valid, zero for ignored rows.
 // Exponentials are float for float logits (fast_expf) and double for double; their sum is
-// accumulated in double. lse[N] is an output for callers that want it.
+// accumulated in double.
 #include <cmath>
 #include <algorithm>
 #include <cstdint>
@@ -14,7 +14,7 @@
 namespace titan::ops::cpu {
 
 template <class T>
-double cross_entropy_forward(const T* x, const std::int64_t* targets, float* lse, std::int64_t N, std::int64_t V,
+double cross_entropy_forward(const T* x, const std::int64_t* targets, std::int64_t N, std::int64_t V,
                              std::int64_t ignore_index, std::int64_t* n_valid) {
   double total = 0;
   std::int64_t valid = 0;
@@ -28,7 +28,6 @@ double cross_entropy_forward(const T* x, const std::int64_t* targets, float* lse
     // exp into a scratch row (the logits stay untouched), summed in double.
     scratch.assign(row, row + V);
     const double l = mx + std::log(exp_shift_sum(scratch.data(), V, static_cast<T>(mx)));
-    lse[n] = static_cast<float>(l);
     if (targets[n] == ignore_index) continue;
     total += l - double(row[targets[n]]);
     ++valid;
@@ -37,7 +36,7 @@ double cross_entropy_forward(const T* x, const std::int64_t* targets, float* lse
   return valid ? total / double(valid) : 0.0;
 }
 
-// Recomputes each row's log-sum-exp in double (the float lse saved by forward would cost
+// Recomputes each row's log-sum-exp in double (a float copy saved by forward would cost
 // precision in the float64 reference path).
 template <class T>
 void cross_entropy_backward(const T* x, const std::int64_t* targets, T* dx, std::int64_t N, std::int64_t V,
