@@ -105,6 +105,7 @@ void Variable::backward(Tensor grad, bool retain_graph) const { run_backward({*t
 NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = prev_; }
 bool grad_enabled() { return t_grad_enabled; }
+bool in_backward() { return t_callbacks != nullptr; }
 
 void queue_callback(std::function<void()> fn) {
   if (!t_callbacks) throw std::logic_error("autograd::queue_callback outside backward");
@@ -162,7 +163,7 @@ void run_backward(const std::vector<Variable>& roots, const std::vector<Tensor>&
 
   std::vector<std::function<void()>> callbacks;
   auto* outer_callbacks = t_callbacks;
-  t_callbacks = &callbacks;
+  if (!outer_callbacks) t_callbacks = &callbacks;  // nested backwards queue into the outermost
   try {
     while (!ready.empty()) {
       std::shared_ptr<Node> node = ready.top();

@@ -92,8 +92,12 @@ bool grad_enabled();
 // Runs backward from `roots` with `grads` (one per root; undefined = ones for a scalar root).
 void run_backward(const std::vector<Variable>& roots, const std::vector<Tensor>& grads, bool retain_graph);
 // Registers a callback for the end of the current backward (FSDP waits for reductions there).
-// Outside a backward it throws.
+// Inside a nested backward (activation checkpointing re-runs a block's backward inside the
+// outer one) it still belongs to the outermost backward. Outside a backward it throws.
 void queue_callback(std::function<void()> fn);
+// True while a backward runs on this thread (FSDP: a forward re-run by activation checkpointing
+// must not free the parameters its backward is about to use).
+bool in_backward();
 
 // ---- mixed precision (bf16 emulation on float32 storage) ----
 // While a Bf16ComputeGuard is alive, every recorded op rounds its float32 outputs to bfloat16

@@ -77,7 +77,14 @@ std::size_t cpu_peak_bytes() { return g_peak.load(); }
 void reset_cpu_peak_bytes() { g_peak.store(g_in_use.load()); }
 
 Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {}
-Storage::~Storage() { alloc_->deallocate(data_, bytes_); }
+Storage::~Storage() { release(); }
+void Storage::release() {
+  if (data_) alloc_->deallocate(data_, bytes_);
+  data_ = nullptr;
+}
+void Storage::reallocate() {
+  if (!data_) data_ = alloc_->allocate(bytes_);
+}
 
 std::int64_t numel_of(const Shape& shape) {
   std::int64_t n = 1;

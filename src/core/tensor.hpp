@@ -46,6 +46,12 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
+  // FSDP's trick (PyTorch's storage resize to 0 and back): the memory is returned while every
+  // view of this storage stays valid, and allocated again (contents undefined) before reuse.
+  // Autograd's saved tensors are such views, so a re-gather refills what backward reads.
+  void release();
+  void reallocate();
+  bool allocated() const { return data_ != nullptr; }
   Device device() const { return alloc_->device(); }
 
  private:

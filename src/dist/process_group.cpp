@@ -1,8 +1,13 @@
 #include "dist/process_group.hpp"
 
 #include <mpi.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstdio>
+#include <functional>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "core/errors.hpp"
@@ -12,6 +17,12 @@
 namespace titan::dist {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+CommStats g_stats;
+double g_timeout_seconds = 300;
+std::string g_timeout_key = "comm.init_timeout_seconds";
 
 MPI_Datatype mpi_type(DType dt) {
   switch (dt) {
@@ -33,72 +44,240 @@ void check_reducible(const Tensor& t, const char* what) {
 
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::max ? MPI_MAX : MPI_SUM; }
 
+void scale(const Tensor& t, double f) {
+  if (t.dtype() == DType::i64) throw std::invalid_argument("avg of int64 tensors");
+  Tensor view = t;
+  ops::scale_(view, f);
+}
+
+class MpiProcessGroup;
+
+// One MPI request with its deadline; `finish` runs once the data has arrived (avg scaling).
+class MpiWork final : public Work {
+ public:
+  MpiWork(const MpiProcessGroup* group, CommStats::Op op, MPI_Request req, std::function<void()> finish)
+      : group_(group), op_(op), req_(req), finish_(std::move(finish)) {}
+  ~MpiWork() override {
+    if (!done_) wait();
+  }
+  void wait() override;
+
+ private:
+  const MpiProcessGroup* group_;
+  CommStats::Op op_;
+  MPI_Request req_;
+  std::function<void()> finish_;
+  bool done_ = false;
+};
+
+// Already complete (a world of one, or a group of one rank).
+class DoneWork final : public Work {
+ public:
+  void wait() override {}
+};
+
 // A group backed by an MPI communicator; without MPI (a world of one) every collective is a copy.
 class MpiProcessGroup final : public ProcessGroup {
  public:
-  MpiProcessGroup(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
-    if (comm_ != MPI_COMM_NULL) {
-      MPI_Comm_rank(comm_, &rank_);
-      MPI_Comm_size(comm_, &size_);
+  MpiProcessGroup(MPI_Comm comm, bool owned, std::string name) : comm_(comm), owned_(owned), name_(std::move(name)) {
+    if (comm_ == MPI_COMM_NULL) {
+      members_ = {0};
+      return;
     }
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    // World ranks of the members, for messages.
+    MPI_Group group, world;
+    MPI_Comm_group(comm_, &group);
+    MPI_Comm_group(MPI_COMM_WORLD, &world);
+    std::vector<int> local(static_cast<size_t>(size_));
+    for (int i = 0; i < size_; ++i) local[size_t(i)] = i;
+    members_.resize(static_cast<size_t>(size_));
+    MPI_Group_translate_ranks(group, size_, local.data(), world, members_.data());
+    MPI_Group_free(&group);
+    MPI_Group_free(&world);
+    // A side channel for the timeout diagnosis; it must not abort the job on a dead peer.
+    MPI_Comm_dup(comm_, &ping_comm_);
+    MPI_Comm_set_errhandler(ping_comm_, MPI_ERRORS_RETURN);
   }
   ~MpiProcessGroup() override {
+    if (ping_comm_ != MPI_COMM_NULL) MPI_Comm_free(&ping_comm_);
     if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-
-  void all_reduce(const Tensor& t, ReduceOp op) override {
-    check_reducible(t, "all_reduce");
-    if (size_ > 1) MPI_Allreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), mpi_op(op), comm_);
-    if (op == ReduceOp::avg) scale(t, 1.0 / size_);
+  std::string describe() const override {
+    std::string ranks;
+    for (int m : members_) ranks += (ranks.empty() ? "" : ", ") + std::to_string(m);
+    return name_ + " group (world ranks " + ranks + ")";
   }
 
-  void all_gather(const Tensor& shard, const Tensor& out) override {
+  std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    check_reducible(t, "all_reduce");
+    count(CommStats::all_reduce, t.nbytes());
+    std::function<void()> finish;
+    if (op == ReduceOp::avg) finish = [t, n = size_] { scale(t, 1.0 / n); };
+    if (size_ == 1) return done(finish);
+    MPI_Request req;
+    MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), mpi_op(op), comm_, &req);
+    return std::make_unique<MpiWork>(this, CommStats::all_reduce, req, std::move(finish));
+  }
+
+  std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
     if (out.numel() != shard.numel() * size_ || out.dtype() != shard.dtype())
       throw std::invalid_argument("all_gather: output " + shape_str(out.shape()) + " does not hold " +
                                   std::to_string(size_) + " shards of " + shape_str(shard.shape()));
+    count(CommStats::all_gather, out.nbytes());
     if (size_ == 1) {
       out.copy_from(shard);
-      return;
+      return done({});
     }
-    MPI_Allgather(shard.raw(), static_cast<int>(shard.numel()), mpi_type(shard.dtype()), out.raw(),
-                  static_cast<int>(shard.numel()), mpi_type(shard.dtype()), comm_);
+    MPI_Request req;
+    MPI_Iallgather(shard.raw(), static_cast<int>(shard.numel()), mpi_type(shard.dtype()), out.raw(),
+                   static_cast<int>(shard.numel()), mpi_type(shard.dtype()), comm_, &req);
+    return std::make_unique<MpiWork>(this, CommStats::all_gather, req, nullptr);
   }
 
-  void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
+  std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
     check_reducible(in, "reduce_scatter");
     if (in.numel() != out.numel() * size_ || in.dtype() != out.dtype())
       throw std::invalid_argument("reduce_scatter: input " + shape_str(in.shape()) + " is not " + std::to_string(size_) +
                                   " chunks of " + shape_str(out.shape()));
+    count(CommStats::reduce_scatter, in.nbytes());
+    std::function<void()> finish;
+    if (op == ReduceOp::avg) finish = [out, n = size_] { scale(out, 1.0 / n); };
     if (size_ == 1) {
       out.copy_from(in);
-    } else {
-      MPI_Reduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), mpi_type(in.dtype()), mpi_op(op), comm_);
+      return done(finish);
     }
-    if (op == ReduceOp::avg) scale(out, 1.0 / size_);
+    MPI_Request req;
+    MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), mpi_type(in.dtype()), mpi_op(op),
+                              comm_, &req);
+    return std::make_unique<MpiWork>(this, CommStats::reduce_scatter, req, std::move(finish));
   }
 
-  void broadcast(const Tensor& t, int root) override {
-    if (size_ > 1) MPI_Bcast(t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), root, comm_);
+  std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
+    count(CommStats::broadcast, t.nbytes());
+    if (size_ == 1) return done({});
+    MPI_Request req;
+    MPI_Ibcast(t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), root, comm_, &req);
+    return std::make_unique<MpiWork>(this, CommStats::broadcast, req, nullptr);
   }
 
-  void barrier() override {
-    if (size_ > 1) MPI_Barrier(comm_);
+  std::unique_ptr<Work> barrier_async() override {
+    count(CommStats::barrier, 0);
+    if (size_ == 1) return done({});
+    MPI_Request req;
+    MPI_Ibarrier(comm_, &req);
+    return std::make_unique<MpiWork>(this, CommStats::barrier, req, nullptr);
+  }
+
+  // The collective `op` missed its deadline: find out which members are silent, report, and
+  // take the whole job down (the silent rank cannot be reached to agree on anything).
+  [[noreturn]] void timed_out(CommStats::Op op) const {
+    const std::string silent = silent_members();
+    const std::string line = fmt::format(
+        "comm: {} on the {} did not complete within {} = {:g} s; {}; stopping the job (a rank that died, hung or "
+        "was stopped; if the step is just slow, raise {})",
+        CommStats::name(op), describe(), g_timeout_key, g_timeout_seconds,
+        silent.empty() ? "every member answered the diagnosis, so the ranks disagree on the order of collectives"
+                       : "not answering: world rank(s) " + silent,
+        g_timeout_key);
+    int world_rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    spdlog::default_logger()->flush();
+    std::fprintf(stderr, "error: [rank %d] %s\n", world_rank, line.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, kExitRuntimeError);
+    std::abort();  // not reached
   }
 
  private:
-  static void scale(const Tensor& t, double f) {
-    if (t.dtype() == DType::i64) throw std::invalid_argument("avg of int64 tensors");
-    Tensor view = t;
-    ops::scale_(view, f);
+  void count(CommStats::Op op, std::size_t bytes) const {
+    ++g_stats.calls[op];
+    g_stats.bytes[op] += static_cast<std::int64_t>(bytes);
   }
-  MPI_Comm comm_;
+  static std::unique_ptr<Work> done(const std::function<void()>& finish) {
+    if (finish) finish();
+    return std::make_unique<DoneWork>();
+  }
+
+  // Every member that timed out sends a ping to all others and listens for theirs for a grace
+  // period: the healthy ones are stuck in the same collective and time out within moments of
+  // each other, so whoever stays silent is the rank that stopped answering.
+  std::string silent_members() const {
+    if (ping_comm_ == MPI_COMM_NULL) return "";
+    const int kTag = 7177;
+    int token = rank_;
+    std::vector<int> heard(static_cast<size_t>(size_), -1);
+    std::vector<MPI_Request> reqs;
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer == rank_) continue;
+      MPI_Request s, r;
+      MPI_Isend(&token, 1, MPI_INT, peer, kTag, ping_comm_, &s);
+      MPI_Request_free(&s);
+      MPI_Irecv(&heard[size_t(peer)], 1, MPI_INT, peer, kTag, ping_comm_, &r);
+      reqs.push_back(r);
+    }
+    const auto deadline = Clock::now() + std::chrono::duration<double>(std::min(10.0, std::max(2.0, g_timeout_seconds / 2)));
+    while (Clock::now() < deadline) {
+      int all = 0;
+      MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &all, MPI_STATUSES_IGNORE);
+      if (all) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::string silent;
+    for (int peer = 0; peer < size_; ++peer)
+      if (peer != rank_ && heard[size_t(peer)] != peer) silent += (silent.empty() ? "" : ", ") + std::to_string(members_[size_t(peer)]);
+    return silent;
+  }
+
+  MPI_Comm comm_, ping_comm_ = MPI_COMM_NULL;
   bool owned_;
+  std::string name_;
   int rank_ = 0, size_ = 1;
+  std::vector<int> members_;
 };
 
+void MpiWork::wait() {
+  if (done_) return;
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + std::chrono::duration<double>(g_timeout_seconds);
+  int complete = 0;
+  // Poll: spin briefly (collectives are usually quick), then sleep between tests so that
+  // oversubscribed ranks leave the cores to the peers they wait for.
+  for (long polls = 0;; ++polls) {
+    MPI_Test(&req_, &complete, MPI_STATUS_IGNORE);
+    if (complete) break;
+    if (Clock::now() > deadline) group_->timed_out(op_);
+    if (polls < 200) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(polls < 2000 ? 20 : 200));
+  }
+  done_ = true;
+  g_stats.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  if (finish_) finish_();
+}
+
 }  // namespace
+
+std::int64_t CommStats::total_bytes() const {
+  std::int64_t t = 0;
+  for (auto b : bytes) t += b;
+  return t;
+}
+
+const char* CommStats::name(Op op) {
+  static const char* names[] = {"all_gather", "reduce_scatter", "all_reduce", "broadcast", "barrier"};
+  return names[op];
+}
+
+CommStats& comm_stats() { return g_stats; }
+void reset_comm_stats() { g_stats = CommStats{}; }
+
+void set_collective_timeout(double seconds, const std::string& key) {
+  g_timeout_seconds = seconds;
+  g_timeout_key = key;
+}
 
 DeviceMesh::DeviceMesh(const World& world, int replicate, int shard) : replicate_(replicate), shard_(shard) {
   if (replicate * shard != world.size())
@@ -107,18 +286,18 @@ DeviceMesh::DeviceMesh(const World& world, int replicate, int shard) : replicate
   replicate_index_ = world.rank() / shard;
   shard_index_ = world.rank() % shard;
   if (!world.uses_mpi()) {
-    world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false);
-    shard_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false);
-    replicate_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false);
+    world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "world");
+    shard_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "shard");
+    replicate_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "replicate");
     return;
   }
   MPI_Comm shard_comm, replicate_comm;
   // Same replicate index -> one shard group (ordered by shard index); same shard index -> one replicate group.
   MPI_Comm_split(MPI_COMM_WORLD, replicate_index_, shard_index_, &shard_comm);
   MPI_Comm_split(MPI_COMM_WORLD, shard_index_, replicate_index_, &replicate_comm);
-  world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_WORLD, false);
-  shard_group_ = std::make_unique<MpiProcessGroup>(shard_comm, true);
-  replicate_group_ = std::make_unique<MpiProcessGroup>(replicate_comm, true);
+  world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_WORLD, false, "world");
+  shard_group_ = std::make_unique<MpiProcessGroup>(shard_comm, true, "shard");
+  replicate_group_ = std::make_unique<MpiProcessGroup>(replicate_comm, true, "replicate");
 }
 
 DeviceMesh::~DeviceMesh() = default;

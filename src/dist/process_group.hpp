@@ -3,8 +3,15 @@
 // uses; MpiProcessGroup implements it for CPU tensors with MPI (an NCCL implementation for
 // device tensors comes with the CUDA backend). DeviceMesh lays the world out as a 2D
 // (replicate, shard) grid and owns the groups along each dimension.
+//
+// Every collective is issued non-blocking and waited for with a deadline (comm timeouts): a rank
+// that stops answering ends the job with one line naming the collective, the group and the
+// silent rank(s), instead of a hang. Every call is counted (calls, bytes, seconds waited) in the
+// process-wide CommStats, which the step log reports.
+#include <array>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.hpp"
 
@@ -12,19 +19,54 @@ namespace titan::dist {
 
 enum class ReduceOp { sum, avg, max };
 
+// What a rank's collectives cost, summed over all its groups since the last reset.
+struct CommStats {
+  enum Op { all_gather = 0, reduce_scatter, all_reduce, broadcast, barrier, kNumOps };
+  std::array<std::int64_t, kNumOps> calls{}, bytes{};
+  double wait_seconds = 0;  // time spent inside collectives (waiting for peers and moving data)
+  std::int64_t total_bytes() const;
+  static const char* name(Op op);
+};
+CommStats& comm_stats();
+void reset_comm_stats();
+
+// The deadline of every collective from now on (comm.init_timeout_seconds during set-up and the
+// first step, comm.train_timeout_seconds after it). `key` names the config key in the message.
+void set_collective_timeout(double seconds, const std::string& key);
+
+// A collective in flight (the non-blocking variants). wait() blocks until it is done (or the
+// timeout ends the job); the destructor waits too, so buffers are never left in use.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // "shard group (world ranks 2, 3)": for messages.
+  virtual std::string describe() const = 0;
+
+  // Non-blocking variants: start the collective and return its handle; the tensors must stay
+  // untouched until wait().
   // In place; float32/float64/int64 (max also works for float32 amaxes).
-  virtual void all_reduce(const Tensor& t, ReduceOp op) = 0;
+  virtual std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) = 0;
   // out (size() x shard.numel() elements) = every rank's shard in rank order; any dtype.
-  virtual void all_gather(const Tensor& shard, const Tensor& out) = 0;
+  virtual std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) = 0;
   // in (size() x out.numel() elements): out = op over ranks of in's chunk number rank().
-  virtual void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) = 0;
-  virtual void broadcast(const Tensor& t, int root) = 0;
-  virtual void barrier() = 0;
+  virtual std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) = 0;
+  virtual std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) = 0;
+  virtual std::unique_ptr<Work> barrier_async() = 0;
+
+  // Blocking forms: start and wait.
+  void all_reduce(const Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
+  void all_gather(const Tensor& shard, const Tensor& out) { all_gather_async(shard, out)->wait(); }
+  void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) { reduce_scatter_async(in, out, op)->wait(); }
+  void broadcast(const Tensor& t, int root) { broadcast_async(t, root)->wait(); }
+  void barrier() { barrier_async()->wait(); }
 };
 
 class World;

@@ -12,8 +12,9 @@ namespace {
 // An operand of a GEMM, cast per `cfg` along the given reduce dim (or with its delayed scale),
 // or left in high precision; returned dequantized (float32), which the emulated GEMM multiplies.
 Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bool pow2, DelayedScaling* delayed,
-                    DelayedScaling::Role role) {
+                    DelayedScaling::Role role, const std::optional<float>& fixed_scale = std::nullopt) {
   if (!cfg.enabled) return x2d;
+  if (fixed_scale) return fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &*fixed_scale);
   if (delayed) {
     float current = 0;
     Tensor q;
@@ -72,28 +73,30 @@ void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<
 }
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
-                                 std::shared_ptr<DelayedScaling> delayed) {
+                                 std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale) {
   const Tensor xd = x.data(), wd = w.data();
   if (xd.dtype() != DType::f32 || wd.dtype() != DType::f32)
     throw std::invalid_argument("Float8Linear: expects float32 input and weight");
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
+  if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise))
+    throw std::invalid_argument("Float8Linear: a precast weight scale needs the tensorwise recipe");
   const bool pow2 = r.round_scales_to_power_of_2;
   using Role = DelayedScaling::Role;
   DelayedScaling* ds = delayed.get();
   // Output GEMM: x [M, K] scaled along K (per row), W [N, K] scaled along K (per row of W).
   const Tensor x8 = gemm_operand(as_2d(xd), r.input, -1, pow2, ds, Role::input);
-  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2, ds, Role::weight);
+  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2, ds, Role::weight, weight_scale);
   Tensor y = ops::linear(x8, w8);
   Shape out_shape = xd.shape();
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, wd, r, pow2, need_w, delayed](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                           [xd, wd, r, pow2, need_w, delayed, weight_scale](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                              DelayedScaling* ds = delayed.get();
                              const Tensor gy = as_2d(g[0]);
                              // dx = dy W: dy [M, N] scaled along N (per row), W [N, K] along N (per column).
                              const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2, ds, Role::grad_output);
-                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2, ds, Role::weight);
+                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2, ds, Role::weight, weight_scale);
                              Tensor gx = ops::linear_backward_input(gy8, wt8).view(xd.shape());
                              Tensor gw;
                              if (need_w) {
@@ -108,7 +111,7 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
 }
 
 std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd::Variable>& in) {
-  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_, delayed_)};
+  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_, delayed_, precast_weight_scale_)};
 }
 
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,10 @@ class Float8Linear : public nn::Linear {
   const Recipe& recipe() const { return recipe_; }
   // Null unless the recipe is delayed.
   const std::shared_ptr<DelayedScaling>& delayed_state() const { return delayed_; }
+  // FSDP's float8 all-gather hands the layer a weight that is already float8 (dequantized on the
+  // CPU) together with its scale: the layer casts with that scale, which reproduces the gathered
+  // bytes exactly, instead of deriving one from the weight (tensorwise recipe only).
+  void set_precast_weight_scale(std::optional<float> scale) { precast_weight_scale_ = scale; }
 
  protected:
   std::vector<autograd::Variable> forward(const std::vector<autograd::Variable>& in) override;
@@ -47,12 +52,15 @@ class Float8Linear : public nn::Linear {
  private:
   Recipe recipe_;
   std::shared_ptr<DelayedScaling> delayed_;
+  std::optional<float> precast_weight_scale_;
 };
 
 // y = x W^T with x [.., K] and W [N, K] through the recipe's float8 casts; differentiable.
-// `delayed` is required (and used) when recipe.delayed.
+// `delayed` is required (and used) when recipe.delayed. `weight_scale`, when given, is the
+// tensorwise scale of both weight casts (a float8 all-gathered weight).
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
-                                 std::shared_ptr<DelayedScaling> delayed = nullptr);
+                                 std::shared_ptr<DelayedScaling> delayed = nullptr,
+                                 std::optional<float> weight_scale = std::nullopt);
 
 // End of a training step for delayed scaling: gathers every Float8Linear's pending amaxes into
 // one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;

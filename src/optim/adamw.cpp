@@ -51,10 +51,12 @@ void AdamW::zero_grad() {
   for (auto* p : params_) p->zero_grad();
 }
 
-double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm) {
+double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
+                      const std::function<double(double)>& sum_over_shards) {
   double sq = 0;
   for (auto* p : params)
     if (p->grad().defined()) sq += ops::sum_squares(p->grad());
+  if (sum_over_shards) sq = sum_over_shards(sq);
   const double norm = std::sqrt(sq);
   if (max_norm > 0 && std::isfinite(norm)) {
     const double coef = max_norm / (norm + 1e-6);

@@ -5,6 +5,7 @@
 //   p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // Moments are created lazily (zero) on the first step, like torch.optim.AdamW.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,8 +39,10 @@ class AdamW {
 
 // Global L2 norm of all gradients (sum of squares in double). If max_norm > 0 and the norm
 // exceeds it, scales every gradient by max_norm / (norm + 1e-6), as torch's clip_grad_norm_.
-// Returns the norm before clipping.
-double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm);
+// Returns the norm before clipping. With sharded gradients, `sum_over_shards` turns this rank's
+// sum of squares into the global one (one all-reduce), so every rank clips by the global norm.
+double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
+                      const std::function<double(double)>& sum_over_shards = nullptr);
 
 // TorchTitan's warmup-stable-decay LR multiplier for 0-based scheduler step `step` (the step
 // about to be taken is step + 1). warmup: linear (step + 1) / warmup_steps; stable: 1; decay over

@@ -9,7 +9,15 @@
 #include <optional>
 #include <string>
 
+#include "dist/process_group.hpp"
+
 namespace titan::train {
+
+// Bytes of training state one rank holds (f32 parameters or their shards, gradients, AdamW moments).
+struct StateBytes {
+  std::int64_t params = 0, grads = 0, optimizer = 0;
+  std::int64_t total() const { return params + grads + optimizer; }
+};
 
 struct StepMetrics {
   std::int64_t step = 0;
@@ -18,6 +26,9 @@ struct StepMetrics {
   std::int64_t tokens = 0;          // tokens this rank processed in the step
   double memory_peak_gib = 0, memory_pct = 0;
   std::optional<double> eta_seconds;  // shown when stdout is a terminal
+  dist::CommStats comm;               // this rank's collectives in the step
+  std::int64_t float8_amax_all_reduces = 0;  // FSDP float8 all-gather scale reductions in the step
+  StateBytes state;
 };
 
 class MetricsLogger {

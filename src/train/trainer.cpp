@@ -3,7 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -12,9 +16,11 @@
 #include "autograd/functions.hpp"
 #include "core/errors.hpp"
 #include "data/dataset.hpp"
+#include "dist/fsdp.hpp"
 #include "dist/process_group.hpp"
 #include "data/tokenizer.hpp"
 #include "models/llama3/model.hpp"
+#include "models/llama3/parallelize.hpp"
 #include "optim/adamw.hpp"
 #include "train/metrics.hpp"
 
@@ -52,18 +58,65 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   return n ? total / double(n) : 0.0;
 }
 
+// Fault injection for the fault-tolerance tests: TITAN_FAULT=kill:RANK:STEP makes world rank RANK
+// die by SIGKILL at the start of step STEP; hang:RANK:STEP makes it stop answering (sleep).
+struct FaultInjection {
+  std::string kind;
+  int rank = -1;
+  std::int64_t step = -1;
+
+  static FaultInjection from_environment() {
+    FaultInjection f;
+    const char* env = std::getenv("TITAN_FAULT");
+    if (!env || !*env) return f;
+    char kind[16] = {};
+    long long step = -1;
+    if (std::sscanf(env, "%15[a-z]:%d:%lld", kind, &f.rank, &step) != 3 ||
+        (std::string(kind) != "kill" && std::string(kind) != "hang"))
+      throw UserError(std::string("TITAN_FAULT='") + env + "' is not kill:RANK:STEP or hang:RANK:STEP; unset it to train normally");
+    f.kind = kind;
+    f.step = step;
+    spdlog::warn("fault injection: world rank {} will {} at step {} (TITAN_FAULT)", f.rank, f.kind, f.step);
+    return f;
+  }
+  void at_step(int rank, std::int64_t step) const {
+    if (rank != this->rank || step != this->step) return;
+    spdlog::default_logger()->flush();
+    if (kind == "kill") std::raise(SIGKILL);
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(60));
+  }
+};
+
+double mib(std::int64_t bytes) { return double(bytes) / double(1 << 20); }
+
+// What this rank holds of the training state: its parameter shards, their gradients and the
+// AdamW moments (everything f32).
+StateBytes state_bytes(const dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params, optim::AdamW& opt) {
+  StateBytes b;
+  if (fsdp) {
+    const auto s = fsdp->state_bytes();
+    b.params = s.params;
+    b.grads = s.grads;
+  } else {
+    for (auto* p : params) {
+      b.params += std::int64_t(p->data().nbytes());
+      if (p->grad().defined()) b.grads += std::int64_t(p->grad().nbytes());
+    }
+  }
+  for (auto* moments : {&opt.exp_avg(), &opt.exp_avg_sq()})
+    for (const auto& t : *moments)
+      if (t.defined()) b.optimizer += std::int64_t(t.nbytes());
+  return b;
+}
+
 }  // namespace
 
 TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::World& world) {
-  if (plan.dims.shard > 1)
-    throw UserError("training with data_parallel_shard_degree = " + std::to_string(plan.dims.shard) +
-                        " (FSDP/HSDP sharding) is not implemented yet; set parallelism.data_parallel_shard_degree = 1 "
-                        "and data_parallel_replicate_degree = " + std::to_string(plan.dims.world) +
-                        " to train replicated (DDP), or use --dry-run to check a sharded config",
-                    kExitNotImplemented);
-  // Replicated data parallelism: every rank holds the whole model, trains on its slice of each
-  // global batch, and averages gradients (and the logged loss) over the replicate group.
+  // Collectives during set-up and the first step may wait for slow ranks (data tokenization,
+  // first allocations): comm.init_timeout_seconds; afterwards comm.train_timeout_seconds.
+  dist::set_collective_timeout(double(cfg.comm.init_timeout_seconds), "comm.init_timeout_seconds");
   dist::DeviceMesh mesh(world, plan.dims.replicate, plan.dims.shard);
+  const FaultInjection fault = FaultInjection::from_environment();
   const bool bf16 = cfg.training.mixed_precision_param == "bfloat16";
   if (bf16)
     spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
@@ -95,19 +148,51 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                       "; use a smaller batch or seq_len, or more validation data");
   }
 
-  llama3::Transformer model(plan.model);
-  model.set_activation_checkpointing(plan.ac);
-  if (plan.float8) {
-    int converted = 0;
-    for (const auto& d : float8::convert_to_float8(model, cfg.float8.filter_fqns, plan.float8_recipe,
-                                                   static_cast<int>(cfg.float8.amax_history_len)))
-      converted += d.convert;
-    spdlog::info("float8: {} Linear layers use the {} recipe (emulated: float8 operands, float32 GEMMs)", converted,
-                 plan.float8_recipe);
+  // With more than one rank the model is built on the meta device and FSDP materialises only
+  // this rank's shards (no rank ever holds the full model); one process trains it as it is.
+  const bool sharded = plan.dims.world > 1;
+  std::unique_ptr<llama3::Transformer> model_ptr;
+  {
+    std::optional<nn::MetaGuard> meta;
+    if (sharded) meta.emplace();
+    model_ptr = std::make_unique<llama3::Transformer>(plan.model);
+    if (plan.float8) {
+      int converted = 0;
+      for (const auto& d : float8::convert_to_float8(*model_ptr, cfg.float8.filter_fqns, plan.float8_recipe,
+                                                     static_cast<int>(cfg.float8.amax_history_len)))
+        converted += d.convert;
+      spdlog::info("float8: {} Linear layers use the {} recipe (emulated: float8 operands, float32 GEMMs)", converted,
+                   plan.float8_recipe);
+    }
   }
-  llama3::init_weights(model, seed);
+  llama3::Transformer& model = *model_ptr;
+  model.set_activation_checkpointing(plan.ac);
+  std::unique_ptr<dist::Fsdp> fsdp;
   std::vector<autograd::Variable*> params;
-  for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
+  if (sharded) {
+    model.build_rope_table();
+    dist::FsdpOptions fo;
+    fo.param_dtype = bf16 ? DType::bf16 : DType::f32;
+    fo.float8_all_gather = plan.float8 && cfg.float8.enable_fsdp_float8_all_gather;
+    fo.precompute_float8_scales = fo.float8_all_gather && cfg.float8.precompute_float8_dynamic_scale_for_fsdp;
+    fsdp = std::make_unique<dist::Fsdp>(mesh, fo);
+    llama3::apply_fsdp(model, *fsdp, cfg.parallelism.fsdp_reshard_after_forward);
+    fsdp->init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
+      llama3::init_parameter(fqn, rows, first, plan.model, seed);
+    });
+    params = fsdp->sharded_parameters();
+    fsdp->refresh_after_update();  // precomputed float8 scales for the first step too
+    spdlog::info("fsdp: {} on {} ranks; units tok_embeddings, layers.0..{}, [norm, output]; all-gather in {}{}; "
+                 "reshard_after_forward {}",
+                 plan.dims.describe(), plan.dims.world, plan.model.n_layers - 1, bf16 ? "bfloat16" : "float32",
+                 fo.float8_all_gather ? std::string(" (float8 weights as e4m3") +
+                                            (fo.precompute_float8_scales ? ", scales precomputed)" : ")")
+                                      : "",
+                 cfg.parallelism.fsdp_reshard_after_forward);
+  } else {
+    llama3::init_weights(model, seed);
+    for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
+  }
 
   optim::AdamW optimizer(params, {cfg.optimizer.lr, cfg.optimizer.beta1, cfg.optimizer.beta2, cfg.optimizer.eps,
                                   cfg.optimizer.weight_decay});
@@ -140,10 +225,15 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     reset_cpu_peak_bytes();
     double data_seconds = 0, loss_sum = 0;
     optimizer.zero_grad();
+    dist::reset_comm_stats();
+    const std::int64_t amax_reduces_before = fsdp ? fsdp->float8_amax_all_reduces() : 0;
+    fault.at_step(world.rank(), step);
     for (std::int64_t micro = 0; micro < plan.batch.grad_accum; ++micro) {
       const auto t0 = Clock::now();
       auto batch = loader.micro_batch(micro);
       data_seconds += seconds_since(t0);
+      // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
+      if (fsdp) fsdp->set_requires_gradient_sync(micro == plan.batch.grad_accum - 1);
       autograd::Variable logits;
       {
         std::optional<autograd::Bf16ComputeGuard> mixed;
@@ -156,14 +246,13 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       loss.backward(Tensor::full({1}, 1.0 / double(plan.batch.grad_accum)));
     }
     loader.advance();
+    // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
     Tensor step_loss = Tensor::full({1}, loss_sum / double(plan.batch.grad_accum), DType::f64);
-    if (plan.dims.dp() > 1) {
-      for (auto* p : params)
-        if (p->grad().defined()) mesh.replicate_group().all_reduce(p->grad(), dist::ReduceOp::avg);
-      mesh.replicate_group().all_reduce(step_loss, dist::ReduceOp::avg);
-    }
+    if (plan.dims.dp() > 1) mesh.world_group().all_reduce(step_loss, dist::ReduceOp::avg);
     const double loss = step_loss.item(0);
-    const double grad_norm = optim::clip_grad_norm(params, cfg.training.max_norm);
+    std::function<double(double)> global_sum;
+    if (fsdp) global_sum = [&](double local) { return fsdp->sum_over_shards(local); };
+    const double grad_norm = optim::clip_grad_norm(params, cfg.training.max_norm, global_sum);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm))
       throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
                                   "lengthen lr_scheduler.warmup_steps)",
@@ -171,6 +260,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                       kExitRuntimeError);
     const double lr = cfg.optimizer.lr * schedule.factor(step - 1);
     optimizer.step(lr);
+    if (fsdp) fsdp->refresh_after_update();
     // Delayed float8 scaling: this step's amaxes join the histories (one reduction for the model).
     float8::sync_amax_histories(model, [&](std::vector<float>& amaxes) {
       Tensor t = Tensor::empty({static_cast<std::int64_t>(amaxes.size())});
@@ -178,6 +268,13 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       mesh.world_group().all_reduce(t, dist::ReduceOp::max);  // one reduction for the whole model
       std::copy(t.data<float>(), t.data<float>() + t.numel(), amaxes.begin());
     });
+    if (step == 1) {
+      dist::set_collective_timeout(double(cfg.comm.train_timeout_seconds), "comm.train_timeout_seconds");
+      const StateBytes sb = state_bytes(fsdp.get(), params, optimizer);
+      spdlog::info("memory/rank: params {:.2f} MiB + grads {:.2f} MiB + AdamW state {:.2f} MiB = {:.2f} MiB (f32, "
+                   "sharded over {})",
+                   mib(sb.params), mib(sb.grads), mib(sb.optimizer), mib(sb.total()), plan.dims.shard);
+    }
     if (step == 1) result.first_loss = loss;
     result.last_loss = loss;
     result.steps = step;
@@ -193,6 +290,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       m.tokens = plan.batch.local_batch * plan.batch.grad_accum * plan.seq_len;
       m.memory_peak_gib = double(cpu_peak_bytes()) / double(1ull << 30);
       m.memory_pct = 100.0 * double(cpu_peak_bytes()) / mem_total;
+      m.comm = dist::comm_stats();
+      m.float8_amax_all_reduces = fsdp ? fsdp->float8_amax_all_reduces() - amax_reduces_before : 0;
+      m.state = state_bytes(fsdp.get(), params, optimizer);
       if (show_eta && step < cfg.training.steps)
         m.eta_seconds = seconds_since(t_train) / double(step) * double(cfg.training.steps - step);
       metrics.log(m);

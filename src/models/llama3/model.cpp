@@ -75,10 +75,15 @@ Transformer::Transformer(const ModelArgs& a)
     throw std::invalid_argument("llama3: dim " + std::to_string(a.dim) + ", n_heads " + std::to_string(a.n_heads) +
                                 ", n_kv_heads " + std::to_string(a.kv_heads()) +
                                 " do not give an even head_dim shared by whole KV groups");
-  if (!nn::meta_mode())
-    rope_ = ops::rope_table(a.head_dim(), a.max_seq_len, a.rope_theta, a.rope_scaling ? &*a.rope_scaling : nullptr);
+  if (!nn::meta_mode()) build_rope_table();
   for (std::int64_t i = 0; i < a.n_layers; ++i) layers.append(std::make_unique<TransformerBlock>(i, a, &rope_));
   register_module("output", std::make_unique<nn::Linear>(a.dim, a.vocab_size));
+}
+
+void Transformer::build_rope_table() {
+  if (rope_.cos.defined()) return;
+  const ModelArgs& a = args_;
+  rope_ = ops::rope_table(a.head_dim(), a.max_seq_len, a.rope_theta, a.rope_scaling ? &*a.rope_scaling : nullptr);
 }
 
 Variable Transformer::forward_tokens(const Tensor& tokens) {

@@ -94,6 +94,10 @@ class Transformer : public nn::Module {
   explicit Transformer(const ModelArgs& args);
   std::string type_name() const override { return "Transformer"; }
 
+  // Builds the RoPE table of a model constructed under nn::MetaGuard (whose parameters are then
+  // materialised elsewhere, e.g. as FSDP shards); a no-op when it exists.
+  void build_rope_table();
+
   // tokens [B, S] (int32/int64) -> logits [B * S, vocab].
   Variable forward_tokens(const Tensor& tokens);
   void set_activation_checkpointing(ActivationCheckpointing ac) { ac_ = ac; }
