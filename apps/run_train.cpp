@@ -46,7 +46,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     titan::config::validate(cfg);
     titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
     const titan::train::Plan plan =
-        titan::train::make_plan(cfg, world.size(), titan::probe_devices(world.local_rank()));
+        titan::train::make_plan(cfg, cl.world_size.value_or(world.size()), titan::probe_devices(world.local_rank()));
 
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
     if (cfg.job.print_config && world.rank() == 0) std::fputs(titan::config::to_toml(cfg).c_str(), stdout);

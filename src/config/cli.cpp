@@ -14,7 +14,7 @@ namespace titan::config {
 namespace {
 
 // Run options that are not config keys.
-constexpr const char* kRunFlags[] = {"--dry-run", "--plan-json", "--config-reference", "--help"};
+constexpr const char* kRunFlags[] = {"--dry-run", "--plan-json", "--world-size", "--config-reference", "--help"};
 
 struct NormalizedArgs {
   std::vector<std::string> args;
@@ -106,6 +106,10 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
                "Load and validate the config, print the plan (mesh, model, parameters) and exit");
   std::string plan_json;
   CLI::Option* plan_opt = app.add_option("--plan-json", plan_json, "With --dry-run or a run: write the plan as JSON to this path");
+  int world_size = 0;
+  CLI::Option* world_opt = app.add_option("--world-size", world_size,
+                                          "With --dry-run: plan for this many ranks (memory per rank for a cluster you "
+                                          "do not have yet) instead of the launched world");
   app.add_flag("--config-reference", result.config_reference,
                "Print the reference of every config key as Markdown (docs/config.md) and exit");
 
@@ -136,6 +140,13 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   }
   if (!app.remaining().empty()) unknown_argument(app.remaining().front());
   if (plan_opt->count()) result.plan_json = plan_json;
+  if (world_opt->count()) {
+    if (world_size < 1) throw UserError("command line: --world-size must be at least 1, got " + std::to_string(world_size));
+    if (!result.dry_run)
+      throw UserError("command line: --world-size only plans (use it with --dry-run); to train on N ranks launch "
+                      "them: mpirun -np N run_train ...");
+    result.world_size = world_size;
+  }
 
   // Defaults, then the TOML file, then every key given on the command line.
   JobConfig& cfg = result.config;

@@ -13,6 +13,7 @@ struct CommandLine {
   JobConfig config;
   bool dry_run = false;                   // validate, print the plan, exit 0
   std::optional<std::string> plan_json;   // also write the plan as JSON here
+  std::optional<int> world_size;          // --world-size: plan (--dry-run) for N ranks without launching them
   bool show_help = false;                 // --help: `help_text` holds the usage
   bool config_reference = false;          // --config-reference: print docs/config.md
   std::string help_text;

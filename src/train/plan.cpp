@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "config/schema.hpp"
 #include "config/validate.hpp"
@@ -87,6 +88,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   for (std::int64_t i = 0; i < p.model.n_layers; ++i) p.checkpointed_blocks += p.ac.applies_to(i) ? 1 : 0;
   p.float8 = std::find(p.converters.begin(), p.converters.end(), "quantize.linear.float8") != p.converters.end();
   p.float8_recipe = cfg.float8.recipe_name.value_or("tensorwise");
+  std::int64_t shard_elems = 0, largest_unit = 0, root_unit = 0, all_units = 0;
   {
     nn::MetaGuard meta;  // shapes only: a 405B plan allocates nothing
     llama3::Transformer model(p.model);
@@ -96,11 +98,36 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       if (std::none_of(p.linears.begin(), p.linears.end(), [](const auto& d) { return d.convert; }))
         spdlog::warn("float8: no Linear of this model qualifies for conversion (see the table); training runs in high precision");
     }
+    // FSDP shards dim 0 of every parameter (padded to whole rows per rank); units as apply_fsdp.
+    const std::int64_t S = p.dims.shard;
+    std::map<std::string, std::int64_t> unit_elems;
+    for (auto& [fqn, var] : model.named_parameters()) {
+      const Shape& shape = var->shape();
+      const std::int64_t rows = shape[0], row_elems = numel_of(shape) / rows;
+      if (rows < S)
+        throw UserError("parallelism: data_parallel_shard_degree = " + std::to_string(S) + " exceeds the " +
+                        std::to_string(rows) + " rows of '" + fqn + "', which FSDP shards on dim 0; use a shard degree "
+                        "of at most " + std::to_string(rows) + " (and data_parallel_replicate_degree for the other ranks)");
+      shard_elems += (rows + S - 1) / S * row_elems;
+      std::string unit = fqn.substr(0, fqn.find('.'));
+      if (unit == "layers") unit = fqn.substr(0, fqn.find('.', 7));
+      else if (unit != "tok_embeddings") unit = "root";
+      unit_elems[unit] += S * ((rows + S - 1) / S) * row_elems;
+    }
+    for (auto& [unit, n] : unit_elems) {
+      largest_unit = std::max(largest_unit, n);
+      all_units += n;
+    }
+    root_unit = unit_elems["root"];
   }
-  const std::int64_t shard_params = (p.params.total + p.dims.shard - 1) / p.dims.shard;
-  p.memory.params = 4 * shard_params;
-  p.memory.grads = 4 * shard_params;
-  p.memory.optimizer = 8 * shard_params;  // AdamW: two f32 moments
+  p.memory.params = 4 * shard_elems;
+  p.memory.grads = 4 * shard_elems;
+  p.memory.optimizer = 8 * shard_elems;  // AdamW: two f32 moments
+  if (p.dims.world > 1) {
+    const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
+    const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy == "default" ? root_unit : 0);
+    p.memory.gathered = 4 * (alive + largest_unit);
+  }
   p.memory.activations = llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks);
   return p;
 }
@@ -121,8 +148,8 @@ std::string plan_text(const Plan& p) {
       "  steps        %lld\n"
       "  converters   %s\n"
       "  outputs      %s\n"
-      "  memory/rank  %s: params %s + grads %s + AdamW state %s (f32, sharded over %d) + activations %s "
-      "(%lld of %lld blocks checkpointed)\n"
+      "  memory/rank  %s: params %s + grads %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
+      "activations %s (%lld of %lld blocks checkpointed)\n"
       "  parameters\n",
       p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
@@ -132,7 +159,7 @@ std::string plan_text(const Plan& p) {
       (long long)p.batch.grad_accum, (long long)p.batch.global_batch, (long long)p.seq_len, (long long)p.steps,
       conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str(), bytes_str(p.memory.total()).c_str(),
       bytes_str(p.memory.params).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.optimizer).c_str(),
-      p.dims.shard, bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
+      p.dims.shard, bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
   std::string text = buf;
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
   if (p.float8) {
@@ -180,6 +207,7 @@ nlohmann::json plan_json(const Plan& p) {
        {{"params", p.memory.params},
         {"grads", p.memory.grads},
         {"optimizer", p.memory.optimizer},
+        {"gathered", p.memory.gathered},
         {"activations", p.memory.activations},
         {"total", p.memory.total()}}},
       {"parameters", p.parameter_shapes},

@@ -32,10 +32,14 @@ struct Plan {
   std::string float8_recipe;                  // recipe_name, or "tensorwise" when unset
   std::vector<float8::LinearDecision> linears;  // the converter's decision for every Linear
 
-  // Per-rank memory of one training step (bytes, f32 master weights).
+  // Per-rank memory of one training step (bytes, f32 master weights). params/grads/optimizer are
+  // this rank's shards (padded to whole rows). With FSDP (world > 1), `gathered` is the largest
+  // set of unit buffers alive at once (the largest unit, plus [norm, output] when it stays
+  // gathered after forward; every unit under reshard "never") and the unsharded gradients of the
+  // largest unit before its reduce-scatter; the CPU keeps gathered parameters in f32.
   struct Memory {
-    std::int64_t params = 0, grads = 0, optimizer = 0, activations = 0;
-    std::int64_t total() const { return params + grads + optimizer + activations; }
+    std::int64_t params = 0, grads = 0, optimizer = 0, gathered = 0, activations = 0;
+    std::int64_t total() const { return params + grads + optimizer + gathered + activations; }
   } memory;
 };
 

@@ -4,6 +4,7 @@
 #   MODE close:  every |loss_a - loss_b| <= TOL * loss_b
 #   MODE differ: the runs differ somewhere, and every |loss_a - loss_b| <= TOL * loss_b
 # COMPARE_B_LAUNCHER (environment), e.g. "mpirun -np 2", prefixes run b (multi-rank runs).
+# Losses are read at full precision from each run's metrics.jsonl (needs --metrics.log_freq 1).
 set -eu
 mode=$1; tol=$2; run_train=$3; shift 3
 common=(); a=(); b=(); target=common
@@ -18,8 +19,9 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 "$run_train" "${common[@]}" "${a[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log" || { cat "$dir/a.log"; exit 1; }
 read -r -a launcher <<< "${COMPARE_B_LAUNCHER:-}"
 "${launcher[@]}" "$run_train" "${common[@]}" "${b[@]}" --job.dump_folder "$dir/b" 2> "$dir/b.log" || { cat "$dir/b.log"; exit 1; }
-losses() { grep -o 'step *[0-9]*  loss *[0-9.]*' "$1" | awk '{print $4}'; }
-paste <(losses "$dir/a.log") <(losses "$dir/b.log") > "$dir/pairs"
+# Full-precision losses from rank 0's metrics.jsonl (the log line rounds to 4 decimals).
+losses() { grep -o '"loss":[-0-9.eE+naif]*' "$1/metrics.jsonl" | cut -d: -f2; }
+paste <(losses "$dir/a") <(losses "$dir/b") > "$dir/pairs"
 [ -s "$dir/pairs" ] || { echo "FAIL: no loss lines"; cat "$dir/a.log"; exit 1; }
 cat "$dir/pairs"
 awk -v tol="$tol" -v mode="$mode" '
