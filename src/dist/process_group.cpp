@@ -21,6 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 CommStats g_stats;
+// A duplicate of MPI_COMM_WORLD for the timeout diagnosis; it must not abort the job on a dead
+// peer. Made with the world group (collectively, at mesh creation).
+MPI_Comm g_ping_comm = MPI_COMM_NULL;
 double g_timeout_seconds = 300;
 std::string g_timeout_key = "comm.init_timeout_seconds";
 
@@ -96,12 +99,12 @@ class MpiProcessGroup final : public ProcessGroup {
     MPI_Group_translate_ranks(group, size_, local.data(), world, members_.data());
     MPI_Group_free(&group);
     MPI_Group_free(&world);
-    // A side channel for the timeout diagnosis; it must not abort the job on a dead peer.
-    MPI_Comm_dup(comm_, &ping_comm_);
-    MPI_Comm_set_errhandler(ping_comm_, MPI_ERRORS_RETURN);
+    if (comm_ == MPI_COMM_WORLD && g_ping_comm == MPI_COMM_NULL) {
+      MPI_Comm_dup(MPI_COMM_WORLD, &g_ping_comm);
+      MPI_Comm_set_errhandler(g_ping_comm, MPI_ERRORS_RETURN);
+    }
   }
   ~MpiProcessGroup() override {
-    if (ping_comm_ != MPI_COMM_NULL) MPI_Comm_free(&ping_comm_);
     if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
@@ -175,12 +178,12 @@ class MpiProcessGroup final : public ProcessGroup {
   // The collective `op` missed its deadline: find out which members are silent, report, and
   // take the whole job down (the silent rank cannot be reached to agree on anything).
   [[noreturn]] void timed_out(CommStats::Op op) const {
-    const std::string silent = silent_members();
+    const std::string silent = silent_ranks();
     const std::string line = fmt::format(
         "comm: {} on the {} did not complete within {} = {:g} s; {}; stopping the job (a rank that died, hung or "
         "was stopped; if the step is just slow, raise {})",
         CommStats::name(op), describe(), g_timeout_key, g_timeout_seconds,
-        silent.empty() ? "every member answered the diagnosis, so the ranks disagree on the order of collectives"
+        silent.empty() ? "every rank answered the diagnosis, so the ranks disagree on the order of collectives"
                        : "not answering: world rank(s) " + silent,
         g_timeout_key);
     int world_rank = 0;
@@ -202,21 +205,24 @@ class MpiProcessGroup final : public ProcessGroup {
     return std::make_unique<DoneWork>();
   }
 
-  // Every member that timed out sends a ping to all others and listens for theirs for a grace
-  // period: the healthy ones are stuck in the same collective and time out within moments of
-  // each other, so whoever stays silent is the rank that stopped answering.
-  std::string silent_members() const {
-    if (ping_comm_ == MPI_COMM_NULL) return "";
+  // Every rank that timed out pings every other rank and listens for their pings for a grace
+  // period. A stuck collective soon blocks every healthy rank (directly, or through a rank that
+  // waits for the silent one in another group), so they all time out within moments of each
+  // other and answer; whoever stays silent is the rank that stopped.
+  static std::string silent_ranks() {
+    if (g_ping_comm == MPI_COMM_NULL) return "";
     const int kTag = 7177;
-    int token = rank_;
-    std::vector<int> heard(static_cast<size_t>(size_), -1);
+    int me = 0, n = 1;
+    MPI_Comm_rank(g_ping_comm, &me);
+    MPI_Comm_size(g_ping_comm, &n);
+    std::vector<int> heard(static_cast<size_t>(n), -1);
     std::vector<MPI_Request> reqs;
-    for (int peer = 0; peer < size_; ++peer) {
-      if (peer == rank_) continue;
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
       MPI_Request s, r;
-      MPI_Isend(&token, 1, MPI_INT, peer, kTag, ping_comm_, &s);
+      MPI_Isend(&me, 1, MPI_INT, peer, kTag, g_ping_comm, &s);
       MPI_Request_free(&s);
-      MPI_Irecv(&heard[size_t(peer)], 1, MPI_INT, peer, kTag, ping_comm_, &r);
+      MPI_Irecv(&heard[size_t(peer)], 1, MPI_INT, peer, kTag, g_ping_comm, &r);
       reqs.push_back(r);
     }
     const auto deadline = Clock::now() + std::chrono::duration<double>(std::min(10.0, std::max(2.0, g_timeout_seconds / 2)));
@@ -227,12 +233,12 @@ class MpiProcessGroup final : public ProcessGroup {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     std::string silent;
-    for (int peer = 0; peer < size_; ++peer)
-      if (peer != rank_ && heard[size_t(peer)] != peer) silent += (silent.empty() ? "" : ", ") + std::to_string(members_[size_t(peer)]);
+    for (int peer = 0; peer < n; ++peer)
+      if (peer != me && heard[size_t(peer)] != peer) silent += (silent.empty() ? "" : ", ") + std::to_string(peer);
     return silent;
   }
 
-  MPI_Comm comm_, ping_comm_ = MPI_COMM_NULL;
+  MPI_Comm comm_;
   bool owned_;
   std::string name_;
   int rank_ = 0, size_ = 1;

@@ -76,3 +76,32 @@ TEST_CASE("collectives: all_reduce, all_gather, reduce_scatter, broadcast") {
   CHECK_THROWS_AS(pg.all_gather(shard, Tensor::empty({2 * n + 1})), std::invalid_argument);
   CHECK_THROWS_AS(pg.all_reduce(Tensor::zeros({2}, DType::bf16), ReduceOp::sum), std::invalid_argument);
 }
+
+TEST_CASE("collectives: non-blocking variants in flight together, and the counters") {
+  const int n = g_world->size(), r = g_world->rank();
+  DeviceMesh mesh(*g_world, 1, n);
+  ProcessGroup& pg = mesh.world_group();
+  reset_comm_stats();
+  Tensor shard = Tensor::full({4}, double(r)), gathered = Tensor::empty({4 * n});
+  Tensor sum = Tensor::full({2}, 1.0);
+  Tensor in = Tensor::full({2 * n}, double(r + 1)), out = Tensor::empty({2});
+  // Three collectives outstanding at once, waited for in another order than issued.
+  auto gather = pg.all_gather_async(shard, gathered);
+  auto reduce = pg.all_reduce_async(sum, ReduceOp::sum);
+  auto scatter = pg.reduce_scatter_async(in, out, ReduceOp::avg);
+  scatter->wait();
+  reduce->wait();
+  gather->wait();
+  for (int i = 0; i < n; ++i) CHECK(gathered.item(4 * i + 3) == i);
+  CHECK(sum.item(1) == n);
+  CHECK(out.item(0) == Approx((n + 1) / 2.0));
+  const CommStats& s = comm_stats();
+  CHECK(s.calls[CommStats::all_gather] == 1);
+  CHECK(s.bytes[CommStats::all_gather] == 16 * n);  // what arrives: n shards of 4 floats
+  CHECK(s.bytes[CommStats::all_reduce] == 8);
+  CHECK(s.bytes[CommStats::reduce_scatter] == 8 * n);
+  CHECK(s.total_bytes() == 24 * n + 8);
+  CHECK(s.wait_seconds >= 0);
+  { auto unwaited = pg.barrier_async(); }  // the destructor waits: no request is left behind
+  CHECK(comm_stats().calls[CommStats::barrier] == 1);
+}
