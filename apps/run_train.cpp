@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   const int mine = run(world, args, error, agreed);
   // Agree on the outcome before anyone leaves: a rank that failed alone still stops the job.
   // Rank 0 reports; another rank reports only an error that rank 0 did not have.
-  const int code = agreed ? mine : world.agree_exit_code(mine);
+  const int code = agreed ? mine : world.agree_exit_code(mine, error);
   // Whether rank 0 has an error of its own (not just "another rank failed").
   const int rank0_own = world.rank0_code(agreed ? titan::kExitOk : mine);
   // A rank stopped by another's failure stays quiet: the failing rank prints the one error line.

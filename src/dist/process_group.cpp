@@ -285,6 +285,9 @@ void set_collective_timeout(double seconds, const std::string& key) {
   g_timeout_key = key;
 }
 
+double collective_timeout_seconds() { return g_timeout_seconds; }
+const std::string& collective_timeout_key() { return g_timeout_key; }
+
 DeviceMesh::DeviceMesh(const World& world, int replicate, int shard) : replicate_(replicate), shard_(shard) {
   if (replicate * shard != world.size())
     throw UserError("mesh: replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) +

@@ -33,6 +33,8 @@ void reset_comm_stats();
 // The deadline of every collective from now on (comm.init_timeout_seconds during set-up and the
 // first step, comm.train_timeout_seconds after it). `key` names the config key in the message.
 void set_collective_timeout(double seconds, const std::string& key);
+double collective_timeout_seconds();
+const std::string& collective_timeout_key();
 
 // A collective in flight (the non-blocking variants). wait() blocks until it is done (or the
 // timeout ends the job); the destructor waits too, so buffers are never left in use.

@@ -2,7 +2,12 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <thread>
+
+#include "dist/process_group.hpp"
 
 namespace titan::dist {
 
@@ -30,11 +35,25 @@ World::~World() {
   if (mpi_) MPI_Finalize();
 }
 
-int World::agree_exit_code(int code) const {
+int World::agree_exit_code(int code, const std::string& own_error) const {
   if (!mpi_) return code;
   int out = code;
-  MPI_Allreduce(&code, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return out;
+  MPI_Request req;
+  MPI_Iallreduce(&code, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(collective_timeout_seconds());
+  for (int done = 0;;) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (done) return out;
+    if (std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!own_error.empty()) std::fprintf(stderr, "error: [rank %d] %s\n", rank_, own_error.c_str());
+  std::fprintf(stderr,
+               "error: [rank %d] comm: the other ranks did not reach the end of the run within %s = %g s; stopping the job\n",
+               rank_, collective_timeout_key().c_str(), collective_timeout_seconds());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+  return code;  // not reached
 }
 
 int World::rank0_code(int code) const {

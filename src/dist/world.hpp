@@ -21,7 +21,10 @@ class World {
 
   // Every rank passes its exit code; all get back the largest, so that a failure on any rank
   // (e.g. a config file one node cannot read) stops every rank instead of leaving them to hang.
-  int agree_exit_code(int code) const;
+  // Bounded by the collective timeout: if the other ranks never arrive (they wait for this one
+  // in a collective it left by failing, or they hang), this rank reports `own_error` and ends the
+  // job.
+  int agree_exit_code(int code, const std::string& own_error = "") const;
   // Exit code of rank 0 (so other ranks know whether rank 0 already reported the error).
   int rank0_code(int code) const;
 

@@ -112,6 +112,11 @@ StateBytes state_bytes(const dist::Fsdp* fsdp, const std::vector<autograd::Varia
 }  // namespace
 
 TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::World& world) {
+  // Training without the checkpoints a user asked for would lose their run on the first crash.
+  if (cfg.checkpoint.enable)
+    throw UserError("checkpoint.enable: saving and resuming checkpoints is not implemented yet; set "
+                    "checkpoint.enable = false (--no-checkpoint.enable) to train without them",
+                    kExitNotImplemented);
   // Collectives during set-up and the first step may wait for slow ranks (data tokenization,
   // first allocations): comm.init_timeout_seconds; afterwards comm.train_timeout_seconds.
   dist::set_collective_timeout(double(cfg.comm.init_timeout_seconds), "comm.init_timeout_seconds");
