@@ -7,11 +7,7 @@
 #     without it, one per float8 weight (43) per step.
 # usage: check_fsdp_comm.sh MPIRUN... -- RUN_TRAIN CONFIG [EXTRA ARGS...]
 set -eu
-launcher=()
-while [ "$1" != "--" ]; do launcher+=("$1"); shift; done
-shift
-run_train=$1; config=$2; shift 2
-dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+. "$(dirname "$0")/launch_args.sh"
 args=(--job.config_file "$config" --training.seq_len 32 --training.local_batch_size 1 --training.steps 3
       --metrics.log_freq 1 --training.mixed_precision_param bfloat16 --quantize.linear.float8.filter_fqns= "$@")
 run() {
@@ -22,7 +18,6 @@ run() {
 run fp8_precompute --quantize.linear.float8.enable_fsdp_float8_all_gather --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
 run fp8 --quantize.linear.float8.enable_fsdp_float8_all_gather --no-quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
 run bf16 --no-quantize.linear.float8.enable_fsdp_float8_all_gather --no-quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
-field() { grep -o "\"$2\":[0-9.e+-]*" "$dir/$1/metrics.jsonl" | cut -d: -f2; }
 status=0
 printf '%-16s %6s %18s %16s %14s\n' run step all_gather_bytes amax_allreduces wait_seconds
 for name in fp8_precompute fp8 bf16; do

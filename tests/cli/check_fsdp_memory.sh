@@ -5,14 +5,9 @@
 # memory and the --dry-run estimate side by side.
 # usage: check_fsdp_memory.sh MPIRUN... -- RUN_TRAIN CONFIG [EXTRA ARGS...]
 set -eu
-launcher=()
-while [ "$1" != "--" ]; do launcher+=("$1"); shift; done
-shift
-run_train=$1; config=$2; shift 2
-dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+. "$(dirname "$0")/launch_args.sh"
 args=(--job.config_file "$config" --training.seq_len 64 --training.local_batch_size 1 --training.steps 1
       --metrics.log_freq 1 "$@")
-field() { grep -o "\"$2\":[0-9.e+-]*" "$dir/$1/metrics.jsonl" | head -1 | cut -d: -f2; }
 printf '%5s %14s %14s %14s %14s %12s %14s\n' ranks params grads optimizer state_total peak_GiB plan_state
 status=0
 for n in 1 2 4; do
