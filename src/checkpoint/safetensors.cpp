@@ -29,7 +29,19 @@ DType dtype_from_safetensors(const std::string& name, const std::string& context
   throw UserError(context + ": unsupported safetensors dtype '" + name + "'");
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
+namespace {
+
+// One tensor's entry in the header, validated against the file size.
+struct Entry {
+  DType dtype;
+  Shape shape;
+  std::uint64_t begin = 0, bytes = 0;  // absolute file offset and size of the data
+};
+
+// Opens `path` and parses its header: every tensor entry (checked to lie inside the file) and
+// the __metadata__ strings.
+std::ifstream parse_header(const std::string& path, std::map<std::string, Entry>& entries,
+                           std::map<std::string, std::string>& metadata) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw UserError("safetensors: cannot open '" + path + "'");
   const std::uint64_t file_size = static_cast<std::uint64_t>(in.tellg());
@@ -46,25 +58,50 @@ SafetensorsFile read_safetensors(const std::string& path) {
     throw UserError("safetensors: '" + path + "' has a malformed JSON header (" + e.what() + ")");
   }
   const std::uint64_t data_start = 8 + header_len;
-  SafetensorsFile out;
   for (auto& [name, entry] : j.items()) {
     if (name == "__metadata__") {
-      for (auto& [k, v] : entry.items()) out.metadata[k] = v.get<std::string>();
+      for (auto& [k, v] : entry.items()) metadata[k] = v.get<std::string>();
       continue;
     }
     const std::string ctx = "safetensors: '" + path + "' tensor '" + name + "'";
-    const DType dt = dtype_from_safetensors(entry.at("dtype").get<std::string>(), ctx);
-    const Shape shape = entry.at("shape").get<Shape>();
-    const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
-    const std::uint64_t bytes = static_cast<std::uint64_t>(numel_of(shape)) * dtype_size(dt);
-    if (offsets.size() != 2 || offsets[1] - offsets[0] != bytes || data_start + offsets[1] > file_size)
-      throw UserError(ctx + " points outside the file or has the wrong size (file truncated?)");
-    Tensor t = Tensor::empty(shape, dt);
-    in.seekg(static_cast<std::streamoff>(data_start + offsets[0]));
-    if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(bytes)))
-      throw UserError(ctx + ": read failed (file truncated?)");
+    Entry e;
+    try {
+      e.dtype = dtype_from_safetensors(entry.at("dtype").get<std::string>(), ctx);
+      e.shape = entry.at("shape").get<Shape>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+      e.bytes = static_cast<std::uint64_t>(numel_of(e.shape)) * dtype_size(e.dtype);
+      if (offsets.size() != 2 || offsets[1] - offsets[0] != e.bytes || data_start + offsets[1] > file_size)
+        throw UserError(ctx + " points outside the file or has the wrong size (file truncated?)");
+      e.begin = data_start + offsets[0];
+    } catch (const nlohmann::json::exception& ex) {
+      throw UserError(ctx + " has a malformed header entry (" + ex.what() + ")");
+    }
+    entries.emplace(name, e);
+  }
+  return in;
+}
+
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::map<std::string, Entry> entries;
+  SafetensorsFile out;
+  std::ifstream in = parse_header(path, entries, out.metadata);
+  for (const auto& [name, e] : entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    in.seekg(static_cast<std::streamoff>(e.begin));
+    if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(e.bytes)))
+      throw UserError("safetensors: '" + path + "' tensor '" + name + "': read failed (file truncated?)");
     out.tensors.emplace(name, std::move(t));
   }
+  return out;
+}
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  std::map<std::string, Entry> entries;
+  SafetensorsHeader out;
+  parse_header(path, entries, out.metadata);
+  for (const auto& [name, e] : entries) out.tensors.emplace(name, std::make_pair(e.dtype, e.shape));
   return out;
 }
 

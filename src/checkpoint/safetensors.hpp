@@ -4,6 +4,7 @@
 // then the raw little-endian tensor bytes. Used for checkpoints, HF import/export and golden files.
 #include <map>
 #include <string>
+#include <utility>
 
 #include "core/tensor.hpp"
 
@@ -17,6 +18,13 @@ struct SafetensorsFile {
 // Reads every tensor. Throws UserError naming the file (and tensor) when the file is missing,
 // truncated, or its header is malformed or points outside the file.
 SafetensorsFile read_safetensors(const std::string& path);
+// Only the header: each tensor's dtype and shape, and the metadata (no tensor data is read).
+struct SafetensorsHeader {
+  std::map<std::string, std::pair<DType, Shape>> tensors;
+  std::map<std::string, std::string> metadata;
+};
+SafetensorsHeader read_safetensors_header(const std::string& path);
+
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

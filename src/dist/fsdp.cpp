@@ -132,6 +132,18 @@ const std::string& Fsdp::fqn_of(size_t i) const {
   throw std::out_of_range("Fsdp::fqn_of");
 }
 
+Fsdp::ShardRows Fsdp::shard_rows(size_t i) const {
+  for (auto& u : units_) {
+    if (i < u->params.size()) {
+      const Param& p = u->params[i];
+      const std::int64_t begin = std::min(p.rows, mesh_.shard_index() * p.rows_per_shard);
+      return {p.shape, begin, std::min(p.rows, begin + p.rows_per_shard)};
+    }
+    i -= u->params.size();
+  }
+  throw std::out_of_range("Fsdp::shard_rows");
+}
+
 void Fsdp::ensure_float8_scales(Unit& u) {
   for (auto& p : u.params) {
     if (!p.float8 || p.float8_scale) continue;

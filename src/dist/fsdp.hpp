@@ -69,6 +69,13 @@ class Fsdp {
   std::vector<autograd::Variable*> sharded_parameters();
   // FQN of sharded_parameters()[i].
   const std::string& fqn_of(size_t i) const;
+  // Which rows of the full parameter sharded_parameters()[i] holds: [row_begin, row_end) of
+  // `global_shape` are its first row_end - row_begin rows (the rest is padding).
+  struct ShardRows {
+    Shape global_shape;
+    std::int64_t row_begin = 0, row_end = 0;
+  };
+  ShardRows shard_rows(size_t i) const;
 
   // Gradient accumulation: false on all but the last micro-batch keeps the unsharded gradients
   // (no communication); true (the default) reduces them at the end of the backward.

@@ -1,5 +1,6 @@
 #include "float8/float8_linear.hpp"
 
+#include <bit>
 #include <cmath>
 
 #include "core/errors.hpp"
@@ -70,6 +71,33 @@ void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<
       while (static_cast<int>(s->history[r].size()) > s->length) s->history[r].pop_front();
       s->seen[r] = false;
     }
+}
+
+nlohmann::json delayed_scaling_state(nn::Module& root) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) {
+      nlohmann::json roles = nlohmann::json::array();
+      for (const auto& history : f8->delayed_state()->history) {
+        nlohmann::json bits = nlohmann::json::array();
+        for (float v : history) bits.push_back(std::bit_cast<std::uint32_t>(v));  // exact, NaN included
+        roles.push_back(bits);
+      }
+      out[fqn] = roles;
+    }
+  return out;
+}
+
+void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
+  for (auto& [fqn, m] : root.named_modules()) {
+    auto* f8 = dynamic_cast<Float8Linear*>(m);
+    if (!f8 || !f8->delayed_state() || !state.contains(fqn)) continue;
+    DelayedScaling& ds = *f8->delayed_state();
+    for (size_t r = 0; r < ds.history.size() && r < state[fqn].size(); ++r) {
+      ds.history[r].clear();
+      for (const auto& bits : state[fqn][r]) ds.history[r].push_back(std::bit_cast<float>(bits.get<std::uint32_t>()));
+    }
+  }
 }
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,

@@ -5,6 +5,8 @@
 // CPU (and with emulate = true) a GEMM is emulated exactly as torchao's emulate mode does it:
 // dequantize both operands to float32, multiply in float32, return the input's dtype. Like
 // torchao, it saves the high-precision input and weight for backward and re-casts them there.
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <deque>
 #include <functional>
@@ -66,6 +68,12 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
 // one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;
 // identity on one process), and appends the results to the histories. No-op without delayed layers.
 void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max);
+
+// Delayed-scaling histories of every Float8Linear under `root`, for checkpoints: {fqn: [input,
+// weight, grad_output histories as float32 bit patterns]} (empty without delayed layers); and
+// the inverse, which restores the layers the state names.
+nlohmann::json delayed_scaling_state(nn::Module& root);
+void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state);
 
 // The converter's decision for one Linear.
 struct LinearDecision {

@@ -47,6 +47,14 @@ void AdamW::step(double lr) {
   }
 }
 
+void AdamW::init_state() {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!m_[i].defined()) {
+      m_[i] = Tensor::zeros(params_[i]->data().shape());
+      v_[i] = Tensor::zeros(params_[i]->data().shape());
+    }
+}
+
 void AdamW::zero_grad() {
   for (auto* p : params_) p->zero_grad();
 }

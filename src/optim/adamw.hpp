@@ -29,6 +29,8 @@ class AdamW {
   std::vector<Tensor>& exp_avg() { return m_; }
   std::vector<Tensor>& exp_avg_sq() { return v_; }
   void set_steps(std::int64_t s) { step_ = s; }
+  // Allocates the (zero) moments now rather than at the first step, so a checkpoint can fill them.
+  void init_state();
 
  private:
   std::vector<autograd::Variable*> params_;

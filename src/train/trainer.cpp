@@ -14,7 +14,10 @@
 #include <unistd.h>
 
 #include "autograd/functions.hpp"
+#include "checkpoint/checkpointer.hpp"
+#include "config/toml_io.hpp"
 #include "core/errors.hpp"
+#include "core/fault.hpp"
 #include "data/dataset.hpp"
 #include "dist/fsdp.hpp"
 #include "dist/process_group.hpp"
@@ -58,34 +61,38 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   return n ? total / double(n) : 0.0;
 }
 
-// Fault injection for the fault-tolerance tests: TITAN_FAULT=kill:RANK:STEP makes world rank RANK
-// die by SIGKILL at the start of step STEP; hang:RANK:STEP makes it stop answering (sleep).
-struct FaultInjection {
-  std::string kind;
-  int rank = -1;
-  std::int64_t step = -1;
+// The model as checkpoints record it (a checkpoint of another shape must not load).
+nlohmann::json model_description(const Plan& plan) {
+  const auto& m = plan.model;
+  return {{"flavor", plan.flavor}, {"dim", m.dim},           {"n_layers", m.n_layers},     {"n_heads", m.n_heads},
+          {"n_kv_heads", m.kv_heads()}, {"vocab_size", m.vocab_size}, {"ffn_hidden", m.ffn_hidden()}};
+}
 
-  static FaultInjection from_environment() {
-    FaultInjection f;
-    const char* env = std::getenv("TITAN_FAULT");
-    if (!env || !*env) return f;
-    char kind[16] = {};
-    long long step = -1;
-    if (std::sscanf(env, "%15[a-z]:%d:%lld", kind, &f.rank, &step) != 3 ||
-        (std::string(kind) != "kill" && std::string(kind) != "hang"))
-      throw UserError(std::string("TITAN_FAULT='") + env + "' is not kill:RANK:STEP or hang:RANK:STEP; unset it to train normally");
-    f.kind = kind;
-    f.step = step;
-    spdlog::warn("fault injection: world rank {} will {} at step {} (TITAN_FAULT)", f.rank, f.kind, f.step);
-    return f;
+// This rank's share of the training state: the rows of every parameter it owns (all of them
+// without FSDP) and the matching rows of the AdamW moments, as views (a save copies them).
+checkpoint::TrainingState training_state(dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
+                                         const std::vector<std::string>& names, optim::AdamW& opt) {
+  checkpoint::TrainingState s;
+  for (size_t i = 0; i < params.size(); ++i) {
+    Shape global = params[i]->shape();
+    std::int64_t begin = 0, end = global[0];
+    if (fsdp) {
+      const auto r = fsdp->shard_rows(i);
+      global = r.global_shape;
+      begin = r.row_begin;
+      end = r.row_end;
+    }
+    Shape local = global;
+    local[0] = end - begin;
+    auto rows = [&](const Tensor& t) { return t.view_range(0, local); };  // a shard's real rows come first
+    s.model.push_back({"model." + names[i], global, begin, end, rows(params[i]->data())});
+    if (opt.exp_avg()[i].defined()) {
+      s.optimizer.push_back({"optimizer.exp_avg." + names[i], global, begin, end, rows(opt.exp_avg()[i])});
+      s.optimizer.push_back({"optimizer.exp_avg_sq." + names[i], global, begin, end, rows(opt.exp_avg_sq()[i])});
+    }
   }
-  void at_step(int rank, std::int64_t step) const {
-    if (rank != this->rank || step != this->step) return;
-    spdlog::default_logger()->flush();
-    if (kind == "kill") std::raise(SIGKILL);
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(60));
-  }
-};
+  return s;
+}
 
 double mib(std::int64_t bytes) { return double(bytes) / double(1 << 20); }
 
@@ -112,11 +119,6 @@ StateBytes state_bytes(const dist::Fsdp* fsdp, const std::vector<autograd::Varia
 }  // namespace
 
 TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::World& world) {
-  // Training without the checkpoints a user asked for would lose their run on the first crash.
-  if (cfg.checkpoint.enable)
-    throw UserError("checkpoint.enable: saving and resuming checkpoints is not implemented yet; set "
-                    "checkpoint.enable = false (--no-checkpoint.enable) to train without them",
-                    kExitNotImplemented);
   // Collectives during set-up and the first step may wait for slow ranks (data tokenization,
   // first allocations): comm.init_timeout_seconds; afterwards comm.train_timeout_seconds.
   dist::set_collective_timeout(double(cfg.comm.init_timeout_seconds), "comm.init_timeout_seconds");
@@ -198,6 +200,11 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     llama3::init_weights(model, seed);
     for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
   }
+  std::vector<std::string> param_names;  // FQNs, in the order of params
+  if (fsdp)
+    for (size_t i = 0; i < params.size(); ++i) param_names.push_back(fsdp->fqn_of(i));
+  else
+    for (auto& [fqn, p] : model.named_parameters()) param_names.push_back(fqn);
 
   optim::AdamW optimizer(params, {cfg.optimizer.lr, cfg.optimizer.beta1, cfg.optimizer.beta2, cfg.optimizer.eps,
                                   cfg.optimizer.weight_decay});
@@ -223,16 +230,50 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   if (const int agreed = world.agree_exit_code(kExitOk); agreed != kExitOk)
     throw PeerFailure("stopping: another rank failed while setting up (its error is reported above)", agreed);
 
+  // Checkpoints: resume from the run's latest one (or initial_load_path); save on schedule.
+  std::unique_ptr<checkpoint::Checkpointer> ckpt;
+  std::int64_t start_step = 1, lr_offset = 0;
+  const std::int64_t tokens_per_step = plan.batch.global_batch * plan.seq_len;
+  auto current_state = [&](std::int64_t step) {
+    checkpoint::TrainingState s = training_state(fsdp.get(), params, param_names, optimizer);
+    s.progress = {step, step * tokens_per_step, loader.windows_consumed(), optimizer.steps(), step + lr_offset, seed};
+    s.extra["float8_delayed"] = float8::delayed_scaling_state(model);
+    return s;
+  };
+  if (cfg.checkpoint.enable) {
+    ckpt = std::make_unique<checkpoint::Checkpointer>(cfg, mesh, model_description(plan), config::to_toml(cfg));
+    optimizer.init_state();  // zero moments, as the first step would make them, for the load to fill
+    checkpoint::TrainingState state = current_state(0);
+    if (auto loaded = ckpt->load(state)) {
+      const checkpoint::TrainProgress& pr = state.progress;
+      start_step = pr.step + 1;
+      lr_offset = pr.lr_scheduler_steps - pr.step;
+      optimizer.set_steps(pr.optimizer_steps);
+      loader.set_windows_consumed(pr.windows_consumed);
+      if (state.extra.contains("float8_delayed")) float8::load_delayed_scaling_state(model, state.extra["float8_delayed"]);
+      if (fsdp) fsdp->refresh_after_update();  // gathered copies and float8 scales follow the loaded shards
+      if (start_step > cfg.training.steps)
+        spdlog::warn("checkpoint: the loaded step {} is not below training.steps = {}; nothing left to train", pr.step,
+                     cfg.training.steps);
+    }
+    if (cfg.checkpoint.create_seed_checkpoint) {
+      ckpt->save(0, current_state(0), false);
+      spdlog::info("checkpoint: wrote the seed checkpoint step-0 (create_seed_checkpoint); not training");
+      return {};
+    }
+  }
+
   TrainResult result;
   const auto t_train = Clock::now();
-  for (std::int64_t step = 1; step <= cfg.training.steps; ++step) {
+  for (std::int64_t step = start_step; step <= cfg.training.steps; ++step) {
     const auto t_step = Clock::now();
+    if (ckpt) ckpt->poll();  // completes an async save every rank has finished writing
     reset_cpu_peak_bytes();
     double data_seconds = 0, loss_sum = 0;
     optimizer.zero_grad();
     dist::reset_comm_stats();
     const std::int64_t amax_reduces_before = fsdp ? fsdp->float8_amax_all_reduces() : 0;
-    fault.at_step(world.rank(), step);
+    fault.at_step_start(world.rank(), step);
     for (std::int64_t micro = 0; micro < plan.batch.grad_accum; ++micro) {
       const auto t0 = Clock::now();
       auto batch = loader.micro_batch(micro);
@@ -263,7 +304,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                                   "lengthen lr_scheduler.warmup_steps)",
                                   step, loss, grad_norm),
                       kExitRuntimeError);
-    const double lr = cfg.optimizer.lr * schedule.factor(step - 1);
+    const double lr = cfg.optimizer.lr * schedule.factor(step - 1 + lr_offset);
     optimizer.step(lr);
     if (fsdp) fsdp->refresh_after_update();
     // Delayed float8 scaling: this step's amaxes join the histories (one reduction for the model).
@@ -273,14 +314,14 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       mesh.world_group().all_reduce(t, dist::ReduceOp::max);  // one reduction for the whole model
       std::copy(t.data<float>(), t.data<float>() + t.numel(), amaxes.begin());
     });
-    if (step == 1) {
+    if (step == start_step) {
       dist::set_collective_timeout(double(cfg.comm.train_timeout_seconds), "comm.train_timeout_seconds");
       const StateBytes sb = state_bytes(fsdp.get(), params, optimizer);
       spdlog::info("memory/rank: params {:.2f} MiB + grads {:.2f} MiB + AdamW state {:.2f} MiB = {:.2f} MiB (f32, "
                    "sharded over {})",
                    mib(sb.params), mib(sb.grads), mib(sb.optimizer), mib(sb.total()), plan.dims.shard);
     }
-    if (step == 1) result.first_loss = loss;
+    if (step == start_step) result.first_loss = loss;
     result.last_loss = loss;
     result.steps = step;
 
@@ -307,7 +348,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, bf16, &used);
       metrics.log_validation(step, vloss, used);
     }
+    if (ckpt && ckpt->due(step, cfg.training.steps)) ckpt->save(step, current_state(step), step == cfg.training.steps);
   }
+  if (ckpt) ckpt->wait();
   spdlog::info("training done: {} steps in {:.1f}s, loss {:.4f} -> {:.4f}", result.steps, seconds_since(t_train),
                result.first_loss, result.last_loss);
   return result;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Bad checkpoints give one clear error line naming the folder, file or tensor (exit 2), never
+# garbage: a flipped byte, a truncated file, another model, a missing load_step; and a .tmp folder
+# left by a crash is ignored and removed.
+# usage: check_checkpoint_errors.sh RUN_TRAIN CONFIG [EXTRA ARGS...]
+set -eu
+run_train=$1; config=$2; shift 2
+dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+args=(--job.config_file "$config" --training.seq_len 32 --training.local_batch_size 1 --metrics.log_freq 1
+      --checkpoint.enable --checkpoint.interval 2 --no-checkpoint.last_save_model_only --job.dump_folder "$dir/run" "$@")
+"$run_train" "${args[@]}" --training.steps 4 > "$dir/make.log" 2>&1 || { echo "FAIL: making the checkpoints"; cat "$dir/make.log"; exit 1; }
+ck="$dir/run/checkpoint"
+status=0
+# expect RC REGEX [ARGS...]: resume with ARGS, check the exit code, the message and one error line.
+expect() {
+  local rc=$1 regex=$2; shift 2
+  set +e; "$run_train" "${args[@]}" --training.steps 6 "$@" > "$dir/out.log" 2>&1; local got=$?; set -e
+  if [ "$got" -ne "$rc" ] || ! grep -Eq -- "$regex" "$dir/out.log"; then
+    echo "FAIL: expected exit $rc and /$regex/, got exit $got:"; grep -E 'error|checkpoint' "$dir/out.log"; status=1; return
+  fi
+  if [ "$rc" -eq 2 ] && [ "$(grep -c '^error: ' "$dir/out.log")" -ne 1 ]; then echo "FAIL: not one error line"; status=1; return; fi
+  echo "ok: $(grep -E '^error: |checkpoint: (loaded|removing)' "$dir/out.log" | head -2 | cut -c1-200)"
+}
+cp -r "$ck" "$dir/pristine"
+restore() { rm -rf "$ck"; cp -r "$dir/pristine" "$ck"; }
+file="$ck/step-4/rank-00000.safetensors"
+# A flipped byte in the data.
+printf '\x55' | dd of="$file" bs=1 seek=$(( $(stat -c %s "$file") - 100 )) conv=notrunc 2>/dev/null
+expect 2 "rank-00000.safetensors' is corrupt or truncated"; restore
+truncate -s 1000 "$file"
+expect 2 "rank-00000.safetensors' is corrupt or truncated: 1000 bytes"; restore
+sed -i 's/"dim": 256/"dim": 512/' "$ck/step-4/metadata.json"
+expect 2 "step-4' holds a different model"; restore
+expect 2 "checkpoint.load_step = 3: .* holds no complete step-3 \(complete: 2, 4\)" --checkpoint.load_step 3
+expect 0 "checkpoint: loaded '.*step-2' \(step 2\)" --checkpoint.load_step 2; restore
+expect 2 "was trained with debug.seed = 0, this run has 7" --debug.seed 7
+# A crash in the middle of a save: the .tmp folder is never loaded, and goes away.
+mkdir -p "$ck/step-6.tmp" && echo partial > "$ck/step-6.tmp/rank-00000.safetensors"
+expect 0 "removing '.*step-6.tmp', a save that did not finish"
+grep -q "checkpoint: loaded '.*step-4' (step 4)" "$dir/out.log" || { echo "FAIL: did not resume from step-4"; status=1; }
+[ $status -eq 0 ] && echo "all ok"
+exit $status
