@@ -335,13 +335,9 @@ std::optional<Checkpointer::Loaded> Checkpointer::load(TrainingState& state) {
     return load_from(it->second, state, false);
   }
   if (!complete.empty()) return load_from(complete.rbegin()->second, state, false);
-  if (cfg_.checkpoint.initial_load_path) {
-    if (cfg_.checkpoint.initial_load_in_hf)
-      throw UserError("checkpoint.initial_load_in_hf: importing HF safetensors is not implemented yet; convert to a "
-                      "titan.cpp checkpoint or unset it",
-                      kExitNotImplemented);
+  // HF weights (initial_load_in_hf) are the model's business: the trainer imports them.
+  if (cfg_.checkpoint.initial_load_path && !cfg_.checkpoint.initial_load_in_hf)
     return load_from(*cfg_.checkpoint.initial_load_path, state, cfg_.checkpoint.initial_load_model_only);
-  }
   return std::nullopt;
 }
 

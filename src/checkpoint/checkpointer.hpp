@@ -73,7 +73,7 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   // The run's own latest complete checkpoint (or checkpoint.load_step), else
-  // checkpoint.initial_load_path; fills `state` (minus exclude_from_loading) and returns what was
+  // checkpoint.initial_load_path (unless it is HF safetensors: initial_load_in_hf); fills `state` (minus exclude_from_loading) and returns what was
   // loaded, or nullopt to start fresh. Throws UserError naming the folder, file and tensor for a
   // corrupt, truncated, incomplete or mismatched checkpoint.
   struct Loaded {

@@ -144,6 +144,19 @@ Fsdp::ShardRows Fsdp::shard_rows(size_t i) const {
   throw std::out_of_range("Fsdp::shard_rows");
 }
 
+Tensor Fsdp::full_parameter(size_t i) {
+  for (auto& u : units_) {
+    if (i < u->params.size()) {
+      const Param& p = u->params[i];
+      Tensor padded = Tensor::empty({p.padded_numel(mesh_.shard())});
+      mesh_.shard_group().all_gather(p.shard.data().view({p.shard.data().numel()}), padded);
+      return padded.view_range(0, p.shape).clone();
+    }
+    i -= u->params.size();
+  }
+  throw std::out_of_range("Fsdp::full_parameter");
+}
+
 void Fsdp::ensure_float8_scales(Unit& u) {
   for (auto& p : u.params) {
     if (!p.float8 || p.float8_scale) continue;

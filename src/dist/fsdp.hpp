@@ -76,6 +76,9 @@ class Fsdp {
     std::int64_t row_begin = 0, row_end = 0;
   };
   ShardRows shard_rows(size_t i) const;
+  // The whole f32 value of sharded_parameters()[i] (an all-gather over the shard group: every
+  // member must call it), e.g. for an HF export.
+  Tensor full_parameter(size_t i);
 
   // Gradient accumulation: false on all but the last micro-batch keeps the unsharded gradients
   // (no communication); true (the default) reduces them at the end of the backward.

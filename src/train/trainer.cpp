@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <thread>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "dist/fsdp.hpp"
 #include "dist/process_group.hpp"
 #include "data/tokenizer.hpp"
+#include "models/llama3/hf.hpp"
 #include "models/llama3/model.hpp"
 #include "models/llama3/parallelize.hpp"
 #include "optim/adamw.hpp"
@@ -92,6 +95,67 @@ checkpoint::TrainingState training_state(dist::Fsdp* fsdp, const std::vector<aut
     }
   }
   return s;
+}
+
+// Every parameter's full value by FQN, on rank 0 (others get an empty map). With FSDP the ranks
+// of the first replica gather each parameter over their shard group.
+std::map<std::string, Tensor> full_parameters(dist::Fsdp* fsdp, dist::DeviceMesh& mesh,
+                                              const std::vector<autograd::Variable*>& params,
+                                              const std::vector<std::string>& names) {
+  std::map<std::string, Tensor> out;
+  if (mesh.replicate_index() != 0) return out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    Tensor full = fsdp ? fsdp->full_parameter(i) : params[i]->data();
+    if (mesh.dp_rank() == 0) out.emplace(names[i], full);
+  }
+  return out;
+}
+
+// checkpoint.initial_load_in_hf: every rank reads the HF files and keeps the rows it owns.
+void import_hf(const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
+               const std::vector<std::string>& names) {
+  const auto t0 = Clock::now();
+  const std::string config_path = (std::filesystem::path(path) / "config.json").string();
+  std::ifstream in(config_path);
+  if (!in) throw UserError("checkpoint.initial_load_path: '" + config_path + "' is missing; an HF model folder has one");
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw UserError("checkpoint.initial_load_path: '" + config_path + "' is not JSON (" + e.what() + ")");
+  }
+  const llama3::ModelArgs hf = llama3::args_from_hf_config(config, config_path);
+  const llama3::ModelArgs& m = plan.model;
+  if (hf.dim != m.dim || hf.n_layers != m.n_layers || hf.n_heads != m.n_heads || hf.kv_heads() != m.kv_heads() ||
+      hf.vocab_size != m.vocab_size || hf.ffn_hidden() != m.ffn_hidden())
+    throw UserError(fmt::format("checkpoint.initial_load_path: '{}' is a Llama with hidden_size {}, {} layers, {} heads "
+                                "({} kv), vocab {}, intermediate {}; model.flavor {} has {}, {}, {} ({}), {}, {}",
+                                config_path, hf.dim, hf.n_layers, hf.n_heads, hf.kv_heads(), hf.vocab_size,
+                                hf.ffn_hidden(), plan.flavor, m.dim, m.n_layers, m.n_heads, m.kv_heads(), m.vocab_size,
+                                m.ffn_hidden()));
+  const auto weights = llama3::read_hf(path, m);
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = weights.find(names[i]);
+    if (it == weights.end())
+      throw UserError("checkpoint.initial_load_path: '" + path + "' has no tensor '" + llama3::to_hf_name(names[i]) + "'");
+    Shape global = params[i]->shape();
+    std::int64_t begin = 0, end = global[0];
+    if (fsdp) {
+      const auto r = fsdp->shard_rows(i);
+      global = r.global_shape;
+      begin = r.row_begin;
+      end = r.row_end;
+    }
+    if (it->second.shape() != global)
+      throw UserError("checkpoint.initial_load_path: '" + path + "' tensor '" + llama3::to_hf_name(names[i]) +
+                      "' has shape " + shape_str(it->second.shape()) + ", the model's is " + shape_str(global));
+    Shape local = global;
+    local[0] = end - begin;
+    const std::int64_t row = numel_of(global) / global[0];
+    params[i]->data().view_range(0, local).copy_from(it->second.view_range(begin * row, local));
+  }
+  if (fsdp) fsdp->refresh_after_update();
+  spdlog::info("checkpoint: loaded HF weights from '{}' ({} tensors) in {:.2f}s", path, weights.size(), seconds_since(t0));
 }
 
 double mib(std::int64_t bytes) { return double(bytes) / double(1 << 20); }
@@ -244,7 +308,10 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     ckpt = std::make_unique<checkpoint::Checkpointer>(cfg, mesh, model_description(plan), config::to_toml(cfg));
     optimizer.init_state();  // zero moments, as the first step would make them, for the load to fill
     checkpoint::TrainingState state = current_state(0);
-    if (auto loaded = ckpt->load(state)) {
+    std::optional<checkpoint::Checkpointer::Loaded> loaded = ckpt->load(state);
+    if (!loaded && cfg.checkpoint.initial_load_path && cfg.checkpoint.initial_load_in_hf)
+      import_hf(*cfg.checkpoint.initial_load_path, plan, fsdp.get(), params, param_names);
+    if (loaded) {
       const checkpoint::TrainProgress& pr = state.progress;
       start_step = pr.step + 1;
       lr_offset = pr.lr_scheduler_steps - pr.step;
@@ -348,7 +415,28 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, bf16, &used);
       metrics.log_validation(step, vloss, used);
     }
-    if (ckpt && ckpt->due(step, cfg.training.steps)) ckpt->save(step, current_state(step), step == cfg.training.steps);
+    if (ckpt && ckpt->due(step, cfg.training.steps)) {
+      if (step == cfg.training.steps && cfg.checkpoint.last_save_in_hf) {
+        // The last save as HF safetensors: the full model on rank 0, in export_dtype.
+        ckpt->wait();
+        const auto t0 = Clock::now();
+        const auto full = full_parameters(fsdp.get(), mesh, params, param_names);
+        if (world.rank() == 0) {
+          const auto dir = std::filesystem::path(ckpt->folder()) / ("step-" + std::to_string(step) + "-hf");
+          const DType dt = cfg.checkpoint.export_dtype == "bfloat16" ? DType::bf16
+                           : cfg.checkpoint.export_dtype == "float16" ? DType::f16 : DType::f32;
+          std::filesystem::remove_all(dir.string() + ".tmp");
+          llama3::write_hf(dir.string() + ".tmp", full, plan.model, dt);
+          std::filesystem::remove_all(dir);
+          std::filesystem::rename(dir.string() + ".tmp", dir);
+          spdlog::info("checkpoint: exported step {} as HF safetensors ({}) to {} in {:.2f}s", step,
+                       cfg.checkpoint.export_dtype, dir.string(), seconds_since(t0));
+        }
+        mesh.world_group().barrier();
+      } else {
+        ckpt->save(step, current_state(step), step == cfg.training.steps);
+      }
+    }
   }
   if (ckpt) ckpt->wait();
   spdlog::info("training done: {} steps in {:.1f}s, loss {:.4f} -> {:.4f}", result.steps, seconds_since(t_train),

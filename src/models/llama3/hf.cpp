@@ -1,0 +1,204 @@
+#include "models/llama3/hf.hpp"
+
+#include <cstring>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <stdexcept>
+
+#include "checkpoint/safetensors.hpp"
+#include "core/errors.hpp"
+
+namespace titan::llama3 {
+
+namespace {
+
+// TorchTitan suffix within a block <-> HF suffix within a block.
+const std::pair<const char*, const char*> kBlockNames[] = {
+    {"attention.wq.weight", "self_attn.q_proj.weight"},   {"attention.wk.weight", "self_attn.k_proj.weight"},
+    {"attention.wv.weight", "self_attn.v_proj.weight"},   {"attention.wo.weight", "self_attn.o_proj.weight"},
+    {"feed_forward.w1.weight", "mlp.gate_proj.weight"},   {"feed_forward.w2.weight", "mlp.down_proj.weight"},
+    {"feed_forward.w3.weight", "mlp.up_proj.weight"},     {"attention_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+};
+const std::pair<const char*, const char*> kTopNames[] = {
+    {"tok_embeddings.weight", "model.embed_tokens.weight"}, {"norm.weight", "model.norm.weight"}, {"output.weight", "lm_head.weight"}};
+
+}  // namespace
+
+std::string to_hf_name(const std::string& fqn) {
+  for (auto [ours, hf] : kTopNames)
+    if (fqn == ours) return hf;
+  static const std::regex block(R"(layers\.(\d+)\.(.+))");
+  std::smatch m;
+  if (std::regex_match(fqn, m, block))
+    for (auto [ours, hf] : kBlockNames)
+      if (m[2] == ours) return "model.layers." + m[1].str() + "." + hf;
+  throw std::invalid_argument("hf: no HF name for parameter '" + fqn + "'");
+}
+
+std::optional<std::string> from_hf_name(const std::string& hf_name) {
+  for (auto [ours, hf] : kTopNames)
+    if (hf_name == hf) return ours;
+  static const std::regex block(R"(model\.layers\.(\d+)\.(.+))");
+  std::smatch m;
+  if (std::regex_match(hf_name, m, block))
+    for (auto [ours, hf] : kBlockNames)
+      if (m[2] == hf) return "layers." + m[1].str() + "." + ours;
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> rope_heads(const std::string& fqn, const ModelArgs& args) {
+  if (fqn.ends_with("attention.wq.weight")) return args.n_heads;
+  if (fqn.ends_with("attention.wk.weight")) return args.kv_heads();
+  return std::nullopt;
+}
+
+Tensor permute_rope_rows(const Tensor& w, std::int64_t n_heads, bool to_hf) {
+  const std::int64_t rows = w.size(0), cols = w.numel() / rows, head_dim = rows / n_heads, half = head_dim / 2;
+  const Tensor src = w.to(w.dtype()) /* contiguous copy */;
+  Tensor out = Tensor::empty(w.shape(), w.dtype());
+  const std::size_t row_bytes = static_cast<std::size_t>(cols) * dtype_size(w.dtype());
+  const char* s = static_cast<const char*>(src.raw());
+  char* d = static_cast<char*>(out.raw());
+  for (std::int64_t h = 0; h < n_heads; ++h)
+    for (std::int64_t i = 0; i < half; ++i)
+      for (std::int64_t j = 0; j < 2; ++j) {
+        const std::int64_t meta_row = h * head_dim + 2 * i + j, hf_row = h * head_dim + j * half + i;
+        const std::int64_t from = to_hf ? meta_row : hf_row, to = to_hf ? hf_row : meta_row;
+        std::memcpy(d + to * row_bytes, s + from * row_bytes, row_bytes);
+      }
+  return out;
+}
+
+nlohmann::json hf_config(const ModelArgs& a, DType dtype) {
+  nlohmann::json c = {
+      {"architectures", {"LlamaForCausalLM"}},
+      {"model_type", "llama"},
+      {"hidden_size", a.dim},
+      {"intermediate_size", a.ffn_hidden()},
+      {"num_hidden_layers", a.n_layers},
+      {"num_attention_heads", a.n_heads},
+      {"num_key_value_heads", a.kv_heads()},
+      {"head_dim", a.head_dim()},
+      {"vocab_size", a.vocab_size},
+      {"rms_norm_eps", a.norm_eps},
+      {"rope_theta", a.rope_theta},
+      // Positions the model serves: what it trained on, or Llama 3.1's original context when scaled.
+      {"max_position_embeddings",
+       a.rope_scaling ? std::max<std::int64_t>(a.max_seq_len, std::int64_t(a.rope_scaling->original_max_position_embeddings))
+                      : a.max_seq_len},
+      {"hidden_act", "silu"},
+      {"tie_word_embeddings", false},
+      {"attention_bias", false},
+      {"mlp_bias", false},
+      {"torch_dtype", dtype == DType::bf16 ? "bfloat16" : dtype == DType::f16 ? "float16" : "float32"},
+  };
+  if (a.rope_scaling)
+    c["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", a.rope_scaling->scaling_factor},
+                         {"low_freq_factor", a.rope_scaling->low_freq_factor},
+                         {"high_freq_factor", a.rope_scaling->high_freq_factor},
+                         {"original_max_position_embeddings", std::int64_t(a.rope_scaling->original_max_position_embeddings)}};
+  else
+    c["rope_scaling"] = nullptr;
+  return c;
+}
+
+ModelArgs args_from_hf_config(const nlohmann::json& c, const std::string& path) {
+  auto need = [&](const char* key) -> const nlohmann::json& {
+    if (!c.contains(key)) throw UserError("hf: '" + path + "' has no \"" + std::string(key) + "\"; is it a Llama config.json?");
+    return c.at(key);
+  };
+  ModelArgs a;
+  try {
+    a.dim = need("hidden_size").get<std::int64_t>();
+    a.n_layers = need("num_hidden_layers").get<std::int64_t>();
+    a.n_heads = need("num_attention_heads").get<std::int64_t>();
+    a.n_kv_heads = c.value("num_key_value_heads", a.n_heads);
+    a.vocab_size = need("vocab_size").get<std::int64_t>();
+    a.norm_eps = c.value("rms_norm_eps", 1e-5);
+    a.rope_theta = c.value("rope_theta", 10000.0);
+    const std::int64_t hidden = need("intermediate_size").get<std::int64_t>();
+    // The SwiGLU width is derived, not stored: choose multiple_of so that it comes out as `hidden`.
+    a.multiple_of = hidden;
+    a.ffn_dim_multiplier = std::nullopt;
+    if (a.ffn_hidden() != hidden)
+      throw UserError("hf: '" + path + "' intermediate_size " + std::to_string(hidden) + " is below 8/3 x hidden_size, "
+                      "which titan.cpp's Llama cannot represent");
+    if (c.contains("head_dim") && !c["head_dim"].is_null() && c["head_dim"].get<std::int64_t>() != a.head_dim())
+      throw UserError("hf: '" + path + "' head_dim differs from hidden_size / num_attention_heads");
+    const auto& rs = c.contains("rope_scaling") ? c["rope_scaling"] : nlohmann::json();
+    if (rs.is_null()) {
+      a.rope_scaling = std::nullopt;
+    } else {
+      if (rs.value("rope_type", rs.value("type", std::string())) != "llama3")
+        throw UserError("hf: '" + path + "' rope_scaling type '" + rs.dump() + "' is not llama3");
+      a.rope_scaling = ops::RopeScaling{rs.value("factor", 8.0), rs.value("low_freq_factor", 1.0),
+                                        rs.value("high_freq_factor", 4.0), rs.value("original_max_position_embeddings", 8192.0)};
+    }
+    if (c.value("tie_word_embeddings", false))
+      throw UserError("hf: '" + path + "' ties lm_head to the embeddings; titan.cpp's Llama keeps them separate");
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError("hf: '" + path + "' has a malformed value (" + e.what() + ")");
+  }
+  return a;
+}
+
+}  // namespace titan::llama3
+
+namespace titan::llama3 {
+
+void write_hf(const std::string& dir, const std::map<std::string, Tensor>& params, const ModelArgs& args, DType dtype) {
+  std::map<std::string, Tensor> out;
+  for (const auto& [fqn, t] : params) {
+    Tensor w = t.to(dtype);
+    if (auto heads = rope_heads(fqn, args)) w = permute_rope_rows(w, *heads, true);
+    out.emplace(to_hf_name(fqn), std::move(w));
+  }
+  std::filesystem::create_directories(dir);
+  checkpoint::write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  std::ofstream cfg(std::filesystem::path(dir) / "config.json");
+  cfg << hf_config(args, dtype).dump(2) << "\n";
+  if (!cfg) throw UserError("hf: cannot write '" + (std::filesystem::path(dir) / "config.json").string() + "'");
+}
+
+std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& args) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    std::ifstream in(index);
+    std::set<std::string> names;
+    try {
+      for (auto& [tensor, file] : nlohmann::json::parse(in).at("weight_map").items()) names.insert(file.get<std::string>());
+    } catch (const std::exception& e) {
+      throw UserError("hf: '" + index.string() + "' is not a safetensors index (" + e.what() + ")");
+    }
+    for (const auto& f : names) files.push_back((fs::path(dir) / f).string());
+  } else if (fs::exists(fs::path(dir) / "model.safetensors")) {
+    files.push_back((fs::path(dir) / "model.safetensors").string());
+  } else {
+    throw UserError("hf: '" + dir + "' holds neither model.safetensors nor model.safetensors.index.json; point "
+                    "checkpoint.initial_load_path at an HF model folder");
+  }
+  std::map<std::string, Tensor> out;
+  for (const auto& path : files)
+    for (auto& [hf_name, t] : checkpoint::read_safetensors(path).tensors) {
+      auto fqn = from_hf_name(hf_name);
+      if (!fqn) continue;  // buffers such as rotary_emb.inv_freq
+      Tensor w = t;
+      if (auto heads = rope_heads(*fqn, args)) {
+        if (w.dim() != 2 || w.size(0) % (*heads * 2) != 0)
+          throw UserError("hf: '" + path + "' tensor '" + hf_name + "' has shape " + shape_str(w.shape()) +
+                          ", which is not " + std::to_string(*heads) + " heads of even size");
+        w = permute_rope_rows(w, *heads, false);
+      }
+      out[*fqn] = w;
+    }
+  return out;
+}
+
+}  // namespace titan::llama3

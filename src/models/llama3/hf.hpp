@@ -1,0 +1,51 @@
+#pragma once
+// Hugging Face Llama interop (transformers' LlamaForCausalLM): parameter names, the q/k layout
+// of RoPE, and config.json.
+//
+// Names: tok_embeddings.weight <-> model.embed_tokens.weight; layers.{i}.attention.{wq,wk,wv,wo}
+// <-> model.layers.{i}.self_attn.{q,k,v,o}_proj; feed_forward.{w1,w2,w3} <-> mlp.{gate,down,up}_proj;
+// attention_norm <-> input_layernorm; ffn_norm <-> post_attention_layernorm; norm <-> model.norm;
+// output <-> lm_head (all ".weight").
+//
+// RoPE layout: titan.cpp (like Meta's and TorchTitan's Llama) rotates adjacent pairs (2i, 2i+1)
+// of each head; HF's rotate_half pairs i with i + head_dim/2. Exporting wq/wk therefore reorders
+// the rows of every head from [head_dim/2, 2] to [2, head_dim/2] (row 2i -> i, 2i+1 -> i + D/2),
+// and importing undoes it; the attention scores are unchanged.
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "core/tensor.hpp"
+#include "models/llama3/args.hpp"
+
+namespace titan::llama3 {
+
+std::string to_hf_name(const std::string& fqn);
+// nullopt for a name that is not a Llama parameter (e.g. rotary_emb.inv_freq).
+std::optional<std::string> from_hf_name(const std::string& hf_name);
+
+// Rows of a [n_heads * head_dim, in] q/k weight in HF order (to_hf) or back (from HF).
+Tensor permute_rope_rows(const Tensor& w, std::int64_t n_heads, bool to_hf);
+// Whether `fqn` is a q or k projection (the weights that need the permutation) and how many heads it has.
+std::optional<std::int64_t> rope_heads(const std::string& fqn, const ModelArgs& args);
+
+// config.json for LlamaForCausalLM, and the ModelArgs of one (throws UserError naming `path` and
+// the key for a config this model cannot represent).
+nlohmann::json hf_config(const ModelArgs& args, DType dtype);
+ModelArgs args_from_hf_config(const nlohmann::json& config, const std::string& path);
+
+}  // namespace titan::llama3
+
+namespace titan::llama3 {
+
+// Writes `params` (TorchTitan FQN -> full tensor) as HF safetensors: `dir`/model.safetensors
+// (HF names, q/k rows in HF order, `dtype`) and `dir`/config.json.
+void write_hf(const std::string& dir, const std::map<std::string, Tensor>& params, const ModelArgs& args, DType dtype);
+// Reads HF safetensors from `dir` (model.safetensors, or the files of model.safetensors.index.json)
+// as TorchTitan FQN -> full tensor in its stored dtype, q/k rows back in titan.cpp's order.
+// Throws UserError naming the file and tensor for a missing, unknown or misshapen tensor.
+std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& args);
+
+}  // namespace titan::llama3

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# HF interop through training runs: 2 ranks train 3 steps and export the last step as HF
+# safetensors (checkpoint.last_save_in_hf); the export round-trips bit-exactly through titan.cpp
+# (hf_check); a fresh 2-rank FSDP run starts from it (checkpoint.initial_load_in_hf) and its first
+# loss equals the loss of a single process started from it too.
+# usage: check_hf_interop.sh MPIRUN... -- RUN_TRAIN CONFIG HF_CHECK [EXTRA ARGS...]
+set -eu
+. "$(dirname "$0")/launch_args.sh"
+hf_check=$1; shift
+args=(--job.config_file "$config" --training.seq_len 32 --training.local_batch_size 1 --metrics.log_freq 1
+      --training.mixed_precision_param float32 --checkpoint.enable "$@")
+"${launcher[@]}" "$run_train" "${args[@]}" --training.steps 3 --checkpoint.last_save_in_hf --checkpoint.last_save_model_only \
+  --job.dump_folder "$dir/export" > "$dir/export.log" 2>&1 || { echo "FAIL: export run"; cat "$dir/export.log"; exit 1; }
+hf="$dir/export/checkpoint/step-3-hf"
+[ -f "$hf/model.safetensors" ] && [ -f "$hf/config.json" ] || { echo "FAIL: no HF export in $hf"; ls -R "$dir/export"; exit 1; }
+grep -q '"model.layers.5.self_attn.q_proj.weight"' <(head -c 20000 "$hf/model.safetensors") || { echo "FAIL: HF names"; exit 1; }
+"$hf_check" "$hf" --check-roundtrip || { echo "FAIL: round trip"; exit 1; }
+from_hf=(--checkpoint.initial_load_path "$hf" --checkpoint.initial_load_in_hf --training.steps 1 --training.global_batch_size 2)
+"${launcher[@]}" "$run_train" "${args[@]}" "${from_hf[@]}" --job.dump_folder "$dir/sharded" > "$dir/sharded.log" 2>&1 ||
+  { echo "FAIL: FSDP import"; cat "$dir/sharded.log"; exit 1; }
+"$run_train" "${args[@]}" "${from_hf[@]}" --training.local_batch_size 2 --job.dump_folder "$dir/single" > "$dir/single.log" 2>&1 ||
+  { echo "FAIL: single-process import"; cat "$dir/single.log"; exit 1; }
+grep -q "loaded HF weights from '$hf' (" "$dir/sharded.log" || { echo "FAIL: no import line"; exit 1; }
+a=$(grep -o '"loss":[0-9.]*' "$dir/sharded/metrics.jsonl" | cut -d: -f2); b=$(grep -o '"loss":[0-9.]*' "$dir/single/metrics.jsonl" | cut -d: -f2)
+fresh=$(grep -o '"loss":[0-9.]*' "$dir/export/metrics.jsonl" | head -1 | cut -d: -f2)
+echo "first loss from the HF export: FSDP $a, one process $b (a fresh model: $fresh)"
+awk -v a="$a" -v b="$b" -v f="$fresh" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * b && a < f) }' ||
+  { echo "FAIL: the imported model's losses differ, or it did not start from the trained weights"; exit 1; }
+echo "ok"
