@@ -132,7 +132,8 @@ struct Checkpointer::Pending {
   Clock::time_point start = Clock::now();
 };
 
-Checkpointer::Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, json model_desc, std::string config_toml)
+Checkpointer::Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, json model_desc, std::string config_toml,
+                           bool owns_folder)
     : cfg_(cfg),
       mesh_(mesh),
       model_desc_(std::move(model_desc)),
@@ -141,7 +142,7 @@ Checkpointer::Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh,
       async_(cfg.checkpoint.async_mode != "disabled"),
       fault_(FaultInjection::from_environment()) {
   // A step-N.tmp folder is a save that never finished (a crash): never loaded, removed here.
-  if (mesh_.world_group().rank() == 0) {
+  if (owns_folder && mesh_.world_group().rank() == 0) {
     std::error_code ec;
     if (fs::is_directory(folder_, ec))
       for (const auto& entry : fs::directory_iterator(folder_, ec))

@@ -66,8 +66,10 @@ struct SaveTiming {
 class Checkpointer {
  public:
   // `model_desc` (flavor and shape) is recorded and checked on load; `config_toml` is the
-  // resolved config, recorded for reference. Rank 0 removes step-*.tmp folders left by a crash.
-  Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, nlohmann::json model_desc, std::string config_toml);
+  // resolved config, recorded for reference. A training run's Checkpointer (`owns_folder`) has
+  // rank 0 remove step-*.tmp folders left by a crash; a reader (a converter) leaves them alone.
+  Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, nlohmann::json model_desc, std::string config_toml,
+               bool owns_folder = true);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;

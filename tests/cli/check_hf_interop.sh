@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HF interop through training runs: 2 ranks train 3 steps and export the last step as HF
-# safetensors (checkpoint.last_save_in_hf); the export round-trips bit-exactly through titan.cpp
-# (hf_check); a fresh 2-rank FSDP run starts from it (checkpoint.initial_load_in_hf) and its first
-# loss equals the loss of a single process started from it too.
+# safetensors (checkpoint.last_save_in_hf); the same run saving a titan.cpp checkpoint instead,
+# converted by scripts/convert_to_hf.sh (convert_checkpoint), gives the same bytes; the export
+# round-trips bit-exactly through titan.cpp (hf_check); a fresh 2-rank FSDP run starts from it
+# (checkpoint.initial_load_in_hf) and its first loss equals a single process's started from it.
 # usage: check_hf_interop.sh MPIRUN... -- RUN_TRAIN CONFIG HF_CHECK [EXTRA ARGS...]
 set -eu
 . "$(dirname "$0")/launch_args.sh"
@@ -15,6 +16,12 @@ hf="$dir/export/checkpoint/step-3-hf"
 [ -f "$hf/model.safetensors" ] && [ -f "$hf/config.json" ] || { echo "FAIL: no HF export in $hf"; ls -R "$dir/export"; exit 1; }
 grep -q '"model.layers.5.self_attn.q_proj.weight"' <(head -c 20000 "$hf/model.safetensors") || { echo "FAIL: HF names"; exit 1; }
 "$hf_check" "$hf" --check-roundtrip || { echo "FAIL: round trip"; exit 1; }
+"${launcher[@]}" "$run_train" "${args[@]}" --training.steps 3 --no-checkpoint.last_save_model_only \
+  --job.dump_folder "$dir/titan" > "$dir/titan.log" 2>&1 || { echo "FAIL: checkpoint run"; cat "$dir/titan.log"; exit 1; }
+"$(dirname "$run_train")/convert_checkpoint" "$dir/titan/checkpoint/step-3" "$dir/converted" ||
+  { echo "FAIL: convert_checkpoint"; exit 1; }
+cmp "$dir/converted/model.safetensors" "$hf/model.safetensors" || { echo "FAIL: converter and last_save_in_hf differ"; exit 1; }
+echo "convert_checkpoint of step-3 = last_save_in_hf export of step 3, byte for byte"
 from_hf=(--checkpoint.initial_load_path "$hf" --checkpoint.initial_load_in_hf --training.steps 1 --training.global_batch_size 2)
 "${launcher[@]}" "$run_train" "${args[@]}" "${from_hf[@]}" --job.dump_folder "$dir/sharded" > "$dir/sharded.log" 2>&1 ||
   { echo "FAIL: FSDP import"; cat "$dir/sharded.log"; exit 1; }
