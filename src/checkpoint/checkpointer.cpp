@@ -183,7 +183,9 @@ void Checkpointer::save(std::int64_t step, const TrainingState& state, bool last
   if (mesh_.replicate_index() == 0) {
     auto add = [&](const ShardedTensor& t) {
       if (t.row_end == t.row_begin) return;  // a rank whose shard is all padding
-      p->snapshot[t.name] = t.rows.to(dt);   // the copy to host memory: all that async stalls for
+      // Async: a copy in host memory (all that training waits for). Sync: training waits for
+      // the whole save anyway, so the file is written straight from the live tensors.
+      p->snapshot[t.name] = async_ || dt != t.rows.dtype() ? t.rows.to(dt) : t.rows;
       p->file_meta["rows:" + t.name] = std::to_string(t.row_begin) + "," + std::to_string(t.row_end);
       p->file_meta["shape:" + t.name] = shape_csv(t.global_shape);
     };

@@ -71,20 +71,19 @@ nlohmann::json model_description(const Plan& plan) {
           {"n_kv_heads", m.kv_heads()}, {"vocab_size", m.vocab_size}, {"ffn_hidden", m.ffn_hidden()}};
 }
 
+// The rows of params[i]'s full value this rank owns: its FSDP shard's, or all of them.
+dist::Fsdp::ShardRows owned_rows(const dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params, size_t i) {
+  if (fsdp) return fsdp->shard_rows(i);
+  return {params[i]->shape(), 0, params[i]->shape()[0]};
+}
+
 // This rank's share of the training state: the rows of every parameter it owns (all of them
 // without FSDP) and the matching rows of the AdamW moments, as views (a save copies them).
 checkpoint::TrainingState training_state(dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
                                          const std::vector<std::string>& names, optim::AdamW& opt) {
   checkpoint::TrainingState s;
   for (size_t i = 0; i < params.size(); ++i) {
-    Shape global = params[i]->shape();
-    std::int64_t begin = 0, end = global[0];
-    if (fsdp) {
-      const auto r = fsdp->shard_rows(i);
-      global = r.global_shape;
-      begin = r.row_begin;
-      end = r.row_end;
-    }
+    const auto [global, begin, end] = owned_rows(fsdp, params, i);
     Shape local = global;
     local[0] = end - begin;
     auto rows = [&](const Tensor& t) { return t.view_range(0, local); };  // a shard's real rows come first
@@ -138,14 +137,7 @@ void import_hf(const std::string& path, const Plan& plan, dist::Fsdp* fsdp, cons
     auto it = weights.find(names[i]);
     if (it == weights.end())
       throw UserError("checkpoint.initial_load_path: '" + path + "' has no tensor '" + llama3::to_hf_name(names[i]) + "'");
-    Shape global = params[i]->shape();
-    std::int64_t begin = 0, end = global[0];
-    if (fsdp) {
-      const auto r = fsdp->shard_rows(i);
-      global = r.global_shape;
-      begin = r.row_begin;
-      end = r.row_end;
-    }
+    const auto [global, begin, end] = owned_rows(fsdp, params, i);
     if (it->second.shape() != global)
       throw UserError("checkpoint.initial_load_path: '" + path + "' tensor '" + llama3::to_hf_name(names[i]) +
                       "' has shape " + shape_str(it->second.shape()) + ", the model's is " + shape_str(global));

@@ -8,9 +8,11 @@ run_train=$1; config=$2; shift 2
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 args=(--job.config_file "$config" --training.seq_len 32 --training.local_batch_size 1 --metrics.log_freq 1
       --checkpoint.enable --checkpoint.interval 2 --no-checkpoint.last_save_model_only --job.dump_folder "$dir/run" "$@")
-"$run_train" "${args[@]}" --training.steps 4 > "$dir/make.log" 2>&1 || { echo "FAIL: making the checkpoints"; cat "$dir/make.log"; exit 1; }
+"$run_train" "${args[@]}" --training.steps 4 --checkpoint.enable_first_step_checkpoint > "$dir/make.log" 2>&1 ||
+  { echo "FAIL: making the checkpoints"; cat "$dir/make.log"; exit 1; }
 ck="$dir/run/checkpoint"
 status=0
+[ "$(ls "$ck" | tr '\n' ' ')" = "step-1 step-2 step-4 " ] || { echo "FAIL: expected step-1 (first step), step-2, step-4: $(ls "$ck")"; status=1; }
 # expect RC REGEX [ARGS...]: resume with ARGS, check the exit code, the message and one error line.
 expect() {
   local rc=$1 regex=$2; shift 2
@@ -31,9 +33,12 @@ truncate -s 1000 "$file"
 expect 2 "rank-00000.safetensors' is corrupt or truncated: 1000 bytes"; restore
 sed -i 's/"dim": 256/"dim": 512/' "$ck/step-4/metadata.json"
 expect 2 "step-4' holds a different model"; restore
-expect 2 "checkpoint.load_step = 3: .* holds no complete step-3 \(complete: 2, 4\)" --checkpoint.load_step 3
+expect 2 "checkpoint.load_step = 3: .* holds no complete step-3 \(complete: 1, 2, 4\)" --checkpoint.load_step 3
 expect 0 "checkpoint: loaded '.*step-2' \(step 2\)" --checkpoint.load_step 2; restore
 expect 2 "was trained with debug.seed = 0, this run has 7" --debug.seed 7
+expect 0 "\(step 4\) in [0-9.]+s; not loaded: optimizer, dataloader" --checkpoint.exclude_from_loading optimizer,dataloader; restore
+# initial_load_path: a fresh run folder starts from another run's checkpoint (model only by default).
+expect 0 "loaded '.*step-4' \(step 4, model only\)" --job.dump_folder "$dir/other" --checkpoint.initial_load_path "$ck/step-4"
 # A crash in the middle of a save: the .tmp folder is never loaded, and goes away.
 mkdir -p "$ck/step-6.tmp" && echo partial > "$ck/step-6.tmp/rank-00000.safetensors"
 expect 0 "removing '.*step-6.tmp', a save that did not finish"
