@@ -1,7 +1,7 @@
 #include "core/device.hpp"
 
 #ifdef TITAN_WITH_CUDA
-#include "device_info.cuh"
+#include "runtime.hpp"
 #endif
 
 namespace titan {

@@ -1,0 +1,143 @@
+// The CUDA runtime wrapper (runtime.hpp): device queries, the compute stream, the pool
+// allocator with its byte counters, copies. Errors become exceptions (common.cuh).
+#include <atomic>
+#include <cstdio>
+#include <stdexcept>
+
+#include "common.cuh"
+
+namespace titan::cuda {
+
+void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+  throw std::runtime_error("CUDA error in " + std::string(what) + " (" + file + ":" + std::to_string(line) +
+                           "): " + cudaGetErrorString(err));
+}
+void throw_usage_error(const std::string& message) { throw std::invalid_argument(message); }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error so later calls start clean
+    return 0;
+  }
+  return n;
+}
+
+DeviceProperties device_properties(int index) {
+  cudaDeviceProp prop{};
+  TITAN_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  DeviceProperties p;
+  p.name = prop.name;
+  p.major = prop.major;
+  p.minor = prop.minor;
+  p.sm_count = prop.multiProcessorCount;
+  p.total_memory = prop.totalGlobalMem;
+  return p;
+}
+
+std::string device_description(int index) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %.1f GiB)", prop.name, prop.major, prop.minor,
+                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+namespace {
+int g_device = -1;
+cudaStream_t g_stream = nullptr;
+std::atomic<std::size_t> g_in_use{0}, g_peak{0};
+
+void require_device() {
+  if (g_device < 0) set_device(0);
+}
+}  // namespace
+
+void set_device(int index) {
+  if (g_device == index) return;
+  if (g_device >= 0) throw_usage_error("cuda::set_device: this process already uses cuda:" + std::to_string(g_device));
+  TITAN_CUDA_CHECK(cudaSetDevice(index));
+  TITAN_CUDA_CHECK(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+  // Keep every freed block in the pool (the default threshold 0 hands memory back to the driver
+  // at each synchronization, which would make every step allocate again).
+  cudaMemPool_t pool;
+  TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, index));
+  std::uint64_t threshold = UINT64_MAX;
+  TITAN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  g_device = index;
+}
+
+int current_device() { return g_device; }
+
+void* stream_handle() {
+  require_device();
+  return g_stream;
+}
+
+void synchronize() {
+  require_device();
+  TITAN_CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+void* allocate(std::size_t bytes) {
+  require_device();
+  if (bytes == 0) bytes = 1;
+  void* p = nullptr;
+  const cudaError_t err = cudaMallocAsync(&p, bytes, g_stream);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    const MemoryStats s = memory_stats();
+    throw std::runtime_error("CUDA out of memory: asked for " + std::to_string(bytes >> 20) + " MiB with " +
+                             std::to_string(s.in_use >> 20) + " MiB in use and " + std::to_string(s.reserved >> 20) +
+                             " MiB reserved on cuda:" + std::to_string(g_device) +
+                             "; lower training.local_batch_size or seq_len, or raise the shard degree");
+  }
+  TITAN_CUDA_CHECK(err);
+  const std::size_t now = g_in_use += bytes;
+  std::size_t peak = g_peak.load();
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+  }
+  return p;
+}
+
+void deallocate(void* ptr, std::size_t bytes) {
+  if (!ptr) return;
+  if (bytes == 0) bytes = 1;
+  TITAN_CUDA_CHECK(cudaFreeAsync(ptr, g_stream));
+  g_in_use -= bytes;
+}
+
+MemoryStats memory_stats() {
+  MemoryStats s;
+  s.in_use = g_in_use.load();
+  s.peak = g_peak.load();
+  if (g_device >= 0) {
+    cudaMemPool_t pool;
+    std::uint64_t reserved = 0;
+    TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
+    TITAN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+    s.reserved = reserved;
+  }
+  return s;
+}
+
+void reset_peak_memory() { g_peak = g_in_use.load(); }
+
+void copy(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  require_device();
+  TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, g_stream));
+  TITAN_CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+void memset_zero(void* dst, std::size_t bytes) {
+  if (bytes == 0) return;
+  require_device();
+  TITAN_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, g_stream));
+}
+
+}  // namespace titan::cuda

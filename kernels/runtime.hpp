@@ -1,0 +1,47 @@
+#pragma once
+// The CUDA runtime as the rest of titan.cpp sees it: plain C++ (no CUDA headers), so src/ can
+// include it. One compute stream per process (every kernel and copy is ordered on it); memory
+// comes from the device's stream-ordered pool (cudaMallocAsync) whose release threshold keeps
+// freed blocks cached, so steady-state steps never call into the driver to allocate.
+#include <cstddef>
+#include <string>
+
+namespace titan::cuda {
+
+// Number of CUDA devices visible to this process; 0 when there is no driver or no GPU
+// (cudaGetDeviceCount reports an error then, which is not a failure for a CPU run).
+int device_count();
+// "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" for device `index`, or "" if it cannot be queried.
+std::string device_description(int index);
+
+struct DeviceProperties {
+  std::string name;
+  int major = 0, minor = 0, sm_count = 0;
+  std::size_t total_memory = 0;
+};
+DeviceProperties device_properties(int index);
+
+// Makes `index` this process's device and creates its compute stream and pool (once).
+void set_device(int index);
+int current_device();  // -1 before set_device
+void* stream_handle();  // the compute stream (a cudaStream_t)
+void synchronize();     // waits for the compute stream
+
+// Stream-ordered allocation on the compute stream (pointers 256-byte aligned).
+void* allocate(std::size_t bytes);
+void deallocate(void* ptr, std::size_t bytes);
+
+struct MemoryStats {
+  std::size_t in_use = 0;    // bytes held by live tensors
+  std::size_t peak = 0;      // max of in_use since start or reset_peak_memory()
+  std::size_t reserved = 0;  // bytes the pool holds from the driver (in_use + cached)
+};
+MemoryStats memory_stats();
+void reset_peak_memory();
+
+// Copies `bytes` between any two of host and device memory (direction inferred by the driver's
+// unified addressing), ordered on the compute stream; returns when the copy is complete.
+void copy(void* dst, const void* src, std::size_t bytes);
+void memset_zero(void* dst, std::size_t bytes);  // asynchronous on the compute stream
+
+}  // namespace titan::cuda
