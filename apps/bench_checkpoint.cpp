@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     dist::DeviceMesh mesh(world, 1, 1);
     for (const char* mode : {"disabled", "async"}) {
       config::JobConfig cfg;
-      cfg.job.dump_folder = dir;
+      cfg.job.dump_folder = dir + "/" + mode;  // each mode starts from an empty folder
       cfg.checkpoint.enable = true;
       cfg.checkpoint.async_mode = mode;
       cfg.checkpoint.keep_latest_k = 2;
@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
                     double(t.bytes) / double(1ull << 30), t.write_seconds,
                     t.write_seconds > 0 ? double(t.bytes) / double(1 << 20) / t.write_seconds : 0.0, stall);
       }
+      std::filesystem::remove_all(cfg.job.dump_folder);
     }
     std::filesystem::remove_all(dir);
     return 0;

@@ -6,6 +6,11 @@
 #include <new>
 #include <stdexcept>
 
+#ifdef TITAN_WITH_CUDA
+#include "kernels/elementwise.hpp"
+#include "kernels/runtime.hpp"
+#endif
+
 namespace titan {
 
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
@@ -62,9 +67,37 @@ double load(DType dt, const void* base, std::int64_t i) {
   return 0;
 }
 
-void require_cpu(const Tensor& t, const char* what) {
-  if (!t.device().is_cpu()) throw std::logic_error(std::string(what) + ": tensor is on " + t.device().str());
+#ifdef TITAN_WITH_CUDA
+// Device memory from the CUDA runtime's stream-ordered pool (kernels/runtime.hpp). A process
+// drives one GPU (the rank's local one), chosen by the first allocation on it.
+class CudaAllocator final : public Allocator {
+ public:
+  explicit CudaAllocator(int index) : index_(index) {}
+  void* allocate(std::size_t bytes) override {
+    cuda::set_device(index_);
+    return cuda::allocate(bytes);
+  }
+  void deallocate(void* ptr, std::size_t bytes) override { cuda::deallocate(ptr, bytes); }
+  Device device() const override { return Device::cuda(index_); }
+
+ private:
+  int index_;
+};
+
+Allocator& allocator_for(Device device) {
+  if (device.is_cpu()) return cpu_allocator();
+  static CudaAllocator alloc(device.index);
+  if (alloc.device() != device)
+    throw std::logic_error("Tensor: this process uses " + alloc.device().str() + ", not " + device.str());
+  return alloc;
 }
+#else
+Allocator& allocator_for(Device device) {
+  if (!device.is_cpu())
+    throw std::invalid_argument("Tensor: " + device.str() + " asked for, but this build has no CUDA backend (nvcc was not found)");
+  return cpu_allocator();
+}
+#endif
 
 }  // namespace
 
@@ -99,13 +132,12 @@ std::string shape_str(const Shape& shape) {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  if (!device.is_cpu()) throw std::logic_error("Tensor::empty: no allocator for " + device.str() + " in this build");
   for (auto d : shape)
     if (d < 0) throw std::invalid_argument("Tensor::empty: negative dimension in " + shape_str(shape));
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), cpu_allocator());
+  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), allocator_for(device));
   return t;
 }
 
@@ -118,6 +150,12 @@ Tensor Tensor::meta(const Shape& shape, DType dtype) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) {
+    cuda::memset_zero(t.raw(), t.nbytes());
+    return t;
+  }
+#endif
   std::memset(t.raw(), 0, t.nbytes());
   return t;
 }
@@ -164,17 +202,27 @@ Tensor Tensor::view_range(std::int64_t start, const Shape& shape) const {
 }
 
 Tensor Tensor::clone() const {
-  require_cpu(*this, "clone");
-  Tensor t = empty(shape_, dtype_);
-  std::memcpy(t.raw(), raw(), nbytes());
+  Tensor t = empty(shape_, dtype_, device());
+  t.copy_from(*this);
   return t;
 }
 
 void Tensor::copy_from(const Tensor& src) const {
-  require_cpu(*this, "copy_from");
-  require_cpu(src, "copy_from");
   if (src.numel() != numel())
     throw std::invalid_argument("copy_from: " + shape_str(src.shape()) + " into " + shape_str(shape_));
+#ifdef TITAN_WITH_CUDA
+  if (!device().is_cpu() || !src.device().is_cpu()) {
+    if (src.dtype() == dtype_) {
+      cuda::copy(raw(), src.raw(), nbytes());  // any direction
+    } else if (!device().is_cpu() && !src.device().is_cpu()) {
+      cuda::convert(src.raw(), src.dtype(), raw(), dtype_, numel());
+    } else {  // convert on the host side, then one copy
+      const Tensor host = device().is_cpu() ? src.to(Device::cpu()) : src.to(dtype_);
+      copy_from(host);
+    }
+    return;
+  }
+#endif
   if (src.dtype() == dtype_) {
     std::memmove(raw(), src.raw(), nbytes());
     return;
@@ -183,30 +231,47 @@ void Tensor::copy_from(const Tensor& src) const {
 }
 
 Tensor Tensor::to(DType dtype) const {
-  Tensor t = empty(shape_, dtype);
+  Tensor t = empty(shape_, dtype, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(Device device) const {
+  Tensor t = empty(shape_, dtype_, device);
   t.copy_from(*this);
   return t;
 }
 
 void Tensor::fill(double value) const {
-  require_cpu(*this, "fill");
+#ifdef TITAN_WITH_CUDA
+  if (!device().is_cpu()) {
+    cuda::fill(raw(), dtype_, numel(), value);
+    return;
+  }
+#endif
   for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, value);
 }
 
 double Tensor::item(std::int64_t i) const {
-  require_cpu(*this, "item");
   if (i < 0 || i >= numel()) throw std::out_of_range("Tensor::item: " + std::to_string(i) + " of " + shape_str(shape_));
+  if (!device().is_cpu()) return view_range(i, {1}).to(Device::cpu()).item(0);
   return load(dtype_, raw(), i);
 }
 
 std::vector<double> Tensor::to_vector() const {
+  if (!device().is_cpu()) return to(Device::cpu()).to_vector();
   std::vector<double> v(static_cast<size_t>(numel()));
   for (std::int64_t i = 0; i < numel(); ++i) v[i] = load(dtype_, raw(), i);
   return v;
 }
 
 void Tensor::set(std::int64_t i, double value) const {
-  require_cpu(*this, "set");
+  if (!device().is_cpu()) {
+    const Tensor one = Tensor::empty({1}, dtype_);
+    one.set(0, value);
+    view_range(i, {1}).copy_from(one);
+    return;
+  }
   dispatch_store(dtype_, raw(), i, value);
 }
 

@@ -23,8 +23,8 @@ struct Device {
   std::string str() const;  // "cpu" or "cuda:N"
 };
 
-// Where storage bytes come from. The CPU allocator is aligned malloc; the CUDA caching
-// allocator implements the same interface.
+// Where storage bytes come from. The CPU allocator is aligned malloc; the CUDA one takes
+// stream-ordered blocks from the device's memory pool (kernels/runtime.hpp).
 class Allocator {
  public:
   virtual ~Allocator() = default;
@@ -104,8 +104,10 @@ class Tensor {
   // Writes go to the shared storage, so they are const on the handle (as in PyTorch).
   // Copies values from `src` (same numel; converts dtype).
   void copy_from(const Tensor& src) const;
-  // Converted copy (same values rounded to `dtype`).
+  // Converted copy on the same device (same values rounded to `dtype`).
   Tensor to(DType dtype) const;
+  // Copy on another device (same dtype); cpu <-> cuda goes through the CUDA runtime.
+  Tensor to(Device device) const;
   void fill(double value) const;
   // Element i as double (any dtype); for tests, printing and small reads.
   double item(std::int64_t i = 0) const;

@@ -13,6 +13,16 @@
 #include "ops/cpu/norm.hpp"
 #include "ops/cpu/rope.hpp"
 
+#ifdef TITAN_WITH_CUDA
+#include "ops/cuda_ops.hpp"
+// A CUDA tensor goes to the CUDA implementation of the op (after the device-independent shape
+// checks above the line); everything below the line is the CPU reference.
+#define TITAN_CUDA_DISPATCH(tensor, call) \
+  if (!(tensor).device().is_cpu()) return cuda_impl::call
+#else
+#define TITAN_CUDA_DISPATCH(tensor, call)
+#endif
+
 namespace titan::ops {
 
 namespace {
@@ -46,6 +56,7 @@ std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
 Tensor linear(const Tensor& x, const Tensor& w) {
   require(w.dim() == 2 && x.size(-1) == w.size(1), "linear",
           "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
+  TITAN_CUDA_DISPATCH(x, linear(x, w));
   Shape out_shape = x.shape();
   out_shape.back() = w.size(0);
   Tensor y = Tensor::empty(out_shape, x.dtype());
@@ -59,6 +70,7 @@ Tensor linear(const Tensor& x, const Tensor& w) {
 
 Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
   require(dy.size(-1) == w.size(0), "linear_backward_input", "dy " + shape_str(dy.shape()) + " vs weight " + shape_str(w.shape()));
+  TITAN_CUDA_DISPATCH(dy, linear_backward_input(dy, w));
   Shape shape = dy.shape();
   shape.back() = w.size(1);
   Tensor dx = Tensor::empty(shape, dy.dtype());
@@ -73,6 +85,7 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
   const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
   require(rows_of(x) == M && dw.size(0) == N && dw.size(1) == K, "linear_backward_weight", "shape mismatch");
+  TITAN_CUDA_DISPATCH(dy, linear_backward_weight(dy, x, dw, accumulate));
   dispatch("linear_backward_weight", {&dy, &x, &dw}, [&](auto t) {
     using T = decltype(t);
     cpu::gemm(true, false, int(N), int(K), int(M), T(1), dy.data<T>(), int(N), x.data<T>(), int(K), T(accumulate ? 1 : 0),
@@ -88,6 +101,7 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   const std::int64_t M = trans_a ? ac : ar, K = trans_a ? ar : ac, N = trans_b ? br : bc;
   require((trans_b ? bc : br) == K && c.size(-2) == M && c.size(-1) == N, "matmul",
           shape_str(a.shape()) + " x " + shape_str(b.shape()) + " -> " + shape_str(c.shape()) + " do not fit");
+  TITAN_CUDA_DISPATCH(a, matmul(trans_a, trans_b, alpha, a, b, beta, c));
   dispatch("matmul", {&a, &b, &c}, [&](auto t) {
     using T = decltype(t);
     for (std::int64_t i = 0; i < batch; ++i)
@@ -104,6 +118,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 void add_(Tensor& a, const Tensor& b, double alpha) {
   require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
+  TITAN_CUDA_DISPATCH(a, add_(a, b, alpha));
   dispatch("add", {&a, &b}, [&](auto t) {
     using T = decltype(t);
     T* pa = a.data<T>();
@@ -114,6 +129,7 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
 }
 
 void scale_(Tensor& a, double alpha) {
+  TITAN_CUDA_DISPATCH(a, scale_(a, alpha));
   dispatch("scale", {&a}, [&](auto t) {
     using T = decltype(t);
     T* p = a.data<T>();
@@ -123,6 +139,7 @@ void scale_(Tensor& a, double alpha) {
 
 Tensor swiglu(const Tensor& a, const Tensor& b) {
   require(a.shape() == b.shape(), "swiglu", shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+  TITAN_CUDA_DISPATCH(a, swiglu(a, b));
   Tensor h = Tensor::empty(a.shape(), a.dtype());
   dispatch("swiglu", {&a, &b}, [&](auto t) {
     using T = decltype(t);
@@ -135,6 +152,7 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
 }
 
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  TITAN_CUDA_DISPATCH(a, swiglu_backward(dh, a, b, da, db));
   da = Tensor::empty(a.shape(), a.dtype());
   db = Tensor::empty(b.shape(), b.dtype());
   dispatch("swiglu_backward", {&dh, &a, &b}, [&](auto t) {
@@ -152,6 +170,7 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
 }
 
 double sum(const Tensor& a) {
+  TITAN_CUDA_DISPATCH(a, sum(a));
   double s = 0;
   dispatch("sum", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -162,6 +181,7 @@ double sum(const Tensor& a) {
 }
 
 double sum_squares(const Tensor& a) {
+  TITAN_CUDA_DISPATCH(a, sum_squares(a));
   double s = 0;
   dispatch("sum_squares", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -173,6 +193,7 @@ double sum_squares(const Tensor& a) {
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));
+  TITAN_CUDA_DISPATCH(weight, embedding(weight, tokens));
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
   Tensor out = Tensor::empty(shape, weight.dtype());
@@ -184,6 +205,7 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
 }
 
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
+  TITAN_CUDA_DISPATCH(dy, embedding_backward(dy, tokens, dweight));
   dispatch("embedding_backward", {&dy, &dweight}, [&](auto t) {
     using T = decltype(t);
     cpu::embedding_backward(dy.data<T>(), tokens, dweight.data<T>(), dweight.size(0), dweight.size(1));
@@ -192,6 +214,7 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight)
 
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   require(w.dim() == 1 && w.size(0) == x.size(-1), "rmsnorm", "x " + shape_str(x.shape()) + " vs w " + shape_str(w.shape()));
+  TITAN_CUDA_DISPATCH(x, rmsnorm(x, w, eps));
   RmsNormOut o{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({rows_of(x)}, x.dtype())};
   dispatch("rmsnorm", {&x, &w}, [&](auto t) {
     using T = decltype(t);
@@ -201,6 +224,7 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
 }
 
 Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
+  TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw));
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
   dispatch("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw}, [&](auto t) {
     using T = decltype(t);
@@ -247,6 +271,7 @@ Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
   require(x.dim() == 4, "rope", "expects [B, S, H, D], got " + shape_str(x.shape()));
   require(x.size(1) <= table.cos.size(0) && x.size(3) == 2 * table.cos.size(1), "rope",
           "x " + shape_str(x.shape()) + " does not fit the table " + shape_str(table.cos.shape()));
+  TITAN_CUDA_DISPATCH(x, rope(x, table, inverse));
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch("rope", {&x}, [&](auto t) {
     using T = decltype(t);
@@ -261,6 +286,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   require(k.size(0) == B && k.size(1) == S && k.size(3) == D && KV > 0 && H % KV == 0, "attention",
           "q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " do not fit (H must be a multiple of KV)");
+  TITAN_CUDA_DISPATCH(q, attention(q, k, v));
   AttentionOut o{Tensor::empty(q.shape(), q.dtype()), Tensor::empty({B, H, S}, DType::f32)};
   dispatch("attention", {&q, &k, &v}, [&](auto t) {
     using T = decltype(t);
@@ -272,6 +298,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionOut& fwd) {
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
+  TITAN_CUDA_DISPATCH(q, attention_backward(dout, q, k, v, fwd));
   AttentionGrads g{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
                    Tensor::empty(v.shape(), v.dtype())};
   dispatch("attention_backward", {&dout, &q, &k, &v, &fwd.out}, [&](auto t) {
@@ -286,6 +313,7 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
   require(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0) && targets.dtype() == DType::i64,
           "cross_entropy", "expects logits [N, V] and int64 targets [N], got " + shape_str(logits.shape()) + " and " +
                                shape_str(targets.shape()));
+  TITAN_CUDA_DISPATCH(logits, cross_entropy(logits, targets, ignore_index));
   const std::int64_t N = logits.size(0), V = logits.size(1);
   const std::int64_t* tg = targets.data<std::int64_t>();
   for (std::int64_t n = 0; n < N; ++n)
@@ -301,6 +329,7 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
 
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
                               std::int64_t ignore_index) {
+  TITAN_CUDA_DISPATCH(logits, cross_entropy_backward(logits, targets, fwd, dloss, ignore_index));
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype());
   dispatch("cross_entropy_backward", {&logits}, [&](auto t) {
     using T = decltype(t);

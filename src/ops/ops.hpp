@@ -78,6 +78,7 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
 struct CrossEntropyOut {
   double loss = 0;          // mean over rows whose target != ignore_index
   std::int64_t n_valid = 0;
+  Tensor lse;               // CUDA only: per-row log-sum-exp [N] f32, saved for backward
 };
 // logits [N, V], targets [N] int64.
 CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index = -100);

@@ -6,6 +6,10 @@
 
 #include "ops/ops.hpp"
 
+#ifdef TITAN_WITH_CUDA
+#include "kernels/adamw.hpp"
+#endif
+
 namespace titan::optim {
 
 AdamW::AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
@@ -21,6 +25,9 @@ void AdamW::step(double lr) {
   const float step_size = static_cast<float>(lr / bias1);
   const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
   const float eps = static_cast<float>(cfg_.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
+#ifdef TITAN_WITH_CUDA
+  std::vector<cuda::AdamWTensor> on_gpu;  // updated together by one multi-tensor launch below
+#endif
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& g = params_[i]->grad();
     if (!g.defined()) continue;
@@ -28,9 +35,15 @@ void AdamW::step(double lr) {
     if (p.dtype() != DType::f32 || g.dtype() != DType::f32)
       throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' must be float32 (master weights)");
     if (!m_[i].defined()) {
-      m_[i] = Tensor::zeros(p.shape());
-      v_[i] = Tensor::zeros(p.shape());
+      m_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
+      v_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
     }
+#ifdef TITAN_WITH_CUDA
+    if (!p.device().is_cpu()) {
+      on_gpu.push_back({p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel()});
+      continue;
+    }
+#endif
     float* pp = p.data<float>();
     const float* gp = g.data<float>();
     float* mp = m_[i].data<float>();
@@ -45,13 +58,16 @@ void AdamW::step(double lr) {
       pp[j] -= step_size * mp[j] / denom;
     }
   }
+#ifdef TITAN_WITH_CUDA
+  if (!on_gpu.empty()) cuda::adamw_step(on_gpu, {b1, b2, step_size, decay, eps, inv_bias2_sqrt});
+#endif
 }
 
 void AdamW::init_state() {
   for (size_t i = 0; i < params_.size(); ++i)
     if (!m_[i].defined()) {
-      m_[i] = Tensor::zeros(params_[i]->data().shape());
-      v_[i] = Tensor::zeros(params_[i]->data().shape());
+      m_[i] = Tensor::zeros(params_[i]->data().shape(), DType::f32, params_[i]->data().device());
+      v_[i] = Tensor::zeros(params_[i]->data().shape(), DType::f32, params_[i]->data().device());
     }
 }
 

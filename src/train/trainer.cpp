@@ -111,35 +111,36 @@ std::map<std::string, Tensor> full_parameters(dist::Fsdp* fsdp, dist::DeviceMesh
 }
 
 // checkpoint.initial_load_in_hf: every rank reads the HF files and keeps the rows it owns.
-void import_hf(const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
+// `key` is the config key that named the folder (for error messages).
+void import_hf(const std::string& key, const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
                const std::vector<std::string>& names) {
   const auto t0 = Clock::now();
   const std::string config_path = (std::filesystem::path(path) / "config.json").string();
   std::ifstream in(config_path);
-  if (!in) throw UserError("checkpoint.initial_load_path: '" + config_path + "' is missing; an HF model folder has one");
+  if (!in) throw UserError(key + ": '" + config_path + "' is missing; an HF model folder has one");
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(in);
   } catch (const std::exception& e) {
-    throw UserError("checkpoint.initial_load_path: '" + config_path + "' is not JSON (" + e.what() + ")");
+    throw UserError(key + ": '" + config_path + "' is not JSON (" + e.what() + ")");
   }
   const llama3::ModelArgs hf = llama3::args_from_hf_config(config, config_path);
   const llama3::ModelArgs& m = plan.model;
   if (hf.dim != m.dim || hf.n_layers != m.n_layers || hf.n_heads != m.n_heads || hf.kv_heads() != m.kv_heads() ||
       hf.vocab_size != m.vocab_size || hf.ffn_hidden() != m.ffn_hidden())
-    throw UserError(fmt::format("checkpoint.initial_load_path: '{}' is a Llama with hidden_size {}, {} layers, {} heads "
+    throw UserError(fmt::format("{}: '{}' is a Llama with hidden_size {}, {} layers, {} heads "
                                 "({} kv), vocab {}, intermediate {}; model.flavor {} has {}, {}, {} ({}), {}, {}",
-                                config_path, hf.dim, hf.n_layers, hf.n_heads, hf.kv_heads(), hf.vocab_size,
+                                key, config_path, hf.dim, hf.n_layers, hf.n_heads, hf.kv_heads(), hf.vocab_size,
                                 hf.ffn_hidden(), plan.flavor, m.dim, m.n_layers, m.n_heads, m.kv_heads(), m.vocab_size,
                                 m.ffn_hidden()));
   const auto weights = llama3::read_hf(path, m);
   for (size_t i = 0; i < params.size(); ++i) {
     auto it = weights.find(names[i]);
     if (it == weights.end())
-      throw UserError("checkpoint.initial_load_path: '" + path + "' has no tensor '" + llama3::to_hf_name(names[i]) + "'");
+      throw UserError(key + ": '" + path + "' has no tensor '" + llama3::to_hf_name(names[i]) + "'");
     const auto [global, begin, end] = owned_rows(fsdp, params, i);
     if (it->second.shape() != global)
-      throw UserError("checkpoint.initial_load_path: '" + path + "' tensor '" + llama3::to_hf_name(names[i]) +
+      throw UserError(key + ": '" + path + "' tensor '" + llama3::to_hf_name(names[i]) +
                       "' has shape " + shape_str(it->second.shape()) + ", the model's is " + shape_str(global));
     Shape local = global;
     local[0] = end - begin;
@@ -301,8 +302,14 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     optimizer.init_state();  // zero moments, as the first step would make them, for the load to fill
     checkpoint::TrainingState state = current_state(0);
     std::optional<checkpoint::Checkpointer::Loaded> loaded = ckpt->load(state);
-    if (!loaded && cfg.checkpoint.initial_load_path && cfg.checkpoint.initial_load_in_hf)
-      import_hf(*cfg.checkpoint.initial_load_path, plan, fsdp.get(), params, param_names);
+    // As TorchTitan: HF weights come from initial_load_path, or from model.hf_assets_path when
+    // no initial_load_path is set.
+    if (!loaded && cfg.checkpoint.initial_load_in_hf) {
+      if (cfg.checkpoint.initial_load_path)
+        import_hf("checkpoint.initial_load_path", *cfg.checkpoint.initial_load_path, plan, fsdp.get(), params, param_names);
+      else
+        import_hf("model.hf_assets_path", cfg.model.hf_assets_path, plan, fsdp.get(), params, param_names);
+    }
     if (loaded) {
       const checkpoint::TrainProgress& pr = state.progress;
       start_step = pr.step + 1;

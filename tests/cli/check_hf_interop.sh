@@ -3,7 +3,8 @@
 # safetensors (checkpoint.last_save_in_hf); the same run saving a titan.cpp checkpoint instead,
 # converted by scripts/convert_to_hf.sh (convert_checkpoint), gives the same bytes; the export
 # round-trips bit-exactly through titan.cpp (hf_check); a fresh 2-rank FSDP run starts from it
-# (checkpoint.initial_load_in_hf) and its first loss equals a single process's started from it.
+# (checkpoint.initial_load_in_hf) and its first loss equals a single process's started from it
+# through model.hf_assets_path.
 # usage: check_hf_interop.sh MPIRUN... -- RUN_TRAIN CONFIG HF_CHECK [EXTRA ARGS...]
 set -eu
 . "$(dirname "$0")/launch_args.sh"
@@ -25,8 +26,16 @@ echo "convert_checkpoint of step-3 = last_save_in_hf export of step 3, byte for 
 from_hf=(--checkpoint.initial_load_path "$hf" --checkpoint.initial_load_in_hf --training.steps 1 --training.global_batch_size 2)
 "${launcher[@]}" "$run_train" "${args[@]}" "${from_hf[@]}" --job.dump_folder "$dir/sharded" > "$dir/sharded.log" 2>&1 ||
   { echo "FAIL: FSDP import"; cat "$dir/sharded.log"; exit 1; }
-"$run_train" "${args[@]}" "${from_hf[@]}" --training.local_batch_size 2 --job.dump_folder "$dir/single" > "$dir/single.log" 2>&1 ||
-  { echo "FAIL: single-process import"; cat "$dir/single.log"; exit 1; }
+# The single process takes the weights from model.hf_assets_path (no initial_load_path), a
+# folder holding the export and the tokenizer, as an HF model download does.
+tokdir=""; prev=""
+for a in "$@"; do [ "$prev" = "--model.hf_assets_path" ] && tokdir=$a; prev=$a; done
+mkdir -p "$dir/assets" && cp "$hf"/* "$dir/assets/" && cp "$tokdir"/tokenizer* "$dir/assets/"
+single=("${args[@]}" --model.hf_assets_path "$dir/assets" --checkpoint.initial_load_in_hf --training.steps 1
+        --training.global_batch_size 2 --training.local_batch_size 2)
+"$run_train" "${single[@]}" --job.dump_folder "$dir/single" > "$dir/single.log" 2>&1 ||
+  { echo "FAIL: single-process import from model.hf_assets_path"; cat "$dir/single.log"; exit 1; }
+grep -q "loaded HF weights from '$dir/assets' (" "$dir/single.log" || { echo "FAIL: no import line from hf_assets_path"; exit 1; }
 grep -q "loaded HF weights from '$hf' (" "$dir/sharded.log" || { echo "FAIL: no import line"; exit 1; }
 a=$(grep -o '"loss":[0-9.]*' "$dir/sharded/metrics.jsonl" | cut -d: -f2); b=$(grep -o '"loss":[0-9.]*' "$dir/single/metrics.jsonl" | cut -d: -f2)
 fresh=$(grep -o '"loss":[0-9.]*' "$dir/export/metrics.jsonl" | head -1 | cut -d: -f2)

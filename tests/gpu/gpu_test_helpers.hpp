@@ -62,7 +62,7 @@ class DeviceBuffer {
   std::vector<float> download() const {
     std::vector<unsigned char> host(bytes_);
     cuda::copy(host.data(), ptr_, bytes_);
-    std::vector<float> out(std::size_t(n_));
+    std::vector<float> out(static_cast<std::size_t>(n_));
     for (std::int64_t i = 0; i < n_; ++i) out[std::size_t(i)] = decode(host.data() + std::size_t(i) * dtype_size(dtype_));
     return out;
   }
@@ -99,7 +99,7 @@ class DeviceBuffer {
 inline std::vector<float> random_vector(std::int64_t n, std::uint32_t seed, float scale = 1.0f) {
   std::mt19937 gen(seed);
   std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(std::size_t(n));
+  std::vector<float> v(static_cast<std::size_t>(n));
   for (auto& x : v) x = dist(gen);
   return v;
 }

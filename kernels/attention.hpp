@@ -1,0 +1,30 @@
+#pragma once
+// Causal flash attention with grouped-query heads on the GPU (kernels/attention.cu), with exactly
+// the semantics of the CPU op (src/ops/cpu/attention.hpp):
+//   q [B, S, H, D], k and v [B, S, KV, D], out [B, S, H, D], all row-major, one dtype (f32 or bf16);
+//   query head h reads kv head h / (H / KV); scale = 1 / sqrt(D);
+//   out_i = sum_{j<=i} softmax_j(scale q_i.k_j) v_j,  lse [B, H, S] (f32) = log sum_{j<=i} exp(scale q_i.k_j).
+// D must be 16, 32, 64 or 128, H a multiple of KV (std::invalid_argument otherwise). Loads go to
+// f32, every sum accumulates in f32, outputs are rounded once on the store. All launches run on
+// the compute stream (runtime.hpp); the calls return without synchronizing.
+#include <cstdint>
+
+#include "core/dtype.hpp"
+
+namespace titan::cuda {
+
+void attention_forward(const void* q, const void* k, const void* v, void* out, float* lse, std::int64_t B,
+                       std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D, DType dtype);
+
+// dq [B, S, H, D], dk and dv [B, S, KV, D] are overwritten (a kv head's gradients are the sum over
+// its query-head group). Deterministic: no atomics; every output element is written by one thread.
+void attention_backward(const void* dout, const void* q, const void* k, const void* v, const void* out,
+                        const float* lse, void* dq, void* dk, void* dv, std::int64_t B, std::int64_t S,
+                        std::int64_t H, std::int64_t KV, std::int64_t D, DType dtype);
+
+// Testing/debugging: when on, bf16 inputs also take the CUDA-core (SIMT) kernels that f32 uses,
+// instead of the tensor-core (mma.sync) ones. The environment variable TITAN_ATTENTION_SIMT=1 has
+// the same effect (read at every call).
+void attention_force_simt(bool on);
+
+}  // namespace titan::cuda

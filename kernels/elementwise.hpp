@@ -1,0 +1,19 @@
+#pragma once
+// Elementwise CUDA launchers (plain C++ header): dtype conversion, fill, axpy, scale.
+#include <cstdint>
+
+#include "core/dtype.hpp"
+
+namespace titan::cuda {
+
+// dst[i] = src[i] converted (f32, bf16, f16, f8e4m3, f8e5m2 either way; floats round to nearest
+// even, float8 saturates to +-max and keeps NaN: the same rules as core/dtype.hpp).
+void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n);
+// dst[i] = value (rounded to dtype).
+void fill(void* dst, DType dtype, std::int64_t n, double value);
+// a[i] += alpha * b[i] (a and b f32 or bf16, may differ: a bf16 grad + f32 update is allowed).
+void add_scaled(void* a, DType a_dtype, const void* b, DType b_dtype, std::int64_t n, float alpha);
+// a[i] *= alpha
+void scale(void* a, DType dtype, std::int64_t n, float alpha);
+
+}  // namespace titan::cuda

@@ -1,0 +1,46 @@
+#pragma once
+// Float8 quantization kernels (torchao semantics, DESIGN.md section 5): amax, amax -> scale and
+// the saturating cast, bit-identical to the CPU reference in src/float8/float8.cpp and
+// titan::f32_to_f8e4m3 / f32_to_f8e5m2. Plain C++ launchers (raw device pointers, DType, int64
+// sizes); everything runs asynchronously on the compute stream. See float8_cast.cu for the math.
+//
+// Matrices are row-major [rows, cols]. x is float32 or bfloat16 (bf16 is widened to f32 exactly,
+// so a bf16 tensor quantizes exactly as its f32 copy does on the CPU). The float8 data are bytes.
+#include <cstdint>
+
+#include "core/dtype.hpp"
+
+namespace titan::cuda {
+
+// Which elements share a scale: one for the tensor; one per row (amax over each row, the GEMM
+// operand that contracts over its columns); one per column (amax over each column: the operand
+// that contracts over its rows, i.e. whose transposed copy is the GEMM input).
+enum class Fp8ScaleAxis { tensor, per_row, per_column };
+
+// (a) amax[0] = max |x[i]| over n elements; 0 for n == 0; NaN if any element is NaN.
+void amax_tensorwise(const void* x, DType x_dtype, std::int64_t n, float* amax);
+// (b) amax[r] = max_c |x[r, c]|  (amax has `rows` floats; 0 for an empty row).
+void amax_rowwise(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, float* amax);
+//     amax[c] = max_r |x[r, c]|  (amax has `cols` floats).
+void amax_colwise(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, float* amax);
+
+// (c) scale[i] = float32(float64(f8 max) / max(float64(amax[i]), 1e-12)), NaN stays NaN; with
+// round_to_power_of_2, scale = 2^floor(log2(scale)) as float8.cpp computes it. scale_inv
+// (nullable) gets 1.0f / scale (IEEE division: what the GEMMs consume). n elements.
+void amax_to_scale(const float* amax, std::int64_t n, DType f8, bool round_to_power_of_2, float* scale,
+                   float* scale_inv);
+
+// (d) out[r, c] = f8(x[r, c] * s) with s = scale[0] (tensor), scale[r] (per_row) or scale[c]
+// (per_column): f32 multiply, then round-to-nearest-even, saturation to +-max (infinities too),
+// NaN kept. out (nullable) is [rows, cols]; out_t (nullable) is the transposed copy [cols, rows]
+// written in the same pass (out_t[c, r] = out[r, c]). At least one of them must be given.
+// f8 is f8e4m3 or f8e5m2.
+void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, const float* scale,
+                 Fp8ScaleAxis axis, void* out, void* out_t);
+
+// (a|b) + (c) + (d) in sequence: amax (workspace, n_scales floats, left holding the amax),
+// scale (n_scales floats), scale_inv (nullable), then the cast. n_scales is 1, rows or cols.
+void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, Fp8ScaleAxis axis,
+                  bool round_to_power_of_2, float* amax, float* scale, float* scale_inv, void* out, void* out_t);
+
+}  // namespace titan::cuda

@@ -1,0 +1,21 @@
+#pragma once
+// RMSNorm on the GPU (rmsnorm.cu): y = x * rstd * w over the last dimension, with the per-row
+// rstd saved for backward. Plain C++ launchers; pointers are device pointers, dtype is the storage
+// dtype of x, w, y, dy, dx (f32 or bf16); rstd and dw_accum are always f32. Everything runs on the
+// compute stream (asynchronous).
+#include <cstdint>
+
+#include "core/dtype.hpp"
+
+namespace titan::cuda {
+
+// x, y: [rows, D]; w: [D]; rstd: [rows] f32. y must not alias x.
+void rmsnorm_forward(const void* x, const void* w, void* y, float* rstd, std::int64_t rows, std::int64_t D, double eps,
+                     DType dtype);
+
+// dx [rows, D] (dtype) is written; dw_accum [D] f32 is ADDED to: dw += sum over rows of dy * x * rstd.
+// Deterministic (fixed blocking and summation order; no float atomics). dx must not alias dy or x.
+void rmsnorm_backward(const void* dy, const void* x, const void* w, const float* rstd, void* dx, float* dw_accum,
+                      std::int64_t rows, std::int64_t D, DType dtype);
+
+}  // namespace titan::cuda

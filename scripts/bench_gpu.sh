@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU check in one command, for a machine with an NVIDIA GPU: the CUDA backend against the
+# CPU reference (the ctest label `gpu`, i.e. titan_gpu_tests), then the GEMM and attention
+# benchmarks and the model step benchmark, and a short summary at the end. Full logs go to
+# $OUT (or ./gpu_logs).
+#
+# On a machine that can build:   scripts/bench_gpu.sh            (builds build-gpu.obj first)
+# On a lent GPU machine (no apt): run scripts/gpu_bundle.sh here, then there
+#                                 scripts/bench_gpu.sh --prebuilt  (uses build-gpu/ + .devlibs/)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+logs=${OUT:-gpu_logs}
+mkdir -p "$logs"
+if [ "${1:-}" = "--prebuilt" ]; then
+  bin=build-gpu
+  # pip's CUDA libraries (cuBLAS, NCCL) where the toolkit's are not on the loader path.
+  pylibs=$(python3 -c "import nvidia, os; d = os.path.dirname(nvidia.__path__[0]); print(':'.join(os.path.join(d, 'nvidia', x, 'lib') for x in os.listdir(os.path.join(d, 'nvidia'))))" 2>/dev/null || true)
+  export LD_LIBRARY_PATH="$PWD/.devlibs:/usr/local/cuda/lib64:${pylibs}:${LD_LIBRARY_PATH:-}"
+else
+  cmake -S . -B build-gpu.obj -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-gpu.obj -j"$(nproc)" >/dev/null || exit 1
+  bin=build-gpu.obj
+  for f in apps/run_train tests/titan_gpu_tests apps/bench_gemm apps/bench_attention apps/bench_model; do
+    [ -x "$bin/$(basename "$f")" ] || ln -sf "$PWD/$bin/$f" "$bin/$(basename "$f")"
+  done
+fi
+export OPENBLAS_NUM_THREADS=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$logs/gpu.txt"
+
+step() {  # NAME COMMAND...: runs it with its log under $logs, prints PASS/FAIL and seconds
+  local name=$1; shift
+  local t0=$SECONDS
+  if "$@" > "$logs/$name.log" 2>&1; then echo "PASS $name ($((SECONDS - t0)) s)"; else echo "FAIL $name ($((SECONDS - t0)) s), rc=$?"; tail -20 "$logs/$name.log"; fi
+}
+step gpu_tests "$bin/titan_gpu_tests" -r compact
+step bench_gemm "$bin/bench_gemm"
+step bench_attention "$bin/bench_attention"
+echo "---- summary"
+grep -h -E "passed|failed|assertions" "$logs/gpu_tests.log" | tail -3
+cat "$logs/bench_gemm.log" "$logs/bench_attention.log" 2>/dev/null | grep -v "^$" | tail -40

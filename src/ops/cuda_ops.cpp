@@ -1,0 +1,253 @@
+// CUDA implementations of the op API: argument checks, output allocation on the inputs' GPU,
+// and calls into kernels/ (one launcher family per header). See cuda_ops.hpp.
+#include "ops/cuda_ops.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/attention.hpp"
+#include "kernels/cross_entropy.hpp"
+#include "kernels/elementwise.hpp"
+#include "kernels/embedding.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/reduce.hpp"
+#include "kernels/rmsnorm.hpp"
+#include "kernels/rope.hpp"
+#include "kernels/swiglu.hpp"
+
+namespace titan::ops::cuda_impl {
+
+namespace {
+
+void require(bool ok, const char* op, const std::string& why) {
+  if (!ok) throw std::invalid_argument(std::string(op) + ": " + why);
+}
+
+// Every tensor defined, on the same GPU; float ones f32 or bf16.
+void check(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Device dev = (*ts.begin())->device();
+  for (const Tensor* t : ts) {
+    require(t->defined(), op, "undefined tensor");
+    require(t->device() == dev, op, "tensors on " + t->device().str() + " and " + dev.str());
+  }
+}
+void check_float(const char* op, const Tensor& t) {
+  require(t.dtype() == DType::f32 || t.dtype() == DType::bf16, op,
+          "dtype " + std::string(dtype_name(t.dtype())) + " is not supported on CUDA (float32, bfloat16)");
+}
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  require(a.dtype() == b.dtype(), op,
+          "dtypes differ (" + std::string(dtype_name(a.dtype())) + " vs " + std::string(dtype_name(b.dtype())) + ")");
+}
+
+std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w) {
+  check("linear", {&x, &w});
+  check_float("linear", x);
+  check_same_dtype("linear", x, w);
+  Shape shape = x.shape();
+  shape.back() = w.size(0);
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
+  const std::int64_t M = rows_of(x), N = w.size(0), K = w.size(1);
+  cuda::gemm(false, true, M, N, K, 1.f, x.raw(), x.dtype(), K, 0, w.raw(), w.dtype(), K, 0, 0.f, y.raw(), y.dtype(), N, 0, 1);
+  return y;
+}
+
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  check("linear_backward_input", {&dy, &w});
+  check_float("linear_backward_input", dy);
+  check_same_dtype("linear_backward_input", dy, w);
+  Shape shape = dy.shape();
+  shape.back() = w.size(1);
+  Tensor dx = Tensor::empty(shape, dy.dtype(), dy.device());
+  const std::int64_t M = rows_of(dy), N = w.size(0), K = w.size(1);
+  cuda::gemm(false, false, M, K, N, 1.f, dy.raw(), dy.dtype(), N, 0, w.raw(), w.dtype(), K, 0, 0.f, dx.raw(), dx.dtype(), K, 0, 1);
+  return dx;
+}
+
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
+  check("linear_backward_weight", {&dy, &x, &dw});
+  check_float("linear_backward_weight", dy);
+  check_same_dtype("linear_backward_weight", dy, x);
+  check_float("linear_backward_weight", dw);  // f32 grads accumulate bf16 products in f32
+  const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
+  cuda::gemm(true, false, N, K, M, 1.f, dy.raw(), dy.dtype(), N, 0, x.raw(), x.dtype(), K, 0, accumulate ? 1.f : 0.f,
+             dw.raw(), dw.dtype(), K, 0, 1);
+}
+
+void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta, Tensor& c) {
+  check("matmul", {&a, &b, &c});
+  check_float("matmul", a);
+  check_same_dtype("matmul", a, b);
+  check_float("matmul", c);
+  const bool batched = a.dim() == 3;
+  const std::int64_t batch = batched ? a.size(0) : 1;
+  const std::int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+  const std::int64_t M = trans_a ? ac : ar, K = trans_a ? ar : ac, N = trans_b ? br : bc;
+  cuda::gemm(trans_a, trans_b, M, N, K, float(alpha), a.raw(), a.dtype(), ac, ar * ac, b.raw(), b.dtype(), bc, br * bc,
+             float(beta), c.raw(), c.dtype(), N, M * N, batch);
+}
+
+void add_(Tensor& a, const Tensor& b, double alpha) {
+  check("add", {&a, &b});
+  check_float("add", a);
+  check_float("add", b);
+  cuda::add_scaled(a.raw(), a.dtype(), b.raw(), b.dtype(), a.numel(), float(alpha));
+}
+
+void scale_(Tensor& a, double alpha) {
+  check("scale", {&a});
+  check_float("scale", a);
+  cuda::scale(a.raw(), a.dtype(), a.numel(), float(alpha));
+}
+
+Tensor swiglu(const Tensor& a, const Tensor& b) {
+  check("swiglu", {&a, &b});
+  check_float("swiglu", a);
+  check_same_dtype("swiglu", a, b);
+  Tensor h = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cuda::swiglu_forward(a.raw(), b.raw(), h.raw(), a.numel(), a.dtype());
+  return h;
+}
+
+void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  check("swiglu_backward", {&dh, &a, &b});
+  check_float("swiglu_backward", a);
+  check_same_dtype("swiglu_backward", a, b);
+  check_same_dtype("swiglu_backward", a, dh);
+  da = Tensor::empty(a.shape(), a.dtype(), a.device());
+  db = Tensor::empty(b.shape(), b.dtype(), b.device());
+  cuda::swiglu_backward(dh.raw(), a.raw(), b.raw(), da.raw(), db.raw(), a.numel(), a.dtype());
+}
+
+double sum(const Tensor& a) {
+  check("sum", {&a});
+  check_float("sum", a);
+  return cuda::sum(a.raw(), a.dtype(), a.numel());
+}
+
+double sum_squares(const Tensor& a) {
+  check("sum_squares", {&a});
+  check_float("sum_squares", a);
+  return cuda::sum_squares(a.raw(), a.dtype(), a.numel());
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& tokens) {
+  check("embedding", {&weight, &tokens});
+  check_float("embedding", weight);
+  require(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, "embedding", "tokens must be int32 or int64");
+  Shape shape = tokens.shape();
+  shape.push_back(weight.size(1));
+  Tensor out = Tensor::empty(shape, weight.dtype(), weight.device());
+  cuda::embedding_forward(weight.raw(), tokens.raw(), tokens.dtype(), out.raw(), tokens.numel(), weight.size(0),
+                          weight.size(1), weight.dtype());
+  return out;
+}
+
+void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
+  check("embedding_backward", {&dy, &tokens, &dweight});
+  check_float("embedding_backward", dy);
+  // The scatter-add accumulates in f32; a bf16 weight gradient gets an f32 buffer added to it.
+  Tensor acc = dweight.dtype() == DType::f32 ? dweight : Tensor::zeros(dweight.shape(), DType::f32, dweight.device());
+  cuda::embedding_backward(dy.raw(), tokens.raw(), tokens.dtype(), acc.data<float>(), tokens.numel(), dweight.size(0),
+                           dweight.size(1), dy.dtype());
+  if (dweight.dtype() != DType::f32) add_(dweight, acc, 1.0);
+}
+
+RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
+  check("rmsnorm", {&x, &w});
+  check_float("rmsnorm", x);
+  check_same_dtype("rmsnorm", x, w);
+  // rstd is kept in f32 on the GPU whatever the activation dtype.
+  RmsNormOut o{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty({rows_of(x)}, DType::f32, x.device())};
+  cuda::rmsnorm_forward(x.raw(), w.raw(), o.y.raw(), o.rstd.data<float>(), rows_of(x), x.size(-1), eps, x.dtype());
+  return o;
+}
+
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
+  check("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw});
+  check_float("rmsnorm_backward", x);
+  check_same_dtype("rmsnorm_backward", x, dy);
+  require(rstd.dtype() == DType::f32, "rmsnorm_backward", "rstd must be float32 on CUDA");
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor acc = dw.dtype() == DType::f32 ? dw : Tensor::zeros(dw.shape(), DType::f32, dw.device());
+  cuda::rmsnorm_backward(dy.raw(), x.raw(), w.raw(), rstd.data<float>(), dx.raw(), acc.data<float>(), rows_of(x),
+                         x.size(-1), x.dtype());
+  if (dw.dtype() != DType::f32) add_(dw, acc, 1.0);
+  return dx;
+}
+
+Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
+  check("rope", {&x});
+  check_float("rope", x);
+  // The model keeps its table on the device (RopeTable::to); a CPU table is copied per call.
+  const Tensor cos = table.cos.device() == x.device() ? table.cos : table.cos.to(x.device());
+  const Tensor sin = table.sin.device() == x.device() ? table.sin : table.sin.to(x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cuda::rope_apply(x.raw(), y.raw(), cos.data<float>(), sin.data<float>(), x.size(0), x.size(1), x.size(2), x.size(3),
+                   inverse ? -1 : 1, x.dtype());
+  return y;
+}
+
+AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  check("attention", {&q, &k, &v});
+  check_float("attention", q);
+  check_same_dtype("attention", q, k);
+  check_same_dtype("attention", q, v);
+  const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
+  AttentionOut o{Tensor::empty(q.shape(), q.dtype(), q.device()), Tensor::empty({B, H, S}, DType::f32, q.device())};
+  cuda::attention_forward(q.raw(), k.raw(), v.raw(), o.out.raw(), o.lse.data<float>(), B, S, H, KV, D, q.dtype());
+  return o;
+}
+
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const AttentionOut& fwd) {
+  check("attention_backward", {&dout, &q, &k, &v, &fwd.out, &fwd.lse});
+  check_float("attention_backward", q);
+  check_same_dtype("attention_backward", q, dout);
+  const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
+  AttentionGrads g{Tensor::empty(q.shape(), q.dtype(), q.device()), Tensor::empty(k.shape(), k.dtype(), k.device()),
+                   Tensor::empty(v.shape(), v.dtype(), v.device())};
+  cuda::attention_backward(dout.raw(), q.raw(), k.raw(), v.raw(), fwd.out.raw(), fwd.lse.data<float>(), g.dq.raw(),
+                           g.dk.raw(), g.dv.raw(), B, S, H, KV, D, q.dtype());
+  return g;
+}
+
+CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index) {
+  check("cross_entropy", {&logits, &targets});
+  check_float("cross_entropy", logits);
+  const std::int64_t N = logits.size(0), V = logits.size(1);
+  // Targets are checked on the host (a small copy: one int64 per row), as the CPU op does.
+  const Tensor host_targets = targets.to(Device::cpu());
+  const std::int64_t* tg = host_targets.data<std::int64_t>();
+  CrossEntropyOut o;
+  for (std::int64_t n = 0; n < N; ++n) {
+    require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
+            "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " +
+                std::to_string(V));
+    if (tg[n] != ignore_index) ++o.n_valid;
+  }
+  Tensor loss_rows = Tensor::empty({N}, DType::f32, logits.device());
+  o.lse = Tensor::empty({N}, DType::f32, logits.device());
+  cuda::cross_entropy_forward(logits.raw(), targets.data<std::int64_t>(), N, V, ignore_index, loss_rows.data<float>(),
+                              o.lse.data<float>(), logits.dtype());
+  o.loss = o.n_valid > 0 ? cuda::sum(loss_rows.raw(), DType::f32, N) / double(o.n_valid) : 0.0;
+  return o;
+}
+
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
+                              std::int64_t ignore_index) {
+  check("cross_entropy_backward", {&logits, &targets});
+  require(fwd.lse.defined() && fwd.lse.device() == logits.device(), "cross_entropy_backward",
+          "needs the forward's per-row log-sum-exp on the same device");
+  Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  const float grad_scale = fwd.n_valid > 0 ? float(dloss / double(fwd.n_valid)) : 0.f;
+  cuda::cross_entropy_backward(logits.raw(), targets.data<std::int64_t>(), fwd.lse.data<float>(), grad_scale, dx.raw(),
+                               logits.size(0), logits.size(1), ignore_index, logits.dtype());
+  return dx;
+}
+
+}  // namespace titan::ops::cuda_impl

@@ -1,0 +1,194 @@
+// The op API on CUDA tensors against the same call on CPU tensors (the reference backend):
+// tensor movement and conversions, every op used by the model, and AdamW. Inputs are rounded
+// through the storage dtype first, so both sides compute on identical values.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autograd/variable.hpp"
+#include "core/tensor.hpp"
+#include "gpu_test_helpers.hpp"
+#include "ops/ops.hpp"
+#include "optim/adamw.hpp"
+
+using namespace titan;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Tensor random_tensor(const Shape& shape, std::uint32_t seed, DType dtype = DType::f32, float scale = 1.0f) {
+  const auto v = gpu_test::random_vector(numel_of(shape), seed, scale);
+  return Tensor::from_vector(std::vector<double>(v.begin(), v.end()), shape, dtype);
+}
+
+std::vector<float> floats(const Tensor& t) {
+  const auto d = t.to_vector();
+  return std::vector<float>(d.begin(), d.end());
+}
+
+// CPU reference in f32 on the (possibly bf16-rounded) values of `t`.
+Tensor f32_cpu(const Tensor& t) { return t.device().is_cpu() ? t.to(DType::f32) : t.to(Device::cpu()).to(DType::f32); }
+
+void require_close(const Tensor& gpu, const Tensor& cpu_ref, double tol, const std::string& what) {
+  REQUIRE(!gpu.device().is_cpu());
+  REQUIRE(gpu.shape() == cpu_ref.shape());
+  gpu_test::require_close(floats(gpu), cpu_ref.to_vector(), tol, what);
+}
+
+}  // namespace
+
+TEST_CASE("cuda tensors: round trips and conversions match the CPU bit for bit", "[gpu]") {
+  const Tensor host = random_tensor({3, 37}, 1, DType::f32, 300.0f);
+  host.set(0, NAN);
+  host.set(1, INFINITY);
+  host.set(2, -1e6);
+  host.set(3, 0.0);
+  const Tensor dev = host.to(kGpu);
+  REQUIRE(dev.device() == kGpu);
+  REQUIRE(dev.to(Device::cpu()).to_vector().size() == host.to_vector().size());
+  for (DType dt : {DType::bf16, DType::f16, DType::f8e4m3, DType::f8e5m2}) {
+    const auto want = host.to(dt).to_vector();
+    const auto got = dev.to(dt).to(Device::cpu()).to_vector();
+    for (size_t i = 0; i < want.size(); ++i) {
+      INFO(dtype_name(dt) << " element " << i << " of " << host.item(std::int64_t(i)));
+      if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
+      else REQUIRE(got[i] == want[i]);
+    }
+  }
+  const Tensor z = Tensor::zeros({5, 7}, DType::bf16, kGpu);
+  for (double v : z.to_vector()) REQUIRE(v == 0.0);
+  z.fill(2.5);
+  z.set(4, -1.0);
+  REQUIRE(z.item(3) == 2.5);
+  REQUIRE(z.item(4) == -1.0);
+  const Tensor c = dev.clone();
+  REQUIRE(c.storage() != dev.storage());
+  REQUIRE(c.item(5) == host.item(5));
+}
+
+TEST_CASE("cuda ops: GEMMs of the linear layer and matmul vs the CPU", "[gpu]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = gpu_test::tolerance_for(dt);
+    const Tensor x = random_tensor({2, 19, 67}, 2, dt), w = random_tensor({45, 67}, 3, dt), dy = random_tensor({2, 19, 45}, 4, dt);
+    require_close(ops::linear(x.to(kGpu), w.to(kGpu)), ops::linear(f32_cpu(x), f32_cpu(w)), tol, "linear");
+    require_close(ops::linear_backward_input(dy.to(kGpu), w.to(kGpu)), ops::linear_backward_input(f32_cpu(dy), f32_cpu(w)), tol,
+                  "linear_backward_input");
+    Tensor dw_ref = random_tensor({45, 67}, 5), dw = dw_ref.to(kGpu);
+    ops::linear_backward_weight(dy.to(kGpu), x.to(kGpu), dw, true);
+    ops::linear_backward_weight(f32_cpu(dy), f32_cpu(x), dw_ref, true);
+    require_close(dw, dw_ref, tol, "linear_backward_weight (f32 grad, accumulate)");
+    const Tensor a = random_tensor({3, 13, 29}, 6, dt), b = random_tensor({3, 31, 29}, 7, dt);
+    Tensor c_ref = random_tensor({3, 13, 31}, 8, dt).to(DType::f32), c = c_ref.to(dt).to(kGpu);
+    c_ref = f32_cpu(c);
+    ops::matmul(false, true, 0.5, a.to(kGpu), b.to(kGpu), 1.0, c);
+    ops::matmul(false, true, 0.5, f32_cpu(a), f32_cpu(b), 1.0, c_ref);
+    require_close(c, c_ref, tol, "batched matmul");
+  }
+}
+
+TEST_CASE("cuda ops: elementwise, reductions, norm, rope, swiglu, embedding vs the CPU", "[gpu]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = gpu_test::tolerance_for(dt);
+    const Tensor a = random_tensor({37, 129}, 10, dt), b = random_tensor({37, 129}, 11, dt);
+    Tensor ga = a.to(kGpu), ca = f32_cpu(a);
+    ops::add_(ga, b.to(kGpu), -0.75);
+    ops::add_(ca, f32_cpu(b), -0.75);
+    require_close(ga, ca, tol, "add_");
+    ops::scale_(ga, 3.0);
+    ops::scale_(ca, 3.0);
+    require_close(ga, ca, tol, "scale_");
+    REQUIRE(ops::sum(a.to(kGpu)) == Approx(ops::sum(f32_cpu(a))).epsilon(1e-9).margin(1e-9));
+    REQUIRE(ops::sum_squares(a.to(kGpu)) == Approx(ops::sum_squares(f32_cpu(a))).epsilon(1e-9));
+
+    require_close(ops::swiglu(a.to(kGpu), b.to(kGpu)), ops::swiglu(f32_cpu(a), f32_cpu(b)), tol, "swiglu");
+    const Tensor dh = random_tensor({37, 129}, 12, dt);
+    Tensor da, db, da_ref, db_ref;
+    ops::swiglu_backward(dh.to(kGpu), a.to(kGpu), b.to(kGpu), da, db);
+    ops::swiglu_backward(f32_cpu(dh), f32_cpu(a), f32_cpu(b), da_ref, db_ref);
+    require_close(da, da_ref, tol, "swiglu da");
+    require_close(db, db_ref, tol, "swiglu db");
+
+    const Tensor w = random_tensor({129}, 13, dt);
+    const auto n = ops::rmsnorm(a.to(kGpu), w.to(kGpu), 1e-5);
+    const auto n_ref = ops::rmsnorm(f32_cpu(a), f32_cpu(w), 1e-5);
+    require_close(n.y, n_ref.y, tol, "rmsnorm y");
+    Tensor dw = Tensor::zeros({129}, DType::f32, kGpu), dw_ref = Tensor::zeros({129});
+    require_close(ops::rmsnorm_backward(dh.to(kGpu), a.to(kGpu), w.to(kGpu), n.rstd, dw),
+                  ops::rmsnorm_backward(f32_cpu(dh), f32_cpu(a), f32_cpu(w), n_ref.rstd, dw_ref), tol, "rmsnorm dx");
+    require_close(dw, dw_ref, tol, "rmsnorm dw");
+
+    const auto table = ops::rope_table(16, 64, 500000.0, nullptr);
+    const Tensor x = random_tensor({2, 37, 3, 16}, 14, dt);
+    require_close(ops::rope(x.to(kGpu), table, false), ops::rope(f32_cpu(x), table, false), tol, "rope");
+    require_close(ops::rope(x.to(kGpu), table, true), ops::rope(f32_cpu(x), table, true), tol, "rope inverse");
+
+    const Tensor emb = random_tensor({101, 24}, 15, dt);
+    std::vector<double> ids;
+    for (int i = 0; i < 2 * 17; ++i) ids.push_back((i * 37) % 101);
+    const Tensor tokens = Tensor::from_vector(ids, {2, 17}, DType::i64);
+    require_close(ops::embedding(emb.to(kGpu), tokens.to(kGpu)), ops::embedding(f32_cpu(emb), tokens), tol, "embedding");
+    const Tensor dy = random_tensor({2, 17, 24}, 16, dt);
+    Tensor demb = Tensor::zeros({101, 24}, DType::f32, kGpu), demb_ref = Tensor::zeros({101, 24});
+    ops::embedding_backward(dy.to(kGpu), tokens.to(kGpu), demb);
+    ops::embedding_backward(f32_cpu(dy), tokens, demb_ref);
+    require_close(demb, demb_ref, tol, "embedding backward");
+  }
+}
+
+TEST_CASE("cuda ops: attention and cross-entropy vs the CPU", "[gpu]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = dt == DType::bf16 ? 2e-2 : 1e-4;
+    const Tensor q = random_tensor({2, 37, 4, 64}, 20, dt), k = random_tensor({2, 37, 2, 64}, 21, dt),
+                 v = random_tensor({2, 37, 2, 64}, 22, dt), dout = random_tensor({2, 37, 4, 64}, 23, dt);
+    const auto o = ops::attention(q.to(kGpu), k.to(kGpu), v.to(kGpu));
+    const auto o_ref = ops::attention(f32_cpu(q), f32_cpu(k), f32_cpu(v));
+    require_close(o.out, o_ref.out, tol, "attention out");
+    require_close(o.lse, o_ref.lse, 1e-5, "attention lse");
+    const auto g = ops::attention_backward(dout.to(kGpu), q.to(kGpu), k.to(kGpu), v.to(kGpu), o);
+    const auto g_ref = ops::attention_backward(f32_cpu(dout), f32_cpu(q), f32_cpu(k), f32_cpu(v), o_ref);
+    require_close(g.dq, g_ref.dq, tol, "attention dq");
+    require_close(g.dk, g_ref.dk, tol, "attention dk");
+    require_close(g.dv, g_ref.dv, tol, "attention dv");
+
+    const Tensor logits = random_tensor({41, 1031}, 24, dt, 3.0f);
+    std::vector<double> t;
+    for (int i = 0; i < 41; ++i) t.push_back(i % 7 == 3 ? -100 : (i * 131) % 1031);
+    const Tensor targets = Tensor::from_vector(t, {41}, DType::i64);
+    const auto ce = ops::cross_entropy(logits.to(kGpu), targets.to(kGpu), -100);
+    const auto ce_ref = ops::cross_entropy(f32_cpu(logits), targets, -100);
+    REQUIRE(ce.n_valid == ce_ref.n_valid);
+    REQUIRE(ce.loss == Approx(ce_ref.loss).epsilon(1e-5));
+    require_close(ops::cross_entropy_backward(logits.to(kGpu), targets.to(kGpu), ce, 1.0, -100),
+                  ops::cross_entropy_backward(f32_cpu(logits), targets, ce_ref, 1.0, -100), tol, "cross_entropy grad");
+  }
+}
+
+TEST_CASE("cuda AdamW: one multi-tensor launch matches the CPU optimizer", "[gpu]") {
+  std::vector<std::unique_ptr<autograd::Variable>> cpu_params, gpu_params;
+  std::vector<autograd::Variable*> cpu_ptrs, gpu_ptrs;
+  const std::vector<Shape> shapes = {{257, 3}, {1}, {70000}, {5, 5}};  // 70000 spans two chunks
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Tensor p = random_tensor(shapes[i], 30 + std::uint32_t(i));
+    cpu_params.push_back(std::make_unique<autograd::Variable>(p.clone(), true));
+    gpu_params.push_back(std::make_unique<autograd::Variable>(p.to(kGpu), true));
+    cpu_ptrs.push_back(cpu_params.back().get());
+    gpu_ptrs.push_back(gpu_params.back().get());
+  }
+  optim::AdamWConfig cfg;
+  cfg.weight_decay = 0.1;
+  optim::AdamW cpu_opt(cpu_ptrs, cfg), gpu_opt(gpu_ptrs, cfg);
+  for (int step = 0; step < 3; ++step) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const Tensor g = random_tensor(shapes[i], 100 + std::uint32_t(step * 10 + i), DType::f32, 0.01f);
+      cpu_ptrs[i]->grad() = g.clone();
+      gpu_ptrs[i]->grad() = g.to(kGpu);
+    }
+    cpu_opt.step(1e-3);
+    gpu_opt.step(1e-3);
+  }
+  for (size_t i = 0; i < shapes.size(); ++i)
+    require_close(gpu_ptrs[i]->data(), cpu_ptrs[i]->data(), 1e-6, "AdamW parameter " + std::to_string(i));
+}
