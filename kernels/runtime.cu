@@ -107,8 +107,11 @@ void* allocate(std::size_t bytes) {
 void deallocate(void* ptr, std::size_t bytes) {
   if (!ptr) return;
   if (bytes == 0) bytes = 1;
-  TITAN_CUDA_CHECK(cudaFreeAsync(ptr, g_stream));
   g_in_use -= bytes;
+  // Called from destructors (Storage), so it must not throw: after an asynchronous kernel fault
+  // every free reports the same sticky error, and the first synchronizing call has already
+  // raised it as an exception with its real message.
+  if (cudaFreeAsync(ptr, g_stream) != cudaSuccess) cudaGetLastError();
 }
 
 MemoryStats memory_stats() {

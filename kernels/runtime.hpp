@@ -29,7 +29,7 @@ void synchronize();     // waits for the compute stream
 
 // Stream-ordered allocation on the compute stream (pointers 256-byte aligned).
 void* allocate(std::size_t bytes);
-void deallocate(void* ptr, std::size_t bytes);
+void deallocate(void* ptr, std::size_t bytes);  // never throws (destructors call it)
 
 struct MemoryStats {
   std::size_t in_use = 0;    // bytes held by live tensors

@@ -212,9 +212,21 @@ void Fsdp::post_backward(Unit& u) {
       Tensor padded = Tensor::zeros({p.padded_numel(S)});
       if (g.defined()) padded.view_range(0, g.shape()).copy_from(g);
       Tensor shard_grad = Tensor::empty(p.shard_shape());
+      // mixed_precision_reduce = bfloat16: each rank's contribution and each reduction's result
+      // are rounded to bf16 (what a bf16 reduce-scatter delivers); MPI sums the rounded values
+      // in f32, so the bytes on the wire are still f32's on the CPU backend.
+      const bool bf16 = opt_.reduce_dtype == DType::bf16;
+      auto round_bf16 = [&](Tensor& t) {
+        if (bf16) t.copy_from(t.to(DType::bf16));
+      };
+      round_bf16(padded);
       // Averages: every rank's loss is the mean over its own batch slice.
       mesh_.shard_group().reduce_scatter(padded, shard_grad, ReduceOp::avg);
-      if (mesh_.replicate() > 1) mesh_.replicate_group().all_reduce(shard_grad, ReduceOp::avg);
+      round_bf16(shard_grad);
+      if (mesh_.replicate() > 1) {
+        mesh_.replicate_group().all_reduce(shard_grad, ReduceOp::avg);
+        round_bf16(shard_grad);
+      }
       Tensor& acc = p.shard.grad();
       if (acc.defined()) ops::add_(acc, shard_grad);
       else acc = shard_grad;

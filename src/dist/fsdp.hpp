@@ -39,6 +39,7 @@ namespace titan::dist {
 
 struct FsdpOptions {
   DType param_dtype = DType::f32;   // mixed_precision_param: what travels in the all-gather (f32 or bf16)
+  DType reduce_dtype = DType::f32;  // mixed_precision_reduce: precision of the gradient reductions
   bool float8_all_gather = false;   // enable_fsdp_float8_all_gather
   bool precompute_float8_scales = false;  // precompute_float8_dynamic_scale_for_fsdp
 };

@@ -73,6 +73,34 @@ class MpiWork final : public Work {
   bool done_ = false;
 };
 
+// MPI moves host memory, so a collective on GPU tensors runs on host copies (the "MPI-staged"
+// process group for device tensors: what lets several ranks share one GPU; NCCL replaces it
+// where present). The device results are written back when the collective is waited for.
+class StagedWork final : public Work {
+ public:
+  StagedWork(std::unique_ptr<Work> inner, std::vector<std::pair<Tensor, Tensor>> copy_back)
+      : inner_(std::move(inner)), copy_back_(std::move(copy_back)) {}
+  ~StagedWork() override {
+    if (inner_) wait();
+  }
+  void wait() override {
+    if (!inner_) return;
+    inner_->wait();
+    inner_.reset();
+    for (auto& [host, device] : copy_back_) device.copy_from(host);
+  }
+
+ private:
+  std::unique_ptr<Work> inner_;
+  std::vector<std::pair<Tensor, Tensor>> copy_back_;  // (host result, device destination)
+};
+
+bool on_device(const Tensor& t) { return !t.device().is_cpu(); }
+// The host tensor a collective reads: `t` itself on the CPU, else a copy of its values.
+Tensor host_input(const Tensor& t) { return on_device(t) ? t.to(Device::cpu()) : t; }
+// The host tensor a collective writes: `t` itself on the CPU, else an empty buffer to copy back.
+Tensor host_output(const Tensor& t) { return on_device(t) ? Tensor::empty(t.shape(), t.dtype()) : t; }
+
 // Already complete (a world of one, or a group of one rank).
 class DoneWork final : public Work {
  public:
@@ -116,6 +144,10 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    if (on_device(t)) {
+      const Tensor h = host_input(t);
+      return std::make_unique<StagedWork>(all_reduce_async(h, op), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
+    }
     check_reducible(t, "all_reduce");
     count(CommStats::all_reduce, t.nbytes());
     std::function<void()> finish;
@@ -127,6 +159,12 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
+    if (on_device(shard) || on_device(out)) {
+      const Tensor h = host_output(out);
+      std::vector<std::pair<Tensor, Tensor>> back;
+      if (on_device(out)) back.push_back({h, out});
+      return std::make_unique<StagedWork>(all_gather_async(host_input(shard), h), std::move(back));
+    }
     if (out.numel() != shard.numel() * size_ || out.dtype() != shard.dtype())
       throw std::invalid_argument("all_gather: output " + shape_str(out.shape()) + " does not hold " +
                                   std::to_string(size_) + " shards of " + shape_str(shard.shape()));
@@ -142,6 +180,12 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    if (on_device(in) || on_device(out)) {
+      const Tensor h = host_output(out);
+      std::vector<std::pair<Tensor, Tensor>> back;
+      if (on_device(out)) back.push_back({h, out});
+      return std::make_unique<StagedWork>(reduce_scatter_async(host_input(in), h, op), std::move(back));
+    }
     check_reducible(in, "reduce_scatter");
     if (in.numel() != out.numel() * size_ || in.dtype() != out.dtype())
       throw std::invalid_argument("reduce_scatter: input " + shape_str(in.shape()) + " is not " + std::to_string(size_) +
@@ -160,6 +204,10 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
+    if (on_device(t)) {
+      const Tensor h = host_input(t);
+      return std::make_unique<StagedWork>(broadcast_async(h, root), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
+    }
     count(CommStats::broadcast, t.nbytes());
     if (size_ == 1) return done({});
     MPI_Request req;

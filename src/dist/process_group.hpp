@@ -1,7 +1,7 @@
 #pragma once
 // Collectives over a group of ranks (DESIGN.md section 6). ProcessGroup is the interface FSDP
-// uses; MpiProcessGroup implements it for CPU tensors with MPI (an NCCL implementation for
-// device tensors comes with the CUDA backend). DeviceMesh lays the world out as a 2D
+// uses; MpiProcessGroup implements it with MPI, for CPU tensors directly and for GPU tensors
+// through host copies (an NCCL implementation for device tensors is still to come). DeviceMesh lays the world out as a 2D
 // (replicate, shard) grid and owns the groups along each dimension.
 //
 // Every collective is issued non-blocking and waited for with a deadline (comm timeouts): a rank

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/attention.hpp"
 #include "kernels/cross_entropy.hpp"
@@ -40,7 +41,21 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
           "dtypes differ (" + std::string(dtype_name(a.dtype())) + " vs " + std::string(dtype_name(b.dtype())) + ")");
 }
 
-std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
+std::int64_t rows_of(const Tensor& t) { return t.size(-1) ? t.numel() / t.size(-1) : 0; }
+
+void check_shape(const char* op, const Tensor& t, const Shape& want, const char* what) {
+  require(t.shape() == want, op, std::string(what) + " is " + shape_str(t.shape()) + ", expected " + shape_str(want));
+}
+
+// Token ids are checked on the host, as the CPU op does (one small copy per call): an id outside
+// the vocabulary is an error, never a silently zeroed row.
+void check_tokens(const char* op, const Tensor& tokens, std::int64_t V) {
+  const std::vector<double> ids = tokens.to_vector();
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= double(V))
+      throw std::out_of_range(std::string(op) + ": token " + std::to_string(std::int64_t(ids[i])) + " at position " +
+                              std::to_string(i) + " is outside the vocabulary of " + std::to_string(V));
+}
 
 }  // namespace
 
@@ -118,6 +133,8 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
   check_float("swiglu_backward", a);
   check_same_dtype("swiglu_backward", a, b);
   check_same_dtype("swiglu_backward", a, dh);
+  check_shape("swiglu_backward", dh, a.shape(), "dh");
+  check_shape("swiglu_backward", b, a.shape(), "b");
   da = Tensor::empty(a.shape(), a.dtype(), a.device());
   db = Tensor::empty(b.shape(), b.dtype(), b.device());
   cuda::swiglu_backward(dh.raw(), a.raw(), b.raw(), da.raw(), db.raw(), a.numel(), a.dtype());
@@ -139,6 +156,7 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   check("embedding", {&weight, &tokens});
   check_float("embedding", weight);
   require(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, "embedding", "tokens must be int32 or int64");
+  check_tokens("embedding", tokens, weight.size(0));
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
   Tensor out = Tensor::empty(shape, weight.dtype(), weight.device());
@@ -150,6 +168,10 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
   check("embedding_backward", {&dy, &tokens, &dweight});
   check_float("embedding_backward", dy);
+  require(dy.numel() == tokens.numel() * dweight.size(1), "embedding_backward",
+          "dy " + shape_str(dy.shape()) + " does not match " + std::to_string(tokens.numel()) + " tokens of width " +
+              std::to_string(dweight.size(1)));
+  check_tokens("embedding_backward", tokens, dweight.size(0));
   // The scatter-add accumulates in f32; a bf16 weight gradient gets an f32 buffer added to it.
   Tensor acc = dweight.dtype() == DType::f32 ? dweight : Tensor::zeros(dweight.shape(), DType::f32, dweight.device());
   cuda::embedding_backward(dy.raw(), tokens.raw(), tokens.dtype(), acc.data<float>(), tokens.numel(), dweight.size(0),
@@ -171,6 +193,10 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
   check("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw});
   check_float("rmsnorm_backward", x);
   check_same_dtype("rmsnorm_backward", x, dy);
+  check_same_dtype("rmsnorm_backward", x, w);
+  check_shape("rmsnorm_backward", dy, x.shape(), "dy");
+  check_shape("rmsnorm_backward", rstd, {rows_of(x)}, "rstd");
+  check_shape("rmsnorm_backward", dw, w.shape(), "dw");
   require(rstd.dtype() == DType::f32, "rmsnorm_backward", "rstd must be float32 on CUDA");
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor acc = dw.dtype() == DType::f32 ? dw : Tensor::zeros(dw.shape(), DType::f32, dw.device());
@@ -208,6 +234,11 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   check("attention_backward", {&dout, &q, &k, &v, &fwd.out, &fwd.lse});
   check_float("attention_backward", q);
   check_same_dtype("attention_backward", q, dout);
+  check_same_dtype("attention_backward", q, k);
+  check_same_dtype("attention_backward", q, v);
+  check_same_dtype("attention_backward", q, fwd.out);
+  check_shape("attention_backward", dout, q.shape(), "dout");
+  check_shape("attention_backward", fwd.lse, {q.size(0), q.size(2), q.size(1)}, "lse");
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   AttentionGrads g{Tensor::empty(q.shape(), q.dtype(), q.device()), Tensor::empty(k.shape(), k.dtype(), k.device()),
                    Tensor::empty(v.shape(), v.dtype(), v.device())};
@@ -241,8 +272,10 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
                               std::int64_t ignore_index) {
   check("cross_entropy_backward", {&logits, &targets});
+  check_float("cross_entropy_backward", logits);
   require(fwd.lse.defined() && fwd.lse.device() == logits.device(), "cross_entropy_backward",
           "needs the forward's per-row log-sum-exp on the same device");
+  check_shape("cross_entropy_backward", fwd.lse, {logits.size(0)}, "lse");
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   const float grad_scale = fwd.n_valid > 0 ? float(dloss / double(fwd.n_valid)) : 0.f;
   cuda::cross_entropy_backward(logits.raw(), targets.data<std::int64_t>(), fwd.lse.data<float>(), grad_scale, dx.raw(),

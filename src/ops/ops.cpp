@@ -99,6 +99,8 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   const std::int64_t batch = batched ? a.size(0) : 1;
   const std::int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
   const std::int64_t M = trans_a ? ac : ar, K = trans_a ? ar : ac, N = trans_b ? br : bc;
+  require(!batched || (b.size(0) == batch && c.size(0) == batch), "matmul",
+          "batch sizes differ: " + shape_str(a.shape()) + ", " + shape_str(b.shape()) + ", " + shape_str(c.shape()));
   require((trans_b ? bc : br) == K && c.size(-2) == M && c.size(-1) == N, "matmul",
           shape_str(a.shape()) + " x " + shape_str(b.shape()) + " -> " + shape_str(c.shape()) + " do not fit");
   TITAN_CUDA_DISPATCH(a, matmul(trans_a, trans_b, alpha, a, b, beta, c));
@@ -193,6 +195,7 @@ double sum_squares(const Tensor& a) {
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));
+  require(tokens.device() == weight.device(), "embedding", "tokens on " + tokens.device().str() + ", weight on " + weight.device().str());
   TITAN_CUDA_DISPATCH(weight, embedding(weight, tokens));
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
@@ -205,6 +208,7 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
 }
 
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
+  require(tokens.device() == dy.device(), "embedding_backward", "tokens on " + tokens.device().str() + ", dy on " + dy.device().str());
   TITAN_CUDA_DISPATCH(dy, embedding_backward(dy, tokens, dweight));
   dispatch("embedding_backward", {&dy, &dweight}, [&](auto t) {
     using T = decltype(t);
@@ -272,6 +276,7 @@ Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
   require(x.size(1) <= table.cos.size(0) && x.size(3) == 2 * table.cos.size(1), "rope",
           "x " + shape_str(x.shape()) + " does not fit the table " + shape_str(table.cos.shape()));
   TITAN_CUDA_DISPATCH(x, rope(x, table, inverse));
+  require(table.cos.device().is_cpu(), "rope", "a CPU tensor needs the table on the CPU");
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch("rope", {&x}, [&](auto t) {
     using T = decltype(t);
@@ -313,6 +318,7 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
   require(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0) && targets.dtype() == DType::i64,
           "cross_entropy", "expects logits [N, V] and int64 targets [N], got " + shape_str(logits.shape()) + " and " +
                                shape_str(targets.shape()));
+  require(targets.device() == logits.device(), "cross_entropy", "targets on " + targets.device().str() + ", logits on " + logits.device().str());
   TITAN_CUDA_DISPATCH(logits, cross_entropy(logits, targets, ignore_index));
   const std::int64_t N = logits.size(0), V = logits.size(1);
   const std::int64_t* tg = targets.data<std::int64_t>();
@@ -329,6 +335,7 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
 
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
                               std::int64_t ignore_index) {
+  require(targets.device() == logits.device(), "cross_entropy_backward", "targets on " + targets.device().str() + ", logits on " + logits.device().str());
   TITAN_CUDA_DISPATCH(logits, cross_entropy_backward(logits, targets, fwd, dloss, ignore_index));
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype());
   dispatch("cross_entropy_backward", {&logits}, [&](auto t) {

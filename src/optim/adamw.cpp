@@ -40,6 +40,9 @@ void AdamW::step(double lr) {
     }
 #ifdef TITAN_WITH_CUDA
     if (!p.device().is_cpu()) {
+      if (g.device() != p.device() || m_[i].device() != p.device() || v_[i].device() != p.device())
+        throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' on " + p.device().str() +
+                                    " has its gradient or moments on another device");
       on_gpu.push_back({p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel()});
       continue;
     }

@@ -237,6 +237,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     model.build_rope_table();
     dist::FsdpOptions fo;
     fo.param_dtype = bf16 ? DType::bf16 : DType::f32;
+    fo.reduce_dtype = cfg.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
     fo.float8_all_gather = plan.float8 && cfg.float8.enable_fsdp_float8_all_gather;
     fo.precompute_float8_scales = fo.float8_all_gather && cfg.float8.precompute_float8_dynamic_scale_for_fsdp;
     fsdp = std::make_unique<dist::Fsdp>(mesh, fo);

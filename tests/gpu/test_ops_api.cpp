@@ -9,6 +9,8 @@
 
 #include "autograd/variable.hpp"
 #include "core/tensor.hpp"
+#include "dist/process_group.hpp"
+#include "dist/world.hpp"
 #include "gpu_test_helpers.hpp"
 #include "ops/ops.hpp"
 #include "optim/adamw.hpp"
@@ -191,4 +193,26 @@ TEST_CASE("cuda AdamW: one multi-tensor launch matches the CPU optimizer", "[gpu
   }
   for (size_t i = 0; i < shapes.size(); ++i)
     require_close(gpu_ptrs[i]->data(), cpu_ptrs[i]->data(), 1e-6, "AdamW parameter " + std::to_string(i));
+}
+
+TEST_CASE("MPI-staged collectives: GPU tensors travel through host copies and come back", "[gpu]") {
+  int argc = 0;
+  char** argv = nullptr;
+  dist::World world(&argc, &argv);  // a world of one outside mpirun
+  dist::DeviceMesh mesh(world, 1, 1);
+  dist::ProcessGroup& pg = mesh.world_group();
+  const Tensor host = Tensor::from_vector({1.5, -2.0, 3.25, 4.0}, {4});
+  Tensor t = host.to(kGpu);
+  pg.all_reduce(t, dist::ReduceOp::avg);
+  REQUIRE(t.device() == kGpu);
+  REQUIRE(t.to_vector() == host.to_vector());
+  Tensor gathered = Tensor::zeros({4}, DType::f32, kGpu);
+  pg.all_gather(t, gathered);
+  REQUIRE(gathered.to_vector() == host.to_vector());
+  Tensor scattered = Tensor::zeros({4}, DType::f32, kGpu);
+  pg.reduce_scatter(t, scattered, dist::ReduceOp::sum);
+  REQUIRE(scattered.to_vector() == host.to_vector());
+  auto work = pg.all_gather_async(host, gathered);  // a CPU input into a GPU output
+  work->wait();
+  REQUIRE(gathered.to_vector() == host.to_vector());
 }
