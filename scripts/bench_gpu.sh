@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command, for a machine with an NVIDIA GPU: the CUDA backend against the
-# CPU reference (the ctest label `gpu`, i.e. titan_gpu_tests), then the GEMM and attention
-# benchmarks and the model step benchmark, and a short summary at the end. Full logs go to
+# CPU reference (the ctest label `gpu`: titan_gpu_tests and the 50-step training parity runs),
+# then the GEMM and attention benchmarks, and a short summary at the end. Full logs go to
 # $OUT (or ./gpu_logs).
 #
 # On a machine that can build:   scripts/bench_gpu.sh            (builds build-gpu.obj first)
@@ -34,6 +34,14 @@ step() {  # NAME COMMAND...: runs it with its log under $logs, prints PASS/FAIL 
 step gpu_tests "$bin/titan_gpu_tests" -r compact
 step bench_gemm "$bin/bench_gemm"
 step bench_attention "$bin/bench_attention"
+# Training parity: 50 steps of the debug model, CUDA backend against the CPU, within 1% per step.
+parity=(--job.config_file configs/llama3_debugmodel.toml --model.hf_assets_path tests/assets/tokenizer --metrics.log_freq 1
+        --training.steps 50 --training.seq_len 128 --training.local_batch_size 4 --job.dump_folder /tmp/titan_gpu_parity)
+for precision in float32 bfloat16; do
+  step "training_parity_$precision" tests/cli/check_gpu_training.sh "$bin/titan_gpu_tests" 0.01 "$bin/run_train" "${parity[@]}" \
+    --training.mixed_precision_param "$precision"
+done
 echo "---- summary"
 grep -h -E "passed|failed|assertions" "$logs/gpu_tests.log" | tail -3
+grep -h -E "^(FAIL|ok|step)" "$logs"/training_parity_*.log 2>/dev/null | tail -6
 cat "$logs/bench_gemm.log" "$logs/bench_attention.log" 2>/dev/null | grep -v "^$" | tail -40

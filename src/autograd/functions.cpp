@@ -13,7 +13,7 @@ Variable linear(const Variable& x, const Variable& w) {
   return record1("Linear", {x, w}, ops::linear(xd, wd), [xd, wd, need_w](const TV& g) -> TV {
     Tensor dw;
     if (need_w) {
-      dw = Tensor::empty(wd.shape(), wd.dtype());
+      dw = Tensor::empty(wd.shape(), wd.dtype(), wd.device());
       ops::linear_backward_weight(g[0], xd, dw, false);
     }
     return {ops::linear_backward_input(g[0], wd), dw};
@@ -22,8 +22,9 @@ Variable linear(const Variable& x, const Variable& w) {
 
 Variable embedding(const Variable& weight, const Tensor& tokens) {
   Tensor w = weight.data();
-  return record1("Embedding", {weight}, ops::embedding(w, tokens), [tokens, shape = w.shape(), dt = w.dtype()](const TV& g) -> TV {
-    Tensor dw = Tensor::zeros(shape, dt);
+  return record1("Embedding", {weight}, ops::embedding(w, tokens),
+                 [tokens, shape = w.shape(), dt = w.dtype(), dev = w.device()](const TV& g) -> TV {
+    Tensor dw = Tensor::zeros(shape, dt, dev);
     ops::embedding_backward(g[0], tokens, dw);
     return {dw};
   });
@@ -33,7 +34,7 @@ Variable rmsnorm(const Variable& x, const Variable& w, double eps) {
   Tensor xd = x.data(), wd = w.data();
   ops::RmsNormOut o = ops::rmsnorm(xd, wd, eps);
   return record1("RMSNorm", {x, w}, o.y, [xd, wd, rstd = o.rstd](const TV& g) -> TV {
-    Tensor dw = Tensor::zeros(wd.shape(), wd.dtype());
+    Tensor dw = Tensor::zeros(wd.shape(), wd.dtype(), wd.device());
     Tensor dx = ops::rmsnorm_backward(g[0], xd, wd, rstd, dw);
     return {dx, dw};
   });
@@ -75,7 +76,7 @@ Variable view(const Variable& x, const Shape& shape) {
 Variable cross_entropy(const Variable& logits, const Tensor& targets, std::int64_t ignore_index) {
   Tensor ld = logits.data();
   ops::CrossEntropyOut o = ops::cross_entropy(ld, targets, ignore_index);
-  Tensor loss = Tensor::full({1}, o.loss, ld.dtype());
+  Tensor loss = Tensor::full({1}, o.loss, ld.dtype(), ld.device());
   return record1("CrossEntropy", {logits}, loss, [ld, targets, o, ignore_index](const TV& g) -> TV {
     return {ops::cross_entropy_backward(ld, targets, o, g[0].item(0), ignore_index)};
   });

@@ -129,7 +129,7 @@ void run_backward(const std::vector<Variable>& roots, const std::vector<Tensor>&
     Tensor g = i < grads.size() ? grads[i] : Tensor();
     if (!g.defined()) {
       if (r.data().numel() != 1) throw std::logic_error("autograd: backward from a non-scalar needs a gradient");
-      g = Tensor::full(r.data().shape(), 1.0, r.data().dtype());
+      g = Tensor::full(r.data().shape(), 1.0, r.data().dtype(), r.data().device());
     }
     Edge e = r.gradient_edge();
     accumulate(e.node, e.input_nr, g);
@@ -197,6 +197,10 @@ Fp32ComputeGuard::~Fp32ComputeGuard() { t_bf16 = prev_; }
 
 void round_to_bf16_(const Tensor& t) {
   if (t.dtype() != DType::f32) return;
+  if (!t.device().is_cpu()) {  // two conversion kernels on the GPU
+    t.copy_from(t.to(DType::bf16));
+    return;
+  }
   float* p = t.data<float>();
   for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
 }

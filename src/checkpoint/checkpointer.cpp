@@ -184,8 +184,10 @@ void Checkpointer::save(std::int64_t step, const TrainingState& state, bool last
     auto add = [&](const ShardedTensor& t) {
       if (t.row_end == t.row_begin) return;  // a rank whose shard is all padding
       // Async: a copy in host memory (all that training waits for). Sync: training waits for
-      // the whole save anyway, so the file is written straight from the live tensors.
-      p->snapshot[t.name] = async_ || dt != t.rows.dtype() ? t.rows.to(dt) : t.rows;
+      // the whole save anyway, so the file is written straight from the live tensors. GPU
+      // state is always copied to the host (converted on the device first).
+      if (!t.rows.device().is_cpu()) p->snapshot[t.name] = t.rows.to(dt).to(Device::cpu());
+      else p->snapshot[t.name] = async_ || dt != t.rows.dtype() ? t.rows.to(dt) : t.rows;
       p->file_meta["rows:" + t.name] = std::to_string(t.row_begin) + "," + std::to_string(t.row_end);
       p->file_meta["shape:" + t.name] = shape_csv(t.global_shape);
     };

@@ -69,7 +69,7 @@ class Tensor {
   Tensor() = default;  // undefined tensor
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   // A CPU tensor holding `values` converted to `dtype`.
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
 

@@ -30,6 +30,10 @@
 #include "optim/adamw.hpp"
 #include "train/metrics.hpp"
 
+#ifdef TITAN_WITH_CUDA
+#include "kernels/runtime.hpp"
+#endif
+
 namespace titan::train {
 
 namespace {
@@ -37,9 +41,54 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// The device this rank trains on. The CPU by default; TITAN_DEVICE=cuda opts in to the CUDA
+// backend, which is experimental: it has not run on a GPU yet (docs/cuda.md), and covers one
+// process without float8 (FSDP over NCCL and the float8 kernels in the model are still to come).
+Device training_device(const Plan& plan, int local_rank) {
+  const char* env = std::getenv("TITAN_DEVICE");
+  const std::string want = env ? env : "cpu";
+  if (want == "cpu" || want.empty()) return Device::cpu();
+  if (want != "cuda") throw UserError("TITAN_DEVICE = '" + want + "': use cpu or cuda");
+  const DeviceInfo info = probe_devices(local_rank);
+  if (!info.cuda_built)
+    throw UserError("TITAN_DEVICE = cuda: this build has no CUDA backend (nvcc was not found when it was built)");
+  if (plan.dims.world > 1)
+    throw UserError("TITAN_DEVICE = cuda: GPU training runs in one process for now (FSDP on GPUs is not implemented)",
+                    kExitNotImplemented);
+  if (plan.float8)
+    throw UserError("TITAN_DEVICE = cuda: float8 training on the GPU is not implemented yet; drop "
+                    "model.converters or train on the CPU",
+                    kExitNotImplemented);
+  if (info.cuda_devices == 0) throw UserError("TITAN_DEVICE = cuda: no GPU is visible to this process");
+  return Device::cuda(local_rank % info.cuda_devices);
+}
+
+// Peak and capacity of the memory the step log reports: the GPU's when training there.
+struct MemoryReading {
+  double peak_bytes, total_bytes;
+};
+MemoryReading memory_reading(Device device, double host_total) {
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) {
+    const auto stats = cuda::memory_stats();
+    return {double(stats.peak), double(cuda::device_properties(device.index).total_memory)};
+  }
+#endif
+  (void)device;
+  return {double(cpu_peak_bytes()), host_total};
+}
+
+void reset_memory_peak(Device device) {
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) cuda::reset_peak_memory();
+#endif
+  (void)device;
+  reset_cpu_peak_bytes();
+}
+
 // Mean loss over `batches` validation windows (all of them when batches == -1), without recording.
 double validate(llama3::Transformer& model, const data::TokenWindows& windows, std::int64_t local_batch,
-                std::int64_t batches, bool bf16, std::int64_t* used) {
+                std::int64_t batches, bool bf16, Device device, std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
   if (available == 0)
@@ -51,6 +100,8 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   double total = 0;
   for (std::int64_t b = 0; b < n; ++b) {
     auto batch = loader.micro_batch(0);
+    batch.inputs = batch.inputs.to(device);
+    batch.labels = batch.labels.to(device);
     autograd::Variable logits;
     {
       std::optional<autograd::Bf16ComputeGuard> mixed;
@@ -104,7 +155,9 @@ std::map<std::string, Tensor> full_parameters(dist::Fsdp* fsdp, dist::DeviceMesh
   std::map<std::string, Tensor> out;
   if (mesh.replicate_index() != 0) return out;
   for (size_t i = 0; i < params.size(); ++i) {
-    Tensor full = fsdp ? fsdp->full_parameter(i) : params[i]->data();
+    // Written by the host, so GPU parameters are copied down first.
+    const Tensor& local = params[i]->data();
+    Tensor full = fsdp ? fsdp->full_parameter(i) : local.device().is_cpu() ? local : local.to(Device::cpu());
     if (mesh.dp_rank() == 0) out.emplace(names[i], full);
   }
   return out;
@@ -215,6 +268,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   // With more than one rank the model is built on the meta device and FSDP materialises only
   // this rank's shards (no rank ever holds the full model); one process trains it as it is.
   const bool sharded = plan.dims.world > 1;
+  const Device device = training_device(plan, world.local_rank());
   std::unique_ptr<llama3::Transformer> model_ptr;
   {
     std::optional<nn::MetaGuard> meta;
@@ -255,7 +309,11 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                                       : "",
                  cfg.parallelism.fsdp_reshard_after_forward);
   } else {
-    llama3::init_weights(model, seed);
+    llama3::init_weights(model, seed);  // on the host (the initializers' RNG streams), then moved
+    if (!device.is_cpu()) {
+      model.move_to(device);
+      spdlog::info("device: training on {} (experimental CUDA backend, TITAN_DEVICE=cuda)", device.str());
+    }
     for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
   }
   std::vector<std::string> param_names;  // FQNs, in the order of params
@@ -335,7 +393,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   for (std::int64_t step = start_step; step <= cfg.training.steps; ++step) {
     const auto t_step = Clock::now();
     if (ckpt) ckpt->poll();  // completes an async save every rank has finished writing
-    reset_cpu_peak_bytes();
+    reset_memory_peak(device);
     double data_seconds = 0, loss_sum = 0;
     optimizer.zero_grad();
     dist::reset_comm_stats();
@@ -344,6 +402,8 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     for (std::int64_t micro = 0; micro < plan.batch.grad_accum; ++micro) {
       const auto t0 = Clock::now();
       auto batch = loader.micro_batch(micro);
+      batch.inputs = batch.inputs.to(device);
+      batch.labels = batch.labels.to(device);
       data_seconds += seconds_since(t0);
       // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
       if (fsdp) fsdp->set_requires_gradient_sync(micro == plan.batch.grad_accum - 1);
@@ -401,8 +461,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       m.step_seconds = seconds_since(t_step);
       m.data_seconds = data_seconds;
       m.tokens = plan.batch.local_batch * plan.batch.grad_accum * plan.seq_len;
-      m.memory_peak_gib = double(cpu_peak_bytes()) / double(1ull << 30);
-      m.memory_pct = 100.0 * double(cpu_peak_bytes()) / mem_total;
+      const MemoryReading mem = memory_reading(device, mem_total);
+      m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
+      m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = fsdp ? fsdp->float8_amax_all_reduces() - amax_reduces_before : 0;
       m.state = state_bytes(fsdp.get(), params, optimizer);
@@ -412,7 +473,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     }
     if (val_windows && step % cfg.validation.freq == 0) {
       std::int64_t used = 0;
-      const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, bf16, &used);
+      const double vloss = validate(model, *val_windows, cfg.validation.local_batch_size, cfg.validation.steps, bf16, device, &used);
       metrics.log_validation(step, vloss, used);
     }
     if (ckpt && ckpt->due(step, cfg.training.steps)) {

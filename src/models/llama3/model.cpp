@@ -86,6 +86,13 @@ void Transformer::build_rope_table() {
   rope_ = ops::rope_table(a.head_dim(), a.max_seq_len, a.rope_theta, a.rope_scaling ? &*a.rope_scaling : nullptr);
 }
 
+void Transformer::move_to(Device device) {
+  for (auto& [fqn, p] : named_parameters())
+    if (p->data().device() != device) p->set_data(p->data().to(device));
+  build_rope_table();
+  rope_ = {rope_.cos.to(device), rope_.sin.to(device)};
+}
+
 Variable Transformer::forward_tokens(const Tensor& tokens) {
   if (tokens.dim() != 2) throw std::invalid_argument("Transformer: tokens must be [batch, seq], got " + shape_str(tokens.shape()));
   if (tokens.size(1) > args_.max_seq_len)

@@ -97,6 +97,8 @@ class Transformer : public nn::Module {
   // Builds the RoPE table of a model constructed under nn::MetaGuard (whose parameters are then
   // materialised elsewhere, e.g. as FSDP shards); a no-op when it exists.
   void build_rope_table();
+  // Moves every parameter and the RoPE table to `device` (single-process GPU training).
+  void move_to(Device device);
 
   // tokens [B, S] (int32/int64) -> logits [B * S, vocab].
   Variable forward_tokens(const Tensor& tokens);
