@@ -76,7 +76,8 @@ Variable view(const Variable& x, const Shape& shape) {
 Variable cross_entropy(const Variable& logits, const Tensor& targets, std::int64_t ignore_index) {
   Tensor ld = logits.data();
   ops::CrossEntropyOut o = ops::cross_entropy(ld, targets, ignore_index);
-  Tensor loss = Tensor::full({1}, o.loss, ld.dtype(), ld.device());
+  // The loss is kept in f32 even for bf16 logits (TorchTitan's .float() before the loss).
+  Tensor loss = Tensor::full({1}, o.loss, ld.dtype() == DType::bf16 ? DType::f32 : ld.dtype(), ld.device());
   return record1("CrossEntropy", {logits}, loss, [ld, targets, o, ignore_index](const TV& g) -> TV {
     return {ops::cross_entropy_backward(ld, targets, o, g[0].item(0), ignore_index)};
   });

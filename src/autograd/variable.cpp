@@ -207,6 +207,13 @@ void round_to_bf16_(const Tensor& t) {
 
 Variable compute_weight(const Variable& w) {
   if (!t_bf16) return w;
+  if (!w.data().device().is_cpu() && w.data().dtype() == DType::f32) {
+    // On the GPU the copy really is bf16, so activations stay bf16 and the GEMMs run on tensor
+    // cores; the values are the emulation's (bf16 storage = f32 rounded to bf16). Its gradient
+    // goes back to the f32 master weight as f32.
+    return record1("CastBF16(" + w.name() + ")", {w}, w.data().to(DType::bf16),
+                   [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(DType::f32)}; });
+  }
   Tensor rounded = w.data().clone();  // rounded by record() below
   return record1("CastBF16(" + w.name() + ")", {w}, rounded, [](const std::vector<Tensor>& g) { return g; });
 }

@@ -1,5 +1,7 @@
 #include "core/device.hpp"
 
+#include <cstdlib>
+
 #ifdef TITAN_WITH_CUDA
 #include "kernels/runtime.hpp"
 #endif
@@ -18,13 +20,18 @@ DeviceInfo probe_devices(int local_rank) {
   return info;
 }
 
+std::string requested_device() {
+  const char* env = std::getenv("TITAN_DEVICE");
+  return env ? env : "";
+}
+
 std::string describe_device(const DeviceInfo& info, int local_rank) {
   if (info.cuda_devices == 0)
     return info.cuda_built ? "cpu (CUDA backend built, no GPU visible)" : "cpu (built without CUDA)";
-  // The CUDA op backend is built and tested (titan_gpu_tests), but the trainer does not place
-  // the model on the GPU yet: say so rather than name a device that is not used.
-  return "cpu (cuda:" + std::to_string(local_rank % info.cuda_devices) + " " + info.gpu_name +
-         " is visible; training on the GPU is not wired yet)";
+  const std::string gpu = "cuda:" + std::to_string(local_rank % info.cuda_devices) + " " + info.gpu_name;
+  // GPU training is opt-in while it is experimental: name the device that is really used.
+  if (requested_device() == "cuda") return gpu + " (experimental CUDA training, TITAN_DEVICE=cuda)";
+  return "cpu (" + gpu + " is visible; TITAN_DEVICE=cuda trains on it, experimental)";
 }
 
 }  // namespace titan

@@ -14,7 +14,11 @@ struct DeviceInfo {
 // `local_rank` picks the GPU (rank i on a node uses GPU i mod count).
 DeviceInfo probe_devices(int local_rank);
 
-// "cpu" or "cuda:N (name)": the device a rank trains on.
+// The environment variable TITAN_DEVICE: "cpu" (or unset) trains on the CPU, "cuda" opts in to
+// the experimental GPU training path (docs/cuda.md). Returned as given, "" when unset.
+std::string requested_device();
+
+// The device a rank trains on, for the plan: "cpu (...)" or "cuda:N name (...)".
 std::string describe_device(const DeviceInfo& info, int local_rank);
 
 }  // namespace titan

@@ -45,8 +45,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // backend, which is experimental: it has not run on a GPU yet (docs/cuda.md), and covers one
 // process without float8 (FSDP over NCCL and the float8 kernels in the model are still to come).
 Device training_device(const Plan& plan, int local_rank) {
-  const char* env = std::getenv("TITAN_DEVICE");
-  const std::string want = env ? env : "cpu";
+  const std::string want = requested_device();
   if (want == "cpu" || want.empty()) return Device::cpu();
   if (want != "cuda") throw UserError("TITAN_DEVICE = '" + want + "': use cpu or cuda");
   const DeviceInfo info = probe_devices(local_rank);

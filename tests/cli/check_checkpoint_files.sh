@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checkpoint files on 2 ranks: keep_latest_k keeps only the newest complete steps; an async and a
-# sync run write byte-identical shard files (same checksums in metadata.json); a model-only final
+# Checkpoint files on 2 ranks: keep_latest_k keeps only the newest complete steps; async,
+# async_with_pinned_mem and sync runs write byte-identical shard files (same checksums in metadata.json); a model-only final
 # save holds the model in export_dtype and nothing else.
 # usage: check_checkpoint_files.sh MPIRUN... -- RUN_TRAIN CONFIG [EXTRA ARGS...]
 set -eu
@@ -14,15 +14,18 @@ run() {
 }
 run sync --checkpoint.async_mode disabled --no-checkpoint.last_save_model_only
 run async --checkpoint.async_mode async --no-checkpoint.last_save_model_only
+run pinned --checkpoint.async_mode async_with_pinned_mem --no-checkpoint.last_save_model_only
 run model_only --checkpoint.last_save_model_only --checkpoint.export_dtype bfloat16
 status=0
-for name in sync async; do
+for name in sync async pinned; do
   kept=$(ls "$dir/$name/checkpoint" | tr '\n' ' ')
   echo "$name keeps: $kept"
   [ "$kept" = "step-4 step-6 step-8 " ] || { echo "FAIL: keep_latest_k = 3 should keep step-4 step-6 step-8"; status=1; }
 done
 for f in "$dir"/sync/checkpoint/step-8/rank-*.safetensors; do
-  cmp "$f" "$dir/async/checkpoint/step-8/$(basename "$f")" || { echo "FAIL: async and sync differ: $(basename "$f")"; status=1; }
+  for mode in async pinned; do
+    cmp "$f" "$dir/$mode/checkpoint/step-8/$(basename "$f")" || { echo "FAIL: $mode and sync differ: $(basename "$f")"; status=1; }
+  done
 done
 hashes() { grep -o '"xxh3": "[0-9a-f]*"' "$1/checkpoint/step-8/metadata.json"; }
 [ "$(hashes "$dir/sync")" = "$(hashes "$dir/async")" ] && [ -n "$(hashes "$dir/sync")" ] ||

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs run_train twice and compares the per-step losses of the two runs.
+# Runs run_train twice and compares the per-step losses and gradient norms of the two runs.
 # usage: compare_losses.sh MODE TOL RUN_TRAIN [COMMON ARGS...] --a [ARGS A...] --b [ARGS B...]
-#   MODE close:  every |loss_a - loss_b| <= TOL * loss_b
+#   MODE close:  every |loss_a - loss_b| <= TOL * loss_b (and the same for the grad norms)
 #   MODE differ: the runs differ somewhere, and every |loss_a - loss_b| <= TOL * loss_b
 # COMPARE_B_LAUNCHER (environment), e.g. "mpirun -np 2", prefixes run b (multi-rank runs).
 # Losses are read at full precision from each run's metrics.jsonl (needs --metrics.log_freq 1).
@@ -19,13 +19,15 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 "$run_train" "${common[@]}" "${a[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log" || { cat "$dir/a.log"; exit 1; }
 read -r -a launcher <<< "${COMPARE_B_LAUNCHER:-}"
 "${launcher[@]}" "$run_train" "${common[@]}" "${b[@]}" --job.dump_folder "$dir/b" 2> "$dir/b.log" || { cat "$dir/b.log"; exit 1; }
-# Full-precision losses from rank 0's metrics.jsonl (the log line rounds to 4 decimals).
-losses() { grep -o '"loss":[-0-9.eE+naif]*' "$1/metrics.jsonl" | cut -d: -f2; }
-paste <(losses "$dir/a") <(losses "$dir/b") > "$dir/pairs"
+# Full-precision losses and gradient norms from rank 0's metrics.jsonl (the log line rounds);
+# both are global quantities, so both must agree.
+field() { grep -o "\"$2\":[-0-9.eE+naif]*" "$1/metrics.jsonl" | cut -d: -f2; }
+paste <(field "$dir/a" loss) <(field "$dir/b" loss) > "$dir/pairs"
+paste <(field "$dir/a" grad_norm) <(field "$dir/b" grad_norm) >> "$dir/pairs"
 [ -s "$dir/pairs" ] || { echo "FAIL: no loss lines"; cat "$dir/a.log"; exit 1; }
 cat "$dir/pairs"
 awk -v tol="$tol" -v mode="$mode" '
   { d = $1 - $2; if (d < 0) d = -d; if (d > tol * $2) bad = 1; if (d > 0) differ = 1 }
-  END { if (bad) { print "FAIL: losses differ by more than " tol " relative"; exit 1 }
+  END { if (bad) { print "FAIL: losses or grad norms differ by more than " tol " relative"; exit 1 }
         if (mode == "differ" && !differ) { print "FAIL: the runs should differ"; exit 1 }
         print "ok" }' "$dir/pairs"
