@@ -4,7 +4,9 @@
 #   - with float8 all-gather, the bytes all-gathered per step are at most 0.55x those of the bf16
 #     all-gather (the float8 weights travel as e4m3 bytes, the rest in bf16);
 #   - precompute_float8_dynamic_scale_for_fsdp issues exactly one amax all-reduce per step;
-#     without it, one per float8 weight (43) per step.
+#     without it, one per float8 weight (43) per step;
+#   - with 4 micro-batches of gradient accumulation, the reduce-scatters per step are those of
+#     one micro-batch (gradients are reduced after the last micro-batch only).
 # usage: check_fsdp_comm.sh MPIRUN... -- RUN_TRAIN CONFIG [EXTRA ARGS...]
 set -eu
 . "$(dirname "$0")/launch_args.sh"
@@ -18,6 +20,8 @@ run() {
 run fp8_precompute --quantize.linear.float8.enable_fsdp_float8_all_gather --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
 run fp8 --quantize.linear.float8.enable_fsdp_float8_all_gather --no-quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
 run bf16 --no-quantize.linear.float8.enable_fsdp_float8_all_gather --no-quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp
+run bf16_accum4 --no-quantize.linear.float8.enable_fsdp_float8_all_gather --no-quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp \
+  --training.global_batch_size 8
 status=0
 printf '%-16s %6s %18s %16s %14s\n' run step all_gather_bytes amax_allreduces wait_seconds
 for name in fp8_precompute fp8 bf16; do
@@ -35,6 +39,12 @@ done
 [ "$(field fp8 float8_amax_all_reduces | sort -u)" = "43" ] ||
   { echo "FAIL: without precompute, one amax all-reduce per float8 weight (43) per step"; status=1; }
 [ "$(field bf16 float8_amax_all_reduces | sort -u)" = "0" ] || { echo "FAIL: bf16 all-gather issued amax all-reduces"; status=1; }
+for counter in reduce_scatter_calls reduce_scatter_bytes; do
+  one=$(field bf16 $counter | sort -u); four=$(field bf16_accum4 $counter | sort -u)
+  echo "$counter per step: 1 micro-batch $one, 4 micro-batches $four"
+  [ -n "$one" ] && [ "$one" != 0 ] && [ "$one" = "$four" ] ||
+    { echo "FAIL: gradient accumulation should reduce-scatter once per step"; status=1; }
+done
 grep -q 'comm [0-9.]*MiB wait [0-9.]*s' "$dir/fp8.log" || { echo "FAIL: the step log shows no comm column"; status=1; }
 [ $status -eq 0 ] && echo "ok"
 exit $status
