@@ -34,6 +34,7 @@
 #include "float8_cast.hpp"
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cmath>
@@ -441,6 +442,42 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
     if (f8 == DType::f8e4m3) launch(std::true_type{});
     else launch(std::false_type{});
   });
+}
+
+// ---- (e) dequantize: out = f32(q) / scale, IEEE division (the CPU's Float8Tensor::dequantize) --
+template <bool kE4M3>
+__global__ void dequantize_kernel(const std::uint8_t* __restrict__ q, std::int64_t rows, std::int64_t cols,
+                                  const float* __restrict__ scale, int axis, float* __restrict__ out) {
+  const std::int64_t n = rows * cols;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t r = i / cols, c = i - r * cols;
+    float v;
+    if constexpr (kE4M3) {
+      __nv_fp8_e4m3 b;
+      b.__x = q[i];
+      v = float(b);
+    } else {
+      __nv_fp8_e5m2 b;
+      b.__x = q[i];
+      v = float(b);
+    }
+    out[i] = __fdiv_rn(v, scale_for(scale, axis, r, c));
+  }
+}
+
+void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t cols, const float* scale, Fp8ScaleAxis axis,
+                    float* out) {
+  constexpr const char* fn = "dequantize_fp8";
+  check_sizes(fn, rows, cols);
+  check_f8(fn, f8);
+  if (rows == 0 || cols == 0) return;
+  const auto* qp = static_cast<const std::uint8_t*>(q);
+  const int ax = axis_code(axis);
+  if (f8 == DType::f8e4m3)
+    dequantize_kernel<true><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
+  else
+    dequantize_kernel<false><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
+  TITAN_CUDA_LAUNCH_CHECK();
 }
 
 void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, Fp8ScaleAxis axis,

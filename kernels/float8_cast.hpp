@@ -38,6 +38,11 @@ void amax_to_scale(const float* amax, std::int64_t n, DType f8, bool round_to_po
 void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, const float* scale,
                  Fp8ScaleAxis axis, void* out, void* out_t);
 
+// (e) out[r, c] = f32(q[r, c]) / s with the scale chosen as in (d) (IEEE division): the
+// dequantized value the emulated float8 GEMMs multiply, as Float8Tensor::dequantize on the CPU.
+void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t cols, const float* scale, Fp8ScaleAxis axis,
+                    float* out);
+
 // (a|b) + (c) + (d) in sequence: amax (workspace, n_scales floats, left holding the amax),
 // scale (n_scales floats), scale_inv (nullable), then the cast. n_scales is 1, rows or cols.
 void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, Fp8ScaleAxis axis,

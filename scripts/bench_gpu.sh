@@ -35,12 +35,14 @@ step gpu_tests "$bin/titan_gpu_tests" -r compact
 step bench_gemm "$bin/bench_gemm"
 step bench_attention "$bin/bench_attention"
 # Training parity: 50 steps of the debug model, CUDA backend against the CPU, within 1% per step.
-parity=(--job.config_file configs/llama3_debugmodel.toml --model.hf_assets_path tests/assets/tokenizer --metrics.log_freq 1
+parity=(--model.hf_assets_path tests/assets/tokenizer --metrics.log_freq 1
         --training.steps 50 --training.seq_len 128 --training.local_batch_size 4 --job.dump_folder /tmp/titan_gpu_parity)
 for precision in float32 bfloat16; do
   step "training_parity_$precision" tests/cli/check_gpu_training.sh "$bin/titan_gpu_tests" 0.01 "$bin/run_train" "${parity[@]}" \
-    --training.mixed_precision_param "$precision"
+    --job.config_file configs/llama3_debugmodel.toml --training.mixed_precision_param "$precision"
 done
+step training_parity_float8 tests/cli/check_gpu_training.sh "$bin/titan_gpu_tests" 0.01 "$bin/run_train" "${parity[@]}" \
+  --job.config_file configs/llama3_debugmodel_float8.toml --training.mixed_precision_param bfloat16
 echo "---- summary"
 grep -h -E "passed|failed|assertions" "$logs/gpu_tests.log" | tail -3
 grep -h -E "^(FAIL|ok|step)" "$logs"/training_parity_*.log 2>/dev/null | tail -6

@@ -6,6 +6,10 @@
 
 #include "core/errors.hpp"
 
+#ifdef TITAN_WITH_CUDA
+#include "kernels/float8_cast.hpp"
+#endif
+
 namespace titan::float8 {
 
 namespace {
@@ -19,15 +23,39 @@ inline float absmax_step(float m, float v) {
 }
 
 void require_2d_f32(const Tensor& x, const char* what) {
-  if (x.dim() != 2 || x.dtype() != DType::f32 || !x.device().is_cpu())
-    throw std::invalid_argument(std::string(what) + ": expects a 2-D float32 CPU tensor, got " + shape_str(x.shape()));
+  if (x.dim() != 2 || x.dtype() != DType::f32)
+    throw std::invalid_argument(std::string(what) + ": expects a 2-D float32 tensor, got " + shape_str(x.shape()));
+#ifndef TITAN_WITH_CUDA
+  if (!x.device().is_cpu()) throw std::invalid_argument(std::string(what) + ": tensor on " + x.device().str());
+#endif
 }
+
+#ifdef TITAN_WITH_CUDA
+// GPU tensors go through kernels/float8_cast.hpp, bit-identical to the loops below.
+bool on_gpu(const Tensor& t) { return !t.device().is_cpu(); }
+bool per_row_axis(Granularity g, int reduce_dim) { return g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1); }
+cuda::Fp8ScaleAxis gpu_axis(Granularity g, int reduce_dim) {
+  if (g != Granularity::axiswise) return cuda::Fp8ScaleAxis::tensor;
+  return per_row_axis(g, reduce_dim) ? cuda::Fp8ScaleAxis::per_row : cuda::Fp8ScaleAxis::per_column;
+}
+#endif
 
 }  // namespace
 
 Tensor amax(const Tensor& x, Granularity g, int reduce_dim) {
   require_2d_f32(x, "float8 amax");
   const std::int64_t R = x.size(0), C = x.size(1);
+#ifdef TITAN_WITH_CUDA
+  if (on_gpu(x)) {
+    const auto axis = gpu_axis(g, reduce_dim);
+    const Shape shape = axis == cuda::Fp8ScaleAxis::tensor ? Shape{1} : axis == cuda::Fp8ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
+    Tensor out = Tensor::empty(shape, DType::f32, x.device());
+    if (axis == cuda::Fp8ScaleAxis::tensor) cuda::amax_tensorwise(x.raw(), DType::f32, R * C, out.data<float>());
+    else if (axis == cuda::Fp8ScaleAxis::per_row) cuda::amax_rowwise(x.raw(), DType::f32, R, C, out.data<float>());
+    else cuda::amax_colwise(x.raw(), DType::f32, R, C, out.data<float>());
+    return out;
+  }
+#endif
   const float* p = x.data<float>();
   if (g == Granularity::tensorwise) {
     float m = 0;
@@ -51,6 +79,13 @@ Tensor amax(const Tensor& x, Granularity g, int reduce_dim) {
 }
 
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
+#ifdef TITAN_WITH_CUDA
+  if (on_gpu(amax)) {
+    Tensor scale = Tensor::empty(amax.shape(), DType::f32, amax.device());
+    cuda::amax_to_scale(amax.data<float>(), amax.numel(), f8, round_to_power_of_2, scale.data<float>(), nullptr);
+    return scale;
+  }
+#endif
   Tensor scale = Tensor::empty(amax.shape());
   const float* a = amax.data<float>();
   float* s = scale.data<float>();
@@ -104,8 +139,19 @@ Tensor Float8Tensor::dequantize() const {
 Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
                      const float* fixed_scale, float* amax_out) {
   require_2d_f32(x, "float8 fake_quantize");
-  const Tensor scale = fixed_scale ? Tensor::full({1}, *fixed_scale)
+  const Tensor scale = fixed_scale ? Tensor::full({1}, *fixed_scale, DType::f32, x.device())
                                    : amax_to_scale(amax(x, g, reduce_dim), f8, round_to_power_of_2);
+#ifdef TITAN_WITH_CUDA
+  if (on_gpu(x)) {  // cast, then dequantize: the same two roundings as the fused CPU loop
+    const auto axis = fixed_scale ? cuda::Fp8ScaleAxis::tensor : gpu_axis(g, reduce_dim);
+    const std::int64_t R = x.size(0), C = x.size(1);
+    Tensor q = Tensor::empty({R, C}, f8, x.device()), out = Tensor::empty({R, C}, DType::f32, x.device());
+    cuda::cast_to_fp8(x.raw(), DType::f32, R, C, f8, scale.data<float>(), axis, q.raw(), nullptr);
+    cuda::dequantize_fp8(q.raw(), f8, R, C, scale.data<float>(), axis, out.data<float>());
+    if (amax_out) *amax_out = static_cast<float>(amax(x, Granularity::tensorwise, 0).item(0));
+    return out;
+  }
+#endif
   const bool per_row = !fixed_scale && g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1);
   const bool per_col = !fixed_scale && g == Granularity::axiswise && !per_row;
   const std::int64_t R = x.size(0), C = x.size(1);

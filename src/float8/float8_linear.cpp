@@ -102,7 +102,11 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
                                  std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale) {
-  const Tensor xd = x.data(), wd = w.data();
+  // On the GPU, bf16 mixed precision hands over real bf16 tensors; the emulation runs on their
+  // (exact) f32 values and returns results in the caller's dtype.
+  const DType x_dtype = x.data().dtype(), w_dtype = w.data().dtype();
+  auto f32_of = [](const Tensor& t) { return t.dtype() == DType::bf16 && !t.device().is_cpu() ? t.to(DType::f32) : t; };
+  const Tensor xd = f32_of(x.data()), wd = f32_of(w.data());
   if (xd.dtype() != DType::f32 || wd.dtype() != DType::f32)
     throw std::invalid_argument("Float8Linear: expects float32 input and weight");
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
@@ -118,10 +122,11 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
   Shape out_shape = xd.shape();
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
+  if (x_dtype != DType::f32) y = y.to(x_dtype);
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, wd, r, pow2, need_w, delayed, weight_scale](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                           [xd, wd, r, pow2, need_w, delayed, weight_scale, x_dtype, w_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                              DelayedScaling* ds = delayed.get();
-                             const Tensor gy = as_2d(g[0]);
+                             const Tensor gy = as_2d(g[0].dtype() == DType::f32 ? g[0] : g[0].to(DType::f32));
                              // dx = dy W: dy [M, N] scaled along N (per row), W [N, K] along N (per column).
                              const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2, ds, Role::grad_output);
                              const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2, ds, Role::weight, weight_scale);
@@ -131,9 +136,11 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
                                // dW = dy^T x: both scaled along M (per column).
                                const Tensor gy_w = gemm_operand(gy, r.grad_output_for_grad_weight, 0, pow2, ds, Role::grad_output);
                                const Tensor x_w = gemm_operand(as_2d(xd), r.input_for_grad_weight, 0, pow2, ds, Role::input);
-                               gw = Tensor::empty(wd.shape());
+                               gw = Tensor::empty(wd.shape(), DType::f32, wd.device());
                                ops::linear_backward_weight(gy_w, x_w, gw, false);
+                               if (w_dtype != DType::f32) gw = gw.to(w_dtype);
                              }
+                             if (x_dtype != DType::f32) gx = gx.to(x_dtype);
                              return {gx, gw};
                            });
 }

@@ -43,7 +43,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // The device this rank trains on. The CPU by default; TITAN_DEVICE=cuda opts in to the CUDA
 // backend, which is experimental: it has not run on a GPU yet (docs/cuda.md), and covers one
-// process without float8 (FSDP over NCCL and the float8 kernels in the model are still to come).
+// process (FSDP over NCCL is still to come); float8 runs torchao's emulation with GPU casts.
 Device training_device(const Plan& plan, int local_rank) {
   const std::string want = requested_device();
   if (want == "cpu" || want.empty()) return Device::cpu();
@@ -53,10 +53,6 @@ Device training_device(const Plan& plan, int local_rank) {
     throw UserError("TITAN_DEVICE = cuda: this build has no CUDA backend (nvcc was not found when it was built)");
   if (plan.dims.world > 1)
     throw UserError("TITAN_DEVICE = cuda: GPU training runs in one process for now (FSDP on GPUs is not implemented)",
-                    kExitNotImplemented);
-  if (plan.float8)
-    throw UserError("TITAN_DEVICE = cuda: float8 training on the GPU is not implemented yet; drop "
-                    "model.converters or train on the CPU",
                     kExitNotImplemented);
   if (info.cuda_devices == 0) throw UserError("TITAN_DEVICE = cuda: no GPU is visible to this process");
   return Device::cuda(local_rank % info.cuda_devices);
