@@ -68,6 +68,30 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
+// Checksums of row chunks: each tensor piece in a rank file carries, in the file's metadata,
+// "xxh3:<tensor>" = "<rows per chunk>:<hash>,<hash>,..." over consecutive chunks of at least
+// kChecksumChunkBytes and at most kMaxChunksPerPiece per piece (so headers stay small for 70B
+// models). A rank that loads rows reads (and verifies) only the chunks that hold them, so a
+// resharded load never reads whole files.
+constexpr std::int64_t kChecksumChunkBytes = 64 << 10;
+constexpr std::int64_t kMaxChunksPerPiece = 256;
+
+std::int64_t rows_of_piece(const Tensor& t) { return t.dim() == 0 ? 1 : t.size(0); }
+
+std::string chunk_checksums(const Tensor& t) {
+  const std::int64_t rows = rows_of_piece(t);
+  const std::int64_t row_bytes = rows ? static_cast<std::int64_t>(t.nbytes()) / rows : 0;
+  const std::int64_t chunk_rows = std::max({std::int64_t(1), row_bytes ? kChecksumChunkBytes / row_bytes : 1,
+                                            (rows + kMaxChunksPerPiece - 1) / kMaxChunksPerPiece});
+  std::string out = std::to_string(chunk_rows) + ":";
+  const char* p = static_cast<const char*>(t.raw());
+  for (std::int64_t r = 0; r < rows; r += chunk_rows) {
+    const std::int64_t n = std::min(chunk_rows, rows - r) * row_bytes;
+    out += (r ? "," : "") + hex(XXH3_64bits(p + r * row_bytes, static_cast<size_t>(n)));
+  }
+  return out;
+}
+
 std::string shape_csv(const Shape& s) {
   std::string out;
   for (auto d : s) out += (out.empty() ? "" : ",") + std::to_string(d);
@@ -201,6 +225,7 @@ void Checkpointer::save(std::int64_t step, const TrainingState& state, bool last
     const auto tw = Clock::now();
     try {
       if (!raw->snapshot.empty()) {
+        for (const auto& [name, t] : raw->snapshot) raw->file_meta["xxh3:" + name] = chunk_checksums(t);
         const std::string path = (fs::path(raw->tmp_dir) / rank_file(rank)).string();
         write_safetensors(path, raw->snapshot, raw->file_meta);
         fault.in_save(rank, step, path);
@@ -377,21 +402,71 @@ std::optional<Checkpointer::Loaded> Checkpointer::load_from(const std::string& d
                     std::to_string(state.progress.seed) + ": the data order would not continue; set --debug.seed " +
                     std::to_string(seed) + " (or exclude_from_loading = [\"dataloader\"])");
 
-  // Files are verified (size and xxHash) before their first use, then kept for the other tensors.
-  std::map<std::string, SafetensorsFile> files;
-  auto file = [&](const std::string& name) -> SafetensorsFile& {
+  // A file's size is checked against metadata.json and its header read at first use; tensor
+  // bytes are read later, only the checksum chunks that hold this rank's rows.
+  struct OpenFile {
+    std::string path;
+    SafetensorsHeader header;
+    std::string xxh3;            // the whole file's, from metadata.json
+    bool whole_verified = false;  // files without chunk checksums (format version 1)
+  };
+  std::map<std::string, OpenFile> files;
+  std::int64_t bytes_read = 0;  // tensor bytes this rank read (its rows, rounded out to chunks)
+  auto file = [&](const std::string& name) -> OpenFile& {
     auto it = files.find(name);
     if (it != files.end()) return it->second;
     const std::string path = (fs::path(dir) / name).string();
     const json& info = meta["files"].contains(name) ? meta["files"][name] : json();
     if (info.is_null()) throw UserError("checkpoint: '" + meta_path + "' names file '" + name + "' without its checksum");
     if (!fs::exists(path)) throw UserError("checkpoint: '" + path + "' is missing; the checkpoint is incomplete");
-    const auto [hash, bytes] = hash_file(path);
-    if (bytes != info.value("bytes", std::int64_t(-1)) || hex(hash) != info.value("xxh3", std::string()))
-      throw UserError("checkpoint: '" + path + "' is corrupt or truncated: " + std::to_string(bytes) + " bytes, xxh3 " +
-                      hex(hash) + "; metadata.json expects " + std::to_string(info.value("bytes", std::int64_t(-1))) +
-                      " bytes, xxh3 " + info.value("xxh3", std::string("?")) + "; load another step (checkpoint.load_step)");
-    return files.emplace(name, read_safetensors(path)).first->second;
+    const std::int64_t bytes = static_cast<std::int64_t>(fs::file_size(path));
+    if (bytes != info.value("bytes", std::int64_t(-1)))
+      throw UserError("checkpoint: '" + path + "' is corrupt or truncated: " + std::to_string(bytes) +
+                      " bytes; metadata.json expects " + std::to_string(info.value("bytes", std::int64_t(-1))) +
+                      "; load another step (checkpoint.load_step)");
+    return files.emplace(name, OpenFile{path, read_safetensors_header(path), info.value("xxh3", std::string())})
+        .first->second;
+  };
+  // Rows [b, e) of piece `name` (whose rows start at `first`) from a file, checksum-verified.
+  auto read_rows = [&](OpenFile& f, const std::string& name, std::int64_t first, std::int64_t b, std::int64_t e,
+                       std::int64_t row_elems) -> Tensor {
+    const auto& [dtype, shape] = f.header.tensors.at(name);
+    const std::int64_t piece_rows = shape.empty() ? 1 : shape[0];
+    const std::int64_t row_bytes = row_elems * static_cast<std::int64_t>(dtype_size(dtype));
+    const auto sums = f.header.metadata.find("xxh3:" + name);
+    // Checkpoints written before chunk checksums: verify the whole file once instead.
+    const std::string spec = sums != f.header.metadata.end() ? sums->second : std::to_string(piece_rows) + ":";
+    if (sums == f.header.metadata.end() && !f.whole_verified) {
+      const auto [hash, bytes] = hash_file(f.path);
+      if (hex(hash) != f.xxh3)
+        throw UserError("checkpoint: '" + f.path + "' is corrupt or truncated: xxh3 " + hex(hash) + ", metadata.json expects " +
+                        f.xxh3 + "; load another step (checkpoint.load_step)");
+      f.whole_verified = true;
+    }
+    const std::int64_t chunk_rows = std::max<std::int64_t>(1, std::stoll(spec.substr(0, spec.find(':'))));
+    std::vector<std::string> hashes;
+    for (size_t pos = spec.find(':') + 1; pos <= spec.size();) {
+      const size_t comma = std::min(spec.find(',', pos), spec.size());
+      hashes.push_back(spec.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+    const std::int64_t c0 = (b - first) / chunk_rows, c1 = (e - first + chunk_rows - 1) / chunk_rows;
+    const std::int64_t r0 = c0 * chunk_rows, r1 = std::min(c1 * chunk_rows, piece_rows);
+    Tensor buf = Tensor::empty({(r1 - r0) * row_elems}, dtype);
+    std::ifstream in(f.path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(f.header.data_begin.at(name) + std::uint64_t(r0 * row_bytes)));
+    if (!in.read(static_cast<char*>(buf.raw()), static_cast<std::streamsize>((r1 - r0) * row_bytes)))
+      throw UserError("checkpoint: '" + f.path + "' is corrupt or truncated: tensor '" + name + "' cannot be read");
+    bytes_read += (r1 - r0) * row_bytes;
+    for (std::int64_t c = c0; c < c1 && !f.whole_verified; ++c) {
+      const std::int64_t a = c * chunk_rows, z = std::min(a + chunk_rows, piece_rows);
+      const auto h = XXH3_64bits(static_cast<const char*>(buf.raw()) + (a - r0) * row_bytes, size_t((z - a) * row_bytes));
+      if (static_cast<size_t>(c) >= hashes.size() || hex(h) != hashes[size_t(c)])
+        throw UserError("checkpoint: '" + f.path + "' is corrupt or truncated: tensor '" + name + "' rows " +
+                        std::to_string(first + a) + ".." + std::to_string(first + z) +
+                        " do not match their checksum; load another step (checkpoint.load_step)");
+    }
+    return buf.view_range((b - first - r0) * row_elems, {(e - b) * row_elems});
   };
   // Copies the rows this rank owns from every piece that holds some of them.
   auto fill = [&](ShardedTensor& t) {
@@ -410,12 +485,12 @@ std::optional<Checkpointer::Loaded> Checkpointer::load_from(const std::string& d
       const std::int64_t b = std::max(rows.at(0), t.row_begin), e = std::min(rows.at(1), t.row_end);
       if (b >= e) continue;
       const std::string fname = piece.at("file").get<std::string>();
-      SafetensorsFile& f = file(fname);
-      auto it = f.tensors.find(t.name);
-      if (it == f.tensors.end() || it->second.numel() != (rows[1] - rows[0]) * row_elems)
+      OpenFile& f = file(fname);
+      auto it = f.header.tensors.find(t.name);
+      if (it == f.header.tensors.end() || numel_of(it->second.second) != (rows[1] - rows[0]) * row_elems)
         throw UserError("checkpoint: '" + (fs::path(dir) / fname).string() + "' lacks rows " + std::to_string(rows[0]) +
                         ".." + std::to_string(rows[1]) + " of tensor '" + t.name + "' that metadata.json places there");
-      const Tensor src = it->second.view_range((b - rows[0]) * row_elems, {(e - b) * row_elems});
+      const Tensor src = read_rows(f, t.name, rows[0], b, e, row_elems);
       t.rows.view_range((b - t.row_begin) * row_elems, {(e - b) * row_elems}).copy_from(src);
       covered += e - b;
     }
@@ -448,13 +523,14 @@ std::optional<Checkpointer::Loaded> Checkpointer::load_from(const std::string& d
     }
   }
   loaded.progress = pr;
-  spdlog::info("checkpoint: loaded '{}' (step {}{}) in {:.2f}s; {}", dir, meta.value("step", 0),
-               loaded.model_only ? ", model only" : "", seconds_since(t0),
+  spdlog::info("checkpoint: loaded '{}' (step {}{}) in {:.2f}s; {}; this rank read {:.2f} MiB", dir,
+               meta.value("step", 0), loaded.model_only ? ", model only" : "", seconds_since(t0),
                loaded.skipped.empty() ? std::string("all state restored") : "not loaded: " + [&] {
                  std::string s;
                  for (auto& k : loaded.skipped) s += (s.empty() ? "" : ", ") + k;
                  return s;
-               }());
+               }(),
+               double(bytes_read) / double(1 << 20));
   mesh_.world_group().barrier();
   return loaded;
 }

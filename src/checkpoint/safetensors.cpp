@@ -101,7 +101,10 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   std::map<std::string, Entry> entries;
   SafetensorsHeader out;
   parse_header(path, entries, out.metadata);
-  for (const auto& [name, e] : entries) out.tensors.emplace(name, std::make_pair(e.dtype, e.shape));
+  for (const auto& [name, e] : entries) {
+    out.tensors.emplace(name, std::make_pair(e.dtype, e.shape));
+    out.data_begin.emplace(name, e.begin);
+  }
   return out;
 }
 

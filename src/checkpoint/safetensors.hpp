@@ -21,6 +21,7 @@ SafetensorsFile read_safetensors(const std::string& path);
 // Only the header: each tensor's dtype and shape, and the metadata (no tensor data is read).
 struct SafetensorsHeader {
   std::map<std::string, std::pair<DType, Shape>> tensors;
+  std::map<std::string, std::uint64_t> data_begin;  // absolute file offset of each tensor's bytes
   std::map<std::string, std::string> metadata;
 };
 SafetensorsHeader read_safetensors_header(const std::string& path);
