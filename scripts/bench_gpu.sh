@@ -5,13 +5,14 @@
 # $OUT (or ./gpu_logs).
 #
 # On a machine that can build:   scripts/bench_gpu.sh            (builds build-gpu.obj first)
-# On a lent GPU machine (no apt): run scripts/gpu_bundle.sh here, then there
-#                                 scripts/bench_gpu.sh --prebuilt  (uses build-gpu/ + .devlibs/)
+# On a lent GPU machine (no apt): run scripts/gpu_bundle.sh here, carry .devbundle, then there
+#                                 scripts/bench_gpu.sh --prebuilt  (unpacks build-gpu/ + .devlibs/)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=${OUT:-gpu_logs}
 mkdir -p "$logs"
 if [ "${1:-}" = "--prebuilt" ]; then
+  [ -f .devbundle/titan_gpu.tar.xz ] && tar -xJf .devbundle/titan_gpu.tar.xz  # from scripts/gpu_bundle.sh
   bin=build-gpu
   # pip's CUDA libraries (cuBLAS, NCCL) where the toolkit's are not on the loader path.
   pylibs=$(python3 -c "import nvidia, os; d = os.path.dirname(nvidia.__path__[0]); print(':'.join(os.path.join(d, 'nvidia', x, 'lib') for x in os.listdir(os.path.join(d, 'nvidia'))))" 2>/dev/null || true)

@@ -3,7 +3,8 @@
 # network; ../shared/DEVICE.md) needs to run it: build-gpu/ (binaries and test executables
 # only) and .devlibs/ (the shared libraries from Debian packages that machine lacks: MPI,
 # OpenBLAS, spdlog/fmt, PCRE2, xxHash, ...; never libcuda, cuBLAS or NCCL, which it has).
-# Both folders are git-ignored; carry them: run(carry=["build-gpu", ".devlibs"]).
+# Both go into one compressed archive, .devbundle/titan_gpu.tar.xz (git-ignored, under the 64 MiB
+# a device call can carry): run(carry=[".devbundle"]); bench_gpu.sh --prebuilt unpacks it.
 #   scripts/gpu_bundle.sh [CUDA_ARCHS, default 90a]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,7 @@ done
 ldd build-gpu/* | awk '/=> \// { print $3 }' | sort -u |
   grep -v -E 'lib(cuda|cudart|cublas|cublasLt|nccl|nvidia|c|m|pthread|dl|rt|stdc\+\+|gcc_s)\.so' |
   while read -r lib; do cp -L "$lib" .devlibs/; done
-du -sh build-gpu .devlibs
+strip --strip-unneeded build-gpu/* .devlibs/*  # symbols only: the CUDA fatbins stay
+mkdir -p .devbundle
+tar -cJf .devbundle/titan_gpu.tar.xz build-gpu .devlibs
+du -sh build-gpu .devlibs .devbundle/titan_gpu.tar.xz
