@@ -1,17 +1,24 @@
-// bench_model: times one training step of a Llama 3 flavor on the CPU: forward, backward,
-// gradient-norm clipping and the AdamW update (--no-optimizer: forward + backward only).
-// Used by scripts/bench_cpu_model.sh, which runs it beside the same model in PyTorch eager.
-//   bench_model [--flavor debugmodel] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1] [--ac none|full|selective]
+// bench_model: times one training step of a Llama 3 flavor: forward, backward, gradient-norm
+// clipping and the AdamW update (--no-optimizer: forward + backward only), on the CPU or (with
+// the CUDA backend) the GPU. Prints tokens/s, achieved TFLOP/s and MFU against --peak-tflops.
+// Used by scripts/bench_cpu_model.sh (beside PyTorch eager) and scripts/bench_gpu.sh.
+//   bench_model [--flavor debugmodel] [--layers N] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1]
+//               [--ac none|full|selective] [--bf16] [--float8 RECIPE] [--device cpu|cuda] [--peak-tflops T]
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "autograd/functions.hpp"
 #include "core/errors.hpp"
 #include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
+
+#ifdef TITAN_WITH_CUDA
+#include "kernels/runtime.hpp"
+#endif
 
 int main(int argc, char** argv) {
   using namespace titan;
@@ -30,7 +37,21 @@ int main(int argc, char** argv) {
   std::string float8_recipe;
   app.add_option("--float8", float8_recipe, "convert the Linears (all but output) with this float8 recipe (emulated)")
       ->check(CLI::IsMember({"tensorwise", "rowwise", "rowwise_with_gw_hp", "delayed"}));
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name, "cpu, or cuda (the rank's GPU; CUDA builds only)")->check(CLI::IsMember({"cpu", "cuda"}));
+  bool bf16 = false;
+  app.add_flag("--bf16", bf16, "bf16 mixed precision (as training.mixed_precision_param = bfloat16)");
+  std::int64_t layers = 0;
+  app.add_option("--layers", layers, "use this many transformer blocks (an N-layer slice of a big flavor)");
+  double peak_tflops = 0;
+  app.add_option("--peak-tflops", peak_tflops, "peak for MFU (e.g. 989 for H100 SXM bf16 dense); 0: no MFU");
   CLI11_PARSE(app, argc, argv);
+  const Device device = device_name == "cuda" ? Device::cuda(0) : Device::cpu();
+  auto sync = [&] {
+#ifdef TITAN_WITH_CUDA
+    if (!device.is_cpu()) cuda::synchronize();
+#endif
+  };
 
   const llama3::ModelArgs* found = llama3::find_flavor(flavor);
   if (!found) {
@@ -39,9 +60,16 @@ int main(int argc, char** argv) {
   }
   llama3::ModelArgs args = *found;
   args.max_seq_len = seq;
+  if (layers > 0) args.n_layers = layers;
   llama3::Transformer model(args);
   llama3::init_weights(model, 0);
   if (!float8_recipe.empty()) float8::convert_to_float8(model, {"output"}, float8_recipe);
+  try {
+    if (!device.is_cpu()) model.move_to(device);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: --device %s: %s\n", device_name.c_str(), e.what());
+    return kExitUsageError;
+  }
   using Mode = llama3::ActivationCheckpointing::Mode;
   model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
 
@@ -50,21 +78,33 @@ int main(int argc, char** argv) {
     tokens.data<std::int64_t>()[i] = (i * 7919) % args.vocab_size;
     targets.data<std::int64_t>()[i] = (i * 7919 + 1) % args.vocab_size;
   }
+  tokens = tokens.to(device);
+  targets = targets.to(device);
   std::vector<autograd::Variable*> params;
   for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0, loss = 0;
   reset_cpu_peak_bytes();
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) cuda::reset_peak_memory();
+#endif
   for (int it = 0; it < warmup + iters; ++it) {
     for (auto& [fqn, p] : model.named_parameters()) p->zero_grad();
     const auto t0 = std::chrono::steady_clock::now();
-    autograd::Variable l = autograd::cross_entropy(model.forward_tokens(tokens), targets);
+    autograd::Variable logits;
+    {
+      std::optional<autograd::Bf16ComputeGuard> mixed;
+      if (bf16) mixed.emplace();
+      logits = model.forward_tokens(tokens);
+    }
+    autograd::Variable l = autograd::cross_entropy(logits, targets);
     l.backward();
     if (!no_optimizer) {
       optim::clip_grad_norm(params, 1.0);
       optimizer.step(8e-4);
       float8::sync_amax_histories(model, [](std::vector<float>&) {});
     }
+    sync();  // GPU kernels are asynchronous: the step ends when the stream is done
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     loss = l.data().item(0);
     if (it >= warmup) {
@@ -73,9 +113,20 @@ int main(int argc, char** argv) {
     }
   }
   const double tokens_per_step = double(batch * seq);
-  std::printf("titan.cpp %s batch %lld seq %lld ac %s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, %.0f tokens/s, peak %.0f MiB\n",
-              flavor.c_str(), (long long)batch, (long long)seq, ac_mode.c_str(), no_optimizer ? " fwd+bwd" : " full step",
-              float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), loss, total / iters, best,
-              tokens_per_step * iters / total, double(cpu_peak_bytes()) / (1 << 20));
+  double peak_bytes = double(cpu_peak_bytes());
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) peak_bytes = double(cuda::memory_stats().peak);
+#endif
+  const double tps = tokens_per_step * iters / total;
+  const double tflops = llama3::flops_per_token(args, seq) * tps / 1e12;
+  char mfu[32] = "n/a";
+  if (peak_tflops > 0) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / peak_tflops);
+  std::printf("titan.cpp %s (%lld layers) on %s batch %lld seq %lld ac %s%s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, "
+              "%.0f tokens/s, %.2f TFLOP/s, MFU %s, peak %.0f MiB\n",
+              flavor.c_str(), (long long)args.n_layers, device.str().c_str(), (long long)batch, (long long)seq, ac_mode.c_str(),
+              no_optimizer ? " fwd+bwd" : " full step", bf16 ? " bf16" : " f32",
+              float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), loss, total / iters, best, tps, tflops,
+              mfu,
+              peak_bytes / (1 << 20));
   return 0;
 }
