@@ -76,7 +76,7 @@ void Fsdp::add_unit(const std::string& name, const std::vector<nn::Module*>& mod
       u->params.push_back(std::move(p));
     }
   }
-  u->flat = Tensor::empty({offset});
+  u->flat = Tensor::empty({offset}, DType::f32, opt_.device);
   u->flat.storage()->release();  // allocated by the first gather
   for (auto& p : u->params) p.module_param->set_data(u->flat.view_range(p.offset, p.shape));
 
@@ -112,8 +112,8 @@ void Fsdp::init_shards(const std::function<void(const std::string&, Tensor&, std
       Shape real_shape = p.shape;
       real_shape[0] = real_rows;
       rows = rows.view(real_shape);
-      if (real_rows > 0) init(p.fqn, rows, first_row * p.row_elems);
-      p.shard = Variable(shard, true, p.fqn);
+      if (real_rows > 0) init(p.fqn, rows, first_row * p.row_elems);  // on the host (the RNG streams)
+      p.shard = Variable(opt_.device.is_cpu() ? shard : shard.to(opt_.device), true, p.fqn);
     }
 }
 
@@ -148,6 +148,7 @@ Tensor Fsdp::full_parameter(size_t i) {
   for (auto& u : units_) {
     if (i < u->params.size()) {
       const Param& p = u->params[i];
+      // Gathered into host memory: the caller writes it to a file.
       Tensor padded = Tensor::empty({p.padded_numel(mesh_.shard())});
       mesh_.shard_group().all_gather(p.shard.data().view({p.shard.data().numel()}), padded);
       return padded.view_range(0, p.shape).clone();
@@ -181,13 +182,14 @@ void Fsdp::gather(Unit& u) {
       // e4m3 bytes with the global-amax scale; dequantized on arrival (the CPU computes in f32).
       const float scale = *p.float8_scale;
       const float8::Float8Tensor mine = float8::cast_to_float8_with_scale(p.shard_2d(), DType::f8e4m3, scale);
-      Tensor bytes = Tensor::empty({p.padded_numel(S)}, DType::f8e4m3);
+      Tensor bytes = Tensor::empty({p.padded_numel(S)}, DType::f8e4m3, opt_.device);
       group.all_gather(mine.data.view({mine.data.numel()}), bytes);
-      const float8::Float8Tensor all{bytes.view({S * p.rows_per_shard, p.row_elems}), Tensor::full({1}, scale)};
+      const float8::Float8Tensor all{bytes.view({S * p.rows_per_shard, p.row_elems}),
+                                     Tensor::full({1}, scale, DType::f32, opt_.device)};
       region.copy_from(all.dequantize().view({p.padded_numel(S)}));
       p.float8->set_precast_weight_scale(scale);
     } else if (opt_.param_dtype == DType::bf16) {
-      Tensor all = Tensor::empty({p.padded_numel(S)}, DType::bf16);
+      Tensor all = Tensor::empty({p.padded_numel(S)}, DType::bf16, opt_.device);
       group.all_gather(shard_flat.to(DType::bf16), all);
       region.copy_from(all);
     } else {
@@ -209,9 +211,9 @@ void Fsdp::post_backward(Unit& u) {
     const int S = mesh_.shard();
     for (auto& p : u.params) {
       Tensor& g = p.module_param->grad();
-      Tensor padded = Tensor::zeros({p.padded_numel(S)});
+      Tensor padded = Tensor::zeros({p.padded_numel(S)}, DType::f32, opt_.device);
       if (g.defined()) padded.view_range(0, g.shape()).copy_from(g);
-      Tensor shard_grad = Tensor::empty(p.shard_shape());
+      Tensor shard_grad = Tensor::empty(p.shard_shape(), DType::f32, opt_.device);
       // mixed_precision_reduce = bfloat16: each rank's contribution and each reduction's result
       // are rounded to bf16 (what a bf16 reduce-scatter delivers); MPI sums the rounded values
       // in f32, so the bytes on the wire are still f32's on the CPU backend.

@@ -42,6 +42,7 @@ struct FsdpOptions {
   DType reduce_dtype = DType::f32;  // mixed_precision_reduce: precision of the gradient reductions
   bool float8_all_gather = false;   // enable_fsdp_float8_all_gather
   bool precompute_float8_scales = false;  // precompute_float8_dynamic_scale_for_fsdp
+  Device device = Device::cpu();          // where shards, gathered units and gradients live
 };
 
 // The per-rank footprint of the sharded training state (bytes).

@@ -122,6 +122,17 @@ Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce
 
 Tensor Float8Tensor::dequantize() const {
   const std::int64_t R = data.size(0), C = data.size(1);
+#ifdef TITAN_WITH_CUDA
+  if (on_gpu(data)) {
+    const Tensor s = scale.device() == data.device() ? scale : scale.to(data.device());
+    const auto ax = axis == ScaleAxis::per_row      ? cuda::Fp8ScaleAxis::per_row
+                    : axis == ScaleAxis::per_column ? cuda::Fp8ScaleAxis::per_column
+                                                    : cuda::Fp8ScaleAxis::tensor;
+    Tensor out = Tensor::empty({R, C}, DType::f32, data.device());
+    cuda::dequantize_fp8(data.raw(), data.dtype(), R, C, s.data<float>(), ax, out.data<float>());
+    return out;
+  }
+#endif
   Tensor out = Tensor::empty({R, C});
   const std::uint8_t* d = data.data<std::uint8_t>();
   const float* s = scale.data<float>();
@@ -175,6 +186,15 @@ Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, b
 
 Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale) {
   require_2d_f32(x, "float8 cast");
+#ifdef TITAN_WITH_CUDA
+  if (on_gpu(x)) {
+    Float8Tensor out{Tensor::empty(x.shape(), f8, x.device()), Tensor::full({1}, scale, DType::f32, x.device()),
+                     Float8Tensor::ScaleAxis::tensor};
+    cuda::cast_to_fp8(x.raw(), DType::f32, x.size(0), x.size(1), f8, out.scale.data<float>(), cuda::Fp8ScaleAxis::tensor,
+                      out.data.raw(), nullptr);
+    return out;
+  }
+#endif
   Float8Tensor out{Tensor::empty(x.shape(), f8), Tensor::full({1}, scale), Float8Tensor::ScaleAxis::tensor};
   const float* p = x.data<float>();
   std::uint8_t* d = out.data.data<std::uint8_t>();

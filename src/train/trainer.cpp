@@ -42,18 +42,16 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // The device this rank trains on. The CPU by default; TITAN_DEVICE=cuda opts in to the CUDA
-// backend, which is experimental: it has not run on a GPU yet (docs/cuda.md), and covers one
-// process (FSDP over NCCL is still to come); float8 runs torchao's emulation with GPU casts.
-Device training_device(const Plan& plan, int local_rank) {
+// backend, which is experimental: it has not run on a GPU yet (docs/cuda.md). Ranks of a node
+// share its GPUs (local rank mod count); their collectives go through host memory (the MPI-staged
+// process group; NCCL is still to come); float8 runs torchao's emulation with GPU casts.
+Device training_device(int local_rank) {
   const std::string want = requested_device();
   if (want == "cpu" || want.empty()) return Device::cpu();
   if (want != "cuda") throw UserError("TITAN_DEVICE = '" + want + "': use cpu or cuda");
   const DeviceInfo info = probe_devices(local_rank);
   if (!info.cuda_built)
     throw UserError("TITAN_DEVICE = cuda: this build has no CUDA backend (nvcc was not found when it was built)");
-  if (plan.dims.world > 1)
-    throw UserError("TITAN_DEVICE = cuda: GPU training runs in one process for now (FSDP on GPUs is not implemented)",
-                    kExitNotImplemented);
   if (info.cuda_devices == 0) throw UserError("TITAN_DEVICE = cuda: no GPU is visible to this process");
   return Device::cuda(local_rank % info.cuda_devices);
 }
@@ -263,7 +261,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   // With more than one rank the model is built on the meta device and FSDP materialises only
   // this rank's shards (no rank ever holds the full model); one process trains it as it is.
   const bool sharded = plan.dims.world > 1;
-  const Device device = training_device(plan, world.local_rank());
+  const Device device = training_device(world.local_rank());
   std::unique_ptr<llama3::Transformer> model_ptr;
   {
     std::optional<nn::MetaGuard> meta;
@@ -287,6 +285,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     dist::FsdpOptions fo;
     fo.param_dtype = bf16 ? DType::bf16 : DType::f32;
     fo.reduce_dtype = cfg.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
+    fo.device = device;
     fo.float8_all_gather = plan.float8 && cfg.float8.enable_fsdp_float8_all_gather;
     fo.precompute_float8_scales = fo.float8_all_gather && cfg.float8.precompute_float8_dynamic_scale_for_fsdp;
     fsdp = std::make_unique<dist::Fsdp>(mesh, fo);
@@ -295,6 +294,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       llama3::init_parameter(fqn, rows, first, plan.model, seed);
     });
     params = fsdp->sharded_parameters();
+    if (!device.is_cpu()) model.move_to(device);  // the RoPE table (the parameters are FSDP's)
     fsdp->refresh_after_update();  // precomputed float8 scales for the first step too
     spdlog::info("fsdp: {} on {} ranks; units tok_embeddings, layers.0..{}, [norm, output]; all-gather in {}{}; "
                  "reshard_after_forward {}",

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Training parity, GPU against CPU: the same run (debug model, 50 steps by default) on the CPU
-# backend and on the CUDA backend (TITAN_DEVICE=cuda); every step's loss within TOL relative.
+# backend and on the CUDA backend (TITAN_DEVICE=cuda; GPU_RANKS_LAUNCHER, e.g. "mpirun -np 2",
+# runs it on ranks sharing the GPU); every step's loss and grad norm within TOL relative.
 # Exits 77 (ctest: skipped) where no GPU is visible.
 # usage: check_gpu_training.sh GPU_TESTS TOL RUN_TRAIN [RUN_TRAIN ARGS...]
 set -u
 gpu_tests=$1; tol=$2; shift 2
 "$gpu_tests" --list-test-names-only > /dev/null 2>&1
 [ $? -eq 77 ] && { echo "no CUDA device visible: skipped"; exit 77; }
-COMPARE_B_LAUNCHER="env TITAN_DEVICE=cuda" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" --a --b
+COMPARE_B_LAUNCHER="env TITAN_DEVICE=cuda ${GPU_RANKS_LAUNCHER:-}" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" --a --b
