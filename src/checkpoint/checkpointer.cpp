@@ -443,7 +443,13 @@ std::optional<Checkpointer::Loaded> Checkpointer::load_from(const std::string& d
                         f.xxh3 + "; load another step (checkpoint.load_step)");
       f.whole_verified = true;
     }
-    const std::int64_t chunk_rows = std::max<std::int64_t>(1, std::stoll(spec.substr(0, spec.find(':'))));
+    std::int64_t chunk_rows = 0;
+    try {
+      chunk_rows = std::max<std::int64_t>(1, std::stoll(spec.substr(0, spec.find(':'))));
+    } catch (const std::exception&) {
+      throw UserError("checkpoint: '" + f.path + "' is corrupt or truncated: bad checksum list for tensor '" + name +
+                      "'; load another step (checkpoint.load_step)");
+    }
     std::vector<std::string> hashes;
     for (size_t pos = spec.find(':') + 1; pos <= spec.size();) {
       const size_t comma = std::min(spec.find(',', pos), spec.size());

@@ -78,8 +78,10 @@ class MpiWork final : public Work {
 // where present). The device results are written back when the collective is waited for.
 class StagedWork final : public Work {
  public:
-  StagedWork(std::unique_ptr<Work> inner, std::vector<std::pair<Tensor, Tensor>> copy_back)
-      : inner_(std::move(inner)), copy_back_(std::move(copy_back)) {}
+  // `keep_alive`: host inputs MPI still reads until the collective completes.
+  StagedWork(std::unique_ptr<Work> inner, std::vector<std::pair<Tensor, Tensor>> copy_back,
+             std::vector<Tensor> keep_alive = {})
+      : inner_(std::move(inner)), copy_back_(std::move(copy_back)), keep_alive_(std::move(keep_alive)) {}
   ~StagedWork() override {
     if (inner_) wait();
   }
@@ -88,11 +90,13 @@ class StagedWork final : public Work {
     inner_->wait();
     inner_.reset();
     for (auto& [host, device] : copy_back_) device.copy_from(host);
+    keep_alive_.clear();
   }
 
  private:
   std::unique_ptr<Work> inner_;
   std::vector<std::pair<Tensor, Tensor>> copy_back_;  // (host result, device destination)
+  std::vector<Tensor> keep_alive_;
 };
 
 bool on_device(const Tensor& t) { return !t.device().is_cpu(); }
@@ -163,7 +167,8 @@ class MpiProcessGroup final : public ProcessGroup {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
       if (on_device(out)) back.push_back({h, out});
-      return std::make_unique<StagedWork>(all_gather_async(host_input(shard), h), std::move(back));
+      const Tensor in = host_input(shard);
+      return std::make_unique<StagedWork>(all_gather_async(in, h), std::move(back), std::vector<Tensor>{in});
     }
     if (out.numel() != shard.numel() * size_ || out.dtype() != shard.dtype())
       throw std::invalid_argument("all_gather: output " + shape_str(out.shape()) + " does not hold " +
@@ -184,7 +189,8 @@ class MpiProcessGroup final : public ProcessGroup {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
       if (on_device(out)) back.push_back({h, out});
-      return std::make_unique<StagedWork>(reduce_scatter_async(host_input(in), h, op), std::move(back));
+      const Tensor src = host_input(in);
+      return std::make_unique<StagedWork>(reduce_scatter_async(src, h, op), std::move(back), std::vector<Tensor>{src});
     }
     check_reducible(in, "reduce_scatter");
     if (in.numel() != out.numel() * size_ || in.dtype() != out.dtype())

@@ -100,6 +100,8 @@ Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
 
 Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2) {
   require_2d_f32(x, "float8 cast");
+  if (!x.device().is_cpu())  // the trainer's GPU path fake-quantizes; bytes come from cast_to_float8_with_scale
+    throw std::invalid_argument("float8 cast_to_float8: a CPU tensor is needed, got one on " + x.device().str());
   if (f8 != DType::f8e4m3 && f8 != DType::f8e5m2) throw std::invalid_argument("float8 cast: target must be a float8 dtype");
   Float8Tensor out{Tensor::empty(x.shape(), f8), amax_to_scale(amax(x, g, reduce_dim), f8, round_to_power_of_2)};
   const std::int64_t R = x.size(0), C = x.size(1);

@@ -6,6 +6,11 @@
 # usage: check_gpu_training.sh GPU_TESTS TOL RUN_TRAIN [RUN_TRAIN ARGS...]
 set -u
 gpu_tests=$1; tol=$2; shift 2
-"$gpu_tests" --list-test-names-only > /dev/null 2>&1
-[ $? -eq 77 ] && { echo "no CUDA device visible: skipped"; exit 77; }
+"$gpu_tests" --has-gpu
+case $? in
+  0) ;;
+  77) echo "no CUDA device visible: skipped"; exit 77 ;;
+  *) echo "FAIL: $gpu_tests --has-gpu did not run"; exit 1 ;;
+esac
+unset TITAN_DEVICE  # run a is the CPU reference
 COMPARE_B_LAUNCHER="env TITAN_DEVICE=cuda ${GPU_RANKS_LAUNCHER:-}" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" --a --b
