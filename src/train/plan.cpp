@@ -164,7 +164,7 @@ std::string plan_text(const Plan& p) {
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
   if (p.float8) {
     int converted = 0;
-    text += "  float8       recipe " + p.float8_recipe + " (emulated on the CPU); Linear layers:\n";
+    text += "  float8       recipe " + p.float8_recipe + " (emulated: float8 casts, float32 GEMMs); Linear layers:\n";
     for (const auto& d : p.linears) {
       std::snprintf(buf, sizeof buf, "    %-34s [%6lld, %6lld]  %s\n", d.fqn.c_str(), (long long)d.out_features,
                     (long long)d.in_features, d.reason.c_str());

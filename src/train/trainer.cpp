@@ -71,6 +71,21 @@ MemoryReading memory_reading(Device device, double host_total) {
   return {double(cpu_peak_bytes()), host_total};
 }
 
+// The per-rank peak for the mfu column: the GPU's dense bf16 tensor-core peak from a small table
+// (0, i.e. not computed, for GPUs not in it), or the CPU's measured GEMM throughput.
+double peak_flops(Device device) {
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) {
+    const std::string name = cuda::device_properties(device.index).name;
+    if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return 989.4e12;
+    if (name.find("A100") != std::string::npos) return 312e12;
+    return 0;
+  }
+#endif
+  (void)device;
+  return measure_cpu_peak_flops();
+}
+
 void reset_memory_peak(Device device) {
 #ifdef TITAN_WITH_CUDA
   if (!device.is_cpu()) cuda::reset_peak_memory();
@@ -234,7 +249,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
                  "optimizer state, loss and reductions in float32");
   if (cfg.compile.enable)
-    spdlog::info("compile.enable: no effect on the CPU backend (it selects CUDA graphs and fused float8 casts on a GPU)");
+    spdlog::info("compile.enable: no effect (CUDA graphs for the GPU step are not implemented yet)");
 
   const std::uint64_t seed = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
   auto tokenizer = data::load_tokenizer(cfg.model.tokenizer, cfg.model.hf_assets_path);
@@ -333,7 +348,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   std::filesystem::create_directories(cfg.job.dump_folder, ec);
   const bool write_metrics = world.rank() == 0 || cfg.metrics.save_for_all_ranks;
   const std::string suffix = world.rank() == 0 ? "" : "_rank" + std::to_string(world.rank());
-  MetricsLogger metrics(plan.flops_per_token, measure_cpu_peak_flops(),
+  MetricsLogger metrics(plan.flops_per_token, peak_flops(device),
                         write_metrics ? (std::filesystem::path(cfg.job.dump_folder) / ("metrics" + suffix + ".jsonl")).string() : "");
   const bool show_eta = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
   const double mem_total = physical_memory_bytes();
