@@ -108,6 +108,26 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   return out;
 }
 
+Tensor read_safetensors_rows(const std::string& path, const SafetensorsHeader& h, const std::string& name,
+                             std::int64_t begin, std::int64_t end) {
+  const auto it = h.tensors.find(name);
+  if (it == h.tensors.end()) throw UserError("safetensors: '" + path + "' has no tensor '" + name + "'");
+  const auto& [dtype, shape] = it->second;
+  const std::int64_t rows = shape.empty() ? 1 : shape[0];
+  if (begin < 0 || end < begin || end > rows)
+    throw UserError("safetensors: '" + path + "' tensor '" + name + "' has " + std::to_string(rows) + " rows, not " +
+                    std::to_string(begin) + ".." + std::to_string(end));
+  Shape out_shape = shape.empty() ? Shape{1} : shape;
+  out_shape[0] = end - begin;
+  Tensor t = Tensor::empty(out_shape, dtype);
+  const std::uint64_t row_bytes = rows ? static_cast<std::uint64_t>(numel_of(shape) / rows) * dtype_size(dtype) : 0;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(h.data_begin.at(name) + std::uint64_t(begin) * row_bytes));
+  if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes())))
+    throw UserError("safetensors: '" + path + "' tensor '" + name + "': read failed (file truncated?)");
+  return t;
+}
+
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::json j = nlohmann::json::object();

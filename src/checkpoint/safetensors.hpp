@@ -25,6 +25,10 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
 };
 SafetensorsHeader read_safetensors_header(const std::string& path);
+// Rows [begin, end) along dim 0 of tensor `name` of `path` (whose header is `h`), in its stored
+// dtype: a ranged read of just those bytes.
+Tensor read_safetensors_rows(const std::string& path, const SafetensorsHeader& h, const std::string& name,
+                             std::int64_t begin, std::int64_t end);
 
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

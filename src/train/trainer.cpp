@@ -173,7 +173,7 @@ std::map<std::string, Tensor> full_parameters(dist::Fsdp* fsdp, dist::DeviceMesh
   return out;
 }
 
-// checkpoint.initial_load_in_hf: every rank reads the HF files and keeps the rows it owns.
+// checkpoint.initial_load_in_hf: every rank reads the rows it owns from the HF files.
 // `key` is the config key that named the folder (for error messages).
 void import_hf(const std::string& key, const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
                const std::vector<std::string>& names) {
@@ -196,19 +196,24 @@ void import_hf(const std::string& key, const std::string& path, const Plan& plan
                                 key, config_path, hf.dim, hf.n_layers, hf.n_heads, hf.kv_heads(), hf.vocab_size,
                                 hf.ffn_hidden(), plan.flavor, m.dim, m.n_layers, m.n_heads, m.kv_heads(), m.vocab_size,
                                 m.ffn_hidden()));
-  const auto weights = llama3::read_hf(path, m);
+  // Each rank reads only the rows it owns (ranged reads; q/k through whole heads).
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> wanted;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto [global, begin, end] = owned_rows(fsdp, params, i);
+    wanted[names[i]] = {begin, end};
+  }
+  const auto weights = llama3::read_hf_rows(path, m, wanted);
   for (size_t i = 0; i < params.size(); ++i) {
     auto it = weights.find(names[i]);
     if (it == weights.end())
       throw UserError(key + ": '" + path + "' has no tensor '" + llama3::to_hf_name(names[i]) + "'");
     const auto [global, begin, end] = owned_rows(fsdp, params, i);
-    if (it->second.shape() != global)
+    if (it->second.global != global || !it->second.rows.defined())
       throw UserError(key + ": '" + path + "' tensor '" + llama3::to_hf_name(names[i]) +
-                      "' has shape " + shape_str(it->second.shape()) + ", the model's is " + shape_str(global));
+                      "' has shape " + shape_str(it->second.global) + ", the model's is " + shape_str(global));
     Shape local = global;
     local[0] = end - begin;
-    const std::int64_t row = numel_of(global) / global[0];
-    params[i]->data().view_range(0, local).copy_from(it->second.view_range(begin * row, local));
+    if (local[0] > 0) params[i]->data().view_range(0, local).copy_from(it->second.rows);
   }
   if (fsdp) fsdp->refresh_after_update();
   spdlog::info("checkpoint: loaded HF weights from '{}' ({} tensors) in {:.2f}s", path, weights.size(), seconds_since(t0));

@@ -165,7 +165,10 @@ void write_hf(const std::string& dir, const std::map<std::string, Tensor>& param
   if (!cfg) throw UserError("hf: cannot write '" + (std::filesystem::path(dir) / "config.json").string() + "'");
 }
 
-std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& args) {
+namespace {
+
+// The safetensors files of an HF model folder.
+std::vector<std::string> hf_files(const std::string& dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> files;
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
@@ -184,16 +187,60 @@ std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& a
     throw UserError("hf: '" + dir + "' holds neither model.safetensors nor model.safetensors.index.json; point "
                     "checkpoint.initial_load_path at an HF model folder");
   }
+  return files;
+}
+
+void check_rope_shape(const std::string& path, const std::string& hf_name, const Shape& shape, std::int64_t heads) {
+  if (shape.size() != 2 || shape[0] % (heads * 2) != 0)
+    throw UserError("hf: '" + path + "' tensor '" + hf_name + "' has shape " + shape_str(shape) + ", which is not " +
+                    std::to_string(heads) + " heads of even size");
+}
+
+}  // namespace
+
+std::map<std::string, HfRows> read_hf_rows(const std::string& dir, const ModelArgs& args,
+                                           const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& wanted) {
+  std::map<std::string, HfRows> out;
+  for (const auto& path : hf_files(dir)) {
+    const checkpoint::SafetensorsHeader h = checkpoint::read_safetensors_header(path);
+    for (const auto& [hf_name, dtype_shape] : h.tensors) {
+      const auto fqn = from_hf_name(hf_name);
+      if (!fqn || !wanted.count(*fqn)) continue;
+      const Shape& shape = dtype_shape.second;
+      auto [b, e] = wanted.at(*fqn);
+      HfRows r{shape, Tensor()};
+      const std::int64_t rows = shape.empty() ? 1 : shape[0];
+      if (e <= rows && b == e) {  // a rank whose shard is all padding
+        Shape empty = shape;
+        empty[0] = 0;
+        r.rows = Tensor::empty(empty, dtype_shape.first);
+      } else if (e <= rows) {
+        if (auto heads = rope_heads(*fqn, args)) {
+          // Our row order differs from HF's only within a head: read the whole heads that hold
+          // [b, e), put them in our order, keep [b, e).
+          check_rope_shape(path, hf_name, shape, *heads);
+          const std::int64_t head_dim = rows / *heads, h0 = b / head_dim, h1 = (e + head_dim - 1) / head_dim;
+          const Tensor block = checkpoint::read_safetensors_rows(path, h, hf_name, h0 * head_dim, h1 * head_dim);
+          r.rows = permute_rope_rows(block, h1 - h0, false).slice_rows(b - h0 * head_dim, e - h0 * head_dim);
+        } else {
+          r.rows = checkpoint::read_safetensors_rows(path, h, hf_name, b, e);
+        }
+      }
+      out[*fqn] = r;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& args) {
   std::map<std::string, Tensor> out;
-  for (const auto& path : files)
+  for (const auto& path : hf_files(dir))
     for (auto& [hf_name, t] : checkpoint::read_safetensors(path).tensors) {
       auto fqn = from_hf_name(hf_name);
       if (!fqn) continue;  // buffers such as rotary_emb.inv_freq
       Tensor w = t;
       if (auto heads = rope_heads(*fqn, args)) {
-        if (w.dim() != 2 || w.size(0) % (*heads * 2) != 0)
-          throw UserError("hf: '" + path + "' tensor '" + hf_name + "' has shape " + shape_str(w.shape()) +
-                          ", which is not " + std::to_string(*heads) + " heads of even size");
+        check_rope_shape(path, hf_name, w.shape(), *heads);
         w = permute_rope_rows(w, *heads, false);
       }
       out[*fqn] = w;

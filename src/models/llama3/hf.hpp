@@ -48,4 +48,15 @@ void write_hf(const std::string& dir, const std::map<std::string, Tensor>& param
 // Throws UserError naming the file and tensor for a missing, unknown or misshapen tensor.
 std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& args);
 
+// The same, reading only rows [begin, end) (titan.cpp's row order) of each FQN in `wanted`: what
+// one FSDP rank owns. q/k rows come through the whole heads that hold them. `global` is the full
+// tensor's shape from the file; `rows` is left undefined when the range does not fit it (the
+// caller reports the shape mismatch).
+struct HfRows {
+  Shape global;
+  Tensor rows;
+};
+std::map<std::string, HfRows> read_hf_rows(const std::string& dir, const ModelArgs& args,
+                                           const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& wanted);
+
 }  // namespace titan::llama3
