@@ -584,15 +584,6 @@ __device__ __forceinline__ void simt_mm(float (&acc)[MI][NJ], const float* A, in
   }
 }
 
-// Sum / max over the 16 lanes holding one row (lanes differing in their low 4 bits).
-__device__ __forceinline__ float row16_sum(float x) {
-  for (int o = 8; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-__device__ __forceinline__ float row16_max(float x) {
-  for (int o = 8; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
 
 template <class T, int D>
 __global__ void __launch_bounds__(kSimtThreads) attn_fwd_simt(const T* __restrict__ q, const T* __restrict__ k,
@@ -638,7 +629,7 @@ __global__ void __launch_bounds__(kSimtThreads) attn_fwd_simt(const T* __restric
         if (n == mb && n * TS + tx + 16 * j > row) s[i][j] = -INFINITY;
         mx = fmaxf(mx, s[i][j]);
       }
-      const float m_new = fmaxf(mrow[i], row16_max(mx));
+      const float m_new = fmaxf(mrow[i], warp_max<16>(mx));  // over the 16 lanes of a row
       const float shift = m_new == -INFINITY ? 0.f : m_new;
       const float alpha = exp2f(mrow[i] - shift);
       mrow[i] = m_new;
@@ -649,7 +640,7 @@ __global__ void __launch_bounds__(kSimtThreads) attn_fwd_simt(const T* __restric
         sum += p;
         sP[(ty + 16 * i) * LP + tx + 16 * j] = p;
       }
-      lrow[i] = lrow[i] * alpha + row16_sum(sum);
+      lrow[i] = lrow[i] * alpha + warp_sum<16>(sum);
 #pragma unroll
       for (int j = 0; j < DJ; ++j) o[i][j] *= alpha;
     }

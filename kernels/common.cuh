@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "core/dtype.hpp"
@@ -55,12 +56,45 @@ inline unsigned grid_for(std::int64_t n, int threads, std::int64_t max_blocks = 
   return static_cast<unsigned>(b < max_blocks ? b : max_blocks);
 }
 
+// Vectorized access: N consecutive T (N * sizeof(T) bytes, aligned to that) moved as one
+// memory transaction of the matching raw type, converted to/from f32 registers.
+template <int Bytes>
+struct RawVec;
+template <> struct RawVec<2> { using type = unsigned short; };
+template <> struct RawVec<4> { using type = unsigned int; };
+template <> struct RawVec<8> { using type = uint2; };
+template <> struct RawVec<16> { using type = uint4; };
+
+template <class T, int N>
+__device__ __forceinline__ void load_f32(const T* p, float (&out)[N]) {
+  using R = typename RawVec<sizeof(T) * N>::type;
+  const R raw = *reinterpret_cast<const R*>(p);
+  T v[N];
+  memcpy(v, &raw, sizeof(R));
+#pragma unroll
+  for (int k = 0; k < N; ++k) out[k] = to_f32(v[k]);
+}
+template <class T, int N>
+__device__ __forceinline__ void store_f32(T* p, const float (&in)[N]) {
+  using R = typename RawVec<sizeof(T) * N>::type;
+  T v[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) v[k] = from_f32<T>(in[k]);
+  R raw;
+  memcpy(&raw, v, sizeof(R));
+  *reinterpret_cast<R*>(p) = raw;
+}
+
+// Sum / max over groups of kLanes lanes (lanes differing only in their low log2(kLanes) bits;
+// 32: the whole warp). Every lane of a group gets its group's result.
+template <int kLanes = 32>
 __device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = kLanes / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+template <int kLanes = 32>
 __device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = kLanes / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.

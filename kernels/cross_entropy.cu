@@ -27,33 +27,6 @@
 namespace titan::cuda {
 namespace {
 
-template <int Bytes>
-struct RawVec;
-template <> struct RawVec<2> { using type = unsigned short; };
-template <> struct RawVec<4> { using type = unsigned int; };
-template <> struct RawVec<8> { using type = uint2; };
-template <> struct RawVec<16> { using type = uint4; };
-
-template <class T, int N>
-__device__ __forceinline__ void load_f32(const T* p, float (&out)[N]) {
-  using R = typename RawVec<sizeof(T) * N>::type;
-  const R raw = *reinterpret_cast<const R*>(p);
-  T v[N];
-  memcpy(v, &raw, sizeof(R));
-#pragma unroll
-  for (int k = 0; k < N; ++k) out[k] = to_f32(v[k]);
-}
-template <class T, int N>
-__device__ __forceinline__ void store_f32(T* p, const float (&in)[N]) {
-  using R = typename RawVec<sizeof(T) * N>::type;
-  T v[N];
-#pragma unroll
-  for (int k = 0; k < N; ++k) v[k] = from_f32<T>(in[k]);
-  R raw;
-  memcpy(&raw, v, sizeof(R));
-  *reinterpret_cast<R*>(p) = raw;
-}
-
 // exp(m_old - m_new) with equal maxima (both -inf or both +inf) giving 1 instead of NaN.
 __device__ __forceinline__ float rescale(float m_old, float m_new) {
   return m_old == m_new ? 1.0f : expf(m_old - m_new);

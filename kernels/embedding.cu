@@ -34,23 +34,6 @@ namespace {
 
 __device__ unsigned int g_out_of_range = 0;
 
-template <int Bytes>
-struct RawVec;
-template <> struct RawVec<2> { using type = unsigned short; };
-template <> struct RawVec<4> { using type = unsigned int; };
-template <> struct RawVec<8> { using type = uint2; };
-template <> struct RawVec<16> { using type = uint4; };
-
-template <class T, int N>
-__device__ __forceinline__ void load_f32(const T* p, float (&out)[N]) {
-  using R = typename RawVec<sizeof(T) * N>::type;
-  const R raw = *reinterpret_cast<const R*>(p);
-  T v[N];
-  memcpy(v, &raw, sizeof(R));
-#pragma unroll
-  for (int k = 0; k < N; ++k) out[k] = to_f32(v[k]);
-}
-
 // Copies rows of `row_units` units of type U (the row's bytes, U = uint4 on the vector path).
 template <class U, class Tok>
 __global__ void embedding_forward_kernel(const U* __restrict__ weight, const Tok* __restrict__ tokens,

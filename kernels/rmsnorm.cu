@@ -25,34 +25,6 @@
 namespace titan::cuda {
 namespace {
 
-template <int Bytes>
-struct RawVec;
-template <> struct RawVec<2> { using type = unsigned short; };
-template <> struct RawVec<4> { using type = unsigned int; };
-template <> struct RawVec<8> { using type = uint2; };
-template <> struct RawVec<16> { using type = uint4; };
-
-// Loads N consecutive T (N * sizeof(T)-byte aligned) as one memory access, converted to f32.
-template <class T, int N>
-__device__ __forceinline__ void load_f32(const T* p, float (&out)[N]) {
-  using R = typename RawVec<sizeof(T) * N>::type;
-  const R raw = *reinterpret_cast<const R*>(p);
-  T v[N];
-  memcpy(v, &raw, sizeof(R));
-#pragma unroll
-  for (int k = 0; k < N; ++k) out[k] = to_f32(v[k]);
-}
-template <class T, int N>
-__device__ __forceinline__ void store_f32(T* p, const float (&in)[N]) {
-  using R = typename RawVec<sizeof(T) * N>::type;
-  T v[N];
-#pragma unroll
-  for (int k = 0; k < N; ++k) v[k] = from_f32<T>(in[k]);
-  R raw;
-  memcpy(&raw, v, sizeof(R));
-  *reinterpret_cast<R*>(p) = raw;
-}
-
 constexpr int kMaxThreads = 512;
 constexpr std::int64_t kMaxBackwardBlocks = 512;
 constexpr std::int64_t kSmemAccMaxD = 10240;  // f32 accumulator row in shared memory up to 40 KiB

@@ -249,11 +249,12 @@ DataLoader::DataLoader(const TokenWindows& windows, std::int64_t local_batch, st
                        std::int64_t grad_accum)
     : windows_(windows), local_(local_batch), dp_rank_(dp_rank), dp_size_(dp_size), accum_(grad_accum) {}
 
-DataLoader::Batch DataLoader::micro_batch(std::int64_t micro_step) const {
+DataLoader::Batch DataLoader::micro_batch(std::int64_t micro_step, Device device) const {
   const std::int64_t S = windows_.seq_len();
   Batch b{Tensor::empty({local_, S}, DType::i64), Tensor::empty({local_ * S}, DType::i64)};
   const std::int64_t first = consumed_ + (micro_step * dp_size_ + dp_rank_) * local_;
   for (std::int64_t r = 0; r < local_; ++r) windows_.fill(first + r, b.inputs, b.labels, r);
+  if (!device.is_cpu()) b = {b.inputs.to(device), b.labels.to(device)};  // filled on the host, uploaded once
   return b;
 }
 

@@ -69,7 +69,8 @@ class DataLoader {
   struct Batch {
     Tensor inputs, labels;  // [local_batch, seq_len] and [local_batch * seq_len], int64
   };
-  Batch micro_batch(std::int64_t micro_step) const;
+  // On `device` (built on the host, then copied there when it is a GPU).
+  Batch micro_batch(std::int64_t micro_step, Device device = Device::cpu()) const;
   // Moves to the next global batch.
   void advance() { consumed_ += global(); }
   std::int64_t windows_consumed() const { return consumed_; }

@@ -30,10 +30,12 @@ void require_2d_f32(const Tensor& x, const char* what) {
 #endif
 }
 
+// An axiswise scale reducing along each row (one scale per row); otherwise per column.
+bool per_row_axis(Granularity g, int reduce_dim) { return g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1); }
+
 #ifdef TITAN_WITH_CUDA
 // GPU tensors go through kernels/float8_cast.hpp, bit-identical to the loops below.
 bool on_gpu(const Tensor& t) { return !t.device().is_cpu(); }
-bool per_row_axis(Granularity g, int reduce_dim) { return g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1); }
 cuda::Fp8ScaleAxis gpu_axis(Granularity g, int reduce_dim) {
   if (g != Granularity::axiswise) return cuda::Fp8ScaleAxis::tensor;
   return per_row_axis(g, reduce_dim) ? cuda::Fp8ScaleAxis::per_row : cuda::Fp8ScaleAxis::per_column;
@@ -108,7 +110,7 @@ Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce
   const float* p = x.data<float>();
   const float* s = out.scale.data<float>();
   std::uint8_t* d = out.data.data<std::uint8_t>();
-  const bool per_row = g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1);
+  const bool per_row = per_row_axis(g, reduce_dim);
   const bool per_col = g == Granularity::axiswise && !per_row;
   out.axis = per_row ? Float8Tensor::ScaleAxis::per_row
              : per_col ? Float8Tensor::ScaleAxis::per_column
@@ -165,7 +167,7 @@ Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, b
     return out;
   }
 #endif
-  const bool per_row = !fixed_scale && g == Granularity::axiswise && (reduce_dim == -1 || reduce_dim == 1);
+  const bool per_row = !fixed_scale && per_row_axis(g, reduce_dim);
   const bool per_col = !fixed_scale && g == Granularity::axiswise && !per_row;
   const std::int64_t R = x.size(0), C = x.size(1);
   Tensor out = Tensor::empty({R, C});

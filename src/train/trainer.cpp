@@ -107,11 +107,7 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   data::DataLoader loader(windows, local_batch, 0, 1, 1);
   double total = 0;
   for (std::int64_t b = 0; b < n; ++b) {
-    auto batch = loader.micro_batch(0);
-    if (!device.is_cpu()) {
-      batch.inputs = batch.inputs.to(device);
-      batch.labels = batch.labels.to(device);
-    }
+    auto batch = loader.micro_batch(0, device);
     autograd::Variable logits;
     {
       std::optional<autograd::Bf16ComputeGuard> mixed;
@@ -418,11 +414,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     fault.at_step_start(world.rank(), step);
     for (std::int64_t micro = 0; micro < plan.batch.grad_accum; ++micro) {
       const auto t0 = Clock::now();
-      auto batch = loader.micro_batch(micro);
-      if (!device.is_cpu()) {
-        batch.inputs = batch.inputs.to(device);
-        batch.labels = batch.labels.to(device);
-      }
+      auto batch = loader.micro_batch(micro, device);
       data_seconds += seconds_since(t0);
       // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
       if (fsdp) fsdp->set_requires_gradient_sync(micro == plan.batch.grad_accum - 1);
