@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/logging.hpp"
 #include "dist/world.hpp"
 #include "train/plan.hpp"
+#include "train/preflight.hpp"
 #include "train/trainer.hpp"
 
 namespace {
@@ -45,8 +47,8 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     titan::config::JobConfig& cfg = cl.config;
     titan::config::validate(cfg);
     titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
-    const titan::train::Plan plan =
-        titan::train::make_plan(cfg, cl.world_size.value_or(world.size()), titan::probe_devices(world.local_rank()));
+    const titan::DeviceInfo devices = titan::probe_devices(world.local_rank());
+    const titan::train::Plan plan = titan::train::make_plan(cfg, cl.world_size.value_or(world.size()), devices);
 
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
     if (cfg.job.print_config && world.rank() == 0) std::fputs(titan::config::to_toml(cfg).c_str(), stdout);
@@ -55,7 +57,22 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
                  "the config");
     if (cl.plan_json && world.rank() == 0) write_file(*cl.plan_json, titan::train::plan_json(plan).dump(2) + "\n", "the plan");
     spdlog::info("{}: {}", cfg.job.description, titan::train::plan_text(plan));
-    if (cl.dry_run) return titan::kExitOk;
+    // Memory is compared with this node before anything is allocated (an 8B model on a laptop
+    // would end in bad_alloc or the OOM killer). A dry run for another world size has no node to
+    // compare with.
+    const titan::train::MemoryFit fit = titan::train::check_memory(plan, devices, world.local_size());
+    if (cl.dry_run) {
+      if (!cl.world_size && !fit.text.empty())
+        (fit.fits ? spdlog::info("memory: the plan {}", fit.text)
+                  : spdlog::warn("memory: the plan {}: a run would stop here", fit.text));
+      for (const auto& problem : titan::train::input_problems(cfg, plan))
+        spdlog::warn("{} (a run would stop here)", problem);
+      return titan::kExitOk;
+    }
+    if (!fit.fits)
+      throw UserError("memory: the plan " + fit.text +
+                      "; shard over more ranks (parallelism.data_parallel_shard_degree), enable activation "
+                      "checkpointing, or lower training.local_batch_size, training.seq_len or the model flavor");
     titan::train::train(cfg, plan, world);
     return titan::kExitOk;
   } catch (const titan::PeerFailure& e) {
@@ -65,8 +82,12 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
   } catch (const UserError& e) {
     error = e.what();
     return e.exit_code();
+  } catch (const std::bad_alloc&) {
+    error = "memory: out of host memory; shard over more ranks, enable activation checkpointing, or lower "
+            "training.local_batch_size, training.seq_len or the model flavor (run_train --dry-run shows the estimate)";
+    return titan::kExitRuntimeError;
   } catch (const std::exception& e) {
-    error = std::string("internal error: ") + e.what();
+    error = std::string("internal error: ") + titan::printable(e.what(), 200);
     return titan::kExitRuntimeError;
   }
 }

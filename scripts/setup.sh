@@ -8,6 +8,7 @@ PACKAGES=(
   libtomlplusplus-dev libspdlog-dev libcli11-dev catch2
   libopenmpi-dev openmpi-bin libopenblas-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

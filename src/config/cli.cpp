@@ -28,13 +28,48 @@ bool is_bool_key(const std::string& full) {
 
 // Rewrites config-key arguments into the one spelling CLI11 is told about: `--section.key[=v]`
 // with underscores and canonical names; negations become `--section.key=false`.
+// The value that follows option `flag` (given without `=`) at in[i + 1]. A missing value, or one
+// that looks like the next option, is an error: otherwise `--plan-json --dry-run` would write a
+// file named "--dry-run" and train. A value that really starts with "--" goes after `=`.
+const std::string& next_value(const std::vector<std::string>& in, size_t i, const std::string& flag) {
+  if (i + 1 >= in.size())
+    throw UserError("command line: " + printable(flag) + " needs a value (" + printable(flag) + " VALUE or " +
+                    printable(flag) + "=VALUE)");
+  const std::string& next = in[i + 1];
+  if (next.rfind("--", 0) == 0)
+    throw UserError("command line: " + printable(flag) + " needs a value but is followed by the option " +
+                    printable(next) + "; give the value, or write " + printable(flag) + "=" + printable(next) +
+                    " if the value really starts with --");
+  return next;
+}
+
+// Pushes `--key=value` as CLI11 should see it; an empty value becomes its own argument, since
+// CLI11 would read `--key=` as "take the next argument".
+void push_with_value(std::vector<std::string>& out, const std::string& option, const std::string& value) {
+  if (value.empty()) {
+    out.push_back(option);
+    out.push_back("");
+  } else {
+    out.push_back(option + "=" + value);
+  }
+}
+
 NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::string>& warnings) {
   NormalizedArgs out;
-  for (const std::string& arg : in) {
+  // canonical key -> (spelling, value text) of its first occurrence, to catch a legacy name and its
+  // new name given with different values.
+  std::map<std::string, std::pair<std::string, std::string>> first_seen;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const std::string& arg = in[i];
     const size_t eq = arg.find('=');
     const bool is_long = arg.rfind("--", 0) == 0;
     const std::string name = is_long ? arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2) : "";
     if (name.find('.') == std::string::npos) {  // not a config key: positional or a run flag
+      if ((arg == "--plan-json" || arg == "--world-size")) {
+        push_with_value(out.args, arg, next_value(in, i, arg));
+        ++i;
+        continue;
+      }
       out.args.push_back(arg);
       continue;
     }
@@ -50,36 +85,47 @@ NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::st
       key = key.substr(0, last_dot + 1) + key.substr(last_dot + 4);
     }
     CanonicalKey canon = canonical_key(key);
-    if (canon.deprecation) warnings.push_back(*canon.deprecation + " (command line " + arg + ")");
+    if (canon.deprecation) warnings.push_back(*canon.deprecation + " (command line " + printable(arg) + ")");
     out.written_as[canon.key] = key;
     if (negated) {
       if (eq != std::string::npos)
         throw UserError("command line: " + arg + " takes no value (it sets " + canon.key +
                         " to false; use --" + canon.key + "=VALUE to give one)");
       out.args.push_back("--" + canon.key + "=false");
-    } else {
-      if (eq != std::string::npos && eq + 1 == arg.size() && is_bool_key(canon.key)) {
-        throw UserError("command line: " + arg + " needs a value: --" + canon.key + "=true or --" + canon.key + "=false");
-      } else if (eq != std::string::npos && eq + 1 == arg.size()) {
-        // `--key=` is an explicit empty value (e.g. an empty list); CLI11 would take the next
-        // argument instead, so pass the empty string as its own argument.
-        out.args.push_back("--" + canon.key);
-        out.args.push_back("");
-      } else {
-        out.args.push_back("--" + canon.key + (eq == std::string::npos ? "" : arg.substr(eq)));
-      }
+      continue;
     }
+    const bool boolean = is_bool_key(canon.key);
+    if (eq != std::string::npos && eq + 1 == arg.size() && boolean)
+      throw UserError("command line: " + printable(arg) + " needs a value: --" + canon.key + "=true or --" + canon.key +
+                      "=false");
+    if (boolean || !find_key(canon.key)) {  // a flag, or an unknown key CLI11 reports below
+      out.args.push_back("--" + canon.key + (eq == std::string::npos ? "" : arg.substr(eq)));
+      continue;
+    }
+    std::string value;
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);  // `--key=` is an explicit empty value (e.g. an empty list)
+    } else {
+      value = next_value(in, i, arg);
+      ++i;
+    }
+    auto [seen, first] = first_seen.try_emplace(canon.key, key, value);
+    if (!first && seen->second.first != key && seen->second.second != value)
+      throw UserError("command line: --" + seen->second.first + "=" + printable(seen->second.second) + " and --" + key +
+                      "=" + printable(value) + " set the same key " + canon.key +
+                      " to different values; give it once, as --" + canon.key);
+    push_with_value(out.args, "--" + canon.key, value);
   }
   return out;
 }
 
 [[noreturn]] void unknown_argument(const std::string& arg) {
   if (arg.rfind("-", 0) != 0)
-    throw UserError("command line: unexpected argument '" + arg +
+    throw UserError("command line: unexpected argument '" + printable(arg) +
                     "'; options look like --section.key VALUE, and the config file goes to --job.config_file");
   const size_t eq = arg.find('=');
   const std::string flag = arg.substr(0, eq);
-  std::string msg = "command line: unknown option " + flag;
+  std::string msg = "command line: unknown option " + printable(flag);
   std::optional<std::string> near;
   if (flag.find('.') != std::string::npos) {
     if (auto k = suggest_key(normalize_key(flag.substr(2)))) near = "--" + *k;
@@ -136,7 +182,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     result.help_text = app.help();
     return result;
   } catch (const CLI::ParseError& e) {
-    throw UserError("command line: " + std::string(e.what()) + " (run_train --help lists every option)");
+    throw UserError("command line: " + printable(e.what(), 200) + " (run_train --help lists every option)");
   }
   if (!app.remaining().empty()) unknown_argument(app.remaining().front());
   if (plan_opt->count()) result.plan_json = plan_json;

@@ -82,8 +82,8 @@ std::string describe_raw(const RawValue& raw) {
         if constexpr (std::is_same_v<T, bool>) return v ? "boolean true" : "boolean false";
         else if constexpr (std::is_same_v<T, std::int64_t>) return "integer " + std::to_string(v);
         else if constexpr (std::is_same_v<T, double>) return "float " + format_double(v);
-        else if constexpr (std::is_same_v<T, std::string>) return "string " + quote(v);
-        else if constexpr (std::is_same_v<T, CliText>) return quote(v.text);
+        else if constexpr (std::is_same_v<T, std::string>) return "string " + quote(printable(v));
+        else if constexpr (std::is_same_v<T, CliText>) return quote(printable(v.text));
         else return "an array";
       },
       raw);
@@ -156,7 +156,7 @@ void check_number(const KeyInfo& key, const std::string& origin, double v, const
 void check_choice(const KeyInfo& key, const std::string& origin, const std::string& v) {
   const auto& ch = key.check.choices;
   if (key.check.type != Check::Type::OneOf || std::find(ch.begin(), ch.end(), v) != ch.end()) return;
-  std::string msg = "= " + quote(v) + " is not " + describe_expected(key);
+  std::string msg = "= " + quote(printable(v)) + " is not " + describe_expected(key);
   if (auto near = closest_match(v, ch)) msg += "; did you mean " + quote(*near) + "?";
   fail(key, origin, msg);
 }
@@ -265,6 +265,8 @@ void assign(const KeyInfo& key, JobConfig& cfg, const RawValue& raw, const std::
       else if (auto i = std::get_if<std::int64_t>(&raw)) v = static_cast<double>(*i);
       else if (text && !unset) v = parse_double(*text);
       if (!v && !unset) type_error(key, origin, raw);
+      // TOML has inf and nan literals; no key means them (lr = inf trains straight to NaN).
+      if (v && !std::isfinite(*v)) fail(key, origin, "must be a finite number, got " + format_double(*v));
       if (v) check_number(key, origin, *v, format_double(*v));
       if (key.kind == Kind::Float) *std::get<double*>(ref) = *v;
       else *std::get<std::optional<double>*>(ref) = v;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -65,8 +66,14 @@ RawValue raw_from_node(const toml::node& node, const KeyInfo& key, const std::st
                   ", got a TOML " + toml_type_name(node.type()));
 }
 
+// What one file set, per canonical key: the spelling and place, and the value, to catch a legacy
+// name and its new name both given with different values.
+struct SetBy {
+  std::string written, origin, value;
+};
+
 void walk_table(JobConfig& cfg, const toml::table& table, const std::string& prefix, const std::string& source,
-                std::set<std::string>& warned_sections) {
+                std::set<std::string>& warned_sections, std::map<std::string, SetBy>& set_by) {
   for (const auto& [k, node] : table) {
     const std::string written = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     const std::string path = normalize_key(written);
@@ -80,20 +87,20 @@ void walk_table(JobConfig& cfg, const toml::table& table, const std::string& pre
         continue;
       }
       if (!is_known_section_or_parent(sec.key)) {
-        std::string msg = "config: unknown section [" + written + "] (" + origin + ")";
+        std::string msg = "config: unknown section [" + printable(written) + "] (" + origin + ")";
         if (auto near = closest_match(sec.key, section_paths())) msg += "; did you mean [" + *near + "]?";
         throw UserError(msg);
       }
       if (sec.deprecation && warned_sections.insert(path).second)
         cfg.warnings.push_back(*sec.deprecation + " (" + origin + ")");
-      walk_table(cfg, *sub, written, source, warned_sections);
+      walk_table(cfg, *sub, written, source, warned_sections, set_by);
       continue;
     }
 
     CanonicalKey canon = canonical_key(path);
     const KeyInfo* key = find_key(canon.key);
     if (!key) {
-      std::string msg = "config: unknown key '" + written + "' (" + origin + ")";
+      std::string msg = "config: unknown key '" + printable(written) + "' (" + origin + ")";
       if (auto near = suggest_key(canon.key)) msg += "; did you mean '" + *near + "'?";
       throw UserError(msg + " (run_train --help lists every key)");
     }
@@ -103,6 +110,12 @@ void walk_table(JobConfig& cfg, const toml::table& table, const std::string& pre
     RawValue raw = raw_from_node(node, *key, origin);
     apply_value_aliases(*key, path, raw, cfg.warnings);
     assign(*key, cfg, raw, origin);
+    const SetBy now{written, origin, format_value(*key, cfg)};
+    auto [it, first] = set_by.try_emplace(key->full, now);
+    if (!first && it->second.value != now.value)
+      throw UserError("config: '" + it->second.written + "' (" + it->second.origin + ") and '" + written + "' (" +
+                      origin + ") both set " + key->full + ", to " + printable(it->second.value) + " and " +
+                      printable(now.value) + "; keep only '" + key->full + "'");
   }
 }
 
@@ -115,20 +128,21 @@ void apply_toml_text(JobConfig& cfg, std::string_view text, const std::string& s
   } catch (const toml::parse_error& e) {
     const auto& where = e.source().begin;
     throw UserError("config: TOML syntax error in " + source_name + ":" + std::to_string(where.line) + ":" +
-                    std::to_string(where.column) + ": " + std::string(e.description()));
+                    std::to_string(where.column) + ": " + printable(e.description(), 200));
   }
   std::set<std::string> warned_sections;
-  walk_table(cfg, root, "", source_name, warned_sections);
+  std::map<std::string, SetBy> set_by;
+  walk_table(cfg, root, "", source_name, warned_sections, set_by);
 }
 
 void apply_toml_file(JobConfig& cfg, const std::string& path) {
   std::error_code ec;
   if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
-    throw UserError("config: '" + path + "' is not a file; pass a TOML file to --job.config_file");
+    throw UserError("config: '" + printable(path, 200) + "' is not a file; pass a TOML file to --job.config_file");
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const std::string why = std::strerror(errno);
-    throw UserError("config: cannot read config file '" + path + "' (" + why +
+    throw UserError("config: cannot read config file '" + printable(path, 200) + "' (" + why +
                     "); pass an existing TOML file to --job.config_file");
   }
   std::ostringstream buf;

@@ -21,7 +21,7 @@ void check_list_items(const JobConfig& cfg, const std::string& key, const std::v
     if (std::find(allowed.begin(), allowed.end(), item) != allowed.end()) continue;
     std::string choices;
     for (const auto& a : allowed) choices += (choices.empty() ? "" : ", ") + a;
-    std::string msg = "lists \"" + item + "\", which is not one of: " + choices;
+    std::string msg = "lists \"" + printable(item) + "\", which is not one of: " + choices;
     if (auto near = closest_match(item, allowed)) msg += "; did you mean \"" + *near + "\"?";
     fail(cfg, key, msg);
   }
@@ -50,7 +50,7 @@ void validate(JobConfig& cfg) {
   const auto& f8 = cfg.float8;
   if (f8.recipe_name && f8.enable_fsdp_float8_all_gather)
     fail(cfg, "quantize.linear.float8.enable_fsdp_float8_all_gather",
-         "= true cannot be combined with quantize.linear.float8.recipe_name = \"" + *f8.recipe_name +
+         "= true cannot be combined with quantize.linear.float8.recipe_name = \"" + printable(*f8.recipe_name) +
              "\" (" + source_of(cfg, "quantize.linear.float8.recipe_name") +
              "): float8 all-gather is for the default tensorwise recipe; unset recipe_name or disable the all-gather");
   if (f8.precompute_float8_dynamic_scale_for_fsdp && !f8.enable_fsdp_float8_all_gather)
@@ -88,7 +88,7 @@ void validate(JobConfig& cfg) {
            "to checkpoint every Nth block, or mode = \"full\"");
     if (!positive_int)
       fail(cfg, "activation_checkpoint.selective_ac_option",
-           "= \"" + opt + "\" must be a positive integer N (checkpoint every Nth block)");
+           "= \"" + printable(opt) + "\" must be a positive integer N (checkpoint every Nth block)");
   }
 
   // Schedule.

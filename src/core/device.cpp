@@ -1,6 +1,8 @@
 #include "core/device.hpp"
 
 #include <cstdlib>
+#include <fstream>
+#include <string>
 
 #ifdef TITAN_WITH_CUDA
 #include "kernels/runtime.hpp"
@@ -10,14 +12,52 @@ namespace titan {
 
 DeviceInfo probe_devices(int local_rank) {
   DeviceInfo info;
+  info.host_available_bytes = host_available_memory();
 #ifdef TITAN_WITH_CUDA
   info.cuda_built = true;
   info.cuda_devices = cuda::device_count();
-  if (info.cuda_devices > 0) info.gpu_name = cuda::device_description(local_rank % info.cuda_devices);
+  if (info.cuda_devices > 0) {
+    info.gpu_name = cuda::device_description(local_rank % info.cuda_devices);
+    info.gpu_memory_bytes = cuda::device_properties(local_rank % info.cuda_devices).total_memory;
+  }
 #else
   (void)local_rank;
 #endif
   return info;
+}
+
+namespace {
+// The first number in a file such as /sys/fs/cgroup/memory.max; 0 when absent or "max".
+std::size_t read_number(const char* path) {
+  std::ifstream in(path);
+  unsigned long long v = 0;
+  return (in >> v) ? static_cast<std::size_t>(v) : 0;
+}
+}  // namespace
+
+std::size_t host_available_memory() {
+  std::size_t avail = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string name;
+  unsigned long long kib = 0;
+  while (meminfo >> name >> kib) {
+    if (name == "MemAvailable:") {
+      avail = static_cast<std::size_t>(kib) * 1024;
+      break;
+    }
+    meminfo.ignore(256, '\n');
+  }
+  // cgroup v2, then v1: a limit below the host's memory caps what this process can use.
+  struct Pair { const char* limit; const char* usage; };
+  for (const Pair& cg : {Pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                         Pair{"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    const std::size_t limit = read_number(cg.limit), usage = read_number(cg.usage);
+    if (limit == 0 || limit < usage) continue;
+    const std::size_t headroom = limit - usage;
+    if (avail == 0 || headroom < avail) avail = headroom;
+    break;
+  }
+  return avail;
 }
 
 std::string requested_device() {

@@ -17,6 +17,7 @@ class World {
   int rank() const { return rank_; }
   int size() const { return size_; }
   int local_rank() const { return local_rank_; }  // rank among the processes of this node
+  int local_size() const { return local_size_; }  // processes on this node
   bool uses_mpi() const { return mpi_; }
 
   // Every rank passes its exit code; all get back the largest, so that a failure on any rank
@@ -30,7 +31,7 @@ class World {
 
  private:
   bool mpi_ = false;
-  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
 
 }  // namespace titan::dist

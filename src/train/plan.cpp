@@ -66,7 +66,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       names.push_back(f.name);
       list += (list.empty() ? "" : ", ") + f.name;
     }
-    std::string msg = "config: model.flavor = \"" + cfg.model.flavor + "\" (" + config::source_of(cfg, "model.flavor") +
+    std::string msg = "config: model.flavor = \"" + printable(cfg.model.flavor) + "\" (" + config::source_of(cfg, "model.flavor") +
                       ") is not a llama3 flavor: one of " + list;
     if (auto near = config::closest_match(cfg.model.flavor, names)) msg += "; did you mean \"" + *near + "\"?";
     throw UserError(msg);
@@ -80,6 +80,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
                                        cfg.parallelism.data_parallel_shard_degree, world_size);
   p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
   p.device = describe_device(devices, 0);
+  p.on_gpu = devices.cuda_devices > 0 && requested_device() == "cuda";
   p.seq_len = cfg.training.seq_len;
   p.steps = cfg.training.steps;
   p.converters = cfg.model.converters;

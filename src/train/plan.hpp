@@ -18,6 +18,7 @@ struct Plan {
   dist::ParallelDims dims;
   dist::BatchPlan batch;
   std::string device;  // what rank 0 trains on
+  bool on_gpu = false;  // the ranks train on GPUs (memory is checked against the GPU's)
   std::string model_name, flavor;
   llama3::ModelArgs model;
   llama3::ParamCount params;

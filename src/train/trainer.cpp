@@ -29,6 +29,7 @@
 #include "models/llama3/parallelize.hpp"
 #include "optim/adamw.hpp"
 #include "train/metrics.hpp"
+#include "train/preflight.hpp"
 
 #ifdef TITAN_WITH_CUDA
 #include "kernels/runtime.hpp"
@@ -253,11 +254,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     spdlog::info("compile.enable: no effect (CUDA graphs for the GPU step are not implemented yet)");
 
   const std::uint64_t seed = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
-  auto tokenizer = data::load_tokenizer(cfg.model.tokenizer, cfg.model.hf_assets_path);
-  if (tokenizer->vocab_size() > plan.model.vocab_size)
-    throw UserError("model: the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens but flavor " +
-                    plan.flavor + " has vocab_size " + std::to_string(plan.model.vocab_size) +
-                    "; pick a flavor whose vocabulary holds the tokenizer's");
+  auto tokenizer = load_training_tokenizer(cfg, plan);
   const auto t_data = Clock::now();
   data::TokenWindows windows(data::resolve_dataset_files(cfg.training.dataset, cfg.training.dataset_path.value_or("")),
                              *tokenizer, plan.seq_len, seed);

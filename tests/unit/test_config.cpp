@@ -351,3 +351,58 @@ TEST_CASE("the config reference documents every key") {
   }
   for (const auto& s : section_paths()) CHECK_THAT(md, Contains("## [" + s + "]"));
 }
+
+TEST_CASE("CLI: an option's missing value never swallows the next option") {
+  // `--plan-json --dry-run` used to write a file named "--dry-run" and then train.
+  CHECK_THAT(error_of([] { parse_command_line({"--plan-json", "--dry-run"}); }),
+             Contains("--plan-json needs a value but is followed by the option --dry-run") &&
+                 Contains("--plan-json=--dry-run"));
+  CHECK_THAT(error_of([] { parse_command_line({"--dry-run", "--plan-json"}); }),
+             Contains("--plan-json needs a value"));
+  CHECK_THAT(error_of([] { parse_command_line({"--world-size", "--dry-run"}); }), Contains("--world-size needs a value"));
+  CHECK_THAT(error_of([] { parse({"--optimizer.lr", "--training.steps", "3"}); }),
+             Contains("--optimizer.lr needs a value but is followed by the option --training.steps"));
+  CHECK_THAT(error_of([] { parse({"--training.steps"}); }), Contains("--training.steps needs a value"));
+  // A value that starts with "--" is given after '='; negative numbers are values.
+  CHECK(parse({"--job.description=--odd"}).job.description == "--odd");
+  CHECK(parse({"--parallelism.data_parallel_shard_degree", "-1"}).parallelism.data_parallel_shard_degree == -1);
+  CommandLine cl = parse_command_line({"--plan-json", "p.json", "--dry-run"});
+  CHECK(cl.dry_run);
+  CHECK(cl.plan_json == "p.json");
+}
+
+TEST_CASE("a legacy key and its new name both given with different values is an error") {
+  CHECK_THAT(error_of([] { from_toml("[training]\nbatch_size = 4\nlocal_batch_size = 8\n"); }),
+             Contains("'training.batch_size' (test.toml:2) and 'training.local_batch_size' (test.toml:3) both set "
+                      "training.local_batch_size, to 4 and 8"));
+  CHECK_THAT(error_of([] { from_toml("[float8]\nrecipe_name = \"rowwise\"\n[quantize.linear.float8]\nrecipe_name = \"tensorwise\"\n"); }),
+             Contains("both set quantize.linear.float8.recipe_name"));
+  CHECK_THAT(error_of([] { parse({"--training.batch_size", "4", "--training.local_batch_size=8"}); }),
+             Contains("--training.batch_size=4 and --training.local_batch_size=8 set the same key"));
+  // The same value twice is only the deprecation warning; the CLI still overrides the TOML.
+  CHECK(from_toml("[training]\nbatch_size = 4\nlocal_batch_size = 4\n").training.local_batch_size == 4);
+  CHECK(parse({"--training.batch_size", "4", "--training.local_batch_size", "4"}).training.local_batch_size == 4);
+}
+
+TEST_CASE("float keys reject TOML's inf and nan") {
+  CHECK_THAT(error_of([] { from_toml("[optimizer]\nlr = inf\n"); }),
+             Contains("optimizer.lr (test.toml:2) must be a finite number, got inf"));
+  CHECK_THAT(error_of([] { from_toml("[optimizer]\nlr = -inf\n"); }), Contains("must be a finite number"));
+  CHECK_THAT(error_of([] { from_toml("[training]\nmax_norm = nan\n"); }), Contains("training.max_norm (test.toml:2) must be a finite number"));
+  CHECK_THAT(error_of([] { parse({"--optimizer.lr", "inf"}); }), Contains("optimizer.lr"));
+}
+
+TEST_CASE("error lines cut huge values and escape raw bytes") {
+  CHECK(titan::printable("plain") == "plain");
+  CHECK(titan::printable(std::string("a\x01\xff", 3)) == "a\\x01\\xff");
+  const std::string huge(100000, 'x');
+  const std::string shown = titan::printable(huge);
+  CHECK(shown.size() < 100);
+  CHECK_THAT(shown, Contains("(100000 bytes)"));
+  const std::string e = error_of([&] { parse({"--lr_scheduler.decay_type", huge + "\x02"}); });
+  CHECK_THAT(e, Contains("(100001 bytes)"));
+  CHECK(e.size() < 400);
+  const std::string e2 = error_of([] { from_toml(std::string("[training]\n\"st\\u0001eps\" = 3\n")); });
+  CHECK_THAT(e2, Contains("st\\x01eps"));
+  CHECK(e2.find('\x01') == std::string::npos);
+}
