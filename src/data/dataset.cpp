@@ -5,6 +5,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -39,7 +40,7 @@ fs::path cache_path(const std::vector<std::string>& files, const Tokenizer& tok)
   std::string key = tok.fingerprint();
   for (const auto& f : files) {
     std::error_code ec;
-    key += "|" + fs::absolute(f).string() + ":" + std::to_string(fs::file_size(f, ec)) + ":" +
+    key += "|" + fs::absolute(f, ec).string() + ":" + std::to_string(fs::file_size(f, ec)) + ":" +
            std::to_string(fs::last_write_time(f, ec).time_since_epoch().count());
   }
   char name[40];
@@ -95,50 +96,138 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
     } else {
       out.write(reinterpret_cast<const char*>(tokens.data()), static_cast<std::streamsize>(tokens.size() * 4));
     }
-    if (!out) throw UserError("dataset: cannot write token file '" + path + "'");
+    if (!out) {
+      const std::string why = std::strerror(errno);
+      std::error_code ec;
+      out.close();
+      fs::remove(tmp, ec);
+      throw UserError("dataset: cannot write token file '" + printable(path, 200) + "' (" + why +
+                      "); check the folder exists, is writable and has space");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);  // atomic: a reader never sees a half-written file
   if (ec) {
+    const std::string why = ec.message();
     fs::remove(tmp, ec);
-    throw UserError("dataset: cannot write token file '" + path + "'");
+    throw UserError("dataset: cannot write token file '" + printable(path, 200) + "' (" + why + ")");
   }
 }
 
-std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size) {
+namespace {
+
+// How errors name a token file and what they tell the user to do: a user's .tokens file is
+// re-created with tokenize_dataset, a corrupt tokenization cache is deleted.
+struct TokenFileKind {
+  std::string name;  // "token file 'x'" or "tokenization cache 'x'"
+  std::string fix;
+};
+TokenFileKind token_file_kind(const std::string& path, bool cache) {
+  const std::string quoted = "'" + printable(path, 200) + "'";
+  if (cache)
+    return {"tokenization cache " + quoted,
+            "the cache is corrupt: delete it (rm " + quoted + ") and rerun; it is rebuilt from the data"};
+  return {"token file " + quoted, "re-create it with tokenize_dataset"};
+}
+
+TokenFileHeader check_header(std::string_view head, std::uint64_t file_size, const TokenFileKind& k,
+                             std::int64_t max_vocab_size) {
+  const std::string& name = k.name;
+  if (head.size() < 32 || std::memcmp(head.data(), kMagic, 8) != 0)
+    throw UserError("dataset: " + name + " is not a titan.cpp token file (" +
+                    (head.size() < 32 ? std::to_string(file_size) + " bytes, shorter than the 32-byte header"
+                                      : std::string("it does not start with TITANTOK")) +
+                    "); " + k.fix + " (format in docs/training.md)");
+  TokenFileHeader h;
+  std::memcpy(&h.version, head.data() + 8, 4);
+  std::memcpy(&h.width, head.data() + 12, 4);
+  std::memcpy(&h.count, head.data() + 16, 8);
+  std::memcpy(&h.vocab, head.data() + 24, 8);
+  if (h.version != 1)
+    throw UserError("dataset: token file " + name + " has format version " + std::to_string(h.version) +
+                    "; this build reads version 1: " + k.fix);
+  if (h.width != 2 && h.width != 4)
+    throw UserError("dataset: token file " + name + " says " + std::to_string(h.width) +
+                    " bytes per token (2 or 4 expected): the header is damaged; " + k.fix);
+  const std::uint64_t body = file_size - 32;
+  if (h.count > body / h.width)
+    throw UserError("dataset: token file " + name + " is truncated: the header promises " + std::to_string(h.count) +
+                    " tokens (" + std::to_string(h.width) + " bytes each) but the file holds " + std::to_string(body) +
+                    " bytes after the header; " + k.fix);
+  if (body != h.count * h.width)
+    throw UserError("dataset: token file " + name + " has " + std::to_string(body - h.count * h.width) +
+                    " trailing bytes after the " + std::to_string(h.count) +
+                    " tokens its header counts (header count mismatch: something was appended, or the header is "
+                    "wrong); " + k.fix);
+  if (h.vocab > static_cast<std::uint64_t>(std::max<std::int64_t>(max_vocab_size, 0)))
+    throw UserError("dataset: token file " + name + " was made by a tokenizer with " + std::to_string(h.vocab) +
+                    " tokens, more than the model's tokenizer has (" + std::to_string(max_vocab_size) +
+                    "); " + (k.fix.rfind("re-create", 0) == 0 ? std::string("re-tokenize the corpus with the model's tokenizer") : k.fix));
+  return h;
+}
+
+void check_token_range(const std::vector<std::int32_t>& tokens, std::uint64_t vocab, const TokenFileKind& k) {
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || static_cast<std::uint64_t>(tokens[i]) >= vocab)
+      throw UserError("dataset: " + k.name + " holds token " + std::to_string(tokens[i]) + " at position " +
+                      std::to_string(i) + ", outside its vocabulary of " + std::to_string(vocab) + "; the file is damaged: " +
+                      k.fix);
+}
+
+std::vector<std::int32_t> read_tokens(const std::string& path, std::int64_t max_vocab_size, bool cache) {
+  const TokenFileKind k = token_file_kind(path, cache);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    throw UserError("dataset: " + k.name + " " + (fs::exists(path, ec) ? "is not a regular file" : "does not exist") +
+                    "; check training.dataset_path");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw UserError("dataset: cannot read token file '" + path + "'");
+  if (!in) throw UserError("dataset: cannot read " + k.name + " (" + std::strerror(errno) + ")");
   const std::uint64_t size = static_cast<std::uint64_t>(in.tellg());
   in.seekg(0);
-  char magic[8] = {};
-  std::uint32_t version = 0, width = 0;
-  std::uint64_t count = 0, vocab = 0;
-  in.read(magic, 8);
-  in.read(reinterpret_cast<char*>(&version), 4);
-  in.read(reinterpret_cast<char*>(&width), 4);
-  in.read(reinterpret_cast<char*>(&count), 8);
-  in.read(reinterpret_cast<char*>(&vocab), 8);
-  if (!in || std::memcmp(magic, kMagic, 8) != 0 || version != 1 || (width != 2 && width != 4))
-    throw UserError("dataset: '" + path + "' is not a titan.cpp token file (see docs/training.md for the format)");
-  if (count > (size - 32) / width || size != 32 + count * width)
-    throw UserError("dataset: token file '" + path + "' is truncated: the header promises " + std::to_string(count) +
-                    " tokens");
-  if (static_cast<std::int64_t>(vocab) > max_vocab_size)
-    throw UserError("dataset: token file '" + path + "' was made by a tokenizer with " + std::to_string(vocab) +
-                    " tokens, more than the model's tokenizer has (" + std::to_string(max_vocab_size) + ")");
-  std::vector<std::int32_t> tokens(count);
-  if (width == 2) {
-    std::vector<std::uint16_t> narrow(count);
-    in.read(reinterpret_cast<char*>(narrow.data()), static_cast<std::streamsize>(count * 2));
+  char head[32] = {};
+  const std::size_t head_size = static_cast<std::size_t>(std::min<std::uint64_t>(size, 32));
+  in.read(head, static_cast<std::streamsize>(head_size));
+  const TokenFileHeader h = check_header(std::string_view(head, head_size), size, k, max_vocab_size);
+  std::vector<std::int32_t> tokens(h.count);
+  if (h.width == 2) {
+    std::vector<std::uint16_t> narrow(h.count);
+    in.read(reinterpret_cast<char*>(narrow.data()), static_cast<std::streamsize>(h.count * 2));
     std::copy(narrow.begin(), narrow.end(), tokens.begin());
   } else {
-    in.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(count * 4));
+    in.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(h.count * 4));
   }
-  for (std::uint64_t i = 0; i < count; ++i)
-    if (tokens[i] < 0 || static_cast<std::uint64_t>(tokens[i]) >= vocab)
-      throw UserError("dataset: token file '" + path + "' holds token " + std::to_string(tokens[i]) + " at position " +
-                      std::to_string(i) + ", outside its vocabulary of " + std::to_string(vocab));
+  if (!in) throw UserError("dataset: cannot read " + k.name + " (I/O error while reading its tokens)");
+  check_token_range(tokens, h.vocab, k);
   return tokens;
+}
+
+}  // namespace
+
+TokenFileHeader check_token_header(std::string_view head, std::uint64_t file_size, const std::string& path,
+                                   std::int64_t max_vocab_size) {
+  return check_header(head, file_size, token_file_kind(path, false), max_vocab_size);
+}
+
+std::vector<std::int32_t> parse_token_file(std::string_view bytes, const std::string& name, std::int64_t max_vocab_size) {
+  const TokenFileKind k = token_file_kind(name, false);
+  const TokenFileHeader h = check_header(bytes.substr(0, std::min<std::size_t>(bytes.size(), 32)), bytes.size(), k, max_vocab_size);
+  std::vector<std::int32_t> tokens(h.count);
+  const char* body = bytes.data() + 32;
+  for (std::uint64_t i = 0; i < h.count; ++i) {
+    if (h.width == 2) {
+      std::uint16_t v;
+      std::memcpy(&v, body + 2 * i, 2);
+      tokens[i] = v;
+    } else {
+      std::memcpy(&tokens[i], body + 4 * i, 4);
+    }
+  }
+  check_token_range(tokens, h.vocab, k);
+  return tokens;
+}
+
+std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size) {
+  return read_tokens(path, max_vocab_size, false);
 }
 
 std::vector<std::int32_t> tokenize_documents(const std::vector<std::string>& text_files, const Tokenizer& tok) {
@@ -164,19 +253,27 @@ std::vector<std::string> resolve_dataset_files(const std::string& name, const st
     throw UserError("training.dataset = \"" + name + "\" is not a dataset titan.cpp knows (c4_test, c4_validation); "
                     "set training.dataset_path to a JSONL/text file or a folder of them");
   }
-  if (!fs::exists(root)) throw UserError("dataset: '" + root.string() + "' does not exist; check training.dataset_path");
+  std::error_code ec;
+  if (!fs::exists(root, ec))
+    throw UserError("dataset: '" + printable(root.string(), 200) + "' does not exist; check training.dataset_path");
   std::vector<std::string> files;
-  if (fs::is_directory(root)) {
-    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+  if (fs::is_directory(root, ec)) {
+    auto it = fs::recursive_directory_iterator(root, ec);
+    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       // Hidden folders (our .titan_cache among them) are not data.
-      if (it->is_directory() && it->path().filename().string().rfind('.', 0) == 0) {
+      std::error_code ec2;
+      if (it->is_directory(ec2) && it->path().filename().string().rfind('.', 0) == 0) {
         it.disable_recursion_pending();
         continue;
       }
-      if (it->is_regular_file() && is_data_file(it->path())) files.push_back(it->path().string());
+      if (it->is_regular_file(ec2) && is_data_file(it->path())) files.push_back(it->path().string());
     }
+    if (ec)
+      throw UserError("dataset: cannot list folder '" + printable(root.string(), 200) + "' (" + ec.message() +
+                      "); check its permissions");
     std::sort(files.begin(), files.end());
-    if (files.empty()) throw UserError("dataset: folder '" + root.string() + "' holds no .jsonl, .json or .txt files");
+    if (files.empty())
+      throw UserError("dataset: folder '" + printable(root.string(), 200) + "' holds no .jsonl, .json, .txt or .tokens files");
   } else {
     files.push_back(root.string());
   }
@@ -191,8 +288,9 @@ TokenWindows::TokenWindows(const std::vector<std::string>& files, const Tokenize
     if (!is_token_file(f)) text_files.push_back(f);
   const fs::path cache = text_files.empty() ? fs::path() : cache_path(text_files, tok);
   std::vector<std::int32_t> text_tokens;
-  if (use_cache && !cache.empty() && fs::exists(cache)) {
-    text_tokens = read_token_file(cache.string(), tok.vocab_size());
+  std::error_code exists_ec;
+  if (use_cache && !cache.empty() && fs::exists(cache, exists_ec)) {
+    text_tokens = read_tokens(cache.string(), tok.vocab_size(), true);
     from_cache_ = true;
   } else {
     text_tokens = tokenize_documents(text_files, tok);

@@ -10,6 +10,7 @@
 // seed, seq_len), and the loader's whole state is one number: windows consumed.
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -26,7 +27,18 @@ namespace titan::data {
 // The stream already holds each document's BOS/EOS. The same format caches the tokenization of
 // text corpora in a .titan_cache/ folder next to the data, keyed by the files and the tokenizer.
 void write_token_file(const std::string& path, const std::vector<std::int32_t>& tokens, std::int64_t vocab_size);
+// Every header field is checked against the file size and `max_vocab_size`, every token against
+// the header's vocabulary; a problem is one UserError line naming the file and the fix.
 std::vector<std::int32_t> read_token_file(const std::string& path, std::int64_t max_vocab_size);
+// The same from memory (tests, fuzzing); `name` is how error messages call the file.
+std::vector<std::int32_t> parse_token_file(std::string_view bytes, const std::string& name, std::int64_t max_vocab_size);
+struct TokenFileHeader {
+  std::uint32_t version = 0, width = 0;
+  std::uint64_t count = 0, vocab = 0;
+};
+// Checks the header (the file's first min(32, size) bytes) of a token file of `file_size` bytes.
+TokenFileHeader check_token_header(std::string_view head, std::uint64_t file_size, const std::string& path,
+                                   std::int64_t max_vocab_size);
 
 // [BOS] tokens [EOS] of every document of the given JSONL/text files, in order.
 std::vector<std::int32_t> tokenize_documents(const std::vector<std::string>& text_files, const Tokenizer& tok);

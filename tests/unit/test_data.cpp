@@ -2,6 +2,9 @@
 // seed), ranks take disjoint slices of each global batch, and bad data gives clear errors.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "core/errors.hpp"
@@ -162,4 +165,96 @@ TEST_CASE("review fixes: the cache folder is not data; token files are range-che
   const std::string bad = dir + "/bad.tokens";
   write_token_file(bad, {1, 2, 300}, 258);  // 300 is outside the 258-token vocabulary it claims
   CHECK_THROWS_WITH(read_token_file(bad, 258), Contains("holds token 300 at position 2"));
+}
+
+// ---------------- issue 19: token files and the tokenization cache ----------------
+
+TEST_CASE("token files: a body longer than the header says is 'trailing bytes', not 'truncated'") {
+  ByteTokenizer tok;
+  TempFile f("t.jsonl", "{\"text\": \"some text\"}\n");
+  const std::string path = f.path() + ".tokens";
+  write_token_file(path, {256, 1, 2, 257}, tok.vocab_size());
+  { std::ofstream(path, std::ios::binary | std::ios::app) << "xyz"; }  // 3 bytes appended
+  const std::string msg = [&] {
+    try {
+      read_token_file(path, tok.vocab_size());
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  CHECK_THAT(msg, Contains("has 3 trailing bytes after the 4 tokens its header counts (header count mismatch"));
+  CHECK_THAT(msg, Contains("re-create it with tokenize_dataset"));
+  CHECK_THAT(msg, !Contains("truncated"));
+}
+
+TEST_CASE("tokenization cache: a corrupt cache file says to delete it, naming it") {
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "{\"text\": \"cache me " + std::to_string(i) + "\"}\n";
+  TempFile f("c.jsonl", text);
+  ByteTokenizer tok;
+  TokenWindows first({f.path()}, tok, 4, 1);
+  const auto cache_dir = std::filesystem::path(f.path()).parent_path() / ".titan_cache";
+  std::string cache;
+  for (const auto& e : std::filesystem::directory_iterator(cache_dir)) cache = e.path().string();
+  REQUIRE(!cache.empty());
+  for (const std::string& junk : {std::string("garbage"), std::string("TITANTOK\x01\0\0\0\x02\0\0\0\x09\0\0\0\0\0\0\0\x02\x01\0\0\0\0\0\0", 32)}) {
+    std::ofstream(cache, std::ios::binary | std::ios::trunc) << junk;
+    try {
+      TokenWindows again({f.path()}, tok, 4, 1);
+      FAIL("a corrupt cache was accepted");
+    } catch (const UserError& e) {
+      const std::string msg = e.what();
+      CHECK_THAT(msg, Contains("tokenization cache '" + cache + "'"));
+      CHECK_THAT(msg, Contains("delete it (rm '" + cache + "') and rerun"));
+      CHECK(msg.find('\n') == std::string::npos);
+    }
+  }
+  std::filesystem::remove(cache);
+  TokenWindows rebuilt({f.path()}, tok, 4, 1);  // deleting it is the fix
+  CHECK(!rebuilt.from_cache());
+  CHECK(rebuilt.num_tokens() == first.num_tokens());
+}
+
+TEST_CASE("every bad .tokens file of tests/bad_inputs is one clear line naming the file") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(TITAN_SOURCE_DIR) + "/tests/bad_inputs/tokenizers")) {
+    const std::string path = e.path().string();
+    if (e.path().extension() != ".tokens" || e.path().filename().string().rfind("tokens_", 0) != 0) continue;
+    std::string expect;
+    {
+      std::ifstream in(path + ".expect");
+      std::getline(in, expect);
+    }
+    INFO(path);
+    std::string msg;
+    try {
+      read_token_file(path, 300);
+    } catch (const UserError& err) {
+      msg = err.what();
+    }
+    CHECK_THAT(msg, Contains(expect));
+    CHECK_THAT(msg, Contains(path));
+    CHECK(msg.find('\n') == std::string::npos);
+    // The same bytes from memory (the fuzz entry point) give the same line.
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string mem;
+    try {
+      parse_token_file(bytes, path, 300);
+    } catch (const UserError& err) {
+      mem = err.what();
+    }
+    CHECK(mem == msg);
+    ++n;
+  }
+  CHECK(n >= 15);
+}
+
+TEST_CASE("dataset folders: listing errors and a folder without data are clear lines") {
+  TempFile f("notes.md", "not data");
+  const std::string dir = f.path().substr(0, f.path().rfind('/'));
+  CHECK_THROWS_WITH(resolve_dataset_files("", dir), Contains("holds no .jsonl, .json, .txt or .tokens files"));
+  CHECK_THROWS_WITH(read_token_file(dir, 300), Contains("is not a regular file"));
+  CHECK_THROWS_WITH(read_token_file(dir + "/none.tokens", 300), Contains("does not exist"));
 }
