@@ -3,41 +3,24 @@
 // A bad file must be a titan::UserError; any other exception, crash or sanitizer report is a bug.
 // When the file loads, a short text must encode, decode and round-trip through the ids.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <string>
 
-#include "core/errors.hpp"
 #include "data/bpe.hpp"
+#include "fuzz_common.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   const std::size_t nul = bytes.find('\0');
   const std::string json = bytes.substr(0, nul);
   const std::string config = nul == std::string::npos ? std::string() : bytes.substr(nul + 1);
-  try {
+  return titan::fuzz::run_one([&] {
     auto tok = titan::data::HfBpeTokenizer::from_string(json, config, "fuzz/tokenizer.json");
     const std::string text = "Hello, world! the abc 123 \xc3\xa9t\xc3\xa9 <|end_of_text|>\n\t x";
     const auto ids = tok->encode(text);
-    for (auto id : ids)
-      if (id < 0 || id >= tok->vocab_size()) {
-        std::fprintf(stderr, "encode produced id %d outside the vocabulary of %lld\n", id, static_cast<long long>(tok->vocab_size()));
-        std::abort();
-      }
+    for (auto id : ids) titan::fuzz::expect(id >= 0 && id < tok->vocab_size(), "encode gave an id outside the vocabulary");
     (void)tok->decode(ids);
-    if (tok->bos_id() < 0 || tok->bos_id() >= tok->vocab_size() || tok->eos_id() < 0 || tok->eos_id() >= tok->vocab_size()) {
-      std::fprintf(stderr, "BOS/EOS outside the vocabulary\n");
-      std::abort();
-    }
-  } catch (const titan::UserError&) {
-    // expected for bad input
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "unexpected exception (not a UserError): %s\n", e.what());
-    std::abort();
-  } catch (...) {
-    std::fprintf(stderr, "unexpected non-standard exception\n");
-    std::abort();
-  }
-  return 0;
+    titan::fuzz::expect(tok->bos_id() >= 0 && tok->bos_id() < tok->vocab_size() && tok->eos_id() >= 0 &&
+                            tok->eos_id() < tok->vocab_size(),
+                        "BOS/EOS outside the vocabulary");
+  });
 }
