@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -63,6 +64,45 @@ struct SaveTiming {
   std::int64_t bytes = 0;    // this rank's file
 };
 
+// metadata.json, validated: parse_metadata checks every field against the schema below (type
+// and range) before anything uses it; a wrong one is a UserError naming the file, the field, the
+// value (cut, escaped) and the fix. docs/checkpoint.md lists the rules.
+struct FileInfo {
+  std::string xxh3;  // 16 hex digits, the whole file's XXH3-64
+  std::int64_t bytes = 0;
+};
+struct PieceInfo {
+  std::string file;  // a key of Metadata::files
+  std::int64_t row_begin = 0, row_end = 0;
+};
+struct TensorInfo {
+  Shape shape;        // global
+  std::string dtype;  // "F32", "BF16" or "F16": the checkpoint's dtype
+  std::vector<PieceInfo> pieces;  // sorted by row_begin, not overlapping
+};
+struct Metadata {
+  std::int64_t version = 1;
+  TrainProgress progress;
+  bool model_only = false;
+  std::string dtype = "float32";  // float32, or export_dtype for a model-only save
+  std::int64_t mesh_world = 1, mesh_replicate = 1, mesh_shard = 1;
+  nlohmann::json model = nlohmann::json::object();  // flavor and shape
+  nlohmann::json data = nlohmann::json::object();   // seq_len, tokenizer, dataset, num_tokens (empty: older saves)
+  nlohmann::json extra = nlohmann::json::object();  // float8 delayed-scaling histories
+  std::string config;                               // the resolved config, TOML
+  std::map<std::string, FileInfo> files;
+  std::map<std::string, TensorInfo> tensors;
+};
+// Parses and validates metadata.json text; `path` names it in messages. The fuzz target's entry.
+Metadata parse_metadata(std::string_view text, const std::string& path);
+// `dir`/metadata.json, read and validated.
+Metadata read_metadata(const std::string& dir);
+// The chunk checksums a rank file keeps for one tensor piece of `piece_rows` rows
+// ("<rows per chunk>:<hash>,<hash>,..."): rows per chunk (>= 1, at most piece_rows) and one
+// 16-hex-digit hash per chunk. UserError naming `file` and `tensor` for a malformed list.
+std::pair<std::int64_t, std::vector<std::string>> parse_chunk_checksums(const std::string& spec, std::int64_t piece_rows,
+                                                                        const std::string& file, const std::string& tensor);
+
 class Checkpointer {
  public:
   // `model_desc` (flavor and shape) is recorded and checked on load; `config_toml` is the
@@ -86,6 +126,24 @@ class Checkpointer {
   };
   std::optional<Loaded> load(TrainingState& state);
 
+  // What load() will load, decided and checked without touching the model: the newest complete
+  // *full* checkpoint of the run's folder (or load_step), newer model-only ones (a starting point
+  // for a new run, not a resume) and malformed folders skipped with a log line; else
+  // initial_load_path. Its metadata.json is validated, and the model (flavor, shape), the seed
+  // and the data (seq_len, tokenizer, dataset) are compared with this run's, so a mismatch is
+  // one line before anything is allocated. load() calls it when the trainer has not. No
+  // collectives (one rank's failure must reach the agreement step, see train/trainer.cpp).
+  struct Selection {
+    std::string dir;
+    Metadata meta;
+    bool model_only = false;  // only the model is taken (a model-only save, or initial_load_model_only)
+    bool own = false;         // from the run's own folder (not initial_load_path)
+  };
+  const std::optional<Selection>& select();
+  // The run's data (seq_len, tokenizer fingerprint, dataset, num_tokens): recorded in every
+  // save's metadata.json and compared on load when the data position is restored.
+  void set_data_description(nlohmann::json data) { data_desc_ = std::move(data); }
+
   // Whether step `step` saves (interval, first step, the last step).
   bool due(std::int64_t step, std::int64_t last_step) const;
   // Saves `state` as step `step` (model only, in export_dtype, when `last` and
@@ -104,12 +162,18 @@ class Checkpointer {
  private:
   struct Pending;
   void finalize(Pending& p);
-  std::optional<Loaded> load_from(const std::string& dir, TrainingState& state, bool model_only_requested);
+  std::optional<Loaded> load_from(const Selection& sel, TrainingState& state);
+  std::optional<Selection> choose();
+  void check_compatible(const std::string& dir, const Metadata& meta, bool model_only) const;
 
   const config::JobConfig& cfg_;
   dist::DeviceMesh& mesh_;
   nlohmann::json model_desc_;
+  nlohmann::json data_desc_ = nlohmann::json::object();
   std::string config_toml_;
+  bool owns_folder_ = true;
+  bool selected_ = false;
+  std::optional<Selection> selection_;
   std::string folder_;
   bool async_;
   FaultInjection fault_;  // kill_in_save, for the crash-safety tests
@@ -117,7 +181,10 @@ class Checkpointer {
   SaveTiming timing_;
 };
 
-// Complete checkpoints (folders step-N holding metadata.json) under `folder`, by step.
-std::map<std::int64_t, std::string> complete_checkpoints(const std::string& folder);
+// Complete checkpoints (folders step-N holding metadata.json) under `folder`, by step. A folder
+// whose name is not a canonical step number (step-007, step-99999999999999999999) is left out;
+// `ignored`, when given, receives one line per such folder.
+std::map<std::int64_t, std::string> complete_checkpoints(const std::string& folder,
+                                                         std::vector<std::string>* ignored = nullptr);
 
 }  // namespace titan::checkpoint

@@ -3,8 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <vector>
 #include <unistd.h>
 
 #include "core/errors.hpp"
@@ -14,7 +18,7 @@
 namespace titan::train {
 
 MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path)
-    : flops_per_token_(flops_per_token), peak_flops_(peak_flops) {
+    : flops_per_token_(flops_per_token), peak_flops_(peak_flops), jsonl_path_(jsonl_path) {
   if (!jsonl_path.empty()) {
     jsonl_.open(jsonl_path, std::ios::app);
     if (!jsonl_) throw UserError("metrics: cannot write '" + jsonl_path + "'; check job.dump_folder");
@@ -51,7 +55,7 @@ void MetricsLogger::log(const StepMetrics& m) {
     j["comm"] = comm;
     j["state_bytes"] = {{"params", m.state.params}, {"grads", m.state.grads}, {"optimizer", m.state.optimizer}};
     jsonl_ << j.dump() << "\n";
-    jsonl_.flush();
+    flush_row();
   }
 }
 
@@ -59,8 +63,51 @@ void MetricsLogger::log_validation(std::int64_t step, double loss, std::int64_t 
   spdlog::info("validate step {:5d}  loss {:8.4f}  ({} batches)", step, loss, batches);
   if (jsonl_.is_open()) {
     jsonl_ << nlohmann::json{{"step", step}, {"validation_loss", loss}, {"validation_batches", batches}}.dump() << "\n";
-    jsonl_.flush();
+    flush_row();
   }
+}
+
+void MetricsLogger::flush_row() {
+  errno = 0;
+  jsonl_.flush();
+  if (!jsonl_)
+    throw UserError("metrics: cannot write '" + jsonl_path_ + "': " +
+                        (errno == ENOSPC ? std::string("no space left on device") : errno ? std::string(std::strerror(errno)) : "write failed") +
+                        "; free some space or point job.dump_folder elsewhere",
+                    kExitRuntimeError);
+}
+
+void MetricsLogger::truncate_after(std::int64_t step) {
+  if (!jsonl_.is_open()) return;
+  jsonl_.close();
+  std::vector<std::string> kept;
+  std::int64_t dropped = 0;
+  {
+    std::ifstream in(jsonl_path_);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<std::int64_t>() > step) {
+        ++dropped;
+        continue;
+      }
+      kept.push_back(std::move(line));
+    }
+  }
+  if (dropped > 0) {
+    const std::string tmp = jsonl_path_ + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      for (const auto& line : kept) out << line << "\n";
+      out.flush();
+      if (!out) throw UserError("metrics: cannot write '" + tmp + "'; check job.dump_folder", kExitRuntimeError);
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, jsonl_path_, ec);
+    if (ec) throw UserError("metrics: cannot replace '" + jsonl_path_ + "'; check job.dump_folder", kExitRuntimeError);
+    spdlog::info("metrics: dropped {} row(s) of steps after {} from {} (they are trained again)", dropped, step, jsonl_path_);
+  }
+  jsonl_.open(jsonl_path_, std::ios::app);
+  if (!jsonl_) throw UserError("metrics: cannot write '" + jsonl_path_ + "'; check job.dump_folder");
 }
 
 double measure_cpu_peak_flops() {

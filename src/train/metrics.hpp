@@ -38,9 +38,15 @@ class MetricsLogger {
   // Logs one step through spdlog and appends it to metrics.jsonl.
   void log(const StepMetrics& m);
   void log_validation(std::int64_t step, double loss, std::int64_t batches);
+  // A resume from step `step`: drops the rows of later steps (they are trained again, and a
+  // plot must not show two runs of one step). Rows that are not JSON objects with a step stay.
+  void truncate_after(std::int64_t step);
 
  private:
+  // Flushes a row; a failed write (a full disk) is one line naming the file and the reason.
+  void flush_row();
   double flops_per_token_, peak_flops_;
+  std::string jsonl_path_;
   std::ofstream jsonl_;
 };
 

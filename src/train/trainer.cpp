@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -17,6 +19,7 @@
 
 #include "autograd/functions.hpp"
 #include "checkpoint/checkpointer.hpp"
+#include "checkpoint/safetensors.hpp"
 #include "config/toml_io.hpp"
 #include "core/errors.hpp"
 #include "core/fault.hpp"
@@ -170,20 +173,18 @@ std::map<std::string, Tensor> full_parameters(dist::Fsdp* fsdp, dist::DeviceMesh
   return out;
 }
 
-// checkpoint.initial_load_in_hf: every rank reads the rows it owns from the HF files.
+// checkpoint.initial_load_in_hf: the folder's config.json must describe this run's model (sizes,
+// RoPE, norm eps, model_type); checked before the model is allocated.
 // `key` is the config key that named the folder (for error messages).
-void import_hf(const std::string& key, const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
-               const std::vector<std::string>& names) {
-  const auto t0 = Clock::now();
+void check_hf_config(const std::string& key, const std::string& path, const Plan& plan) {
   const std::string config_path = (std::filesystem::path(path) / "config.json").string();
-  std::ifstream in(config_path);
-  if (!in) throw UserError(key + ": '" + config_path + "' is missing; an HF model folder has one");
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw UserError(key + ": '" + config_path + "' is not JSON (" + e.what() + ")");
-  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config_path, ec))
+    throw UserError(key + ": '" + config_path + "' is missing; an HF model folder has one");
+  std::ifstream in(config_path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json config = checkpoint::parse_json(text, key + ": '" + config_path + "'");
+  if (!config.is_object()) throw UserError(key + ": '" + config_path + "' is not a config.json (not a JSON object)");
   const llama3::ModelArgs hf = llama3::args_from_hf_config(config, config_path);
   const llama3::ModelArgs& m = plan.model;
   if (hf.dim != m.dim || hf.n_layers != m.n_layers || hf.n_heads != m.n_heads || hf.kv_heads() != m.kv_heads() ||
@@ -193,13 +194,30 @@ void import_hf(const std::string& key, const std::string& path, const Plan& plan
                                 key, config_path, hf.dim, hf.n_layers, hf.n_heads, hf.kv_heads(), hf.vocab_size,
                                 hf.ffn_hidden(), plan.flavor, m.dim, m.n_layers, m.n_heads, m.kv_heads(), m.vocab_size,
                                 m.ffn_hidden()));
+  llama3::check_hf_config_matches(config, m, config_path, key, plan.flavor);
+}
+
+// checkpoint.initial_load_in_hf: every rank reads the rows it owns from the HF files (no
+// collectives: the caller agrees with the other ranks, then refreshes FSDP's copies).
+void import_hf(const std::string& key, const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
+               const std::vector<std::string>& names) {
+  const auto t0 = Clock::now();
+  check_hf_config(key, path, plan);
+  const llama3::ModelArgs& m = plan.model;
   // Each rank reads only the rows it owns (ranged reads; q/k through whole heads).
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> wanted;
   for (size_t i = 0; i < params.size(); ++i) {
     const auto [global, begin, end] = owned_rows(fsdp, params, i);
     wanted[names[i]] = {begin, end};
   }
-  const auto weights = llama3::read_hf_rows(path, m, wanted);
+  std::map<std::string, llama3::HfRows> weights;
+  try {
+    weights = llama3::read_hf_rows(path, m, wanted);
+  } catch (const PeerFailure&) {
+    throw;
+  } catch (const UserError& e) {
+    throw UserError(key + ": " + e.what() + "; re-download or re-export that HF model", e.exit_code());
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     auto it = weights.find(names[i]);
     if (it == weights.end())
@@ -212,7 +230,6 @@ void import_hf(const std::string& key, const std::string& path, const Plan& plan
     local[0] = end - begin;
     if (local[0] > 0) params[i]->data().view_range(0, local).copy_from(it->second.rows);
   }
-  if (fsdp) fsdp->refresh_after_update();
   spdlog::info("checkpoint: loaded HF weights from '{}' ({} tensors) in {:.2f}s", path, weights.size(), seconds_since(t0));
 }
 
@@ -253,6 +270,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   if (cfg.compile.enable)
     spdlog::info("compile.enable: no effect (CUDA graphs for the GPU step are not implemented yet)");
 
+  if (cfg.checkpoint.create_seed_checkpoint && cfg.checkpoint.load_only)
+    throw UserError("checkpoint.create_seed_checkpoint = true writes step-0, but checkpoint.load_only = true forbids saving; "
+                    "unset one of them");
   const std::uint64_t seed = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
   auto tokenizer = load_training_tokenizer(cfg, plan);
   const auto t_data = Clock::now();
@@ -271,6 +291,24 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                       " windows, fewer than validation.local_batch_size = " +
                       std::to_string(cfg.validation.local_batch_size) +
                       "; use a smaller batch or seq_len, or more validation data");
+  }
+
+  // Checkpoints: what to resume from is decided, and its metadata checked against this run's
+  // model and data, before the model is allocated (another flavor's checkpoint is one line, not
+  // an OOM kill). Reads files only: no collectives before the set-up agreement below.
+  std::unique_ptr<checkpoint::Checkpointer> ckpt;
+  if (cfg.checkpoint.enable) {
+    ckpt = std::make_unique<checkpoint::Checkpointer>(cfg, mesh, model_description(plan), config::to_toml(cfg));
+    ckpt->set_data_description({{"seq_len", plan.seq_len},
+                                {"tokenizer", tokenizer->fingerprint()},
+                                {"dataset", cfg.training.dataset},
+                                {"dataset_path", cfg.training.dataset_path.value_or("")},
+                                {"num_tokens", windows.num_tokens()},
+                                {"seed", seed}});
+    if (!ckpt->select() && cfg.checkpoint.initial_load_in_hf) {
+      if (cfg.checkpoint.initial_load_path) check_hf_config("checkpoint.initial_load_path", *cfg.checkpoint.initial_load_path, plan);
+      else check_hf_config("model.hf_assets_path", cfg.model.hf_assets_path, plan);
+    }
   }
 
   // With more than one rank the model is built on the meta device and FSDP materialises only
@@ -357,7 +395,6 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     throw PeerFailure("stopping: another rank failed while setting up (its error is reported above)", agreed);
 
   // Checkpoints: resume from the run's latest one (or initial_load_path); save on schedule.
-  std::unique_ptr<checkpoint::Checkpointer> ckpt;
   std::int64_t start_step = 1, lr_offset = 0;
   const std::int64_t tokens_per_step = plan.batch.global_batch * plan.seq_len;
   auto current_state = [&](std::int64_t step) {
@@ -366,11 +403,12 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     s.extra["float8_delayed"] = float8::delayed_scaling_state(model);
     return s;
   };
-  if (cfg.checkpoint.enable) {
-    ckpt = std::make_unique<checkpoint::Checkpointer>(cfg, mesh, model_description(plan), config::to_toml(cfg));
+  std::optional<checkpoint::Checkpointer::Loaded> loaded;
+  checkpoint::TrainingState state;
+  if (ckpt) {
     optimizer.init_state();  // zero moments, as the first step would make them, for the load to fill
-    checkpoint::TrainingState state = current_state(0);
-    std::optional<checkpoint::Checkpointer::Loaded> loaded = ckpt->load(state);
+    state = current_state(0);
+    loaded = ckpt->load(state);
     // As TorchTitan: HF weights come from initial_load_path, or from model.hf_assets_path when
     // no initial_load_path is set.
     if (!loaded && cfg.checkpoint.initial_load_in_hf) {
@@ -379,6 +417,19 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
       else
         import_hf("model.hf_assets_path", cfg.model.hf_assets_path, plan, fsdp.get(), params, param_names);
     }
+    // The steps after the resumed one are trained again: their old metrics rows go (file I/O
+    // only, so before the agreement: a failure here is this rank's own error line).
+    const auto& excluded = cfg.checkpoint.exclude_from_loading;
+    if (loaded && !loaded->model_only && std::find(excluded.begin(), excluded.end(), "train_state") == excluded.end())
+      metrics.truncate_after(state.progress.step);
+  }
+  // A rank whose load failed (a corrupt shard only it reads) is in main's agreement with its own
+  // error: the others meet it here, before any collective, and stop at once instead of waiting
+  // for it in the first all-gather until the comm timeout.
+  if (const int agreed = world.agree_exit_code(kExitOk); agreed != kExitOk)
+    throw PeerFailure("stopping: another rank failed while loading the checkpoint (its error is reported above)", agreed);
+  if (ckpt) {
+    if (!loaded && cfg.checkpoint.initial_load_in_hf && fsdp) fsdp->refresh_after_update();  // gathered copies follow the imported shards
     if (loaded) {
       const checkpoint::TrainProgress& pr = state.progress;
       start_step = pr.step + 1;

@@ -33,8 +33,9 @@ truncate -s 1000 "$file"
 expect 2 "rank-00000.safetensors' is corrupt or truncated: 1000 bytes"; restore
 rm "$file"
 expect 2 "rank-00000.safetensors' is missing; the checkpoint is incomplete"; restore
-# metadata that records another shape for one tensor (as a checkpoint of another model would).
-awk '/"model.norm.weight": \{/ { f = 1 } f && /"shape"/ { g = 1 } g && /^ *256 *$/ { sub(/256/, "128"); f = 0; g = 0 } { print }' \
+# metadata that records another shape for one tensor (as a checkpoint of another model would):
+# its shape and its rows, so that the metadata stays consistent in itself.
+awk '/"model.norm.weight": \{/ { f = 1 } f && /^ *256 *$/ { sub(/256/, "128") } f && /"shape"/ { g = 1 } g && /\]/ { f = 0; g = 0 } { print }' \
   "$ck/step-4/metadata.json" > "$dir/meta" && mv "$dir/meta" "$ck/step-4/metadata.json"
 expect 2 "tensor 'model.norm.weight' has shape \[128\]"; restore
 sed -i 's/"dim": 256/"dim": 512/' "$ck/step-4/metadata.json"

@@ -1,7 +1,9 @@
 #include "models/llama3/hf.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <sstream>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -107,44 +109,122 @@ nlohmann::json hf_config(const ModelArgs& a, DType dtype) {
   return c;
 }
 
-ModelArgs args_from_hf_config(const nlohmann::json& c, const std::string& path) {
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!c.contains(key)) throw UserError("hf: '" + path + "' has no \"" + std::string(key) + "\"; is it a Llama config.json?");
+namespace {
+
+// Typed fields of config.json: a wrong type or range is one line naming the key and the value.
+struct HfFields {
+  const nlohmann::json& c;
+  const std::string& path;
+  [[noreturn]] void bad(const std::string& key, const nlohmann::json& v, const std::string& must) const {
+    throw UserError("hf: '" + path + "' \"" + key + "\" is " + checkpoint::preview(v) + ", but it must be " + must +
+                    "; is it a Llama config.json?");
+  }
+  const nlohmann::json& need(const char* key) const {
+    if (!c.is_object() || !c.contains(key))
+      throw UserError("hf: '" + path + "' has no \"" + std::string(key) + "\"; is it a Llama config.json?");
     return c.at(key);
-  };
+  }
+  std::int64_t positive(const char* key, const nlohmann::json& v) const {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 1 || v.get<std::int64_t>() > (std::int64_t(1) << 32))
+      bad(key, v, "a positive integer");
+    return v.get<std::int64_t>();
+  }
+  std::int64_t positive(const char* key) const { return positive(key, need(key)); }
+  double number(const char* key, const nlohmann::json& v) const {
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0) bad(key, v, "a positive number");
+    return v.get<double>();
+  }
+};
+
+}  // namespace
+
+ModelArgs args_from_hf_config(const nlohmann::json& c, const std::string& path) {
+  const HfFields f{c, path};
+  auto need = [&](const char* key) -> const nlohmann::json& { return f.need(key); };
   ModelArgs a;
   try {
-    a.dim = need("hidden_size").get<std::int64_t>();
-    a.n_layers = need("num_hidden_layers").get<std::int64_t>();
-    a.n_heads = need("num_attention_heads").get<std::int64_t>();
-    a.n_kv_heads = c.value("num_key_value_heads", a.n_heads);
-    a.vocab_size = need("vocab_size").get<std::int64_t>();
-    a.norm_eps = c.value("rms_norm_eps", 1e-5);
-    a.rope_theta = c.value("rope_theta", 10000.0);
-    const std::int64_t hidden = need("intermediate_size").get<std::int64_t>();
+    a.dim = f.positive("hidden_size");
+    a.n_layers = f.positive("num_hidden_layers");
+    a.n_heads = f.positive("num_attention_heads");
+    a.n_kv_heads = c.contains("num_key_value_heads") && !c["num_key_value_heads"].is_null()
+                       ? f.positive("num_key_value_heads")
+                       : a.n_heads;
+    a.vocab_size = f.positive("vocab_size");
+    a.norm_eps = c.contains("rms_norm_eps") ? f.number("rms_norm_eps", c["rms_norm_eps"]) : 1e-5;
+    a.rope_theta = c.contains("rope_theta") ? f.number("rope_theta", c["rope_theta"]) : 10000.0;
+    if (a.dim % a.n_heads != 0 || a.n_heads % a.kv_heads() != 0)
+      throw UserError("hf: '" + path + "' hidden_size " + std::to_string(a.dim) + ", num_attention_heads " +
+                      std::to_string(a.n_heads) + " and num_key_value_heads " + std::to_string(a.kv_heads()) +
+                      " do not divide evenly; is it a Llama config.json?");
+    const std::int64_t hidden = f.positive("intermediate_size");
+    (void)need;
     // The SwiGLU width is derived, not stored: choose multiple_of so that it comes out as `hidden`.
     a.multiple_of = hidden;
     a.ffn_dim_multiplier = std::nullopt;
     if (a.ffn_hidden() != hidden)
       throw UserError("hf: '" + path + "' intermediate_size " + std::to_string(hidden) + " is below 8/3 x hidden_size, "
                       "which titan.cpp's Llama cannot represent");
-    if (c.contains("head_dim") && !c["head_dim"].is_null() && c["head_dim"].get<std::int64_t>() != a.head_dim())
+    if (c.contains("head_dim") && !c["head_dim"].is_null() && f.positive("head_dim") != a.head_dim())
       throw UserError("hf: '" + path + "' head_dim differs from hidden_size / num_attention_heads");
     const auto& rs = c.contains("rope_scaling") ? c["rope_scaling"] : nlohmann::json();
     if (rs.is_null()) {
       a.rope_scaling = std::nullopt;
     } else {
-      if (rs.value("rope_type", rs.value("type", std::string())) != "llama3")
-        throw UserError("hf: '" + path + "' rope_scaling type '" + rs.dump() + "' is not llama3");
-      a.rope_scaling = ops::RopeScaling{rs.value("factor", 8.0), rs.value("low_freq_factor", 1.0),
-                                        rs.value("high_freq_factor", 4.0), rs.value("original_max_position_embeddings", 8192.0)};
+      if (!rs.is_object()) f.bad("rope_scaling", rs, "an object or null");
+      const auto type = rs.contains("rope_type") ? rs["rope_type"] : rs.contains("type") ? rs["type"] : nlohmann::json();
+      if (!type.is_string() || type.get<std::string>() != "llama3")
+        throw UserError("hf: '" + path + "' rope_scaling type " + checkpoint::preview(type) +
+                        " is not \"llama3\" (the only RoPE scaling titan.cpp's Llama has)");
+      auto num = [&](const char* k, double dflt) { return rs.contains(k) ? f.number(k, rs[k]) : dflt; };
+      a.rope_scaling = ops::RopeScaling{num("factor", 8.0), num("low_freq_factor", 1.0), num("high_freq_factor", 4.0),
+                                        num("original_max_position_embeddings", 8192.0)};
     }
+    if (c.contains("tie_word_embeddings") && !c["tie_word_embeddings"].is_boolean())
+      f.bad("tie_word_embeddings", c["tie_word_embeddings"], "true or false");
     if (c.value("tie_word_embeddings", false))
       throw UserError("hf: '" + path + "' ties lm_head to the embeddings; titan.cpp's Llama keeps them separate");
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError("hf: '" + path + "' has a malformed value (" + e.what() + ")");
+  } catch (const nlohmann::json::exception&) {
+    throw UserError("hf: '" + path + "' has a malformed value; is it a Llama config.json?");
   }
   return a;
+}
+
+void check_hf_config_matches(const nlohmann::json& c, const ModelArgs& m, const std::string& path, const std::string& key,
+                             const std::string& flavor) {
+  const std::string fix = "; use HF weights of the model that model.flavor " + flavor +
+                          " describes, or a flavor with the same settings";
+  auto close = [](double a, double b) { return std::abs(a - b) <= 1e-6 * std::max(std::abs(a), std::abs(b)); };
+  auto num = [](double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  };
+  const nlohmann::json type = c.contains("model_type") ? c["model_type"] : nlohmann::json();
+  if (!type.is_string() || type.get<std::string>() != "llama")
+    throw UserError(key + ": '" + path + "' has model_type " + (c.contains("model_type") ? checkpoint::preview(type) : "(none)") +
+                    ", model.flavor " + flavor + " is a \"llama\"" + fix);
+  const ModelArgs hf = args_from_hf_config(c, path);
+  if (!close(hf.rope_theta, m.rope_theta))
+    throw UserError(key + ": '" + path + "' has rope_theta " + num(hf.rope_theta) + ", model.flavor " + flavor + " has " +
+                    num(m.rope_theta) + fix);
+  if (!close(hf.norm_eps, m.norm_eps))
+    throw UserError(key + ": '" + path + "' has rms_norm_eps " + num(hf.norm_eps) + ", model.flavor " + flavor + " has " +
+                    num(m.norm_eps) + fix);
+  auto scaling = [&](const std::optional<ops::RopeScaling>& r) {
+    if (!r) return std::string("none (null)");
+    return "llama3 (factor " + num(r->scaling_factor) + ", low_freq_factor " + num(r->low_freq_factor) +
+           ", high_freq_factor " + num(r->high_freq_factor) + ", original_max_position_embeddings " +
+           num(r->original_max_position_embeddings) + ")";
+  };
+  const bool same = hf.rope_scaling.has_value() == m.rope_scaling.has_value() &&
+                    (!hf.rope_scaling ||
+                     (close(hf.rope_scaling->scaling_factor, m.rope_scaling->scaling_factor) &&
+                      close(hf.rope_scaling->low_freq_factor, m.rope_scaling->low_freq_factor) &&
+                      close(hf.rope_scaling->high_freq_factor, m.rope_scaling->high_freq_factor) &&
+                      close(hf.rope_scaling->original_max_position_embeddings, m.rope_scaling->original_max_position_embeddings)));
+  if (!same)
+    throw UserError(key + ": '" + path + "' has rope_scaling " + scaling(hf.rope_scaling) + ", model.flavor " + flavor +
+                    " has " + scaling(m.rope_scaling) + fix);
 }
 
 }  // namespace titan::llama3
@@ -160,9 +240,8 @@ void write_hf(const std::string& dir, const std::map<std::string, Tensor>& param
   }
   std::filesystem::create_directories(dir);
   checkpoint::write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
-  std::ofstream cfg(std::filesystem::path(dir) / "config.json");
-  cfg << hf_config(args, dtype).dump(2) << "\n";
-  if (!cfg) throw UserError("hf: cannot write '" + (std::filesystem::path(dir) / "config.json").string() + "'");
+  checkpoint::write_file_parts((std::filesystem::path(dir) / "config.json").string(), {hf_config(args, dtype).dump(2), "\n"},
+                               "hf");
 }
 
 namespace {

@@ -35,6 +35,13 @@ std::optional<std::int64_t> rope_heads(const std::string& fqn, const ModelArgs& 
 // the key for a config this model cannot represent).
 nlohmann::json hf_config(const ModelArgs& args, DType dtype);
 ModelArgs args_from_hf_config(const nlohmann::json& config, const std::string& path);
+// The rest of config.json that the shapes do not show, against the model a run trains
+// (`flavor`): model_type must be "llama", and rope_theta, rope_scaling (llama3 factors, or none)
+// and rms_norm_eps must equal the model's (relative 1e-6), else the weights would load and train
+// with the wrong RoPE or norm. Throws UserError "`key`: '`path`' has rope_theta 10000, model.flavor
+// debugmodel has 500000; ..." naming the field, both values and the fix.
+void check_hf_config_matches(const nlohmann::json& config, const ModelArgs& args, const std::string& path,
+                             const std::string& key, const std::string& flavor);
 
 }  // namespace titan::llama3
 
