@@ -1,6 +1,7 @@
 // run_train: the titan.cpp trainer entry point. Thin by design: parse the config, build the plan,
 // run, and map every failure to one line and an exit code (core/errors.hpp).
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <new>
@@ -9,6 +10,7 @@
 
 #include "config/cli.hpp"
 #include "config/reference.hpp"
+#include "config/schema.hpp"
 #include "config/toml_io.hpp"
 #include "config/validate.hpp"
 #include "core/device.hpp"
@@ -31,6 +33,26 @@ void write_file(const std::filesystem::path& path, const std::string& text, cons
   if (!out) throw UserError(std::string("cannot write ") + what + " to '" + path.string() + "'; check the path");
 }
 
+// Environment variables of earlier versions, now config keys: each still works, below the config
+// file and the command line, with a deprecation warning.
+void apply_deprecated_environment(titan::config::JobConfig& cfg) {
+  struct Alias {
+    const char* variable;
+    const char* key;
+  };
+  for (const Alias& a : {Alias{"TITAN_DEVICE", "training.device"}, Alias{"TITAN_FAULT", "debug.fault"}}) {
+    const char* value = std::getenv(a.variable);
+    if (!value || !*value) continue;
+    if (cfg.sources.count(a.key)) {
+      cfg.warnings.push_back(std::string(a.variable) + " is deprecated and ignored: " + a.key + " is set (" +
+                             cfg.sources.at(a.key) + ")");
+      continue;
+    }
+    titan::config::assign(*titan::config::find_key(a.key), cfg, titan::config::CliText{value}, a.variable);
+    cfg.warnings.push_back(std::string(a.variable) + " is deprecated; use --" + a.key + " " + titan::printable(value));
+  }
+}
+
 // Everything a rank does; returns its exit code, with `error` holding the line to report.
 // `agreed` is set when the ranks already agreed on the exit code (see PeerFailure).
 int run(const titan::dist::World& world, const std::vector<std::string>& args, std::string& error, bool& agreed) {
@@ -45,6 +67,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
       return titan::kExitOk;
     }
     titan::config::JobConfig& cfg = cl.config;
+    apply_deprecated_environment(cfg);
     titan::config::validate(cfg);
     titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
     const titan::DeviceInfo devices = titan::probe_devices(world.local_rank());

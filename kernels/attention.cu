@@ -867,7 +867,6 @@ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15
 // Tensor cores for bf16 on sm_80+ with 16-byte aligned tensors (cp.async moves 16-byte chunks).
 bool use_tensor_cores(DType dtype, std::initializer_list<const void*> ptrs) {
   if (dtype != DType::bf16 || g_force_simt) return false;
-  if (const char* env = std::getenv("TITAN_ATTENTION_SIMT"); env && *env && std::strcmp(env, "0") != 0) return false;
   static const int major = [] {
     int dev = 0, m = 0;
     TITAN_CUDA_CHECK(cudaGetDevice(&dev));

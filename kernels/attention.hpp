@@ -23,8 +23,7 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
                         std::int64_t H, std::int64_t KV, std::int64_t D, DType dtype);
 
 // Testing/debugging: when on, bf16 inputs also take the CUDA-core (SIMT) kernels that f32 uses,
-// instead of the tensor-core (mma.sync) ones. The environment variable TITAN_ATTENTION_SIMT=1 has
-// the same effect (read at every call).
+// instead of the tensor-core (mma.sync) ones (the GPU tests compare the two paths).
 void attention_force_simt(bool on);
 
 }  // namespace titan::cuda

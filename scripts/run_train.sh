@@ -13,18 +13,18 @@ NGPU=${NGPU:-}
 ./scripts/build.sh >/dev/null
 
 RUN_TRAIN=./build/apps/run_train
-# The GPU when the build has the CUDA backend and one is visible (the plan's device line says
-# so); TITAN_DEVICE=cpu keeps the CPU. GPU training is experimental (docs/cuda.md).
-if [ -z "${TITAN_DEVICE:-}" ]; then
-  plan=$("$RUN_TRAIN" --job.config_file "$CONFIG_FILE" --dry-run 2>/dev/null || true)
-  if grep -q "TITAN_DEVICE=cuda trains on it" <<<"$plan"; then export TITAN_DEVICE=cuda; fi
+# training.device = auto (the default) trains on the GPU when the build has the CUDA backend and
+# one is visible, else on the CPU; --training.device cpu keeps the CPU. GPU training is
+# experimental (docs/cuda.md). The plan (JSON) says which device the run will use.
+plan_file=$(mktemp)
+if "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@" --dry-run --plan-json "$plan_file" >/dev/null 2>&1; then
+  echo "[run_train] training on: $(grep -o '"device": *"[^"]*"' "$plan_file" | head -1 | sed 's/.*: *"//; s/"$//')"
 fi
-echo "[run_train] training on: ${TITAN_DEVICE:-cpu}"
+rm -f "$plan_file"
 if [ -n "$NGPU" ]; then
   # One BLAS thread per rank; no CMA single-copy (often blocked in containers).
   MPI_FLAGS=(--oversubscribe -x OPENBLAS_NUM_THREADS=1 --mca btl_vader_single_copy_mechanism none)
   [ "$(id -u)" -eq 0 ] && MPI_FLAGS+=(--allow-run-as-root)
-  [ -n "${TITAN_DEVICE:-}" ] && MPI_FLAGS+=(-x TITAN_DEVICE)
   exec mpirun "${MPI_FLAGS[@]}" -np "$NGPU" "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@"
 fi
 exec "$RUN_TRAIN" --job.config_file "$CONFIG_FILE" "$@"

@@ -474,7 +474,7 @@ Checkpointer::Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh,
       owns_folder_(owns_folder),
       folder_((fs::path(cfg.job.dump_folder) / cfg.checkpoint.folder).string()),
       async_(cfg.checkpoint.async_mode != "disabled"),
-      fault_(FaultInjection::from_environment()) {
+      fault_(FaultInjection::parse(cfg.debug.fault)) {
   // A step-N.tmp folder is a save that never finished (a crash): never loaded, removed here.
   if (owns_folder && mesh_.world_group().rank() == 0) {
     std::error_code ec;

@@ -5,6 +5,7 @@
 
 #include "config/schema.hpp"
 #include "core/errors.hpp"
+#include "core/fault.hpp"
 
 namespace titan::config {
 
@@ -43,6 +44,7 @@ std::string source_of(const JobConfig& cfg, const std::string& full_key) {
 }
 
 void validate(JobConfig& cfg) {
+  (void)FaultInjection::parse(cfg.debug.fault);  // a malformed fault spec is one line before anything runs
   // Converters: only float8 linears exist in titan.cpp.
   check_list_items(cfg, "model.converters", cfg.model.converters, {"quantize.linear.float8"});
   const bool float8 = std::find(cfg.model.converters.begin(), cfg.model.converters.end(),

@@ -1,6 +1,5 @@
 #include "core/device.hpp"
 
-#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -60,18 +59,23 @@ std::size_t host_available_memory() {
   return avail;
 }
 
-std::string requested_device() {
-  const char* env = std::getenv("TITAN_DEVICE");
-  return env ? env : "";
+std::string resolve_device(const std::string& requested, const DeviceInfo& info) {
+  if (requested == "auto") return info.cuda_built && info.cuda_devices > 0 ? "cuda" : "cpu";
+  return requested;
 }
 
-std::string describe_device(const DeviceInfo& info, int local_rank) {
+std::string describe_device(const std::string& resolved, const DeviceInfo& info, int local_rank) {
+  if (resolved == "cuda") {
+    if (info.cuda_devices == 0)
+      return info.cuda_built ? "cuda (training.device = cuda, but no GPU is visible here)"
+                             : "cuda (training.device = cuda, but this build has no CUDA backend)";
+    return "cuda:" + std::to_string(local_rank % info.cuda_devices) + " " + info.gpu_name +
+           " (experimental CUDA training, docs/cuda.md)";
+  }
   if (info.cuda_devices == 0)
     return info.cuda_built ? "cpu (CUDA backend built, no GPU visible)" : "cpu (built without CUDA)";
-  const std::string gpu = "cuda:" + std::to_string(local_rank % info.cuda_devices) + " " + info.gpu_name;
-  // GPU training is opt-in while it is experimental: name the device that is really used.
-  if (requested_device() == "cuda") return gpu + " (experimental CUDA training, TITAN_DEVICE=cuda)";
-  return "cpu (" + gpu + " is visible; TITAN_DEVICE=cuda trains on it, experimental)";
+  return "cpu (training.device = cpu; cuda:" + std::to_string(local_rank % info.cuda_devices) + " " + info.gpu_name +
+         " is visible)";
 }
 
 }  // namespace titan

@@ -22,11 +22,12 @@ std::size_t host_available_memory();
 // `local_rank` picks the GPU (rank i on a node uses GPU i mod count).
 DeviceInfo probe_devices(int local_rank);
 
-// The environment variable TITAN_DEVICE: "cpu" (or unset) trains on the CPU, "cuda" opts in to
-// the experimental GPU training path (docs/cuda.md). Returned as given, "" when unset.
-std::string requested_device();
+// training.device resolved: "auto" is "cuda" when this build has the CUDA backend and a GPU is
+// visible, else "cpu"; "cpu" and "cuda" are kept as asked (whether a GPU is there to serve "cuda"
+// is checked when the run starts, so a dry run can plan for a GPU cluster anywhere).
+std::string resolve_device(const std::string& requested, const DeviceInfo& info);
 
 // The device a rank trains on, for the plan: "cpu (...)" or "cuda:N name (...)".
-std::string describe_device(const DeviceInfo& info, int local_rank);
+std::string describe_device(const std::string& resolved, const DeviceInfo& info, int local_rank);
 
 }  // namespace titan

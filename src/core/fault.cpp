@@ -13,22 +13,23 @@
 
 namespace titan {
 
-FaultInjection FaultInjection::from_environment() {
+FaultInjection FaultInjection::parse(const std::string& spec) {
   FaultInjection f;
-  const char* env = std::getenv("TITAN_FAULT");
-  if (!env || !*env) return f;
+  if (spec.empty()) return f;
   char kind[32] = {};
   long long step = -1;
-  const std::string usage = std::string("TITAN_FAULT='") + env +
-                            "' is not kill:RANK:STEP, hang:RANK:STEP or kill_in_save:RANK:STEP; unset it to train normally";
-  if (std::sscanf(env, "%31[a-z_]:%d:%lld", kind, &f.rank, &step) != 3) throw UserError(usage);
+  int used = 0;
+  const std::string usage = "debug.fault = '" + printable(spec) +
+                            "' is not kill:RANK:STEP, hang:RANK:STEP or kill_in_save:RANK:STEP; leave it empty to train normally";
+  if (std::sscanf(spec.c_str(), "%31[a-z_]:%d:%lld%n", kind, &f.rank, &step, &used) != 3 ||
+      used != static_cast<int>(spec.size()))
+    throw UserError(usage);
   const std::string k = kind;
   if (k == "kill") f.kind = Kind::kill;
   else if (k == "hang") f.kind = Kind::hang;
   else if (k == "kill_in_save") f.kind = Kind::kill_in_save;
   else throw UserError(usage);
   f.step = step;
-  spdlog::warn("fault injection: world rank {} will {} at step {} (TITAN_FAULT)", f.rank, k, f.step);
   return f;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Fault injection for the fault-tolerance tests, from the TITAN_FAULT environment variable:
+// Fault injection for the fault-tolerance tests, from the config key debug.fault:
 //   kill:RANK:STEP          world rank RANK dies by SIGKILL at the start of step STEP
 //   hang:RANK:STEP          it stops answering (sleeps forever) there
 //   kill_in_save:RANK:STEP  it dies in the middle of writing its checkpoint file for step STEP
@@ -15,7 +15,8 @@ struct FaultInjection {
   int rank = -1;
   std::int64_t step = -1;
 
-  static FaultInjection from_environment();
+  // Parses a debug.fault value; throws UserError naming the key for anything but the forms above.
+  static FaultInjection parse(const std::string& spec);
   bool at(Kind k, int rank, std::int64_t step) const { return kind == k && rank == this->rank && step == this->step; }
   // kill / hang at the start of a step, when they name this rank and step.
   void at_step_start(int rank, std::int64_t step) const;

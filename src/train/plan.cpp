@@ -79,8 +79,9 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.dims = dist::resolve_parallel_dims(cfg.parallelism.data_parallel_replicate_degree,
                                        cfg.parallelism.data_parallel_shard_degree, world_size);
   p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
-  p.device = describe_device(devices, 0);
-  p.on_gpu = devices.cuda_devices > 0 && requested_device() == "cuda";
+  p.device_kind = resolve_device(cfg.training.device, devices);
+  p.device = describe_device(p.device_kind, devices, 0);
+  p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
   p.seq_len = cfg.training.seq_len;
   p.steps = cfg.training.steps;
   p.converters = cfg.model.converters;
@@ -183,6 +184,7 @@ nlohmann::json plan_json(const Plan& p) {
       {"world_size", p.dims.world},
       {"mesh", {{"replicate", p.dims.replicate}, {"shard", p.dims.shard}, {"kind", p.dims.describe()}}},
       {"device", p.device},
+      {"device_kind", p.device_kind},
       {"model",
        {{"name", p.model_name},
         {"flavor", p.flavor},

@@ -17,7 +17,8 @@ namespace titan::train {
 struct Plan {
   dist::ParallelDims dims;
   dist::BatchPlan batch;
-  std::string device;  // what rank 0 trains on
+  std::string device;       // what rank 0 trains on, described
+  std::string device_kind;  // training.device resolved: "cpu" or "cuda"
   bool on_gpu = false;  // the ranks train on GPUs (memory is checked against the GPU's)
   std::string model_name, flavor;
   llama3::ModelArgs model;

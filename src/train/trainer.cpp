@@ -45,18 +45,18 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The device this rank trains on. The CPU by default; TITAN_DEVICE=cuda opts in to the CUDA
-// backend, which is experimental: it has not run on a GPU yet (docs/cuda.md). Ranks of a node
-// share its GPUs (local rank mod count); their collectives go through host memory (the MPI-staged
-// process group; NCCL is still to come); float8 runs torchao's emulation with GPU casts.
-Device training_device(int local_rank) {
-  const std::string want = requested_device();
-  if (want == "cpu" || want.empty()) return Device::cpu();
-  if (want != "cuda") throw UserError("TITAN_DEVICE = '" + want + "': use cpu or cuda");
+// The device this rank trains on: the plan's training.device, resolved. The CUDA backend is
+// experimental: it has not run on a GPU yet (docs/cuda.md). Ranks of a node share its GPUs (local
+// rank mod count); their collectives go through host memory (the MPI-staged process group; NCCL
+// is still to come); float8 runs torchao's emulation with GPU casts.
+Device training_device(const Plan& plan, int local_rank) {
+  if (plan.device_kind != "cuda") return Device::cpu();
   const DeviceInfo info = probe_devices(local_rank);
   if (!info.cuda_built)
-    throw UserError("TITAN_DEVICE = cuda: this build has no CUDA backend (nvcc was not found when it was built)");
-  if (info.cuda_devices == 0) throw UserError("TITAN_DEVICE = cuda: no GPU is visible to this process");
+    throw UserError("training.device = cuda: this build has no CUDA backend (nvcc was not found when it was built); "
+                    "use training.device = cpu or auto");
+  if (info.cuda_devices == 0)
+    throw UserError("training.device = cuda: no GPU is visible to this process; use training.device = cpu or auto");
   return Device::cuda(local_rank % info.cuda_devices);
 }
 
@@ -262,7 +262,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   // first allocations): comm.init_timeout_seconds; afterwards comm.train_timeout_seconds.
   dist::set_collective_timeout(double(cfg.comm.init_timeout_seconds), "comm.init_timeout_seconds");
   dist::DeviceMesh mesh(world, plan.dims.replicate, plan.dims.shard);
-  const FaultInjection fault = FaultInjection::from_environment();
+  const FaultInjection fault = FaultInjection::parse(cfg.debug.fault);
+  if (fault.kind != FaultInjection::Kind::none)
+    spdlog::warn("fault injection: world rank {} will {} at step {} (debug.fault)", fault.rank, cfg.debug.fault.substr(0, cfg.debug.fault.find(':')), fault.step);
   const bool bf16 = cfg.training.mixed_precision_param == "bfloat16";
   if (bf16)
     spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
@@ -314,7 +316,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   // With more than one rank the model is built on the meta device and FSDP materialises only
   // this rank's shards (no rank ever holds the full model); one process trains it as it is.
   const bool sharded = plan.dims.world > 1;
-  const Device device = training_device(world.local_rank());
+  const Device device = training_device(plan, world.local_rank());
   std::unique_ptr<llama3::Transformer> model_ptr;
   {
     std::optional<nn::MetaGuard> meta;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training parity, GPU against CPU: the same run (debug model, 50 steps by default) on the CPU
-# backend and on the CUDA backend (TITAN_DEVICE=cuda; GPU_RANKS_LAUNCHER, e.g. "mpirun -np 2",
+# backend and on the CUDA backend (training.device = cpu / cuda; GPU_RANKS_LAUNCHER, e.g. "mpirun -np 2",
 # runs it on ranks sharing the GPU); every step's loss and grad norm within TOL relative.
 # Exits 77 (ctest: skipped) where no GPU is visible.
 # usage: check_gpu_training.sh GPU_TESTS TOL RUN_TRAIN [RUN_TRAIN ARGS...]
@@ -12,5 +12,6 @@ case $? in
   77) echo "no CUDA device visible: skipped"; exit 77 ;;
   *) echo "FAIL: $gpu_tests --has-gpu did not run"; exit 1 ;;
 esac
-unset TITAN_DEVICE  # run a is the CPU reference
-COMPARE_B_LAUNCHER="env TITAN_DEVICE=cuda ${GPU_RANKS_LAUNCHER:-}" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" --a --b
+# Run a is the CPU reference, run b the GPU.
+COMPARE_B_LAUNCHER="${GPU_RANKS_LAUNCHER:-}" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" \
+  --a --training.device cpu --b --training.device cuda

@@ -3,7 +3,7 @@
 # checkpoint, possibly on another number of ranks (another mesh).
 # usage: check_resume.sh MODE TOL MPIRUN RUN_TRAIN [COMMON ARGS...] --first [ARGS...] --resume [ARGS...]
 #   The straight and the interrupted run use COMMON + FIRST on $FIRST_NP ranks; the resumed run
-#   COMMON + RESUME on $RESUME_NP ranks. $FAULT (TITAN_FAULT) interrupts; $EXPECT_STEP is the step
+#   COMMON + RESUME on $RESUME_NP ranks. $FAULT (debug.fault) interrupts; $EXPECT_STEP is the step
 #   the resumed run must load.
 #   MODE bitwise: every step's loss is identical to the last digit; MODE close: within TOL relative.
 set -eu
@@ -20,10 +20,10 @@ read -r -a mpi <<< "$mpirun"
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 "${mpi[@]}" -np "$FIRST_NP" "$run_train" "${common[@]}" "${first[@]}" --job.dump_folder "$dir/straight" > "$dir/straight.log" 2>&1 ||
   { echo "FAIL: the straight run"; cat "$dir/straight.log"; exit 1; }
-if TITAN_FAULT="$FAULT" "${mpi[@]}" -np "$FIRST_NP" "$run_train" "${common[@]}" "${first[@]}" --job.dump_folder "$dir/run" > "$dir/first.log" 2>&1; then
-  echo "FAIL: the run with TITAN_FAULT=$FAULT should have died"; cat "$dir/first.log"; exit 1
+if "${mpi[@]}" -np "$FIRST_NP" "$run_train" "${common[@]}" "${first[@]}" --debug.fault "$FAULT" --job.dump_folder "$dir/run" > "$dir/first.log" 2>&1; then
+  echo "FAIL: the run with debug.fault = $FAULT should have died"; cat "$dir/first.log"; exit 1
 fi
-echo "interrupted by TITAN_FAULT=$FAULT; left: $(ls "$dir/run/checkpoint" | tr '\n' ' ')"
+echo "interrupted by debug.fault = $FAULT; left: $(ls "$dir/run/checkpoint" | tr '\n' ' ')"
 "${mpi[@]}" -np "$RESUME_NP" "$run_train" "${common[@]}" "${resume[@]}" --job.dump_folder "$dir/run" > "$dir/resume.log" 2>&1 ||
   { echo "FAIL: the resumed run"; cat "$dir/resume.log"; exit 1; }
 grep -q "checkpoint: loaded '.*/step-$EXPECT_STEP' (step $EXPECT_STEP)" "$dir/resume.log" ||

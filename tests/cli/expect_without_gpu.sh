@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# expect.sh for behaviour that only holds where no GPU is visible (e.g. TITAN_DEVICE=cuda must
+# expect.sh for behaviour that only holds where no GPU is visible (e.g. training.device = cuda must
 # fail clearly). Where a GPU is visible the test reports itself skipped (exit 77).
 # usage: expect_without_gpu.sh GPU_TESTS RC REGEX -- COMMAND...
 gpu_tests=$1; shift
