@@ -29,12 +29,14 @@ int main(int argc, char** argv) {
     const std::string name = step_dir.filename().string();
     if (!std::regex_match(name, m, std::regex(R"(step-(\d+))")))
       throw UserError("convert_checkpoint: '" + step_dir.string() + "' is not a step-N checkpoint folder");
-    std::ifstream in(step_dir / "metadata.json");
-    if (!in) throw UserError("convert_checkpoint: '" + step_dir.string() + "' has no metadata.json (an unfinished save?)");
-    const nlohmann::json meta = nlohmann::json::parse(in);
-    const std::string flavor = meta.at("model").at("flavor").get<std::string>();
+    if (!fs::is_regular_file(step_dir / "metadata.json"))
+      throw UserError("convert_checkpoint: '" + step_dir.string() + "' has no metadata.json (an unfinished save?)");
+    // The loader's schema check: a bad field is one line naming it, never a library's text.
+    const checkpoint::Metadata meta = checkpoint::read_metadata(step_dir.string());
+    const auto flavor_it = meta.model.find("flavor");
+    const std::string flavor = flavor_it != meta.model.end() && flavor_it->is_string() ? flavor_it->get<std::string>() : "";
     const llama3::ModelArgs* args = llama3::find_flavor(flavor);
-    if (!args) throw UserError("convert_checkpoint: unknown flavor '" + flavor + "' in metadata.json");
+    if (!args) throw UserError("convert_checkpoint: unknown flavor '" + printable(flavor) + "' in metadata.json");
 
     // Load the model part as a one-rank run would, through the same code as resuming.
     config::JobConfig cfg;
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
       state.model.push_back({"model." + fqn, p->shape(), 0, p->shape()[0], p->data()});
       params.emplace(fqn, p->data());
     }
-    checkpoint::Checkpointer ckpt(cfg, mesh, meta.at("model"), "", /*owns_folder=*/false);
+    checkpoint::Checkpointer ckpt(cfg, mesh, meta.model, "", /*owns_folder=*/false);
     if (!ckpt.load(state)) throw UserError("convert_checkpoint: nothing loaded from '" + step_dir.string() + "'");
     llama3::write_hf(out, params, *args, dtype);
     std::printf("wrote %s (HF LlamaForCausalLM, %s, %zu tensors) from %s\n", out.c_str(), dtype_name.c_str(), params.size(),
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
+    std::fprintf(stderr, "error: internal error: %s\n", printable(e.what(), 200).c_str());
+    return 1;
   }
 }

@@ -362,7 +362,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     llama3::init_weights(model, seed);  // on the host (the initializers' RNG streams), then moved
     if (!device.is_cpu()) {
       model.move_to(device);
-      spdlog::info("device: training on {} (experimental CUDA backend, TITAN_DEVICE=cuda)", device.str());
+      spdlog::info("device: training on {} (experimental CUDA backend, training.device = {})", device.str(), cfg.training.device);
     }
     for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
   }
