@@ -25,6 +25,11 @@ namespace {
 
 using titan::UserError;
 
+// What to change when the model does not fit (the planned check and a real bad_alloc say it).
+constexpr const char* kMemoryFixes =
+    "shard over more ranks (parallelism.data_parallel_shard_degree), enable activation checkpointing, or lower "
+    "training.local_batch_size, training.seq_len or the model flavor";
+
 void write_file(const std::filesystem::path& path, const std::string& text, const char* what) {
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
@@ -93,9 +98,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
       return titan::kExitOk;
     }
     if (!fit.fits)
-      throw UserError("memory: the plan " + fit.text +
-                      "; shard over more ranks (parallelism.data_parallel_shard_degree), enable activation "
-                      "checkpointing, or lower training.local_batch_size, training.seq_len or the model flavor");
+      throw UserError("memory: the plan " + fit.text + "; " + kMemoryFixes);
     titan::train::train(cfg, plan, world);
     return titan::kExitOk;
   } catch (const titan::PeerFailure& e) {
@@ -106,8 +109,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     error = e.what();
     return e.exit_code();
   } catch (const std::bad_alloc&) {
-    error = "memory: out of host memory; shard over more ranks, enable activation checkpointing, or lower "
-            "training.local_batch_size, training.seq_len or the model flavor (run_train --dry-run shows the estimate)";
+    error = std::string("memory: out of host memory; ") + kMemoryFixes + " (run_train --dry-run shows the estimate)";
     return titan::kExitRuntimeError;
   } catch (const std::exception& e) {
     error = std::string("internal error: ") + titan::printable(e.what(), 200);

@@ -45,6 +45,9 @@ std::string source_of(const JobConfig& cfg, const std::string& full_key) {
 
 void validate(JobConfig& cfg) {
   (void)FaultInjection::parse(cfg.debug.fault);  // a malformed fault spec is one line before anything runs
+  if (cfg.checkpoint.create_seed_checkpoint && cfg.checkpoint.load_only)
+    throw UserError("checkpoint.create_seed_checkpoint = true writes step-0, but checkpoint.load_only = true forbids saving; "
+                    "unset one of them");
   // Converters: only float8 linears exist in titan.cpp.
   check_list_items(cfg, "model.converters", cfg.model.converters, {"quantize.linear.float8"});
   const bool float8 = std::find(cfg.model.converters.begin(), cfg.model.converters.end(),

@@ -198,11 +198,11 @@ void check_hf_config(const std::string& key, const std::string& path, const Plan
 }
 
 // checkpoint.initial_load_in_hf: every rank reads the rows it owns from the HF files (no
-// collectives: the caller agrees with the other ranks, then refreshes FSDP's copies).
+// collectives: the caller agrees with the other ranks, then refreshes FSDP's copies). The
+// folder's config.json was checked by check_hf_config before the model was allocated.
 void import_hf(const std::string& key, const std::string& path, const Plan& plan, dist::Fsdp* fsdp, const std::vector<autograd::Variable*>& params,
                const std::vector<std::string>& names) {
   const auto t0 = Clock::now();
-  check_hf_config(key, path, plan);
   const llama3::ModelArgs& m = plan.model;
   // Each rank reads only the rows it owns (ranged reads; q/k through whole heads).
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> wanted;
@@ -272,9 +272,6 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   if (cfg.compile.enable)
     spdlog::info("compile.enable: no effect (CUDA graphs for the GPU step are not implemented yet)");
 
-  if (cfg.checkpoint.create_seed_checkpoint && cfg.checkpoint.load_only)
-    throw UserError("checkpoint.create_seed_checkpoint = true writes step-0, but checkpoint.load_only = true forbids saving; "
-                    "unset one of them");
   const std::uint64_t seed = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
   auto tokenizer = load_training_tokenizer(cfg, plan);
   const auto t_data = Clock::now();
@@ -299,6 +296,9 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   // model and data, before the model is allocated (another flavor's checkpoint is one line, not
   // an OOM kill). Reads files only: no collectives before the set-up agreement below.
   std::unique_ptr<checkpoint::Checkpointer> ckpt;
+  // Where HF weights come from when there is no checkpoint to resume, as TorchTitan: the key
+  // naming the folder, and the folder (initial_load_path, else model.hf_assets_path).
+  std::optional<std::pair<std::string, std::string>> hf_source;
   if (cfg.checkpoint.enable) {
     ckpt = std::make_unique<checkpoint::Checkpointer>(cfg, mesh, model_description(plan), config::to_toml(cfg));
     ckpt->set_data_description({{"seq_len", plan.seq_len},
@@ -308,8 +308,10 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
                                 {"num_tokens", windows.num_tokens()},
                                 {"seed", seed}});
     if (!ckpt->select() && cfg.checkpoint.initial_load_in_hf) {
-      if (cfg.checkpoint.initial_load_path) check_hf_config("checkpoint.initial_load_path", *cfg.checkpoint.initial_load_path, plan);
-      else check_hf_config("model.hf_assets_path", cfg.model.hf_assets_path, plan);
+      hf_source = cfg.checkpoint.initial_load_path
+                      ? std::pair<std::string, std::string>("checkpoint.initial_load_path", *cfg.checkpoint.initial_load_path)
+                      : std::pair<std::string, std::string>("model.hf_assets_path", cfg.model.hf_assets_path);
+      check_hf_config(hf_source->first, hf_source->second, plan);
     }
   }
 
@@ -411,14 +413,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
     optimizer.init_state();  // zero moments, as the first step would make them, for the load to fill
     state = current_state(0);
     loaded = ckpt->load(state);
-    // As TorchTitan: HF weights come from initial_load_path, or from model.hf_assets_path when
-    // no initial_load_path is set.
-    if (!loaded && cfg.checkpoint.initial_load_in_hf) {
-      if (cfg.checkpoint.initial_load_path)
-        import_hf("checkpoint.initial_load_path", *cfg.checkpoint.initial_load_path, plan, fsdp.get(), params, param_names);
-      else
-        import_hf("model.hf_assets_path", cfg.model.hf_assets_path, plan, fsdp.get(), params, param_names);
-    }
+    if (!loaded && hf_source) import_hf(hf_source->first, hf_source->second, plan, fsdp.get(), params, param_names);
     // The steps after the resumed one are trained again: their old metrics rows go (file I/O
     // only, so before the agreement: a failure here is this rank's own error line).
     const auto& excluded = cfg.checkpoint.exclude_from_loading;
@@ -431,7 +426,7 @@ TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::Wo
   if (const int agreed = world.agree_exit_code(kExitOk); agreed != kExitOk)
     throw PeerFailure("stopping: another rank failed while loading the checkpoint (its error is reported above)", agreed);
   if (ckpt) {
-    if (!loaded && cfg.checkpoint.initial_load_in_hf && fsdp) fsdp->refresh_after_update();  // gathered copies follow the imported shards
+    if (!loaded && hf_source && fsdp) fsdp->refresh_after_update();  // gathered copies follow the imported shards
     if (loaded) {
       const checkpoint::TrainProgress& pr = state.progress;
       start_step = pr.step + 1;
