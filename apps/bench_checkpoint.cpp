@@ -56,14 +56,14 @@ int main(int argc, char** argv) {
     std::printf("%-6s %10s %10s %10s %10s\n", "mode", "GiB", "write_s", "MiB/s", "stall_s");
     dist::DeviceMesh mesh(world, 1, 1);
     for (const char* mode : {"disabled", "async"}) {
-      config::JobConfig cfg;
-      cfg.job.dump_folder = dir + "/" + mode;  // each mode starts from an empty folder
-      cfg.checkpoint.enable = true;
-      cfg.checkpoint.async_mode = mode;
-      cfg.checkpoint.keep_latest_k = 2;
+      checkpoint::CheckpointOptions opts;
+      opts.folder = dir + "/" + mode + "/checkpoint";  // each mode starts from an empty folder
+      opts.enable = true;
+      opts.async = std::string(mode) != "disabled";
+      opts.keep_latest_k = 2;
       spdlog::set_level(spdlog::level::warn);
       for (std::int64_t r = 1; r <= repeat; ++r) {
-        checkpoint::Checkpointer ckpt(cfg, mesh, nlohmann::json{{"flavor", flavor}}, "");
+        checkpoint::Checkpointer ckpt(opts, mesh, nlohmann::json{{"flavor", flavor}}, "");
         const auto t0 = std::chrono::steady_clock::now();
         ckpt.save(r, state, false);
         const double stall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
                     double(t.bytes) / double(1ull << 30), t.write_seconds,
                     t.write_seconds > 0 ? double(t.bytes) / double(1 << 20) / t.write_seconds : 0.0, stall);
       }
-      std::filesystem::remove_all(cfg.job.dump_folder);
+      std::filesystem::remove_all(dir + "/" + mode);
     }
     std::filesystem::remove_all(dir);
     return 0;

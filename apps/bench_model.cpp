@@ -11,14 +11,11 @@
 #include <optional>
 
 #include "autograd/functions.hpp"
+#include "core/backend.hpp"
 #include "core/errors.hpp"
 #include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
-
-#ifdef TITAN_WITH_CUDA
-#include "kernels/runtime.hpp"
-#endif
 
 int main(int argc, char** argv) {
   using namespace titan;
@@ -44,14 +41,25 @@ int main(int argc, char** argv) {
   std::int64_t layers = 0;
   app.add_option("--layers", layers, "use this many transformer blocks (an N-layer slice of a big flavor)");
   double peak_tflops = 0;
-  app.add_option("--peak-tflops", peak_tflops, "peak for MFU (e.g. 989 for H100 SXM bf16 dense); 0: no MFU");
+  app.add_option("--peak-tflops", peak_tflops,
+                 "peak for MFU (e.g. 989 for H100 SXM bf16 dense); default: the device's dense bf16 peak when its "
+                 "backend knows it (GPUs it lists), else no MFU");
   CLI11_PARSE(app, argc, argv);
   const Device device = device_name == "cuda" ? Device::cuda(0) : Device::cpu();
-  auto sync = [&] {
-#ifdef TITAN_WITH_CUDA
-    if (!device.is_cpu()) cuda::synchronize();
-#endif
-  };
+  if (!has_backend(device.kind)) {
+    std::fprintf(stderr, "error: --device %s: this build has no CUDA backend (nvcc was not found when it was built)\n",
+                 device_name.c_str());
+    return kExitUsageError;
+  }
+  // Memory, synchronisation and the peak all come from the device's backend (core/backend.hpp).
+  DeviceBackend& backend = backend_for(device);
+  if (peak_tflops == 0 && !device.is_cpu()) {
+    try {
+      peak_tflops = backend.properties(device.index).peak_bf16_flops / 1e12;
+    } catch (const std::exception&) {  // no GPU visible: moving the model below says so
+    }
+  }
+  auto sync = [&] { backend.synchronize(device.index); };
 
   const llama3::ModelArgs* found = llama3::find_flavor(flavor);
   if (!found) {
@@ -84,10 +92,7 @@ int main(int argc, char** argv) {
   for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0, loss = 0;
-  reset_cpu_peak_bytes();
-#ifdef TITAN_WITH_CUDA
-  if (!device.is_cpu()) cuda::reset_peak_memory();
-#endif
+  backend.reset_peak(device.index);
   for (int it = 0; it < warmup + iters; ++it) {
     for (auto& [fqn, p] : model.named_parameters()) p->zero_grad();
     const auto t0 = std::chrono::steady_clock::now();
@@ -113,10 +118,7 @@ int main(int argc, char** argv) {
     }
   }
   const double tokens_per_step = double(batch * seq);
-  double peak_bytes = double(cpu_peak_bytes());
-#ifdef TITAN_WITH_CUDA
-  if (!device.is_cpu()) peak_bytes = double(cuda::memory_stats().peak);
-#endif
+  const double peak_bytes = double(backend.memory_stats(device.index).peak);
   const double tps = tokens_per_step * iters / total;
   const double tflops = llama3::flops_per_token(args, seq) * tps / 1e12;
   char mfu[32] = "n/a";

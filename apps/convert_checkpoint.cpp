@@ -39,11 +39,10 @@ int main(int argc, char** argv) {
     if (!args) throw UserError("convert_checkpoint: unknown flavor '" + printable(flavor) + "' in metadata.json");
 
     // Load the model part as a one-rank run would, through the same code as resuming.
-    config::JobConfig cfg;
-    cfg.job.dump_folder = step_dir.parent_path().string();
-    cfg.checkpoint.folder = ".";
-    cfg.checkpoint.load_step = std::stoll(m[1]);
-    cfg.checkpoint.exclude_from_loading = {"optimizer", "lr_scheduler", "dataloader", "train_state"};
+    checkpoint::CheckpointOptions opts;
+    opts.folder = (step_dir.parent_path() / ".").string();
+    opts.load_step = std::stoll(m[1]);
+    opts.exclude_from_loading = {"optimizer", "lr_scheduler", "dataloader", "train_state"};
     dist::DeviceMesh mesh(world, 1, world.size());
     llama3::Transformer model(*args);
     checkpoint::TrainingState state;
@@ -52,7 +51,7 @@ int main(int argc, char** argv) {
       state.model.push_back({"model." + fqn, p->shape(), 0, p->shape()[0], p->data()});
       params.emplace(fqn, p->data());
     }
-    checkpoint::Checkpointer ckpt(cfg, mesh, meta.model, "", /*owns_folder=*/false);
+    checkpoint::Checkpointer ckpt(opts, mesh, meta.model, "", /*owns_folder=*/false);
     if (!ckpt.load(state)) throw UserError("convert_checkpoint: nothing loaded from '" + step_dir.string() + "'");
     llama3::write_hf(out, params, *args, dtype);
     std::printf("wrote %s (HF LlamaForCausalLM, %s, %zu tensors) from %s\n", out.c_str(), dtype_name.c_str(), params.size(),

@@ -99,7 +99,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     }
     if (!fit.fits)
       throw UserError("memory: the plan " + fit.text + "; " + kMemoryFixes);
-    titan::train::train(cfg, plan, world);
+    titan::train::Trainer::build(cfg, plan, world)->train();
     return titan::kExitOk;
   } catch (const titan::PeerFailure& e) {
     error = e.what();

@@ -1,5 +1,5 @@
 // Float8 quantization kernels (float8_cast.hpp), torchao's dynamic scaling, bit-identical to the
-// CPU reference (src/float8/float8.cpp, src/core/dtype.cpp).
+// CPU reference (src/ops/cpu/float8.hpp, src/core/dtype.cpp).
 //
 // Math, per scale group G (the tensor, a row or a column of x [rows, cols], row-major):
 //   amax_G  = max_{i in G} |x_i|                     NaN if any x_i is NaN (torch.max semantics)
@@ -477,6 +477,21 @@ void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t col
     dequantize_kernel<true><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
   else
     dequantize_kernel<false><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+// ---- (f) reciprocals of the scales: the dequantization factors the FP8 GEMM consumes --------
+__global__ void scale_reciprocal_kernel(const float* __restrict__ scale, std::int64_t n_in, std::int64_t n_out,
+                                        float* __restrict__ scale_inv) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n_out; i += std::int64_t(gridDim.x) * blockDim.x)
+    scale_inv[i] = __fdiv_rn(1.0f, scale[n_in == 1 ? 0 : i]);
+}
+
+void scale_reciprocal(const float* scale, std::int64_t n_in, std::int64_t n_out, float* scale_inv) {
+  if (n_in != 1 && n_in != n_out) usage("scale_reciprocal", "n_in must be 1 or n_out");
+  if (n_out <= 0) return;
+  if (!scale || !scale_inv) usage("scale_reciprocal", "scale or scale_inv is null");
+  scale_reciprocal_kernel<<<grid_for(n_out, kThreads), kThreads, 0, compute_stream()>>>(scale, n_in, n_out, scale_inv);
   TITAN_CUDA_LAUNCH_CHECK();
 }
 

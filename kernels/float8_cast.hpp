@@ -1,6 +1,6 @@
 #pragma once
 // Float8 quantization kernels (torchao semantics, DESIGN.md section 5): amax, amax -> scale and
-// the saturating cast, bit-identical to the CPU reference in src/float8/float8.cpp and
+// the saturating cast, bit-identical to the CPU reference in src/ops/cpu/float8.hpp and
 // titan::f32_to_f8e4m3 / f32_to_f8e5m2. Plain C++ launchers (raw device pointers, DType, int64
 // sizes); everything runs asynchronously on the compute stream. See float8_cast.cu for the math.
 //
@@ -42,6 +42,11 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
 // dequantized value the emulated float8 GEMMs multiply, as Float8Tensor::dequantize on the CPU.
 void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t cols, const float* scale, Fp8ScaleAxis axis,
                     float* out);
+
+// (f) scale_inv[i] = 1.0f / scale[n_in == 1 ? 0 : i] for i < n_out (IEEE division): the factors
+// cuBLASLt's FP8 GEMM multiplies by; a single scale is broadcast to a vector (a tensorwise operand
+// next to a rowwise one). n_in is 1 or n_out.
+void scale_reciprocal(const float* scale, std::int64_t n_in, std::int64_t n_out, float* scale_inv);
 
 // (a|b) + (c) + (d) in sequence: amax (workspace, n_scales floats, left holding the amax),
 // scale (n_scales floats), scale_inv (nullable), then the cast. n_scales is 1, rows or cols.

@@ -205,19 +205,6 @@ void round_to_bf16_(const Tensor& t) {
   for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
 }
 
-Variable compute_weight(const Variable& w) {
-  if (!t_bf16) return w;
-  if (!w.data().device().is_cpu() && w.data().dtype() == DType::f32) {
-    // On the GPU the copy really is bf16, so activations stay bf16 and the GEMMs run on tensor
-    // cores; the values are the emulation's (bf16 storage = f32 rounded to bf16). Its gradient
-    // goes back to the f32 master weight as f32.
-    return record1("CastBF16(" + w.name() + ")", {w}, w.data().to(DType::bf16),
-                   [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(DType::f32)}; });
-  }
-  Tensor rounded = w.data().clone();  // rounded by record() below
-  return record1("CastBF16(" + w.name() + ")", {w}, rounded, [](const std::vector<Tensor>& g) { return g; });
-}
-
 std::vector<Variable> record(const std::string& name, const std::vector<Variable>& inputs, std::vector<Tensor> outputs,
                              BackwardFn fn) {
   if (t_bf16) {

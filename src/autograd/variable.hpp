@@ -101,10 +101,11 @@ bool in_backward();
 
 // ---- mixed precision (bf16 emulation on float32 storage) ----
 // While a Bf16ComputeGuard is alive, every recorded op rounds its float32 outputs to bfloat16
-// precision, and its backward rounds the gradients it returns likewise; layers also use
-// bf16-rounded copies of their weights (compute_weight). This reproduces, on the CPU, where a
-// GPU run with mixed_precision_param = bfloat16 loses precision: weights, activations and
-// activation gradients in bf16, master weights, optimizer state and reductions in float32.
+// precision, and its backward rounds the gradients it returns likewise. With FSDP's
+// mixed_precision_param = bfloat16 gather (which rounds the weights once, in the gather), this
+// reproduces on the CPU where a GPU run with bf16 storage loses precision: weights, activations
+// and activation gradients in bf16; master weights, optimizer state and reductions in float32.
+// On a device whose ops compute in bf16 storage the outputs already are bf16 and nothing rounds.
 class Bf16ComputeGuard {
  public:
   Bf16ComputeGuard();
@@ -124,9 +125,6 @@ class Fp32ComputeGuard {
  private:
   bool prev_;
 };
-// `w` itself in float32 mode; under Bf16ComputeGuard, a bf16-rounded copy whose gradient flows
-// to `w` (the FSDP mixed-precision cast of a parameter).
-Variable compute_weight(const Variable& w);
 // Rounds every element of a float32 tensor to the nearest bfloat16 value, in place.
 void round_to_bf16_(const Tensor& t);
 

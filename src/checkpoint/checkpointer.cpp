@@ -465,16 +465,16 @@ struct Checkpointer::Pending {
   Clock::time_point start = Clock::now();
 };
 
-Checkpointer::Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, json model_desc, std::string config_toml,
+Checkpointer::Checkpointer(CheckpointOptions options, dist::DeviceMesh& mesh, json model_desc, std::string config_toml,
                            bool owns_folder)
-    : cfg_(cfg),
+    : opts_(std::move(options)),
       mesh_(mesh),
       model_desc_(std::move(model_desc)),
       config_toml_(std::move(config_toml)),
       owns_folder_(owns_folder),
-      folder_((fs::path(cfg.job.dump_folder) / cfg.checkpoint.folder).string()),
-      async_(cfg.checkpoint.async_mode != "disabled"),
-      fault_(FaultInjection::parse(cfg.debug.fault)) {
+      folder_(opts_.folder),
+      async_(opts_.async),
+      fault_(opts_.fault) {
   // A step-N.tmp folder is a save that never finished (a crash): never loaded, removed here.
   if (owns_folder && mesh_.world_group().rank() == 0) {
     std::error_code ec;
@@ -495,9 +495,9 @@ Checkpointer::~Checkpointer() {
 }
 
 bool Checkpointer::due(std::int64_t step, std::int64_t last_step) const {
-  if (!cfg_.checkpoint.enable || cfg_.checkpoint.load_only) return false;
-  return step % cfg_.checkpoint.interval == 0 || step == last_step ||
-         (step == 1 && cfg_.checkpoint.enable_first_step_checkpoint);
+  if (!opts_.enable || opts_.load_only) return false;
+  return step % opts_.interval == 0 || step == last_step ||
+         (step == 1 && opts_.enable_first_step_checkpoint);
 }
 
 void Checkpointer::save(std::int64_t step, const TrainingState& state, bool last) {
@@ -505,9 +505,9 @@ void Checkpointer::save(std::int64_t step, const TrainingState& state, bool last
   auto p = std::make_unique<Pending>();
   const auto t0 = p->start;
   p->step = step;
-  p->model_only = last && cfg_.checkpoint.last_save_model_only;
-  const DType dt = p->model_only ? export_dtype(cfg_.checkpoint.export_dtype) : DType::f32;
-  p->dtype = p->model_only ? cfg_.checkpoint.export_dtype : "float32";
+  p->model_only = last && opts_.last_save_model_only;
+  const DType dt = p->model_only ? export_dtype(opts_.export_dtype) : DType::f32;
+  p->dtype = p->model_only ? opts_.export_dtype : "float32";
   p->final_dir = (fs::path(folder_) / ("step-" + std::to_string(step))).string();
   p->tmp_dir = p->final_dir + ".tmp";
   p->progress = state.progress;
@@ -648,9 +648,9 @@ void Checkpointer::finalize(Pending& p) {
                       kExitRuntimeError);
     fsync_path(folder_);
     // keep_latest_k: only complete checkpoints are candidates; the newest k stay.
-    if (cfg_.checkpoint.keep_latest_k > 0) {
+    if (opts_.keep_latest_k > 0) {
       auto complete = complete_checkpoints(folder_);
-      while (static_cast<std::int64_t>(complete.size()) > cfg_.checkpoint.keep_latest_k) {
+      while (static_cast<std::int64_t>(complete.size()) > opts_.keep_latest_k) {
         fs::remove_all(complete.begin()->second, ec);
         complete.erase(complete.begin());
       }
@@ -721,16 +721,16 @@ const std::optional<Checkpointer::Selection>& Checkpointer::select() {
 }
 
 std::optional<Checkpointer::Selection> Checkpointer::choose() {
-  const auto& exclude = cfg_.checkpoint.exclude_from_loading;
+  const auto& exclude = opts_.exclude_from_loading;
   // A run that trains and saves from what it loads continues that run's steps: a model-only
   // checkpoint (no optimizer, schedule, data position or step) cannot continue it.
-  const bool saves = cfg_.checkpoint.enable && !cfg_.checkpoint.load_only && owns_folder_;
+  const bool saves = opts_.enable && !opts_.load_only && owns_folder_;
   const bool resumes = saves && !listed(exclude, "train_state");
   std::vector<std::string> ignored;
   const auto complete = complete_checkpoints(folder_, &ignored);
   for (const auto& line : ignored) spdlog::warn("checkpoint: {}", line);
   std::optional<Selection> sel;
-  const std::int64_t want = cfg_.checkpoint.load_step;
+  const std::int64_t want = opts_.load_step;
   if (want >= 0) {
     auto it = complete.find(want);
     if (it == complete.end()) {
@@ -784,11 +784,11 @@ std::optional<Checkpointer::Selection> Checkpointer::choose() {
       spdlog::info("checkpoint: resuming from step-{}, the newest full checkpoint; skipped the newer model-only {} "
                    "(a model-only save starts a new run, it does not resume one)",
                    sel->meta.progress.step, step_list(model_only_steps));
-  } else if (cfg_.checkpoint.initial_load_path && !cfg_.checkpoint.initial_load_in_hf) {
+  } else if (opts_.initial_load_path && !opts_.initial_load_in_hf) {
     // HF weights (initial_load_in_hf) are the model's business: the trainer imports them.
-    const std::string& dir = *cfg_.checkpoint.initial_load_path;
+    const std::string& dir = *opts_.initial_load_path;
     sel = Selection{dir, read_checked(dir), false, false};
-    sel->model_only = sel->meta.model_only || cfg_.checkpoint.initial_load_model_only;
+    sel->model_only = sel->meta.model_only || opts_.initial_load_model_only;
   }
   if (!sel) return sel;
   // Never overwrite another run's steps: a run that restarts at step 1 in a folder that already
@@ -821,7 +821,7 @@ void Checkpointer::check_compatible(const std::string& dir, const Metadata& meta
                     "); use the checkpoint's model.flavor " + flavor +
                     ", or start a new run in another job.dump_folder (or checkpoint.folder)");
   }
-  const auto& exclude = cfg_.checkpoint.exclude_from_loading;
+  const auto& exclude = opts_.exclude_from_loading;
   if (model_only || listed(exclude, "dataloader")) return;  // the data starts afresh: nothing to continue
   const std::string fix = "; or exclude_from_loading = [\"dataloader\"] to start the data afresh, or a new job.dump_folder";
   // The data position continues only on the same data, cut the same way.
@@ -875,7 +875,7 @@ std::optional<Checkpointer::Loaded> Checkpointer::load_from(const Selection& sel
   Loaded loaded;
   loaded.path = dir;
   loaded.model_only = sel.model_only;
-  const auto& exclude = cfg_.checkpoint.exclude_from_loading;
+  const auto& exclude = opts_.exclude_from_loading;
   const std::string another = "; load another step (checkpoint.load_step)";
 
   // A file's size is checked against metadata.json and its header read at first use; tensor

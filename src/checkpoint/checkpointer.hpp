@@ -26,7 +26,6 @@
 #include <thread>
 #include <vector>
 
-#include "config/job_config.hpp"
 #include "core/fault.hpp"
 #include "dist/process_group.hpp"
 
@@ -103,12 +102,33 @@ Metadata read_metadata(const std::string& dir);
 std::pair<std::int64_t, std::vector<std::string>> parse_chunk_checksums(const std::string& spec, std::int64_t piece_rows,
                                                                         const std::string& file, const std::string& tensor);
 
+// What the Checkpointer is told of the run: the [checkpoint] keys it acts on (same names and
+// defaults as the config's), resolved by its user (train/checkpoint_options.hpp builds them from a
+// JobConfig), so that checkpoint/ does not depend on config/.
+struct CheckpointOptions {
+  std::string folder = "./outputs/checkpoint";  // {job.dump_folder}/{checkpoint.folder}
+  bool enable = false;
+  bool load_only = false;
+  std::int64_t interval = 500;
+  bool enable_first_step_checkpoint = false;
+  bool async = false;  // async_mode other than "disabled"
+  std::int64_t keep_latest_k = 10;
+  std::int64_t load_step = -1;
+  std::optional<std::string> initial_load_path;
+  bool initial_load_model_only = true;
+  bool initial_load_in_hf = false;
+  bool last_save_model_only = true;
+  std::string export_dtype = "float32";  // float16 | bfloat16 | float32
+  std::vector<std::string> exclude_from_loading;
+  FaultInjection fault;  // debug.fault's kill_in_save, for the crash-safety tests
+};
+
 class Checkpointer {
  public:
   // `model_desc` (flavor and shape) is recorded and checked on load; `config_toml` is the
   // resolved config, recorded for reference. A training run's Checkpointer (`owns_folder`) has
   // rank 0 remove step-*.tmp folders left by a crash; a reader (a converter) leaves them alone.
-  Checkpointer(const config::JobConfig& cfg, dist::DeviceMesh& mesh, nlohmann::json model_desc, std::string config_toml,
+  Checkpointer(CheckpointOptions options, dist::DeviceMesh& mesh, nlohmann::json model_desc, std::string config_toml,
                bool owns_folder = true);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
@@ -166,7 +186,7 @@ class Checkpointer {
   std::optional<Selection> choose();
   void check_compatible(const std::string& dir, const Metadata& meta, bool model_only) const;
 
-  const config::JobConfig& cfg_;
+  const CheckpointOptions opts_;
   dist::DeviceMesh& mesh_;
   nlohmann::json model_desc_;
   nlohmann::json data_desc_ = nlohmann::json::object();

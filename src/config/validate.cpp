@@ -67,6 +67,15 @@ void validate(JobConfig& cfg) {
         "[quantize.linear.float8] settings are ignored: model.converters does not list \"quantize.linear.float8\"");
 
   check_list_items(cfg, "compile.components", cfg.compile.components, {"model", "loss"});
+
+  // Profiling: TorchTitan's schedule needs wait = profile_freq - (warmup + active) >= 0.
+  if (cfg.profiling.enable_profiling &&
+      cfg.profiling.profile_freq < cfg.profiling.profiler_warmup + cfg.profiling.profiler_active)
+    fail(cfg, "profiling.profile_freq",
+         "= " + std::to_string(cfg.profiling.profile_freq) + " is shorter than profiling.profiler_warmup (" +
+             std::to_string(cfg.profiling.profiler_warmup) + ") + profiling.profiler_active (" +
+             std::to_string(cfg.profiling.profiler_active) +
+             "): each profiling cycle is profile_freq steps and ends with the warm-up and recorded steps");
   check_list_items(cfg, "checkpoint.exclude_from_loading", cfg.checkpoint.exclude_from_loading,
                    {"model", "optimizer", "lr_scheduler", "dataloader", "train_state"});
 

@@ -3,25 +3,25 @@
 #include <fstream>
 #include <string>
 
-#ifdef TITAN_WITH_CUDA
-#include "kernels/runtime.hpp"
-#endif
+#include "core/backend.hpp"
 
 namespace titan {
 
+// The GPU side comes from the registry: a CUDA backend is registered exactly when this build has
+// one (core does not know how it is implemented).
 DeviceInfo probe_devices(int local_rank) {
   DeviceInfo info;
   info.host_available_bytes = host_available_memory();
-#ifdef TITAN_WITH_CUDA
-  info.cuda_built = true;
-  info.cuda_devices = cuda::device_count();
-  if (info.cuda_devices > 0) {
-    info.gpu_name = cuda::device_description(local_rank % info.cuda_devices);
-    info.gpu_memory_bytes = cuda::device_properties(local_rank % info.cuda_devices).total_memory;
+  info.cuda_built = has_backend(Device::Kind::cuda);
+  if (info.cuda_built) {
+    DeviceBackend& gpu = backend_for(Device::Kind::cuda);
+    info.cuda_devices = gpu.device_count();
+    if (info.cuda_devices > 0) {
+      const DeviceProperties props = gpu.properties(local_rank % info.cuda_devices);
+      info.gpu_name = props.description;
+      info.gpu_memory_bytes = props.total_memory;
+    }
   }
-#else
-  (void)local_rank;
-#endif
   return info;
 }
 

@@ -158,4 +158,31 @@ float f8e5m2_to_f32(std::uint8_t bits) {
   return table[bits];
 }
 
+double load_element(DType dt, const void* base, std::int64_t i) {
+  switch (dt) {
+    case DType::f32: return static_cast<const float*>(base)[i];
+    case DType::f64: return static_cast<const double*>(base)[i];
+    case DType::bf16: return bf16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::f16: return f16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
+    case DType::f8e4m3: return f8e4m3_to_f32(static_cast<const std::uint8_t*>(base)[i]);
+    case DType::f8e5m2: return f8e5m2_to_f32(static_cast<const std::uint8_t*>(base)[i]);
+    case DType::i32: return static_cast<const std::int32_t*>(base)[i];
+    case DType::i64: return static_cast<double>(static_cast<const std::int64_t*>(base)[i]);
+  }
+  return 0;
+}
+
+void store_element(DType dt, void* base, std::int64_t i, double v) {
+  switch (dt) {
+    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
+    case DType::f64: static_cast<double*>(base)[i] = v; break;
+    case DType::bf16: static_cast<std::uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v)); break;
+    case DType::f16: static_cast<std::uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::f8e4m3: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e4m3(static_cast<float>(v)); break;
+    case DType::f8e5m2: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e5m2(static_cast<float>(v)); break;
+    case DType::i32: static_cast<std::int32_t*>(base)[i] = static_cast<std::int32_t>(v); break;
+    case DType::i64: static_cast<std::int64_t*>(base)[i] = static_cast<std::int64_t>(v); break;
+  }
+}
+
 }  // namespace titan

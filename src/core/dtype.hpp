@@ -35,4 +35,10 @@ float f8e4m3_to_f32(std::uint8_t bits);
 std::uint8_t f32_to_f8e5m2(float x);
 float f8e5m2_to_f32(std::uint8_t bits);
 
+// Element i of a host buffer of dtype `dt`, widened to double; and stored from double (f64 as
+// is, the other floats through f32 with the rounding above, integers truncated). Tensor and the CPU backend's
+// fill/convert share these, so every host path converts the same way.
+double load_element(DType dt, const void* base, std::int64_t i);
+void store_element(DType dt, void* base, std::int64_t i, double v);
+
 }  // namespace titan

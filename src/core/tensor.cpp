@@ -1,113 +1,20 @@
 #include "core/tensor.hpp"
 
-#include <atomic>
-#include <cstdlib>
+#include <algorithm>
 #include <cstring>
-#include <new>
 #include <stdexcept>
 
-#ifdef TITAN_WITH_CUDA
-#include "kernels/elementwise.hpp"
-#include "kernels/runtime.hpp"
-#endif
+#include "core/backend.hpp"
 
 namespace titan {
 
-std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+std::string Device::str() const { return is_cpu() ? "cpu" : std::string(kind_name(kind)) + ":" + std::to_string(index); }
 
 namespace {
-
-std::atomic<std::size_t> g_in_use{0}, g_peak{0};
-
-class CpuAllocator final : public Allocator {
- public:
-  void* allocate(std::size_t bytes) override {
-    // 64-byte alignment: whole cache lines, and enough for any SIMD width BLAS uses.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-    if (!p) throw std::bad_alloc();
-    const std::size_t now = g_in_use.fetch_add(bytes) + bytes;
-    std::size_t peak = g_peak.load();
-    while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
-    }
-    return p;
-  }
-  void deallocate(void* ptr, std::size_t bytes) override {
-    std::free(ptr);
-    g_in_use.fetch_sub(bytes);
-  }
-  Device device() const override { return Device::cpu(); }
-};
-
-template <class F>
-void dispatch_store(DType dt, void* base, std::int64_t i, F&& value) {
-  const double v = value;
-  switch (dt) {
-    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
-    case DType::f64: static_cast<double*>(base)[i] = v; break;
-    case DType::bf16: static_cast<std::uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v)); break;
-    case DType::f16: static_cast<std::uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v)); break;
-    case DType::f8e4m3: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e4m3(static_cast<float>(v)); break;
-    case DType::f8e5m2: static_cast<std::uint8_t*>(base)[i] = f32_to_f8e5m2(static_cast<float>(v)); break;
-    case DType::i32: static_cast<std::int32_t*>(base)[i] = static_cast<std::int32_t>(v); break;
-    case DType::i64: static_cast<std::int64_t*>(base)[i] = static_cast<std::int64_t>(v); break;
-  }
-}
-
-double load(DType dt, const void* base, std::int64_t i) {
-  switch (dt) {
-    case DType::f32: return static_cast<const float*>(base)[i];
-    case DType::f64: return static_cast<const double*>(base)[i];
-    case DType::bf16: return bf16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
-    case DType::f16: return f16_to_f32(static_cast<const std::uint16_t*>(base)[i]);
-    case DType::f8e4m3: return f8e4m3_to_f32(static_cast<const std::uint8_t*>(base)[i]);
-    case DType::f8e5m2: return f8e5m2_to_f32(static_cast<const std::uint8_t*>(base)[i]);
-    case DType::i32: return static_cast<const std::int32_t*>(base)[i];
-    case DType::i64: return static_cast<double>(static_cast<const std::int64_t*>(base)[i]);
-  }
-  return 0;
-}
-
-#ifdef TITAN_WITH_CUDA
-// Device memory from the CUDA runtime's stream-ordered pool (kernels/runtime.hpp). A process
-// drives one GPU (the rank's local one), chosen by the first allocation on it.
-class CudaAllocator final : public Allocator {
- public:
-  explicit CudaAllocator(int index) : index_(index) {}
-  void* allocate(std::size_t bytes) override {
-    cuda::set_device(index_);
-    return cuda::allocate(bytes);
-  }
-  void deallocate(void* ptr, std::size_t bytes) override { cuda::deallocate(ptr, bytes); }
-  Device device() const override { return Device::cuda(index_); }
-
- private:
-  int index_;
-};
-
-Allocator& allocator_for(Device device) {
-  if (device.is_cpu()) return cpu_allocator();
-  static CudaAllocator alloc(device.index);
-  if (alloc.device() != device)
-    throw std::logic_error("Tensor: this process uses " + alloc.device().str() + ", not " + device.str());
-  return alloc;
-}
-#else
-Allocator& allocator_for(Device device) {
-  if (!device.is_cpu())
-    throw std::invalid_argument("Tensor: " + device.str() + " asked for, but this build has no CUDA backend (nvcc was not found)");
-  return cpu_allocator();
-}
-#endif
-
+// Every byte a storage holds comes from its device's backend (core/backend.hpp); this throws the
+// registry's "this build has no ... backend" for a kind nobody registered.
+Allocator& allocator_for(Device device) { return backend_for(device).allocator(device.index); }
 }  // namespace
-
-Allocator& cpu_allocator() {
-  static CpuAllocator alloc;
-  return alloc;
-}
-std::size_t cpu_bytes_in_use() { return g_in_use.load(); }
-std::size_t cpu_peak_bytes() { return g_peak.load(); }
-void reset_cpu_peak_bytes() { g_peak.store(g_in_use.load()); }
 
 Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {}
 Storage::~Storage() { release(); }
@@ -150,13 +57,7 @@ Tensor Tensor::meta(const Shape& shape, DType dtype) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-#ifdef TITAN_WITH_CUDA
-  if (!device.is_cpu()) {
-    cuda::memset_zero(t.raw(), t.nbytes());
-    return t;
-  }
-#endif
-  std::memset(t.raw(), 0, t.nbytes());
+  backend_for(device).zero(t.raw(), t.nbytes());
   return t;
 }
 
@@ -170,7 +71,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   if (static_cast<std::int64_t>(values.size()) != numel_of(shape))
     throw std::invalid_argument("Tensor::from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
   Tensor t = empty(shape, dtype);
-  for (std::int64_t i = 0; i < t.numel(); ++i) dispatch_store(dtype, t.raw(), i, values[i]);
+  for (std::int64_t i = 0; i < t.numel(); ++i) store_element(dtype, t.raw(), i, values[i]);
   return t;
 }
 
@@ -210,24 +111,15 @@ Tensor Tensor::clone() const {
 void Tensor::copy_from(const Tensor& src) const {
   if (src.numel() != numel())
     throw std::invalid_argument("copy_from: " + shape_str(src.shape()) + " into " + shape_str(shape_));
-#ifdef TITAN_WITH_CUDA
-  if (!device().is_cpu() || !src.device().is_cpu()) {
-    if (src.dtype() == dtype_) {
-      cuda::copy(raw(), src.raw(), nbytes());  // any direction
-    } else if (!device().is_cpu() && !src.device().is_cpu()) {
-      cuda::convert(src.raw(), src.dtype(), raw(), dtype_, numel());
-    } else {  // convert on the host side, then one copy
-      const Tensor host = device().is_cpu() ? src.to(Device::cpu()) : src.to(dtype_);
-      copy_from(host);
-    }
-    return;
-  }
-#endif
+  const Device dst_device = device(), src_device = src.device();
   if (src.dtype() == dtype_) {
-    std::memmove(raw(), src.raw(), nbytes());
-    return;
+    copy_bytes(raw(), dst_device, src.raw(), src_device, nbytes());
+  } else if (dst_device == src_device) {
+    backend_for(dst_device).convert(src.raw(), src.dtype(), raw(), dtype_, numel());
+  } else {  // another device and another dtype: convert on the host side, then one copy
+    const Tensor host = dst_device.is_cpu() ? src.to(Device::cpu()) : src.to(dtype_);
+    copy_from(host);
   }
-  for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, load(src.dtype(), src.raw(), i));
 }
 
 Tensor Tensor::to(DType dtype) const {
@@ -242,26 +134,18 @@ Tensor Tensor::to(Device device) const {
   return t;
 }
 
-void Tensor::fill(double value) const {
-#ifdef TITAN_WITH_CUDA
-  if (!device().is_cpu()) {
-    cuda::fill(raw(), dtype_, numel(), value);
-    return;
-  }
-#endif
-  for (std::int64_t i = 0; i < numel(); ++i) dispatch_store(dtype_, raw(), i, value);
-}
+void Tensor::fill(double value) const { backend_for(device()).fill(raw(), dtype_, numel(), value); }
 
 double Tensor::item(std::int64_t i) const {
   if (i < 0 || i >= numel()) throw std::out_of_range("Tensor::item: " + std::to_string(i) + " of " + shape_str(shape_));
   if (!device().is_cpu()) return view_range(i, {1}).to(Device::cpu()).item(0);
-  return load(dtype_, raw(), i);
+  return load_element(dtype_, raw(), i);
 }
 
 std::vector<double> Tensor::to_vector() const {
   if (!device().is_cpu()) return to(Device::cpu()).to_vector();
   std::vector<double> v(static_cast<size_t>(numel()));
-  for (std::int64_t i = 0; i < numel(); ++i) v[i] = load(dtype_, raw(), i);
+  for (std::int64_t i = 0; i < numel(); ++i) v[i] = load_element(dtype_, raw(), i);
   return v;
 }
 
@@ -272,7 +156,7 @@ void Tensor::set(std::int64_t i, double value) const {
     view_range(i, {1}).copy_from(one);
     return;
   }
-  dispatch_store(dtype_, raw(), i, value);
+  store_element(dtype_, raw(), i, value);
 }
 
 }  // namespace titan

@@ -23,8 +23,9 @@ struct Device {
   std::string str() const;  // "cpu" or "cuda:N"
 };
 
-// Where storage bytes come from. The CPU allocator is aligned malloc; the CUDA one takes
-// stream-ordered blocks from the device's memory pool (kernels/runtime.hpp).
+// Where storage bytes come from: each device kind's backend hands out its allocator
+// (core/backend.hpp). The CPU allocator is aligned malloc with byte counters; other backends
+// register theirs from outside core.
 class Allocator {
  public:
   virtual ~Allocator() = default;
@@ -106,7 +107,7 @@ class Tensor {
   void copy_from(const Tensor& src) const;
   // Converted copy on the same device (same values rounded to `dtype`).
   Tensor to(DType dtype) const;
-  // Copy on another device (same dtype); cpu <-> cuda goes through the CUDA runtime.
+  // Copy on another device (same dtype); the non-CPU side's backend moves the bytes.
   Tensor to(Device device) const;
   void fill(double value) const;
   // Element i as double (any dtype); for tests, printing and small reads.

@@ -1,10 +1,10 @@
 #include "dist/fsdp.hpp"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 
 #include "core/errors.hpp"
-#include "float8/float8_linear.hpp"
 #include "ops/ops.hpp"
 
 namespace titan::dist {
@@ -13,13 +13,13 @@ using autograd::Variable;
 
 struct Fsdp::Param {
   std::string fqn;
-  Variable* module_param = nullptr;  // the model's parameter: a view of the unit storage when gathered
+  Variable* module_param = nullptr;  // the model's parameter: a view of `gathered`
   Shape shape;                       // global shape
   std::int64_t rows = 0, row_elems = 1, rows_per_shard = 0;
-  std::int64_t offset = 0;           // first element in the unit storage (padded layout)
   Variable shard;                    // f32 master shard [rows_per_shard, ...]: what the optimizer updates
-  float8::Float8Linear* float8 = nullptr;  // set when this weight is gathered as float8
-  std::optional<float> float8_scale;       // its e4m3 scale (from the global amax) until the next step
+  std::shared_ptr<nn::AllGatherExtension> extension;  // null: gathered in the param dtype
+  DType wire = DType::f32;           // what travels in the all-gather
+  Tensor gathered;                   // [S * rows_per_shard, row_elems]; storage released between uses
 
   std::int64_t padded_numel(int shards) const { return shards * rows_per_shard * row_elems; }
   Shape shard_shape() const {
@@ -35,7 +35,6 @@ struct Fsdp::Unit {
   std::vector<nn::Module*> modules;
   bool reshard_after_forward = true;
   std::vector<Param> params;
-  Tensor flat;           // the unit storage: every parameter, padded to whole shards
   bool gathered = false;
   size_t grads_ready = 0;  // parameters whose gradient arrived in the current backward
 };
@@ -52,10 +51,17 @@ void Fsdp::add_unit(const std::string& name, const std::vector<nn::Module*>& mod
   u->modules = modules;
   u->reshard_after_forward = reshard_after_forward;
   const int S = mesh_.shard();
-  std::int64_t offset = 0;
   for (nn::Module* m : modules) {
-    // Which Float8Linear (if any) owns each weight: its scale travels with the float8 gather.
-    std::vector<std::pair<std::string, nn::Module*>> subs = m->named_modules();
+    // A parameter's own module may supply its all-gather extension (FSDP2's fsdp_pre_all_gather).
+    std::map<Variable*, std::shared_ptr<nn::AllGatherExtension>> extensions;
+    for (auto& [sub_fqn, sub] : m->named_modules()) {
+      const std::string prefix = sub_fqn.empty() ? "" : sub_fqn + ".";
+      for (auto& [fqn, var] : sub->named_parameters()) {
+        const std::string local = fqn.substr(prefix.size());
+        if (local.find('.') != std::string::npos) continue;  // a descendant's parameter
+        if (auto ext = sub->all_gather_extension(local)) extensions[var] = std::move(ext);
+      }
+    }
     for (auto& [fqn, var] : m->named_parameters()) {
       Param p;
       p.fqn = fqn;
@@ -68,17 +74,17 @@ void Fsdp::add_unit(const std::string& name, const std::vector<nn::Module*>& mod
                         std::to_string(p.rows) + " rows of '" + fqn +
                         "', which FSDP shards on dim 0; use a shard degree of at most " + std::to_string(p.rows));
       p.rows_per_shard = (p.rows + S - 1) / S;
-      p.offset = offset;
-      offset += p.padded_numel(S);
-      if (opt_.float8_all_gather)
-        for (auto& [sub_fqn, sub] : subs)
-          if (auto* f8 = dynamic_cast<float8::Float8Linear*>(sub); f8 && sub_fqn + ".weight" == fqn) p.float8 = f8;
+      if (auto it = extensions.find(var); it != extensions.end()) p.extension = it->second;
+      p.wire = p.extension ? p.extension->gather_dtype() : opt_.param_dtype;
+      // The buffer the layer computes with: the wire dtype, unless the device's ops do not
+      // compute in it (bf16 on the CPU: f32 holding the rounded values).
+      const DType stored = p.extension || ops::computes_in(opt_.device, p.wire) ? p.wire : DType::f32;
+      p.gathered = Tensor::empty({S * p.rows_per_shard, p.row_elems}, stored, opt_.device);
+      p.gathered.storage()->release();  // allocated by the first gather
+      p.module_param->set_data(p.gathered.slice_rows(0, p.rows).view(p.shape));
       u->params.push_back(std::move(p));
     }
   }
-  u->flat = Tensor::empty({offset}, DType::f32, opt_.device);
-  u->flat.storage()->release();  // allocated by the first gather
-  for (auto& p : u->params) p.module_param->set_data(u->flat.view_range(p.offset, p.shape));
 
   for (nn::Module* m : modules) {
     m->add_forward_pre_hook([this, u](nn::Module&) { gather(*u); });
@@ -150,7 +156,8 @@ Tensor Fsdp::full_parameter(size_t i) {
       const Param& p = u->params[i];
       // Gathered into host memory: the caller writes it to a file.
       Tensor padded = Tensor::empty({p.padded_numel(mesh_.shard())});
-      mesh_.shard_group().all_gather(p.shard.data().view({p.shard.data().numel()}), padded);
+      const Tensor shard = p.shard.data().to(Device::cpu());  // a copy: the export is rare
+      mesh_.shard_group().all_gather(shard.view({shard.numel()}), padded);
       return padded.view_range(0, p.shape).clone();
     }
     i -= u->params.size();
@@ -158,42 +165,32 @@ Tensor Fsdp::full_parameter(size_t i) {
   throw std::out_of_range("Fsdp::full_parameter");
 }
 
-void Fsdp::ensure_float8_scales(Unit& u) {
-  for (auto& p : u.params) {
-    if (!p.float8 || p.float8_scale) continue;
-    // torchao without precompute: one MAX all-reduce of each weight's amax, at its gather.
-    Tensor amax = float8::amax(p.shard_2d(), float8::Granularity::tensorwise, 0);
-    mesh_.shard_group().all_reduce(amax, ReduceOp::max);
-    ++amax_all_reduces_;
-    p.float8_scale = float8::amax_to_scale(amax, DType::f8e4m3, false).item(0);
-  }
-}
-
 void Fsdp::gather(Unit& u) {
   if (u.gathered) return;
-  if (opt_.float8_all_gather) ensure_float8_scales(u);
-  u.flat.storage()->reallocate();
   ProcessGroup& group = mesh_.shard_group();
-  const int S = mesh_.shard();
+  const auto max_over_shards = [&](const Tensor& t) {
+    group.all_reduce(t, ReduceOp::max);
+    ++extension_all_reduces_;
+  };
   for (auto& p : u.params) {
-    const Tensor region = u.flat.view_range(p.offset, {p.padded_numel(S)});
+    p.gathered.storage()->reallocate();
+    const Tensor out = p.gathered.view({p.gathered.numel()});
+    if (p.extension) {
+      Tensor mine = Tensor::empty({p.rows_per_shard, p.row_elems}, p.wire, opt_.device);
+      p.extension->pre_all_gather(p.shard_2d(), mine, max_over_shards);
+      group.all_gather(mine.view({mine.numel()}), out);
+      p.extension->post_all_gather(p.module_param->data());
+      continue;
+    }
     const Tensor shard_flat = p.shard.data().view({p.shard.data().numel()});
-    if (p.float8) {
-      // e4m3 bytes with the global-amax scale; dequantized on arrival (the CPU computes in f32).
-      const float scale = *p.float8_scale;
-      const float8::Float8Tensor mine = float8::cast_to_float8_with_scale(p.shard_2d(), DType::f8e4m3, scale);
-      Tensor bytes = Tensor::empty({p.padded_numel(S)}, DType::f8e4m3, opt_.device);
-      group.all_gather(mine.data.view({mine.data.numel()}), bytes);
-      const float8::Float8Tensor all{bytes.view({S * p.rows_per_shard, p.row_elems}),
-                                     Tensor::full({1}, scale, DType::f32, opt_.device)};
-      region.copy_from(all.dequantize().view({p.padded_numel(S)}));
-      p.float8->set_precast_weight_scale(scale);
-    } else if (opt_.param_dtype == DType::bf16) {
-      Tensor all = Tensor::empty({p.padded_numel(S)}, DType::bf16, opt_.device);
-      group.all_gather(shard_flat.to(DType::bf16), all);
-      region.copy_from(all);
-    } else {
-      group.all_gather(shard_flat, region);
+    if (p.wire == DType::f32) {
+      group.all_gather(shard_flat, out);
+    } else if (p.gathered.dtype() == p.wire) {
+      group.all_gather(shard_flat.to(p.wire), out);
+    } else {  // bf16 on the wire into an f32 buffer: the rounded values
+      Tensor wire = Tensor::empty({out.numel()}, p.wire, opt_.device);
+      group.all_gather(shard_flat.to(p.wire), wire);
+      out.copy_from(wire);
     }
   }
   u.gathered = true;
@@ -201,7 +198,7 @@ void Fsdp::gather(Unit& u) {
 
 void Fsdp::release(Unit& u) {
   if (!u.gathered) return;
-  u.flat.storage()->release();
+  for (auto& p : u.params) p.gathered.storage()->release();
   u.gathered = false;
 }
 
@@ -253,24 +250,18 @@ double Fsdp::sum_over_shards(double local) {
 }
 
 void Fsdp::refresh_after_update() {
-  std::vector<Param*> f8;
   for (auto& u : units_) {
     release(*u);
     for (auto& p : u->params)
-      if (p.float8) {
-        p.float8_scale.reset();
-        f8.push_back(&p);
-      }
+      if (p.extension) p.extension->shards_changed();
   }
-  if (!opt_.precompute_float8_scales || f8.empty()) return;
-  // Every float8 weight's amax in ONE all-reduce (precompute_float8_dynamic_scale_for_fsdp).
-  Tensor amaxes = Tensor::empty({static_cast<std::int64_t>(f8.size())});
-  for (size_t i = 0; i < f8.size(); ++i)
-    amaxes.set(std::int64_t(i), float8::amax(f8[i]->shard_2d(), float8::Granularity::tensorwise, 0).item(0));
-  mesh_.shard_group().all_reduce(amaxes, ReduceOp::max);
-  ++amax_all_reduces_;
-  const Tensor scales = float8::amax_to_scale(amaxes, DType::f8e4m3, false);
-  for (size_t i = 0; i < f8.size(); ++i) f8[i]->float8_scale = static_cast<float>(scales.item(std::int64_t(i)));
+}
+
+const Tensor& Fsdp::local_shard_of(const Variable& module_param) const {
+  for (auto& u : units_)
+    for (auto& p : u->params)
+      if (p.module_param->impl() == module_param.impl()) return p.shard.data();
+  throw std::invalid_argument("Fsdp::local_shard_of: not a parameter of this FSDP's units");
 }
 
 ShardedStateBytes Fsdp::state_bytes() const {

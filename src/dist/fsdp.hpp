@@ -7,7 +7,7 @@
 // tok_embeddings, each block, [norm, output]); a unit's parameters live in one storage that is
 // filled by all-gathers before the unit runs and released after it:
 //
-//   forward  pre-hook     gather the unit (mixed_precision_param: f32, bf16, or float8 bytes)
+//   forward  pre-hook     gather the unit (mixed_precision_param, or what an extension sends)
 //            post-hook    release it when reshard_after_forward; the unit's outputs carry an
 //                         identity node whose backward re-gathers it (module backward pre-hook)
 //   backward each parameter's gradient lands in its unsharded buffer; once all of a unit's have,
@@ -15,13 +15,16 @@
 //            all-reduce those over the replicate group (HSDP), and release the unit.
 //            A callback at the end of backward finishes any unit still pending.
 //
-// Autograd keeps views of the unit storage as saved tensors; releasing the storage keeps those
-// views valid and a re-gather refills the same storage (Storage::release / reallocate).
+// What a parameter's gathered value is: its master shards all-gathered in the mixed-precision
+// param dtype (mixed_precision_param), into a buffer of that dtype the layer uses as it is; where
+// the device's ops do not compute in that dtype (bf16 on the CPU) the buffer is f32 holding the
+// rounded values, so the rounding happens once, in the gather. A parameter whose module supplies
+// an all-gather extension (nn/all_gather.hpp) is gathered the extension's way instead (Float8Linear:
+// e4m3 bytes and a scale); FSDP does not know what it encodes.
 //
-// Float8 all-gather (tensorwise recipe): a Float8Linear weight is cast to e4m3 on its shard with
-// the scale of the global amax (one MAX all-reduce over the shard group, or precomputed for every
-// weight with ONE all-reduce after the optimizer step) and gathered as bytes; the layer then
-// uses that scale, so its float8 weight is bit-identical to a single-process run.
+// Autograd keeps references to the gathered buffers as saved tensors (never copies); releasing a
+// buffer keeps those views valid and a re-gather refills the same storage (Storage::release /
+// reallocate), so a unit's weights are alive only while it is gathered.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -31,18 +34,13 @@
 #include "dist/process_group.hpp"
 #include "nn/module.hpp"
 
-namespace titan::float8 {
-class Float8Linear;
-}
-
 namespace titan::dist {
 
+// FSDP's mixed-precision policy and placement.
 struct FsdpOptions {
   DType param_dtype = DType::f32;   // mixed_precision_param: what travels in the all-gather (f32 or bf16)
   DType reduce_dtype = DType::f32;  // mixed_precision_reduce: precision of the gradient reductions
-  bool float8_all_gather = false;   // enable_fsdp_float8_all_gather
-  bool precompute_float8_scales = false;  // precompute_float8_dynamic_scale_for_fsdp
-  Device device = Device::cpu();          // where shards, gathered units and gradients live
+  Device device = Device::cpu();    // where shards, gathered units and gradients live
 };
 
 // The per-rank footprint of the sharded training state (bytes).
@@ -78,6 +76,9 @@ class Fsdp {
     std::int64_t row_begin = 0, row_end = 0;
   };
   ShardRows shard_rows(size_t i) const;
+  // The f32 master shard behind a module parameter (what an extension's owner reads to
+  // precompute its encoding, e.g. float8 scales for every weight in one all-reduce).
+  const Tensor& local_shard_of(const autograd::Variable& module_param) const;
   // The whole f32 value of sharded_parameters()[i] (an all-gather over the shard group: every
   // member must call it), e.g. for an HF export.
   Tensor full_parameter(size_t i);
@@ -89,14 +90,13 @@ class Fsdp {
   // Sum over the shard group of a local value (global sum of squares for the gradient norm).
   double sum_over_shards(double local);
 
-  // After the shards changed (initialisation, an optimizer step): gathered copies are stale, and
-  // float8 weight scales are either recomputed for every weight with one all-reduce (precompute)
-  // or dropped, to be computed by each weight's gather.
+  // After the shards changed (initialisation, an optimizer step, a load): gathered copies are
+  // stale; every all-gather extension is told (shards_changed).
   void refresh_after_update();
 
   ShardedStateBytes state_bytes() const;
-  // Float8 amax all-reduces issued (each is one collective) since construction.
-  std::int64_t float8_amax_all_reduces() const { return amax_all_reduces_; }
+  // All-reduces issued by all-gather extensions (max_over_shards calls) since construction.
+  std::int64_t extension_all_reduces() const { return extension_all_reduces_; }
   int shard_degree() const;
 
   struct Param;
@@ -107,14 +107,13 @@ class Fsdp {
   void release(Unit& u);
   void post_backward(Unit& u);
   void finish_backward();
-  void ensure_float8_scales(Unit& u);
 
   DeviceMesh& mesh_;
   FsdpOptions opt_;
   std::vector<std::unique_ptr<Unit>> units_;
   bool sync_grads_ = true;
   bool callback_queued_ = false;
-  std::int64_t amax_all_reduces_ = 0;
+  std::int64_t extension_all_reduces_ = 0;
 };
 
 }  // namespace titan::dist

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "core/trace.hpp"
 #include "dist/world.hpp"
 #include "ops/ops.hpp"
 
@@ -148,6 +149,7 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    TITAN_TRACE_SPAN("comm", "all_reduce");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (on_device(t)) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(all_reduce_async(h, op), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
@@ -163,6 +165,7 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
+    TITAN_TRACE_SPAN("comm", "all_gather");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (on_device(shard) || on_device(out)) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
@@ -185,6 +188,7 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    TITAN_TRACE_SPAN("comm", "reduce_scatter");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (on_device(in) || on_device(out)) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
@@ -210,6 +214,7 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
+    TITAN_TRACE_SPAN("comm", "broadcast");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (on_device(t)) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(broadcast_async(h, root), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
@@ -222,6 +227,7 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> barrier_async() override {
+    TITAN_TRACE_SPAN("comm", "barrier");  // profiling: issuing the collective (its wait is MpiWork::wait)
     count(CommStats::barrier, 0);
     if (size_ == 1) return done({});
     MPI_Request req;
@@ -301,6 +307,7 @@ class MpiProcessGroup final : public ProcessGroup {
 
 void MpiWork::wait() {
   if (done_) return;
+  TITAN_TRACE_SPAN("comm_wait", CommStats::name(op_));  // profiling: waiting for the collective's peers
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::duration<double>(g_timeout_seconds);
   int complete = 0;

@@ -1,5 +1,7 @@
 #pragma once
-// Float8 training numerics, torchao's semantics (DESIGN.md section 5).
+// Float8 training numerics, torchao's semantics (DESIGN.md section 5): the recipes, and the
+// float8 vocabulary (granularity along a GEMM's contraction dim) over the op API, which does the
+// work on every device (ops.hpp: amax, amax_to_scale, cast_to_float8, dequantize, scaled_mm).
 //
 //   amax   tensorwise: max|x| over the tensor; axiswise: max|x| along one dim (keepdim), NaN propagates
 //   scale  float32( float64(fp8_max) / max(float64(amax), 1e-12) ); with power-of-2 rounding
@@ -11,10 +13,11 @@
 #include <string>
 
 #include "core/tensor.hpp"
+#include "ops/ops.hpp"
 
 namespace titan::float8 {
 
-constexpr double kEps = 1e-12;
+constexpr double kEps = ops::kFloat8Eps;
 
 enum class Granularity { tensorwise, axiswise };
 
@@ -25,25 +28,28 @@ struct CastConfig {
   DType dtype = DType::f8e4m3;
 };
 
+// The op API's scale groups of a 2-D operand cast with granularity `g` along `reduce_dim`:
+// tensorwise -> one scale; axiswise along -1 (or 1) -> one per row; along 0 -> one per column.
+ops::ScaleAxis scale_axis(Granularity g, int reduce_dim);
+
 struct Float8Tensor {
-  enum class ScaleAxis { tensor, per_row, per_column };
   Tensor data;   // f8e4m3 or f8e5m2, [R, C]
   Tensor scale;  // f32: [1], [R, 1] or [1, C]
-  ScaleAxis axis = ScaleAxis::tensor;
-  DType orig_dtype = DType::f32;  // what dequantize() and the emulated GEMMs produce
-  Tensor dequantize() const;  // f32 [R, C]
+  ops::ScaleAxis axis = ops::ScaleAxis::tensor;
+  Tensor dequantize() const { return ops::dequantize(data, scale, axis); }  // f32 [R, C]
 };
 
 // Which dim of a 2-D operand an axiswise scale reduces over: -1 = along each row (one scale per
-// row), 0 = along each column (one scale per column).
+// row), 0 = along each column (one scale per column). x is float32 or bfloat16.
 Tensor amax(const Tensor& x, Granularity g, int reduce_dim);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
-// Fused: amax, scale and cast of a 2-D float32 tensor in one call (the amax pass and the cast
-// pass read x once each; no intermediate copies).
 Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2);
+// Casts a 2-D tensor with a given tensorwise scale (delayed scaling, FSDP's float8 all-gather).
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);
 
 // The recipes (quantize.linear.float8.recipe_name): the cast of each operand of the three GEMMs
-// of a linear layer, y = x W^T, dx = dy W, dW = dy^T x.
+// of a linear layer, y = x W^T, dx = dy W, dW = dy^T x, and each GEMM's settings (torchao's
+// Float8LinearConfig / Float8GemmConfig). Only the grad_weight GEMM may run in high precision.
 struct Recipe {
   std::string name;
   CastConfig input, weight, grad_output;              // output GEMM and grad_input's dy
@@ -52,6 +58,11 @@ struct Recipe {
   bool round_scales_to_power_of_2 = false;
   bool delayed = false;           // tensorwise casts with scales from an amax history
   int amax_history_len = 16;
+  // Fast accumulation per GEMM (torchao: the output GEMM only).
+  bool fast_accum_output = true, fast_accum_grad_input = false, fast_accum_grad_weight = false;
+  // quantize.linear.float8.emulate: every scaled_mm emulated (dequantize + float32 GEMM) on every
+  // device; otherwise only where the op API has no FP8 GEMM (the CPU).
+  bool emulate = false;
 };
 // tensorwise (default): e4m3 input/weight, e5m2 grad_output, one scale each.
 // rowwise: everything e4m3, axiswise along each GEMM's contraction dim, power-of-2 scales.
@@ -60,18 +71,13 @@ struct Recipe {
 // delayed: tensorwise dtypes; each scale comes from the max of that operand's amax history (the
 //          last amax_history_len steps) instead of the current tensor; the first step is dynamic.
 // Throws UserError for an unknown name.
-Recipe recipe_from_name(const std::string& name, int amax_history_len = 16);
+Recipe recipe_from_name(const std::string& name, int amax_history_len = 16, bool emulate = false);
 
-// cast_to_float8(...).dequantize() fused into one pass after the amax pass, without the float8
-// intermediate: what the emulated GEMMs consume. `fixed_scale` (tensorwise), when given, replaces
-// the amax-derived scale (delayed scaling). Bit-identical to casting then dequantizing.
-// With `fixed_scale` the cast needs no amax first, so the tensor's amax is measured in the same
-// single pass and returned through `amax_out` (delayed scaling's history entry).
+// cast_to_float8(...).dequantize(): the values an emulated GEMM multiplies. `fixed_scale`
+// (tensorwise), when given, replaces the amax-derived scale; `amax_out`, when given, receives the
+// tensor's tensorwise amax.
 Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,
                      const float* fixed_scale = nullptr, float* amax_out = nullptr);
-
-// Casts a 2-D float32 tensor with a given tensorwise scale (delayed scaling).
-Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);
 
 // 10 log10(|ref|^2 / |ref - x|^2): torchao's signal-to-quantization-noise ratio in dB.
 double sqnr(const Tensor& ref, const Tensor& x);

@@ -10,32 +10,90 @@ namespace titan::float8 {
 
 namespace {
 
-// An operand of a GEMM, cast per `cfg` along the given reduce dim (or with its delayed scale),
-// or left in high precision; returned dequantized (float32), which the emulated GEMM multiplies.
-Tensor gemm_operand(const Tensor& x2d, const CastConfig& cfg, int reduce_dim, bool pow2, DelayedScaling* delayed,
-                    DelayedScaling::Role role, const std::optional<float>& fixed_scale = std::nullopt) {
-  if (!cfg.enabled) return x2d;
-  if (fixed_scale) return fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &*fixed_scale);
-  if (delayed) {
-    float current = 0;
-    Tensor q;
-    if (delayed->history[role].empty()) {  // first step: no history yet, scale dynamically
-      current = amax(x2d, Granularity::tensorwise, 0).item(0);
-      const float scale = amax_to_scale(Tensor::full({1}, current), cfg.dtype, false).item(0);
-      q = fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale);
-    } else {  // one pass: cast with the history's scale and measure this tensor's amax
-      const float scale = delayed->scale(role, cfg.dtype);
-      q = fake_quantize(x2d, cfg.dtype, Granularity::tensorwise, 0, false, &scale, &current);
-    }
-    delayed->record(role, current);
-    return q;
-  }
-  return fake_quantize(x2d, cfg.dtype, cfg.granularity, reduce_dim, pow2);
-}
+using ops::ScaleAxis;
+using Role = DelayedScaling::Role;
 
 Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1)}); }
 
+// x2d [R, C] cast per `cfg` for a GEMM that contracts it over its columns (`over_cols`: scaled_mm
+// takes it as it is) or over its rows (scaled_mm takes the transposed copy [C, R]); axiswise
+// scales run along that contraction dim. The scale is dynamic, the delayed one (from the amax
+// history; the first step is dynamic), or `fixed_scale` (tensorwise) when given.
+Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_cols, bool pow2, DelayedScaling* delayed,
+                           Role role, const std::optional<float>& fixed_scale = std::nullopt) {
+  const auto layout = over_cols ? ops::Float8Layout::row_major : ops::Float8Layout::transposed;
+  ops::Float8Cast c;
+  if (fixed_scale || delayed) {
+    float scale = 0;
+    if (fixed_scale) {
+      scale = *fixed_scale;
+    } else {
+      const float current = static_cast<float>(ops::amax(x2d, ScaleAxis::tensor).item(0));
+      scale = delayed->history[role].empty() ? amax_to_scale(Tensor::full({1}, current), cfg.dtype, false).item(0)
+                                             : delayed->scale(role, cfg.dtype);
+      delayed->record(role, current);
+    }
+    c = ops::cast_to_float8(x2d, cfg.dtype, Tensor::full({1}, scale, DType::f32, x2d.device()), ScaleAxis::tensor, layout);
+  } else {
+    const ScaleAxis axis = cfg.granularity == Granularity::tensorwise ? ScaleAxis::tensor
+                           : over_cols                               ? ScaleAxis::per_row
+                                                                     : ScaleAxis::per_column;
+    c = ops::cast_to_float8(x2d, cfg.dtype, axis, pow2, layout);
+  }
+  if (over_cols) return {c.data, c.scale};
+  return {c.data_t, c.axis == ScaleAxis::per_column ? c.scale.view({x2d.size(1), 1}) : c.scale};
+}
+
+bool is_float8(DType dt) { return dt == DType::f8e4m3 || dt == DType::f8e5m2; }
+
+// ---- FSDP's float8 all-gather (enable_fsdp_float8_all_gather) --------------------------------
+// The gathered weight arrives as e4m3 bytes [N, K] with its tensorwise scale (the layer's
+// set_precast_weight_scale, passed here as `weight_scale`). The output GEMM takes the bytes as
+// they are; grad_input needs them transposed, which dequantizing and recasting with the same scale
+// gives exactly. A high-precision weight is cast with that scale instead of its own amax.
+Float8Operand precast_weight_operand(const Tensor& w, const Recipe& r, bool over_cols, float weight_scale) {
+  const CastConfig& cfg = over_cols ? r.weight : r.weight_for_grad_input;
+  if (!is_float8(w.dtype())) return cast_operand(w, cfg, over_cols, false, nullptr, Role::weight, weight_scale);
+  if (w.dtype() != cfg.dtype)
+    throw std::invalid_argument("Float8Linear: a " + std::string(dtype_name(w.dtype())) + " weight does not fit the recipe's " +
+                                std::string(dtype_name(cfg.dtype)) + " weight cast");
+  const Tensor scale = Tensor::full({1}, weight_scale, DType::f32, w.device());
+  if (over_cols) return {w, scale};
+  const Tensor value = ops::dequantize(w, scale, ScaleAxis::tensor);
+  return {ops::cast_to_float8(value, w.dtype(), scale, ScaleAxis::tensor, ops::Float8Layout::transposed).data_t, scale};
+}
+
+Float8Operand weight_operand(const Tensor& w, const Recipe& r, bool over_cols, DelayedScaling* delayed,
+                             const std::optional<float>& weight_scale) {
+  if (weight_scale) return precast_weight_operand(w, r, over_cols, *weight_scale);
+  if (is_float8(w.dtype())) throw std::invalid_argument("Float8Linear: a float8 weight needs its scale");
+  return cast_operand(w, over_cols ? r.weight : r.weight_for_grad_input, over_cols, r.round_scales_to_power_of_2, delayed,
+                      Role::weight);
+}
+
+Tensor scaled_mm(const Float8Operand& a, const Float8Operand& b, DType out_dtype, bool fast_accum, const Recipe& r) {
+  return ops::scaled_mm(a.data, a.scale, b.data, b.scale, out_dtype, fast_accum, r.emulate);
+}
+
 }  // namespace
+
+std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
+                                                             DelayedScaling* delayed, std::optional<float> weight_scale) {
+  return {cast_operand(x2d, r.input, true, r.round_scales_to_power_of_2, delayed, Role::input),
+          weight_operand(w, r, true, delayed, weight_scale)};
+}
+
+std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
+                                                                 DelayedScaling* delayed, std::optional<float> weight_scale) {
+  return {cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output),
+          weight_operand(w, r, false, delayed, weight_scale)};
+}
+
+std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
+                                                                  DelayedScaling* delayed) {
+  return {cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::grad_output),
+          cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input)};
+}
 
 float DelayedScaling::scale(Role r, DType f8) const {
   if (history[r].empty()) return 1.0f;  // unused: the first step scales dynamically
@@ -45,7 +103,9 @@ float DelayedScaling::scale(Role r, DType f8) const {
 }
 
 void DelayedScaling::record(Role r, float current) {
-  pending[r] = seen[r] ? (std::isnan(current) || std::isnan(pending[r]) ? NAN : std::max(pending[r], current)) : current;
+  // The latest cast's amax, as torchao (fp8_amax_* is overwritten by every cast): with gradient
+  // accumulation the last micro-batch's amax joins the history (tests/unit/test_float8_delayed.cpp).
+  pending[r] = current;
   seen[r] = true;
 }
 
@@ -102,51 +162,45 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
                                  std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale) {
-  // On the GPU, bf16 mixed precision hands over real bf16 tensors; the emulation runs on their
-  // (exact) f32 values and returns results in the caller's dtype.
-  const DType x_dtype = x.data().dtype(), w_dtype = w.data().dtype();
-  auto f32_of = [](const Tensor& t) { return t.dtype() == DType::bf16 && !t.device().is_cpu() ? t.to(DType::f32) : t; };
-  const Tensor xd = f32_of(x.data()), wd = f32_of(w.data());
-  if (xd.dtype() != DType::f32 || wd.dtype() != DType::f32)
-    throw std::invalid_argument("Float8Linear: expects float32 input and weight");
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
-  if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise))
+  if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise ||
+                       r.weight_for_grad_input.granularity != Granularity::tensorwise))
     throw std::invalid_argument("Float8Linear: a precast weight scale needs the tensorwise recipe");
-  const bool pow2 = r.round_scales_to_power_of_2;
-  using Role = DelayedScaling::Role;
-  DelayedScaling* ds = delayed.get();
-  // Output GEMM: x [M, K] scaled along K (per row), W [N, K] scaled along K (per row of W).
-  const Tensor x8 = gemm_operand(as_2d(xd), r.input, -1, pow2, ds, Role::input);
-  const Tensor w8 = gemm_operand(wd, r.weight, -1, pow2, ds, Role::weight, weight_scale);
-  Tensor y = ops::linear(x8, w8);
+  if (!r.input.enabled || !r.weight.enabled || !r.grad_output.enabled || !r.weight_for_grad_input.enabled)
+    throw std::invalid_argument("Float8Linear: only the grad_weight GEMM may run in high precision");
+  // The input and weight as they are (float32, or bf16 storage on the GPU; the weight may be
+  // FSDP's gathered e4m3 bytes): backward keeps references to them, not copies, and recasts them.
+  const Tensor xd = x.data(), wd = w.data();
+  const DType x_dtype = xd.dtype();
+  const DType gw_dtype = is_float8(wd.dtype()) ? x_dtype : wd.dtype();
+  // y = x W^T: x [M, K] and W [N, K], both scaled along K.
+  const auto [x8, w8] = output_gemm_operands(as_2d(xd), wd, r, delayed.get(), weight_scale);
+  const Tensor y = scaled_mm(x8, w8, x_dtype, r.fast_accum_output, r);
   Shape out_shape = xd.shape();
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
-  if (x_dtype != DType::f32) y = y.to(x_dtype);
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, wd, r, pow2, need_w, delayed, weight_scale, x_dtype, w_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                             DelayedScaling* ds = delayed.get();
-                             const Tensor gy = as_2d(g[0].dtype() == DType::f32 ? g[0] : g[0].to(DType::f32));
-                             // dx = dy W: dy [M, N] scaled along N (per row), W [N, K] along N (per column).
-                             const Tensor gy8 = gemm_operand(gy, r.grad_output, -1, pow2, ds, Role::grad_output);
-                             const Tensor wt8 = gemm_operand(wd, r.weight_for_grad_input, 0, pow2, ds, Role::weight, weight_scale);
-                             Tensor gx = ops::linear_backward_input(gy8, wt8).view(xd.shape());
+                           [xd, wd, r, need_w, delayed, weight_scale, x_dtype, gw_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                             const Tensor gy = as_2d(g[0]);
+                             // dx = dy W: dy [M, N] scaled along N, and W^T [K, N] (W scaled along N).
+                             const auto [gy8, wt8] = grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale);
+                             const Tensor gx = scaled_mm(gy8, wt8, x_dtype, r.fast_accum_grad_input, r).view(xd.shape());
                              Tensor gw;
-                             if (need_w) {
-                               // dW = dy^T x: both scaled along M (per column).
-                               const Tensor gy_w = gemm_operand(gy, r.grad_output_for_grad_weight, 0, pow2, ds, Role::grad_output);
-                               const Tensor x_w = gemm_operand(as_2d(xd), r.input_for_grad_weight, 0, pow2, ds, Role::input);
+                             if (need_w && r.input_for_grad_weight.enabled && r.grad_output_for_grad_weight.enabled) {
+                               // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M.
+                               const auto [gyt8, xt8] = grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get());
+                               gw = scaled_mm(gyt8, xt8, gw_dtype, r.fast_accum_grad_weight, r);
+                             } else if (need_w) {  // high precision (rowwise_with_gw_hp): a plain GEMM
                                gw = Tensor::empty(wd.shape(), DType::f32, wd.device());
-                               ops::linear_backward_weight(gy_w, x_w, gw, false);
-                               if (w_dtype != DType::f32) gw = gw.to(w_dtype);
+                               ops::linear_backward_weight(gy, as_2d(xd), gw, false);
+                               if (gw_dtype != DType::f32) gw = gw.to(gw_dtype);
                              }
-                             if (x_dtype != DType::f32) gx = gx.to(x_dtype);
                              return {gx, gw};
                            });
 }
 
 std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd::Variable>& in) {
-  return {float8_linear(in[0], autograd::compute_weight(weight), recipe_, delayed_, precast_weight_scale_)};
+  return {float8_linear(in[0], weight, recipe_, delayed_, precast_weight_scale_)};
 }
 
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
@@ -189,8 +243,8 @@ std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std:
 }
 
 std::vector<LinearDecision> convert_to_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
-                                              const std::string& recipe_name, int amax_history_len) {
-  const Recipe recipe = recipe_from_name(recipe_name, amax_history_len);
+                                              const std::string& recipe_name, int amax_history_len, bool emulate) {
+  const Recipe recipe = recipe_from_name(recipe_name, amax_history_len, emulate);
   auto decisions = plan_float8(root, filter_fqns, recipe_name);
   // Find each chosen Linear's parent and swap it, keeping the weight variable (and so its FQN).
   for (const auto& d : decisions) {

@@ -1,10 +1,12 @@
 #pragma once
 // Float8Linear and the quantize.linear.float8 converter (DESIGN.md section 5).
 //
-// Float8Linear is a Linear whose three GEMMs run on float8 operands cast per its recipe. On the
-// CPU (and with emulate = true) a GEMM is emulated exactly as torchao's emulate mode does it:
-// dequantize both operands to float32, multiply in float32, return the input's dtype. Like
-// torchao, it saves the high-precision input and weight for backward and re-casts them there.
+// Float8Linear is a Linear whose three GEMMs are ops::scaled_mm calls on float8 operands cast per
+// its recipe, with torchao's per-GEMM settings (fast accumulation in the output GEMM only). What
+// scaled_mm runs is the op API's business: on the CPU (and everywhere with emulate = true)
+// torchao's emulate mode (dequantize both operands, float32 GEMM, the input's dtype), on CUDA
+// cuBLASLt FP8. Like torchao, it saves the high-precision input and weight for backward (as
+// references) and re-casts them there, once per GEMM along that GEMM's contraction dim.
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "float8/float8.hpp"
@@ -21,14 +24,15 @@
 namespace titan::float8 {
 
 // Delayed-scaling state of one Float8Linear: per operand role an amax history (newest last) and
-// the largest amax seen since the last sync. A cast takes its scale from max(history); with no
-// history yet (the first step) it uses the current amax, i.e. behaves dynamically.
+// the amax of its latest cast since the last sync (torchao's fp8_amax_*). A cast takes its scale
+// from max(history); with no history yet (the first step) it uses the current amax, i.e. behaves
+// dynamically.
 struct DelayedScaling {
   enum Role { input = 0, weight = 1, grad_output = 2 };
   explicit DelayedScaling(int length) : length(length) {}
   // The scale from max(history) of role `r`; only meaningful once the history has an entry.
   float scale(Role r, DType f8) const;
-  // Notes a tensor's amax for this step (the largest one wins).
+  // Notes a tensor's amax for this step (the latest one wins, as in torchao).
   void record(Role r, float current);
   int length;
   std::array<std::deque<float>, 3> history;
@@ -43,9 +47,10 @@ class Float8Linear : public nn::Linear {
   const Recipe& recipe() const { return recipe_; }
   // Null unless the recipe is delayed.
   const std::shared_ptr<DelayedScaling>& delayed_state() const { return delayed_; }
-  // FSDP's float8 all-gather hands the layer a weight that is already float8 (dequantized on the
-  // CPU) together with its scale: the layer casts with that scale, which reproduces the gathered
-  // bytes exactly, instead of deriving one from the weight (tensorwise recipe only).
+  // FSDP's float8 all-gather hands the layer its weight already cast (e4m3 bytes, or their
+  // dequantized value) together with the scale: the GEMMs take the bytes as they are, or recast
+  // the value with that scale, which reproduces the gathered bytes exactly, instead of deriving a
+  // scale from the weight (tensorwise recipe only).
   void set_precast_weight_scale(std::optional<float> scale) { precast_weight_scale_ = scale; }
 
  protected:
@@ -57,9 +62,30 @@ class Float8Linear : public nn::Linear {
   std::optional<float> precast_weight_scale_;
 };
 
+// One float8 GEMM operand in scaled_mm's layout: data [rows, K] with the GEMM's contraction dim
+// last, scale [1] or [rows, 1].
+struct Float8Operand {
+  Tensor data, scale;
+};
+// The (a, b) operands Float8Linear hands scaled_mm for each of its GEMMs (x2d, gy2d: the input and
+// output gradient as [tokens, features]); they record into `delayed` as the layer does. Public so
+// that tests compare them with torchao's.
+//   output:      y = x W^T     a = x [M, K],     b = W [N, K]
+//   grad_input:  dx = dy W     a = dy [M, N],    b = W^T [K, N]
+//   grad_weight: dW = dy^T x   a = dy^T [N, M],  b = x^T [K, M]  (float8 recipes only)
+std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
+                                                             DelayedScaling* delayed = nullptr,
+                                                             std::optional<float> weight_scale = std::nullopt);
+std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
+                                                                 DelayedScaling* delayed = nullptr,
+                                                                 std::optional<float> weight_scale = std::nullopt);
+std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
+                                                                  DelayedScaling* delayed = nullptr);
+
 // y = x W^T with x [.., K] and W [N, K] through the recipe's float8 casts; differentiable.
 // `delayed` is required (and used) when recipe.delayed. `weight_scale`, when given, is the
-// tensorwise scale of both weight casts (a float8 all-gathered weight).
+// tensorwise scale of both weight casts (FSDP's float8 all-gather): W is then either its e4m3
+// bytes, used as they are, or a high-precision weight cast with that scale.
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
                                  std::shared_ptr<DelayedScaling> delayed = nullptr,
                                  std::optional<float> weight_scale = std::nullopt);
@@ -91,7 +117,9 @@ struct LinearDecision {
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
                                         const std::string& recipe_name);
 // Swaps the chosen Linears for Float8Linears sharing their weights. Returns the decisions.
+// `emulate` (quantize.linear.float8.emulate) makes every GEMM of theirs run emulated.
 std::vector<LinearDecision> convert_to_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,
-                                              const std::string& recipe_name, int amax_history_len = 16);
+                                              const std::string& recipe_name, int amax_history_len = 16,
+                                              bool emulate = false);
 
 }  // namespace titan::float8

@@ -1,6 +1,8 @@
 #pragma once
 // The basic layers: Linear (no bias, PyTorch weight layout [out, in]), Embedding, RMSNorm.
-// Parameters are f32 master weights, allocated zero (norms: one); initialisation is the model's job.
+// Parameters are f32, allocated zero (norms: one); initialisation is the model's job. Under FSDP a
+// parameter's data is the unit's gathered value (mixed-precision param dtype): a layer uses it as
+// it is, and what it saves for backward is a reference to it, never a copy.
 #include "autograd/functions.hpp"
 #include "nn/module.hpp"
 
@@ -16,7 +18,7 @@ class Linear : public Module {
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], autograd::compute_weight(weight))}; }
+  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], weight)}; }
 };
 
 class Embedding : public Module {
@@ -32,7 +34,7 @@ class Embedding : public Module {
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(autograd::compute_weight(weight), tokens_)}; }
+  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(weight, tokens_)}; }
 
  private:
   Tensor tokens_;
@@ -46,7 +48,7 @@ class RMSNorm : public Module {
 
  protected:
   std::vector<Variable> forward(const std::vector<Variable>& in) override {
-    return {autograd::rmsnorm(in[0], autograd::compute_weight(weight), eps_)};
+    return {autograd::rmsnorm(in[0], weight, eps_)};
   }
 
  private:

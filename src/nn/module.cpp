@@ -77,6 +77,24 @@ Module& Module::replace_child(const std::string& name, std::unique_ptr<Module> c
   throw std::invalid_argument("replace_child: '" + fqn_ + "' has no child '" + name + "'");
 }
 
+std::shared_ptr<AllGatherExtension> Module::all_gather_extension(const std::string& name) const {
+  for (const auto& [n, ext] : extensions_)
+    if (n == name) return ext;
+  return nullptr;
+}
+
+void Module::set_all_gather_extension(const std::string& name, std::shared_ptr<AllGatherExtension> ext) {
+  bool known = false;
+  for (const auto& [n, p] : params_) known |= n == name;
+  if (!known) throw std::invalid_argument("set_all_gather_extension: '" + fqn_ + "' has no parameter '" + name + "'");
+  for (auto& [n, e] : extensions_)
+    if (n == name) {
+      e = std::move(ext);
+      return;
+    }
+  extensions_.emplace_back(name, std::move(ext));
+}
+
 Variable& Module::register_parameter(const std::string& name, const Shape& shape, double fill) {
   Tensor init = t_meta ? Tensor::meta(shape) : Tensor::full(shape, fill);
   params_.emplace_back(name, Variable(std::move(init), true, name));

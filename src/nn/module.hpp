@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "autograd/variable.hpp"
+#include "nn/all_gather.hpp"
 
 namespace titan::nn {
 
@@ -65,6 +66,11 @@ class Module {
   // Replaces child `name` (e.g. Linear -> Float8Linear); returns the new child. Parents reach
   // swappable children through child<>() rather than stored references, which would dangle.
   Module& replace_child(const std::string& name, std::unique_ptr<Module> child);
+  // The all-gather extension of this module's own parameter `name` (FSDP asks when it makes the
+  // unit); null: FSDP gathers it in the mixed-precision param dtype. Set by whoever decides how
+  // the parameter travels (the float8 converter), before FSDP is applied.
+  std::shared_ptr<AllGatherExtension> all_gather_extension(const std::string& name) const;
+  void set_all_gather_extension(const std::string& name, std::shared_ptr<AllGatherExtension> ext);
   // The child called `name`, as an M (a Float8Linear is a Linear); throws if missing.
   template <class M>
   M& child(const std::string& name) {
@@ -92,6 +98,7 @@ class Module {
 
   std::string fqn_;
   std::deque<std::pair<std::string, Variable>> params_;  // deque: references stay valid
+  std::vector<std::pair<std::string, std::shared_ptr<AllGatherExtension>>> extensions_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   std::vector<PreHook> pre_hooks_;
   std::vector<PostHook> post_hooks_;

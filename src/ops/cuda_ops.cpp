@@ -2,14 +2,17 @@
 // and calls into kernels/ (one launcher family per header). See cuda_ops.hpp.
 #include "ops/cuda_ops.hpp"
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/adamw.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/embedding.hpp"
+#include "kernels/float8_cast.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/rmsnorm.hpp"
@@ -150,6 +153,90 @@ double sum_squares(const Tensor& a) {
   check("sum_squares", {&a});
   check_float("sum_squares", a);
   return cuda::sum_squares(a.raw(), a.dtype(), a.numel());
+}
+
+namespace {
+
+cuda::Fp8ScaleAxis fp8_axis(ScaleAxis a) {
+  return a == ScaleAxis::tensor ? cuda::Fp8ScaleAxis::tensor
+         : a == ScaleAxis::per_row ? cuda::Fp8ScaleAxis::per_row
+                                   : cuda::Fp8ScaleAxis::per_column;
+}
+
+// cuBLASLt's FP8 kernels want 16-byte aligned operands; a view at another offset is copied.
+Tensor aligned16(const Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.raw()) % 16 == 0 ? t : t.clone(); }
+
+}  // namespace
+
+Tensor amax(const Tensor& x, ScaleAxis axis) {
+  check("amax", {&x});
+  const std::int64_t R = x.size(0), C = x.size(1);
+  const Shape shape = axis == ScaleAxis::tensor ? Shape{1} : axis == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
+  Tensor out = Tensor::empty(shape, DType::f32, x.device());
+  if (axis == ScaleAxis::tensor) cuda::amax_tensorwise(x.raw(), x.dtype(), R * C, out.data<float>());
+  else if (axis == ScaleAxis::per_row) cuda::amax_rowwise(x.raw(), x.dtype(), R, C, out.data<float>());
+  else cuda::amax_colwise(x.raw(), x.dtype(), R, C, out.data<float>());
+  return out;
+}
+
+Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
+  check("amax_to_scale", {&amax});
+  Tensor scale = Tensor::empty(amax.shape(), DType::f32, amax.device());
+  cuda::amax_to_scale(amax.data<float>(), amax.numel(), f8, round_to_power_of_2, scale.data<float>(), nullptr);
+  return scale;
+}
+
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout) {
+  check("cast_to_float8", {&x, &scale});
+  const std::int64_t R = x.size(0), C = x.size(1);
+  Float8Cast out;
+  out.scale = scale;
+  out.axis = axis;
+  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
+  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
+  cuda::cast_to_fp8(x.raw(), x.dtype(), R, C, f8, scale.data<float>(), fp8_axis(axis),
+                    out.data.defined() ? out.data.raw() : nullptr, out.data_t.defined() ? out.data_t.raw() : nullptr);
+  return out;
+}
+
+Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis) {
+  check("dequantize", {&data, &scale});
+  Tensor out = Tensor::empty(data.shape(), DType::f32, data.device());
+  cuda::dequantize_fp8(data.raw(), data.dtype(), data.size(0), data.size(1), scale.data<float>(), fp8_axis(axis),
+                       out.data<float>());
+  return out;
+}
+
+bool scaled_mm_supported(std::int64_t N, std::int64_t K) { return N % 16 == 0 && K % 16 == 0; }
+
+Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
+                 bool use_fast_accum) {
+  check("scaled_mm", {&a, &scale_a, &b, &scale_b});
+  const std::int64_t M = a.size(0), N = b.size(0), K = a.size(1);
+  const bool rowwise = scale_a.numel() != 1 || scale_b.numel() != 1;
+  // cuBLASLt multiplies by the dequantization factors: 1 / scale, one per operand or per row.
+  Tensor inv_a = Tensor::empty({rowwise ? M : 1}, DType::f32, a.device());
+  Tensor inv_b = Tensor::empty({rowwise ? N : 1}, DType::f32, a.device());
+  cuda::scale_reciprocal(scale_a.data<float>(), scale_a.numel(), inv_a.numel(), inv_a.data<float>());
+  cuda::scale_reciprocal(scale_b.data<float>(), scale_b.numel(), inv_b.numel(), inv_b.data<float>());
+  const Tensor a16 = aligned16(a), b16 = aligned16(b);
+  Tensor y = Tensor::empty({M, N}, out_dtype, a.device());
+  cuda::gemm_fp8(M, N, K, a16.raw(), a.dtype(), inv_a.data<float>(), b16.raw(), b.dtype(), inv_b.data<float>(), y.raw(),
+                 out_dtype, rowwise ? cuda::Fp8Scaling::rowwise : cuda::Fp8Scaling::tensorwise, use_fast_accum);
+  return y;
+}
+
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, float beta1, float beta2, float step_size, float decay, float eps,
+                float inv_bias2_sqrt) {
+  std::vector<cuda::AdamWTensor> ts;
+  ts.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    check("adamw_step", {&params[i], &grads[i], &exp_avg[i], &exp_avg_sq[i]});
+    ts.push_back({params[i].data<float>(), grads[i].data<float>(), exp_avg[i].data<float>(), exp_avg_sq[i].data<float>(),
+                  params[i].numel()});
+  }
+  cuda::adamw_step(ts, {beta1, beta2, step_size, decay, eps, inv_bias2_sqrt});
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {

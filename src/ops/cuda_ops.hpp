@@ -17,6 +17,21 @@ Tensor swiglu(const Tensor& a, const Tensor& b);
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db);
 double sum(const Tensor& a);
 double sum_squares(const Tensor& a);
+Tensor amax(const Tensor& x, ScaleAxis axis);
+Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout);
+Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis);
+// Whether cuBLASLt's FP8 kernels take a y[M, N] = a[M, K] b[N, K]^T (K and N multiples of 16);
+// ops::scaled_mm emulates the others.
+bool scaled_mm_supported(std::int64_t N, std::int64_t K);
+// cuBLASLt FP8 (kernels/gemm.hpp gemm_fp8) with the reciprocals of the scales; a tensorwise scale
+// next to a rowwise one is broadcast to a vector.
+Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
+                 bool use_fast_accum);
+// The multi-tensor AdamW launch (kernels/adamw.hpp) with ops::adamw_step's float32 scalars.
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, float beta1, float beta2, float step_size, float decay, float eps,
+                float inv_bias2_sqrt);
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps);

@@ -5,10 +5,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/trace.hpp"
+#include "ops/cpu/adamw.hpp"
 #include "ops/cpu/attention.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/embedding.hpp"
 #include "ops/cpu/fast_math.hpp"
+#include "ops/cpu/float8.hpp"
 #include "ops/cpu/loss.hpp"
 #include "ops/cpu/norm.hpp"
 #include "ops/cpu/rope.hpp"
@@ -53,7 +56,13 @@ std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
 
 }  // namespace
 
+bool computes_in(Device device, DType dtype) {
+  if (device.is_cpu()) return dtype == DType::f32 || dtype == DType::f64;
+  return dtype == DType::f32 || dtype == DType::bf16;  // the CUDA ops
+}
+
 Tensor linear(const Tensor& x, const Tensor& w) {
+  TITAN_TRACE_SPAN("gemm", "linear");  // profiling.enable_profiling (core/trace.hpp)
   require(w.dim() == 2 && x.size(-1) == w.size(1), "linear",
           "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(x, linear(x, w));
@@ -69,6 +78,7 @@ Tensor linear(const Tensor& x, const Tensor& w) {
 }
 
 Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  TITAN_TRACE_SPAN("gemm", "linear_backward_input");  // profiling.enable_profiling (core/trace.hpp)
   require(dy.size(-1) == w.size(0), "linear_backward_input", "dy " + shape_str(dy.shape()) + " vs weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(dy, linear_backward_input(dy, w));
   Shape shape = dy.shape();
@@ -83,6 +93,7 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
 }
 
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
+  TITAN_TRACE_SPAN("gemm", "linear_backward_weight");  // profiling.enable_profiling (core/trace.hpp)
   const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
   require(rows_of(x) == M && dw.size(0) == N && dw.size(1) == K, "linear_backward_weight", "shape mismatch");
   TITAN_CUDA_DISPATCH(dy, linear_backward_weight(dy, x, dw, accumulate));
@@ -94,6 +105,7 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
 }
 
 void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta, Tensor& c) {
+  TITAN_TRACE_SPAN("gemm", "matmul");  // profiling.enable_profiling (core/trace.hpp)
   require(a.dim() == b.dim() && a.dim() == c.dim() && (a.dim() == 2 || a.dim() == 3), "matmul", "expects 2-D or 3-D tensors");
   const bool batched = a.dim() == 3;
   const std::int64_t batch = batched ? a.size(0) : 1;
@@ -110,6 +122,143 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
       cpu::gemm(trans_a, trans_b, int(M), int(N), int(K), T(alpha), a.data<T>() + i * ar * ac, int(ac),
                 b.data<T>() + i * br * bc, int(bc), T(beta), c.data<T>() + i * M * N, int(N));
   });
+}
+
+// ---- float8 ----
+
+namespace {
+
+cpu::F8Group group_of(ScaleAxis a) {
+  return a == ScaleAxis::tensor ? cpu::F8Group::tensor : a == ScaleAxis::per_row ? cpu::F8Group::row : cpu::F8Group::column;
+}
+std::int64_t groups_of(ScaleAxis a, std::int64_t R, std::int64_t C) {
+  return a == ScaleAxis::tensor ? 1 : a == ScaleAxis::per_row ? R : C;
+}
+Shape scale_shape_of(ScaleAxis a, std::int64_t R, std::int64_t C) {
+  return a == ScaleAxis::tensor ? Shape{1} : a == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
+}
+bool is_float8(DType dt) { return dt == DType::f8e4m3 || dt == DType::f8e5m2; }
+float float8_max(DType f8) { return f8 == DType::f8e4m3 ? kF8E4M3Max : kF8E5M2Max; }
+
+void require_cpu(const char* op, const Tensor& t) {
+  require(t.device().is_cpu(), op, "tensor on " + t.device().str() + " (no CUDA backend in this build)");
+}
+void require_float8_target(const char* op, DType f8) {
+  require(is_float8(f8), op, "the target dtype must be float8_e4m3fn or float8_e5m2, got " + std::string(dtype_name(f8)));
+}
+// A high-precision operand: defined, 2-D, float32 or bfloat16.
+void require_2d_high_precision(const char* op, const Tensor& x) {
+  require(x.defined() && x.dim() == 2, op, "expects a 2-D tensor, got " + (x.defined() ? shape_str(x.shape()) : "none"));
+  require(x.dtype() == DType::f32 || x.dtype() == DType::bf16, op,
+          "dtype " + std::string(dtype_name(x.dtype())) + " is not supported (float32, bfloat16)");
+}
+void require_2d_float8(const char* op, const Tensor& q) {
+  require(q.defined() && q.dim() == 2 && is_float8(q.dtype()), op,
+          "expects 2-D float8 data, got " + (q.defined() ? shape_str(q.shape()) + " " + std::string(dtype_name(q.dtype())) : "none"));
+}
+// A float32 scale with one element per group of `axis`, on `device`.
+void require_scale(const char* op, const Tensor& scale, ScaleAxis axis, std::int64_t R, std::int64_t C, Device device) {
+  require(scale.defined() && scale.dtype() == DType::f32, op, "the scale must be a float32 tensor");
+  require(scale.numel() == groups_of(axis, R, C), op,
+          "scale " + shape_str(scale.shape()) + " does not have one element per group of a " + shape_str({R, C}) + " tensor");
+  require(scale.device() == device, op, "scale on " + scale.device().str() + ", data on " + device.str());
+}
+// scaled_mm's scale of an operand with `rows` rows: [1] (any one-element shape) or [rows, 1].
+ScaleAxis mm_scale_axis(const Tensor& scale, std::int64_t rows, const char* what) {
+  require(scale.defined() && scale.dtype() == DType::f32, "scaled_mm", std::string(what) + " must be a float32 tensor");
+  if (scale.numel() == 1) return ScaleAxis::tensor;
+  require(scale.shape() == Shape{rows, 1}, "scaled_mm",
+          std::string(what) + " is " + shape_str(scale.shape()) + ", expected [1] or " + shape_str({rows, 1}));
+  return ScaleAxis::per_row;
+}
+Tensor as_f32(const Tensor& x) { return x.dtype() == DType::f32 ? x : x.to(DType::f32); }
+
+}  // namespace
+
+Tensor amax(const Tensor& x, ScaleAxis axis) {
+  require_2d_high_precision("amax", x);
+  TITAN_CUDA_DISPATCH(x, amax(x, axis));
+  require_cpu("amax", x);
+  const std::int64_t R = x.size(0), C = x.size(1);
+  Tensor out = Tensor::empty(scale_shape_of(axis, R, C));
+  cpu::float8_amax(as_f32(x).data<float>(), R, C, group_of(axis), out.data<float>());
+  return out;
+}
+
+Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
+  require(amax.defined() && amax.dtype() == DType::f32, "amax_to_scale", "expects a float32 amax tensor");
+  require_float8_target("amax_to_scale", f8);
+  TITAN_CUDA_DISPATCH(amax, amax_to_scale(amax, f8, round_to_power_of_2));
+  require_cpu("amax_to_scale", amax);
+  Tensor scale = Tensor::empty(amax.shape());
+  cpu::float8_amax_to_scale(amax.data<float>(), amax.numel(), float8_max(f8), kFloat8Eps, round_to_power_of_2,
+                            scale.data<float>());
+  return scale;
+}
+
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout) {
+  require_2d_high_precision("cast_to_float8", x);
+  require_float8_target("cast_to_float8", f8);
+  const std::int64_t R = x.size(0), C = x.size(1);
+  require_scale("cast_to_float8", scale, axis, R, C, x.device());
+  TITAN_CUDA_DISPATCH(x, cast_to_float8(x, f8, scale, axis, layout));
+  require_cpu("cast_to_float8", x);
+  Float8Cast out;
+  out.scale = scale;
+  out.axis = axis;
+  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8);
+  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8);
+  cpu::float8_cast(as_f32(x).data<float>(), R, C, f8, scale.data<float>(), group_of(axis),
+                   out.data.defined() ? out.data.data<std::uint8_t>() : nullptr,
+                   out.data_t.defined() ? out.data_t.data<std::uint8_t>() : nullptr);
+  return out;
+}
+
+Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout) {
+  return cast_to_float8(x, f8, amax_to_scale(amax(x, axis), f8, round_to_power_of_2), axis, layout);
+}
+
+Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis) {
+  require_2d_float8("dequantize", data);
+  const std::int64_t R = data.size(0), C = data.size(1);
+  require_scale("dequantize", scale, axis, R, C, data.device());
+  TITAN_CUDA_DISPATCH(data, dequantize(data, scale, axis));
+  require_cpu("dequantize", data);
+  Tensor out = Tensor::empty({R, C});
+  cpu::float8_dequantize(data.data<std::uint8_t>(), R, C, data.dtype(), scale.data<float>(), group_of(axis),
+                         out.data<float>());
+  return out;
+}
+
+Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
+                 bool use_fast_accum, bool emulate) {
+  TITAN_TRACE_SPAN("gemm", "scaled_mm");  // profiling.enable_profiling (core/trace.hpp)
+  require_2d_float8("scaled_mm", a);
+  require_2d_float8("scaled_mm", b);
+  require(a.size(1) == b.size(1), "scaled_mm",
+          "a " + shape_str(a.shape()) + " and b " + shape_str(b.shape()) + " must share their last (contraction) dim");
+  require(out_dtype == DType::f32 || out_dtype == DType::bf16, "scaled_mm",
+          "out_dtype " + std::string(dtype_name(out_dtype)) + " is not supported (float32, bfloat16)");
+  const std::int64_t M = a.size(0), N = b.size(0), K = a.size(1);
+  const ScaleAxis axis_a = mm_scale_axis(scale_a, M, "scale_a"), axis_b = mm_scale_axis(scale_b, N, "scale_b");
+  for (const Tensor* t : {&scale_a, &b, &scale_b})
+    require(t->device() == a.device(), "scaled_mm", "tensors on " + a.device().str() + " and " + t->device().str());
+#ifdef TITAN_WITH_CUDA
+  if (!emulate && !a.device().is_cpu() && cuda_impl::scaled_mm_supported(N, K))
+    return cuda_impl::scaled_mm(a, scale_a, b, scale_b, out_dtype, use_fast_accum);
+#else
+  (void)use_fast_accum;  // the emulation accumulates in float32 either way
+  (void)emulate;         // and is all a build without CUDA has
+  (void)K;
+#endif
+  // torchao's emulate mode: mm(a.float() / scale_a, b.float() / scale_b).to(out_dtype).
+  const Tensor y = linear(dequantize(a, scale_a, axis_a), dequantize(b, scale_b, axis_b));
+  return y.dtype() == out_dtype ? y : y.to(out_dtype);
+}
+
+std::string scaled_mm_implementation(Device device, bool emulate) {
+  if (emulate || device.is_cpu()) return "emulated: float8 operands dequantized, float32 GEMMs";
+  return "cuBLASLt FP8 GEMMs, float32 accumulation";
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -191,6 +340,40 @@ double sum_squares(const Tensor& a) {
     for (std::int64_t i = 0; i < a.numel(); ++i) s += double(p[i]) * double(p[i]);
   });
   return s;
+}
+
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp) {
+  require(grads.size() == params.size() && exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
+          "adamw_step", "the parameter, gradient and moment lists differ in length");
+  const float b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
+  const double bias1 = 1.0 - std::pow(hp.beta1, double(hp.step));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(hp.beta2, double(hp.step)));
+  const float step_size = static_cast<float>(hp.lr / bias1);
+  const float decay = static_cast<float>(1.0 - hp.lr * hp.weight_decay);
+  const float eps = static_cast<float>(hp.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
+  std::vector<Tensor> gpu[4];  // the CUDA tensors, updated by one multi-tensor launch
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor* ts[4] = {&params[i], &grads[i], &exp_avg[i], &exp_avg_sq[i]};
+    for (const Tensor* t : ts) {
+      require(t->defined() && t->dtype() == DType::f32, "adamw_step", "tensor " + std::to_string(i) + " must be float32");
+      require(t->numel() == params[i].numel(), "adamw_step", "tensor " + std::to_string(i) + ": shapes differ");
+      require(t->device() == params[i].device(), "adamw_step",
+              "tensor " + std::to_string(i) + ": the parameter, its gradient and its moments are on different devices");
+    }
+    if (!params[i].device().is_cpu()) {
+      for (int k = 0; k < 4; ++k) gpu[k].push_back(*ts[k]);
+      continue;
+    }
+    cpu::adamw_update(params[i].data<float>(), grads[i].data<float>(), exp_avg[i].data<float>(),
+                      exp_avg_sq[i].data<float>(), params[i].numel(), b1, b2, step_size, decay, eps, inv_bias2_sqrt);
+  }
+  if (gpu[0].empty()) return;
+#ifdef TITAN_WITH_CUDA
+  cuda_impl::adamw_step(gpu[0], gpu[1], gpu[2], gpu[3], b1, b2, step_size, decay, eps, inv_bias2_sqrt);
+#else
+  require_cpu("adamw_step", gpu[0].front());
+#endif
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {

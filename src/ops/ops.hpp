@@ -5,10 +5,18 @@
 // autograd layer pairs them. Shapes use the model's layout: activations [B, S, ...] row-major,
 // weights in PyTorch's [out_features, in_features] layout.
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/tensor.hpp"
 
 namespace titan::ops {
+
+// ---- capabilities ----
+// Whether the ops on `device` take and produce tensors stored in `dtype` (the CUDA ops: f32 and
+// bf16; the CPU reference: f32 and f64). FSDP's mixed-precision gather stores a bf16 parameter
+// as f32 holding the bf16-rounded values where bf16 storage is not computed on.
+bool computes_in(Device device, DType dtype);
 
 // ---- GEMM ----
 // y[.., N] = x[.., K] W[N, K]^T  (nn.Linear without bias; leading dims of x are flattened)
@@ -19,6 +27,64 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w);
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate);
 // C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for 2-D or batched 3-D A, B, C.
 void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta, Tensor& c);
+
+// ---- float8 (torchao's numerics, DESIGN.md section 5) ----
+// A float8 operand is a 2-D tensor [R, C] of f8e4m3 / f8e5m2 values and float32 scales, one per
+// group of elements; its value is data / scale. The groups:
+//   tensor      the whole tensor; scale [1]
+//   per_row     each row (the amax runs along dim -1); scale [R, 1]
+//   per_column  each column (the amax runs along dim 0); scale [1, C]
+// High-precision inputs are float32 or bfloat16 (bf16 widens to f32 exactly), on the CPU or CUDA.
+enum class ScaleAxis { tensor, per_row, per_column };
+constexpr double kFloat8Eps = 1e-12;
+
+// max|x| per group, float32 in the scale's shape on x's device. NaN propagates (torch.amax); an
+// empty group gives 0.
+Tensor amax(const Tensor& x, ScaleAxis axis);
+// scale = float32(float64(f8 max) / max(float64(amax), 1e-12)) elementwise, NaN kept (448 for
+// e4m3, 57344 for e5m2); round_to_power_of_2: 2^floor(log2(scale)), computed in float32.
+Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
+
+// What a cast writes: the float8 data as it is, its transpose, or both in one pass. The backward
+// GEMMs contract an operand over its rows; scaled_mm wants the contraction dim last, so they take
+// the transposed copy.
+enum class Float8Layout { row_major, transposed, both };
+struct Float8Cast {
+  Tensor data;    // [R, C] float8 (undefined for Float8Layout::transposed)
+  Tensor data_t;  // [C, R] float8, data_t[c, r] = data[r, c] (undefined for Float8Layout::row_major)
+  Tensor scale;   // float32 [1], [R, 1] or [1, C]; for data_t a per_column scale is one per row
+                  // (scale.view({C, 1}) is its scaled_mm form)
+  ScaleAxis axis = ScaleAxis::tensor;
+};
+// data = f8(float32(x) * scale): the product rounded once in float32, then saturated to +-max
+// (infinities too) and rounded to nearest even; NaN stays NaN. `scale` is float32 with one
+// element per group of `axis`, on x's device.
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis,
+                          Float8Layout layout = Float8Layout::row_major);
+// Dynamic scaling: amax -> amax_to_scale -> cast.
+Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2,
+                          Float8Layout layout = Float8Layout::row_major);
+// float32(data) / scale: float32 [R, C] on data's device.
+Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis);
+
+// The float8 GEMM (torch._scaled_mm's role; the layout cuBLASLt's FP8 kernels take, "TN"):
+//   y[M, N] = (a[M, K] / scale_a) (b[N, K] / scale_b)^T
+// a and b are float8 with the contraction dim K last (for y = x W^T: a = x, b = W; for a GEMM that
+// contracts an operand over its rows, that operand's transposed copy). scale_a is [1] (tensorwise)
+// or [M, 1] (one per row of a), scale_b [1] or [N, 1]: the cast scales themselves (value = data /
+// scale; torch._scaled_mm takes their reciprocals). A tensorwise scale may meet a rowwise one.
+// out_dtype: float32 or bfloat16.
+// - Emulation (CPU tensors, or emulate = true on any device): dequantize both operands, float32
+//   GEMM (ops::linear), round to out_dtype: torchao's emulate mode, bit for bit wherever the f32
+//   GEMM's summation order does not matter. use_fast_accum has no effect there.
+// - CUDA: cuBLASLt FP8 with float32 accumulation (CUBLASLT_MATMUL_DESC_FAST_ACCUM when
+//   use_fast_accum; torchao uses it for the output GEMM only), tensorwise scale pointers or, if
+//   either scale is rowwise, outer-vector scales (cuBLASLt 12.9+ on sm_90). cuBLASLt's FP8 kernels
+//   need K and N multiples of 16; other shapes run the emulation on the GPU. Not both e5m2.
+Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
+                 bool use_fast_accum, bool emulate = false);
+// What scaled_mm runs for tensors on `device`, in words (for logs): the emulation or cuBLASLt FP8.
+std::string scaled_mm_implementation(Device device, bool emulate);
 
 // ---- elementwise ----
 Tensor add(const Tensor& a, const Tensor& b);
@@ -31,6 +97,23 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
 // ---- reductions ----
 double sum(const Tensor& a);          // accumulated in double
 double sum_squares(const Tensor& a);  // accumulated in double (grad-norm building block)
+
+// ---- optimizer ----
+// One AdamW step (PyTorch's algorithm, decoupled weight decay) on every index i of the four lists:
+// params[i] (f32 master weights), grads[i] (f32) and the f32 moments exp_avg[i] / exp_avg_sq[i],
+// all of one shape and on one device (the lists may mix devices). With the scalars rounded to
+// float32 once per call:
+//   decay = 1 - lr wd;  step_size = lr / (1 - beta1^step);  inv_bias2_sqrt = 1 / sqrt(1 - beta2^step)
+//   p *= decay;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+//   p -= step_size m / (sqrt(v) inv_bias2_sqrt + eps)
+// The CPU updates each tensor in one loop; CUDA tensors all go to one multi-tensor launch (the
+// same arithmetic, each operation rounded separately; the CPU loop may contract to FMA).
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  std::int64_t step = 1;  // 1 for the first update
+};
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp);
 
 // ---- embedding ----
 // out[.., D] = weight[tokens[..], :]; tokens are int32 or int64.

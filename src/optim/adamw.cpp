@@ -6,10 +6,6 @@
 
 #include "ops/ops.hpp"
 
-#ifdef TITAN_WITH_CUDA
-#include "kernels/adamw.hpp"
-#endif
-
 namespace titan::optim {
 
 AdamW::AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg) : params_(std::move(params)), cfg_(cfg) {
@@ -19,15 +15,7 @@ AdamW::AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg) : params_
 
 void AdamW::step(double lr) {
   ++step_;
-  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
-  const double bias1 = 1.0 - std::pow(cfg_.beta1, double(step_));
-  const double bias2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, double(step_)));
-  const float step_size = static_cast<float>(lr / bias1);
-  const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
-  const float eps = static_cast<float>(cfg_.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
-#ifdef TITAN_WITH_CUDA
-  std::vector<cuda::AdamWTensor> on_gpu;  // updated together by one multi-tensor launch below
-#endif
+  std::vector<Tensor> ps, gs, ms, vs;  // every parameter with a gradient: one multi-tensor op call
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& g = params_[i]->grad();
     if (!g.defined()) continue;
@@ -38,32 +26,15 @@ void AdamW::step(double lr) {
       m_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
       v_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
     }
-#ifdef TITAN_WITH_CUDA
-    if (!p.device().is_cpu()) {
-      if (g.device() != p.device() || m_[i].device() != p.device() || v_[i].device() != p.device())
-        throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' on " + p.device().str() +
-                                    " has its gradient or moments on another device");
-      on_gpu.push_back({p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel()});
-      continue;
-    }
-#endif
-    float* pp = p.data<float>();
-    const float* gp = g.data<float>();
-    float* mp = m_[i].data<float>();
-    float* vp = v_[i].data<float>();
-    const std::int64_t n = p.numel();
-#pragma omp simd
-    for (std::int64_t j = 0; j < n; ++j) {
-      pp[j] *= decay;
-      mp[j] = b1 * mp[j] + (1.0f - b1) * gp[j];
-      vp[j] = b2 * vp[j] + (1.0f - b2) * gp[j] * gp[j];
-      const float denom = std::sqrt(vp[j]) * inv_bias2_sqrt + eps;
-      pp[j] -= step_size * mp[j] / denom;
-    }
+    if (g.device() != p.device() || m_[i].device() != p.device() || v_[i].device() != p.device())
+      throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' on " + p.device().str() +
+                                  " has its gradient or moments on another device");
+    ps.push_back(p);
+    gs.push_back(g);
+    ms.push_back(m_[i]);
+    vs.push_back(v_[i]);
   }
-#ifdef TITAN_WITH_CUDA
-  if (!on_gpu.empty()) cuda::adamw_step(on_gpu, {b1, b2, step_size, decay, eps, inv_bias2_sqrt});
-#endif
+  ops::adamw_step(ps, gs, ms, vs, {lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_});
 }
 
 void AdamW::init_state() {

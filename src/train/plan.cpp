@@ -9,6 +9,7 @@
 #include "config/schema.hpp"
 #include "config/validate.hpp"
 #include "core/errors.hpp"
+#include "ops/ops.hpp"
 
 namespace titan::train {
 
@@ -90,6 +91,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   for (std::int64_t i = 0; i < p.model.n_layers; ++i) p.checkpointed_blocks += p.ac.applies_to(i) ? 1 : 0;
   p.float8 = std::find(p.converters.begin(), p.converters.end(), "quantize.linear.float8") != p.converters.end();
   p.float8_recipe = cfg.float8.recipe_name.value_or("tensorwise");
+  p.float8_gemms = ops::scaled_mm_implementation(p.device_kind == "cuda" ? Device::cuda(0) : Device::cpu(), cfg.float8.emulate);
   std::int64_t shard_elems = 0, largest_unit = 0, root_unit = 0, all_units = 0;
   {
     nn::MetaGuard meta;  // shapes only: a 405B plan allocates nothing
@@ -125,10 +127,14 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.memory.params = 4 * shard_elems;
   p.memory.grads = 4 * shard_elems;
   p.memory.optimizer = 8 * shard_elems;  // AdamW: two f32 moments
-  if (p.dims.world > 1) {
+  {
+    // FSDP on every mesh (a single process is a 1x1 one): the gathered units alive at once, in
+    // the buffer dtype the device computes with (bf16 on the GPU under bf16 mixed precision,
+    // f32 on the CPU), plus the unsharded f32 gradients of the largest unit.
     const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
     const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy == "default" ? root_unit : 0);
-    p.memory.gathered = 4 * (alive + largest_unit);
+    const std::int64_t param_bytes = p.on_gpu && cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    p.memory.gathered = param_bytes * alive + 4 * largest_unit;
   }
   p.memory.activations = llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks);
   return p;
@@ -150,8 +156,8 @@ std::string plan_text(const Plan& p) {
       "  steps        %lld\n"
       "  converters   %s\n"
       "  outputs      %s\n"
-      "  memory/rank  %s: params %s + grads %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
-      "activations %s (%lld of %lld blocks checkpointed)\n"
+      "  memory/rank  %s at the peak: params %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
+      "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed)\n"
       "  parameters\n",
       p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
@@ -160,13 +166,13 @@ std::string plan_text(const Plan& p) {
       human(p.flops_per_token).c_str(), (long long)p.seq_len, (long long)p.batch.local_batch, p.dims.dp(),
       (long long)p.batch.grad_accum, (long long)p.batch.global_batch, (long long)p.seq_len, (long long)p.steps,
       conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str(), bytes_str(p.memory.total()).c_str(),
-      bytes_str(p.memory.params).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.optimizer).c_str(),
-      p.dims.shard, bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
+      bytes_str(p.memory.params).c_str(), bytes_str(p.memory.optimizer).c_str(), p.dims.shard,
+      bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
   std::string text = buf;
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
   if (p.float8) {
     int converted = 0;
-    text += "  float8       recipe " + p.float8_recipe + " (emulated: float8 casts, float32 GEMMs); Linear layers:\n";
+    text += "  float8       recipe " + p.float8_recipe + " (" + p.float8_gemms + "); Linear layers:\n";
     for (const auto& d : p.linears) {
       std::snprintf(buf, sizeof buf, "    %-34s [%6lld, %6lld]  %s\n", d.fqn.c_str(), (long long)d.out_features,
                     (long long)d.in_features, d.reason.c_str());

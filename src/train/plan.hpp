@@ -3,6 +3,7 @@
 // size, batch arithmetic). `run_train --dry-run` prints it; `--plan-json` writes it for tools.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <string>
 
 #include "config/job_config.hpp"
@@ -32,16 +33,19 @@ struct Plan {
   std::vector<std::string> parameter_shapes;  // "layers.{0..5}.attention.wq.weight [256, 256]", ...
   bool float8 = false;                        // model.converters lists quantize.linear.float8
   std::string float8_recipe;                  // recipe_name, or "tensorwise" when unset
+  std::string float8_gemms;                   // what its GEMMs run (emulated, or cuBLASLt FP8)
   std::vector<float8::LinearDecision> linears;  // the converter's decision for every Linear
 
   // Per-rank memory of one training step (bytes, f32 master weights). params/grads/optimizer are
-  // this rank's shards (padded to whole rows). With FSDP (world > 1), `gathered` is the largest
-  // set of unit buffers alive at once (the largest unit, plus [norm, output] when it stays
+  // this rank's shards (padded to whole rows). `gathered` is FSDP's (on every mesh, 1x1 too): the
+  // largest set of unit buffers alive at once (the largest unit, plus [norm, output] when it stays
   // gathered after forward; every unit under reshard "never") and the unsharded gradients of the
   // largest unit before its reduce-scatter; the CPU keeps gathered parameters in f32.
   struct Memory {
     std::int64_t params = 0, grads = 0, optimizer = 0, gathered = 0, activations = 0;
-    std::int64_t total() const { return params + grads + optimizer + gathered + activations; }
+    // The step's peak: gradients are freed at the step's start and fill as backward frees the
+    // activations, so the two barely overlap (measured: the peak is within a few % of this).
+    std::int64_t total() const { return params + optimizer + gathered + std::max(grads, activations); }
   } memory;
 };
 

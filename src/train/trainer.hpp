@@ -1,12 +1,32 @@
 #pragma once
-// The training loop (DESIGN.md sections 6, 7, 9) for one process: build tokenizer, data, model,
-// optimizer and schedule from the config; then per step run grad_accum micro-batches of
-// forward + backward, clip the global gradient norm, step AdamW with the scheduled LR, and log.
+// The trainer (DESIGN.md sections 6, 7, 9), in TorchTitan's shape: Trainer::build makes the
+// tokenizer, data, checkpointer, model (meta device), model converters, FSDP (always: one process
+// is a 1x1 mesh), optimizer, LR schedule, loader and metrics from the config, and restores a
+// checkpoint or HF weights; forward_backward_step runs one micro-batch; train_step one optimizer
+// step (grad_accum micro-batches, global loss, clipping, AdamW, post-optimizer hooks); train()
+// the loop around it (checkpoints, logging, validation, profiler, fault injection).
+#include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/hf_adapter.hpp"
 #include "config/job_config.hpp"
+#include "core/fault.hpp"
+#include "data/dataset.hpp"
+#include "data/tokenizer.hpp"
+#include "dist/fsdp.hpp"
 #include "dist/world.hpp"
+#include "models/llama3/model.hpp"
+#include "optim/adamw.hpp"
+#include "train/metrics.hpp"
+#include "train/model_converter.hpp"
 #include "train/plan.hpp"
+#include "train/profiler.hpp"
 
 namespace titan::train {
 
@@ -15,8 +35,85 @@ struct TrainResult {
   double first_loss = 0, last_loss = 0;
 };
 
-// Throws UserError for configuration problems found while building (dataset, tokenizer, vocab),
-// and a UserError with exit code 1 naming the step for a non-finite loss or gradient norm.
+class Trainer {
+ public:
+  // Builds everything and restores the run's checkpoint (or HF weights). Throws UserError for
+  // configuration problems found while building (dataset, tokenizer, vocab, checkpoint), and
+  // PeerFailure when another rank failed to set up. `cfg`, `plan` and `world` must outlive it.
+  static std::unique_ptr<Trainer> build(const config::JobConfig& cfg, const Plan& plan, const dist::World& world);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // One micro-batch: forward, loss, backward (the gradient scaled by 1/grad_accum). Returns the loss.
+  double forward_backward_step(const data::DataLoader::Batch& batch);
+
+  // What one optimizer step reports to the log.
+  struct StepOutput {
+    double loss = 0;       // global mean over the step's batch
+    double grad_norm = 0;  // global, before clipping
+    double lr = 0;
+    double data_seconds = 0;
+  };
+  // One optimizer step (`step` is 1-based): the micro-batches, the global loss, grad-norm
+  // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. Throws a
+  // UserError (exit code 1) naming the step for a non-finite loss or gradient norm.
+  StepOutput train_step(std::int64_t step);
+
+  // The training loop from the restored step to training.steps (or the seed checkpoint only).
+  TrainResult train();
+
+ private:
+  Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::World& world);
+  void build_data();
+  void build_checkpointer();
+  void build_model();
+  void build_optimizer_and_metrics();
+  void restore();
+
+  // After FSDP's shards changed: its gathered copies are refreshed, then the converters follow.
+  void shards_loaded();
+  void after_optimizer_step();
+  std::int64_t float8_amax_all_reduces() const;
+  checkpoint::TrainingState current_state(std::int64_t step);
+  void save_checkpoint(std::int64_t step);
+
+  const config::JobConfig& cfg_;
+  const Plan& plan_;
+  const dist::World& world_;
+  std::unique_ptr<dist::DeviceMesh> mesh_;  // built after the set-up timeout is set
+  FaultInjection fault_;
+  bool bf16_ = false;
+  std::uint64_t seed_ = 0;
+  Device device_ = Device::cpu();
+
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  std::unique_ptr<data::TokenWindows> windows_, val_windows_;
+  std::unique_ptr<checkpoint::StateDictAdapter> hf_adapter_;
+  std::unique_ptr<checkpoint::Checkpointer> ckpt_;
+  // Where HF weights come from when there is no checkpoint to resume, as TorchTitan: the key
+  // naming the folder, and the folder (initial_load_path, else model.hf_assets_path).
+  std::optional<std::pair<std::string, std::string>> hf_source_;
+
+  std::unique_ptr<llama3::Transformer> model_;
+  ModelConverters converters_;
+  std::unique_ptr<Profiler> profiler_;
+  std::unique_ptr<dist::Fsdp> fsdp_;
+  ParallelAccess parallel_;
+  std::vector<autograd::Variable*> params_;
+  std::vector<std::string> param_names_;  // FQNs, in the order of params_
+
+  std::unique_ptr<optim::AdamW> optimizer_;
+  optim::LrSchedule schedule_;
+  std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<MetricsLogger> metrics_;
+  bool show_eta_ = false;
+  double mem_total_ = 0;
+
+  std::int64_t start_step_ = 1, lr_offset_ = 0;
+};
+
+// Builds a Trainer and runs it (apps/run_train.cpp's entry).
 TrainResult train(const config::JobConfig& cfg, const Plan& plan, const dist::World& world);
 
 }  // namespace titan::train

@@ -6,10 +6,11 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "autograd/functions.hpp"
 #include "dist/fsdp.hpp"
-#include "float8/float8_linear.hpp"
+#include "float8/fsdp_float8.hpp"
 #include "models/llama3/parallelize.hpp"
 #include "mpi_world.hpp"
 
@@ -60,15 +61,20 @@ std::unique_ptr<llama3::Transformer> full_model(bool float8) {
 struct Sharded {
   std::unique_ptr<llama3::Transformer> model;
   std::unique_ptr<Fsdp> fsdp;
+  int precompute_all_reduces = 0;
 };
 
-Sharded sharded_model(DeviceMesh& mesh, bool float8, FsdpOptions opt, const std::string& reshard = "default") {
+// float8_gather: Float8Linear weights travel as e4m3 (the float8 all-gather extension), with
+// scales precomputed in one all-reduce when `precompute`.
+Sharded sharded_model(DeviceMesh& mesh, bool float8, FsdpOptions opt, const std::string& reshard = "default",
+                      bool float8_gather = false, bool precompute = false) {
   Sharded s;
   {
     nn::MetaGuard meta;  // no rank builds the full model
     s.model = std::make_unique<llama3::Transformer>(tiny_args());
     if (float8) float8::convert_to_float8(*s.model, {}, "tensorwise");
   }
+  if (float8_gather) float8::enable_fsdp_float8_all_gather(*s.model);
   s.model->build_rope_table();
   s.fsdp = std::make_unique<Fsdp>(mesh, opt);
   llama3::apply_fsdp(*s.model, *s.fsdp, reshard);
@@ -76,6 +82,10 @@ Sharded sharded_model(DeviceMesh& mesh, bool float8, FsdpOptions opt, const std:
     llama3::init_parameter(fqn, rows, first, tiny_args(), kSeed);
   });
   s.fsdp->refresh_after_update();
+  if (precompute)
+    s.precompute_all_reduces = float8::precompute_float8_dynamic_scale_for_fsdp(
+        *s.model, [&](const autograd::Variable& w) -> const Tensor& { return s.fsdp->local_shard_of(w); },
+        [&](const Tensor& t) { mesh.shard_group().all_reduce(t, ReduceOp::max); });
   return s;
 }
 
@@ -155,29 +165,76 @@ TEST_CASE("fsdp: float8 all-gather gives bit-identical float8 weights and loss; 
     for (bool precompute : {false, true}) {
       INFO("mesh " << rep << " x " << sh << (precompute ? ", precomputed scales" : ""));
       DeviceMesh mesh(*g_world, rep, sh);
-      FsdpOptions opt;
-      opt.float8_all_gather = true;
-      opt.precompute_float8_scales = precompute;
-      Sharded s = sharded_model(mesh, true, opt, "never");  // units stay gathered for inspection
-      const std::int64_t before = s.fsdp->float8_amax_all_reduces();
+      Sharded s = sharded_model(mesh, true, {}, "never", true, precompute);  // units stay gathered for inspection
+      reset_comm_stats();
       CHECK(loss_of(*s.model, batch, false) == ref_loss);
       // 2 blocks x 7 Linears + output: one all-reduce each at their gather, or one for all of
-      // them in refresh_after_update (already issued) when precomputed.
-      CHECK(s.fsdp->float8_amax_all_reduces() - before == (precompute ? 0 : 15));
-      CHECK(s.fsdp->float8_amax_all_reduces() == (precompute ? 1 : 15));
+      // them after the shards changed (already issued) when precomputed.
+      CHECK(s.fsdp->extension_all_reduces() == (precompute ? 0 : 15));
+      CHECK(s.precompute_all_reduces == (precompute ? 1 : 0));
+      // The float8 weights travel as 1 byte per element, the rest (norms, embedding) as f32.
+      std::int64_t expect_bytes = 0;
+      for (auto& [fqn, p] : s.model->named_parameters()) {
+        const std::int64_t rows = p->shape()[0], rps = (rows + sh - 1) / sh, row = p->data().numel() / rows;
+        const bool f8 = p->data().dtype() == DType::f8e4m3;
+        expect_bytes += sh * rps * row * (f8 ? 1 : 4);  // counted as what arrives (the padded whole)
+      }
+      CHECK(comm_stats().bytes[CommStats::all_gather] == expect_bytes);
       int compared = 0;
       for (auto& [fqn, m] : s.model->named_modules()) {
         auto* f8 = dynamic_cast<float8::Float8Linear*>(m);
         if (!f8) continue;
-        const Tensor gathered = f8->weight.data();
-        const Tensor want = float8::fake_quantize(ref_params.at(fqn + ".weight")->data(), DType::f8e4m3,
-                                                  float8::Granularity::tensorwise, 0, false);
+        const Tensor gathered = f8->weight.data();  // the e4m3 bytes the GEMMs use
+        REQUIRE(gathered.dtype() == DType::f8e4m3);
+        const Tensor want = float8::cast_to_float8(ref_params.at(fqn + ".weight")->data(), DType::f8e4m3,
+                                                   float8::Granularity::tensorwise, 0, false).data;
         bool same = true;
-        for (std::int64_t i = 0; i < want.numel(); ++i) same &= gathered.data<float>()[i] == want.data<float>()[i];
+        for (std::int64_t i = 0; i < want.numel(); ++i) same &= gathered.data<std::uint8_t>()[i] == want.data<std::uint8_t>()[i];
         INFO(fqn);
         CHECK(same);
         ++compared;
       }
       CHECK(compared == 15);
     }
+}
+
+TEST_CASE("fsdp: what backward keeps alive is references to gathered units, in bf16 as in f32") {
+  // Live allocator bytes right after forward, per rank: the master shards plus whatever the
+  // graph keeps for backward. The layers save references to FSDP's gathered buffers (released
+  // after forward, re-gathered for backward), never private copies, so bf16 mixed precision keeps
+  // no more alive than f32, and the total falls as the shard degree grows.
+  const Batch batch;
+  std::map<int, std::size_t> live_f32;
+  for (auto [rep, sh] : meshes(g_world->size()))
+    for (DType param_dtype : {DType::f32, DType::bf16}) {
+      INFO("mesh " << rep << " x " << sh << (param_dtype == DType::bf16 ? ", bf16" : ", f32"));
+      DeviceMesh mesh(*g_world, rep, sh);
+      const std::size_t before = cpu_bytes_in_use();
+      std::size_t after_forward = 0;
+      {
+        FsdpOptions opt;
+        opt.param_dtype = param_dtype;
+        Sharded s = sharded_model(mesh, false, opt);
+        autograd::Variable loss;
+        {
+          std::optional<autograd::Bf16ComputeGuard> mixed;
+          if (param_dtype == DType::bf16) mixed.emplace();
+          loss = autograd::cross_entropy(s.model->forward_tokens(batch.tokens), batch.labels);
+        }
+        after_forward = cpu_bytes_in_use() - before;
+        loss.backward();
+      }
+      if (param_dtype == DType::f32) {
+        live_f32[sh] = after_forward;
+      } else {
+        CHECK(after_forward <= live_f32[sh]);
+      }
+    }
+  // Shard degrees in increasing order: what is alive after forward shrinks with each.
+  std::size_t previous = SIZE_MAX;
+  for (auto& [sh, bytes] : live_f32) {
+    INFO("shard " << sh << ": " << bytes << " bytes alive after forward");
+    CHECK(bytes < previous);
+    previous = bytes;
+  }
 }

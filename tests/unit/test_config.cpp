@@ -10,7 +10,9 @@
 #include "config/toml_io.hpp"
 #include "config/validate.hpp"
 #include "core/errors.hpp"
+#include "core/trace.hpp"
 #include "test_helpers.hpp"
+#include "train/profiler.hpp"
 
 using namespace titan::config;
 using Catch::Matchers::Contains;
@@ -405,4 +407,113 @@ TEST_CASE("error lines cut huge values and escape raw bytes") {
   const std::string e2 = error_of([] { from_toml(std::string("[training]\n\"st\\u0001eps\" = 3\n")); });
   CHECK_THAT(e2, Contains("st\\x01eps"));
   CHECK(e2.find('\x01') == std::string::npos);
+}
+
+// --- issue 12: every key does what it says ---
+
+TEST_CASE("keys with no effect in titan.cpp warn exactly once, saying what they do in TorchTitan") {
+  struct Case {
+    std::vector<std::string> args;
+    const char* key;
+    const char* says;
+  };
+  const Case cases[] = {
+      {{"--compile.enable"}, "compile.enable", "TorchTitan runs torch.compile"},
+      {{"--compile.components=model"}, "compile.components", "no torch.compile here"},
+      {{"--profiling.enable_memory_snapshot"}, "profiling.enable_memory_snapshot", "memory_viz"},
+      {{"--profiling.save_memory_snapshot_folder=snap"}, "profiling.save_memory_snapshot_folder", "no snapshots are written"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.key);
+    JobConfig cfg = parse(c.args);
+    validate(cfg);
+    int mentions = 0;
+    for (const auto& w : cfg.warnings)
+      if (w.find(c.key) != std::string::npos) {
+        ++mentions;
+        CHECK_THAT(w, Contains("has no effect in titan.cpp") && Contains(c.says));
+      }
+    CHECK(mentions == 1);
+    CHECK(find_key(c.key)->support == Support::NoEffect);
+  }
+  // The legacy spelling training.compile: its deprecation line plus the one no-effect line.
+  JobConfig legacy = from_toml("[training]\ncompile = true\n");
+  int no_effect = 0;
+  for (const auto& w : legacy.warnings) no_effect += w.find("compile.enable = true") != std::string::npos;
+  CHECK(no_effect == 1);
+  // Defaults never warn.
+  CHECK(parse({}).warnings.empty());
+}
+
+TEST_CASE("the implemented profiling, printing and determinism keys are Supported and documented") {
+  for (const char* key : {"profiling.enable_profiling", "profiling.save_traces_folder", "profiling.profile_freq",
+                          "profiling.profiler_active", "profiling.profiler_warmup", "model.print_after_conversion",
+                          "debug.deterministic"}) {
+    INFO(key);
+    REQUIRE(find_key(key));
+    CHECK(find_key(key)->support == Support::Supported);
+    CHECK_THAT(config_reference_markdown(), Contains("| `" + std::string(find_key(key)->name) + "` |"));
+  }
+  JobConfig on = parse({"--profiling.enable_profiling", "--debug.deterministic", "--model.print_after_conversion"});
+  validate(on);
+  CHECK(on.warnings.empty());  // they do what they say: nothing to warn about
+  // The reference marks no-effect keys as such.
+  CHECK_THAT(config_reference_markdown(), Contains("| `enable` | bool | `false` | no effect | TorchTitan runs torch.compile"));
+}
+
+TEST_CASE("profiling: the schedule needs profile_freq >= warmup + active, as TorchTitan") {
+  auto invalid = [](std::vector<std::string> args) {
+    return error_of([&] {
+      JobConfig c = parse(args);
+      validate(c);
+    });
+  };
+  CHECK_THAT(invalid({"--profiling.enable_profiling", "--profiling.profile_freq=3"}),
+             Contains("profiling.profile_freq (--profiling.profile_freq) = 3 is shorter than profiling.profiler_warmup (3) + "
+                      "profiling.profiler_active (1)"));
+  CHECK(invalid({"--profiling.enable_profiling", "--profiling.profile_freq=4"}).empty());
+  CHECK(invalid({"--profiling.profile_freq=3"}).empty());  // profiling off: nothing is scheduled
+}
+
+TEST_CASE("profiling: which steps profile_freq, profiler_warmup and profiler_active record (torch.profiler.schedule)") {
+  using titan::train::Profiler;
+  auto recorded = [](std::int64_t freq, std::int64_t warmup, std::int64_t active, std::int64_t steps) {
+    std::vector<std::int64_t> rec, warm;
+    for (std::int64_t s = 1; s <= steps; ++s) {
+      const auto a = Profiler::action(s, freq, warmup, active);
+      if (a == Profiler::Action::record) rec.push_back(s);
+      if (a == Profiler::Action::warmup) warm.push_back(s);
+    }
+    return std::make_pair(rec, warm);
+  };
+  // TorchTitan's defaults: wait 6, warmup 3, active 1: step 10 (then 20) recorded, 7-9 warm up.
+  CHECK(recorded(10, 3, 1, 20) == std::make_pair(std::vector<std::int64_t>{10, 20}, std::vector<std::int64_t>{7, 8, 9, 17, 18, 19}));
+  CHECK(recorded(3, 1, 2, 6) == std::make_pair(std::vector<std::int64_t>{2, 3, 5, 6}, std::vector<std::int64_t>{1, 4}));
+  CHECK(recorded(1, 0, 1, 3).first == std::vector<std::int64_t>{1, 2, 3});
+  CHECK(recorded(4, 0, 4, 4).first == std::vector<std::int64_t>{1, 2, 3, 4});
+}
+
+TEST_CASE("trace: spans record complete events only while enabled") {
+  namespace trace = titan::trace;
+  trace::set_enabled(false);
+  (void)trace::take();
+  { TITAN_TRACE_SPAN("gemm", "off"); }
+  CHECK(trace::take().empty());
+  trace::set_enabled(true);
+  {
+    trace::Span outer("step", std::string("outer"));
+    outer.set_args("\"step\":7");
+    TITAN_TRACE_SPAN("gemm", "inner");
+  }
+  trace::set_enabled(false);
+  const auto events = trace::take();
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].name == "inner");  // recorded when it ends: the inner span first
+  CHECK(std::string(events[0].category) == "gemm");
+  CHECK(events[1].name == "outer");
+  CHECK(events[1].args == "\"step\":7");
+  CHECK(events[1].ts_us <= events[0].ts_us);
+  CHECK(events[1].ts_us + events[1].dur_us >= events[0].ts_us + events[0].dur_us);
+  CHECK(events[0].dur_us >= 0);
+  CHECK(trace::take().empty());
 }

@@ -1,5 +1,6 @@
-// Float8 numerics against the real torchao in emulate mode (tests/golden/float8.safetensors, made
-// by scripts/reference/make_float8_golden.py), SQNR bounds, and the converter's decisions.
+// Float8 numerics against the real torchao in emulate mode (tests/golden/float8.safetensors and
+// float8_gemms.safetensors, made by scripts/reference/make_float8_golden.py), SQNR bounds, and the
+// converter's decisions.
 #include <catch2/catch.hpp>
 
 #include <bit>
@@ -62,11 +63,14 @@ TEST_CASE("float8 casts: scales and data bit for bit equal to torchao's, for eve
       }
       CHECK(scale_mismatch == 0);
       CHECK(data_mismatch == 0);
-      // The fused quantize-dequantize the GEMMs use equals casting then dequantizing, bit for bit.
-      const Tensor fused = fake_quantize(x, cfg.dt, cfg.g, cfg.dim, cfg.pow2), twostep = f8.dequantize();
-      int fused_mismatch = 0;
-      for (std::int64_t i = 0; i < fused.numel(); ++i) fused_mismatch += !same_bits(fused.data<float>()[i], twostep.data<float>()[i]);
-      CHECK(fused_mismatch == 0);
+      // The transposed copy the backward GEMMs take holds the same bytes, transposed.
+      const ops::Float8Cast both = ops::cast_to_float8(x, cfg.dt, scale_axis(cfg.g, cfg.dim), cfg.pow2, ops::Float8Layout::both);
+      const std::int64_t R = x.size(0), C = x.size(1);
+      int transposed_mismatch = 0;
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t c = 0; c < C; ++c)
+          transposed_mismatch += both.data_t.data<std::uint8_t>()[c * R + r] != f8.data.data<std::uint8_t>()[r * C + c];
+      CHECK(transposed_mismatch == 0);
     }
   }
 }
@@ -198,4 +202,154 @@ TEST_CASE("delayed scaling in a model: one sync per step fills bounded histories
       INFO(fqn);
       for (int r = 0; r < 3; ++r) CHECK(f8->delayed_state()->history[r].size() == 2);
     }
+}
+
+// ---- scaled_mm against torchao's emulated GEMMs (tests/golden/float8_gemms.safetensors) ----
+// The golden file holds, per recipe and GEMM, the float8 operands torchao's emulate mode really
+// multiplied (captured at its float8 mm, in scaled_mm's layout) and its outputs, for a "general"
+// case and an "exact" one whose dequantized products and partial sums are all float32 values
+// (power-of-2 scales, values with few mantissa bits in a narrow range; the generator checks it),
+// where any summation order gives the same bits.
+
+namespace {
+const checkpoint::SafetensorsFile& gemm_golden() {
+  static const auto f = checkpoint::read_safetensors(std::string(TITAN_SOURCE_DIR) + "/tests/golden/float8_gemms.safetensors");
+  return f;
+}
+const Tensor& GG(const std::string& name) { return gemm_golden().tensors.at(name); }
+bool in_golden(const std::string& name) { return gemm_golden().tensors.count(name) != 0; }
+
+const char* const kRecipes[] = {"tensorwise", "rowwise", "rowwise_with_gw_hp"};
+const char* const kCases[] = {"general", "exact"};
+
+Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1)}); }
+
+// Elements whose bits differ (float32: NaNs equal; float8: the bytes).
+int bit_mismatches(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return -1;
+  int n = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i)
+    n += a.dtype() == DType::f32 ? !same_bits(a.data<float>()[i], b.data<float>()[i])
+                                 : a.data<std::uint8_t>()[i] != b.data<std::uint8_t>()[i];
+  return n;
+}
+
+// Float8Linear's (a, b) operands of `gemm` for the golden inputs of `c`.
+std::pair<Float8Operand, Float8Operand> our_operands(const std::string& c, const std::string& gemm, const Recipe& r) {
+  const Tensor x2d = as_2d(GG("gemm." + c + ".x")), w = GG("gemm." + c + ".w"), gy2d = as_2d(GG("gemm." + c + ".gy"));
+  if (gemm == "output") return output_gemm_operands(x2d, w, r);
+  if (gemm == "grad_input") return grad_input_gemm_operands(gy2d, w, r);
+  return grad_weight_gemm_operands(gy2d, x2d, r);
+}
+
+// torchao's result of `gemm` (its output or gradient) as the GEMM's [rows, cols].
+Tensor torchao_result(const std::string& key, const std::string& gemm) {
+  return as_2d(GG(key + (gemm == "output" ? ".y" : gemm == "grad_input" ? ".gx" : ".gw")));
+}
+
+// max over elements of |got - want| / (2 K 2^-24 sum_k |a_k b_k|): two float32 dot products of
+// length K differ by at most that much (each is within K u sum|a b| of the exact value).
+double rounding_ratio(const Tensor& got, const Tensor& want, const Tensor& a, const Tensor& sa, const Tensor& b,
+                      const Tensor& sb) {
+  const Tensor da = ops::dequantize(a, sa, sa.numel() == 1 ? ops::ScaleAxis::tensor : ops::ScaleAxis::per_row);
+  const Tensor db = ops::dequantize(b, sb, sb.numel() == 1 ? ops::ScaleAxis::tensor : ops::ScaleAxis::per_row);
+  const std::int64_t M = a.size(0), N = b.size(0), K = a.size(1);
+  double worst = 0;
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < N; ++n) {
+      double mag = 0;
+      for (std::int64_t k = 0; k < K; ++k) mag += std::abs(double(da.data<float>()[m * K + k]) * double(db.data<float>()[n * K + k]));
+      const double diff = std::abs(double(got.data<float>()[m * N + n]) - double(want.data<float>()[m * N + n]));
+      worst = std::max(worst, mag == 0 ? (diff == 0 ? 0.0 : INFINITY) : diff / (2.0 * double(K) * 0x1p-24 * mag));
+    }
+  return worst;
+}
+}  // namespace
+
+TEST_CASE("Float8Linear hands scaled_mm torchao's float8 operands, bit for bit, in every GEMM of every recipe") {
+  int gemms = 0;
+  for (const std::string c : kCases)
+    for (const std::string recipe : kRecipes) {
+      const Recipe r = recipe_from_name(recipe);
+      for (const std::string gemm : {"output", "grad_input", "grad_weight"}) {
+        const std::string key = "gemm." + c + "." + recipe + "." + gemm;
+        INFO(key);
+        if (gemm == "grad_weight" && recipe == "rowwise_with_gw_hp") {  // torchao: high precision, no float8 GEMM
+          CHECK_FALSE(in_golden(key + ".a"));
+          CHECK_FALSE(r.input_for_grad_weight.enabled);
+          continue;
+        }
+        const auto [a, b] = our_operands(c, gemm, r);
+        CHECK(bit_mismatches(a.data, GG(key + ".a")) == 0);
+        CHECK(bit_mismatches(a.scale, GG(key + ".sa")) == 0);
+        CHECK(bit_mismatches(b.data, GG(key + ".b")) == 0);
+        CHECK(bit_mismatches(b.scale, GG(key + ".sb")) == 0);
+        ++gemms;
+      }
+    }
+  CHECK(gemms == 2 * 8);
+}
+
+TEST_CASE("CPU scaled_mm on torchao's operands equals torchao's emulated GEMMs: bit for bit where order cannot matter") {
+  for (const std::string c : kCases)
+    for (const std::string recipe : kRecipes)
+      for (const std::string gemm : {"output", "grad_input", "grad_weight"}) {
+        const std::string key = "gemm." + c + "." + recipe, op = key + "." + gemm;
+        if (!in_golden(op + ".a")) continue;
+        INFO(op);
+        const Tensor &a = GG(op + ".a"), &sa = GG(op + ".sa"), &b = GG(op + ".b"), &sb = GG(op + ".sb");
+        const Tensor got = ops::scaled_mm(a, sa, b, sb, DType::f32, gemm == "output");
+        const Tensor want = torchao_result(key, gemm);
+        if (c == "exact") CHECK(bit_mismatches(got, want) == 0);
+        else CHECK(rounding_ratio(got, want, a, sa, b, sb) <= 1.0);
+      }
+}
+
+TEST_CASE("Float8Linear end to end: torchao's output and gradients bit for bit on the exact case, every recipe") {
+  for (const std::string c : kCases)
+    for (const std::string recipe : kRecipes) {
+      const std::string key = "gemm." + c + "." + recipe;
+      INFO(key);
+      autograd::Variable xv(GG("gemm." + c + ".x").clone(), true), wv(GG("gemm." + c + ".w").clone(), true);
+      autograd::Variable y = float8_linear(xv, wv, recipe_from_name(recipe));
+      y.backward(GG("gemm." + c + ".gy"));
+      if (c == "exact") {  // rowwise_with_gw_hp's high-precision dW included: its f32 GEMM is exact too
+        CHECK(bit_mismatches(y.data(), GG(key + ".y")) == 0);
+        CHECK(bit_mismatches(xv.grad(), GG(key + ".gx")) == 0);
+        CHECK(bit_mismatches(wv.grad(), GG(key + ".gw")) == 0);
+      } else {  // the same float8 operands (above); the f32 GEMMs round in their own order
+        for (auto [got, want] : {std::pair{y.data(), GG(key + ".y")}, {xv.grad(), GG(key + ".gx")}, {wv.grad(), GG(key + ".gw")}}) {
+          double diff = 0, scale = 0;
+          for (std::int64_t i = 0; i < want.numel(); ++i) {
+            diff = std::max(diff, std::abs(got.item(i) - want.item(i)));
+            scale = std::max(scale, std::abs(want.item(i)));
+          }
+          CHECK(diff / scale < 1e-6);
+        }
+      }
+    }
+}
+
+TEST_CASE("quantize.linear.float8.emulate reaches every Float8Linear; on the CPU it changes nothing") {
+  llama3::ModelArgs a = *llama3::find_flavor("debugmodel");
+  a.n_layers = 1;
+  a.max_seq_len = 8;
+  Tensor tokens = Tensor::from_vector(std::vector<double>(8, 7.0), {1, 8}, DType::i64);
+  std::vector<double> logits[2];
+  for (bool emulate : {false, true}) {
+    llama3::Transformer model(a);
+    llama3::init_weights(model, 3);
+    convert_to_float8(model, {"output"}, "rowwise", 16, emulate);
+    int layers = 0;
+    for (auto& [fqn, m] : model.named_modules())
+      if (auto* f8 = dynamic_cast<Float8Linear*>(m)) {
+        CHECK(f8->recipe().emulate == emulate);
+        ++layers;
+      }
+    CHECK(layers == 7);
+    logits[emulate] = model.forward_tokens(tokens).data().to_vector();
+  }
+  CHECK(logits[0] == logits[1]);  // the CPU always runs the emulation
+  CHECK(recipe_from_name("tensorwise").emulate == false);
+  CHECK(recipe_from_name("tensorwise", 16, true).emulate);
 }

@@ -2,7 +2,9 @@
 // differences in float64 on random inputs of odd sizes; the float32 path against the float64 one.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "core/rng.hpp"
@@ -221,4 +223,184 @@ TEST_CASE("op reductions and in-place arithmetic") {
   CHECK(a.to_vector() == std::vector<double>{1.5, 0, 2.5});
   CHECK_THROWS(ops::add(a, Tensor::zeros({3}, DType::f64)));   // dtype mismatch
   CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::bf16)));      // storage dtype: no arithmetic
+}
+
+// ---- float8 ops (torchao's numerics, DESIGN.md section 5) ----
+
+namespace {
+
+const double kNaN = std::nan(""), kInf = INFINITY;
+
+std::uint32_t bits(float f) { return std::bit_cast<std::uint32_t>(f); }
+
+// Bit patterns equal (any NaN equals any NaN).
+bool same_floats(const Tensor& a, const std::vector<double>& want) {
+  if (a.numel() != std::int64_t(want.size()) || a.dtype() != DType::f32) return false;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const float x = a.data<float>()[i], y = static_cast<float>(want[size_t(i)]);
+    if (!(bits(x) == bits(y) || (std::isnan(x) && std::isnan(y)))) return false;
+  }
+  return true;
+}
+
+std::vector<std::uint8_t> bytes_of(const Tensor& t) {
+  const auto* p = t.data<std::uint8_t>();
+  return std::vector<std::uint8_t>(p, p + t.numel());
+}
+
+}  // namespace
+
+TEST_CASE("op amax: tensorwise, per row, per column; NaN propagates; empty groups are 0") {
+  const Tensor x = Tensor::from_vector({1, -3, 2, 0, 0, 0, -kInf, 0.5, 1, kNaN, 1, 2}, {4, 3});
+  CHECK(same_floats(ops::amax(x, ops::ScaleAxis::tensor), {kNaN}));
+  const Tensor rows = ops::amax(x, ops::ScaleAxis::per_row), cols = ops::amax(x, ops::ScaleAxis::per_column);
+  CHECK(rows.shape() == Shape{4, 1});
+  CHECK(cols.shape() == Shape{1, 3});
+  CHECK(same_floats(rows, {3, 0, kInf, kNaN}));
+  CHECK(same_floats(cols, {kNaN, 3, 2}));
+  const Tensor no_nan = x.slice_rows(0, 3);
+  CHECK(same_floats(ops::amax(no_nan, ops::ScaleAxis::tensor), {kInf}));
+  CHECK(same_floats(ops::amax(no_nan, ops::ScaleAxis::per_column), {kInf, 3, 2}));
+  // bfloat16 input (these values are exact in bf16): the same results.
+  CHECK(same_floats(ops::amax(x.to(DType::bf16), ops::ScaleAxis::per_row), {3, 0, kInf, kNaN}));
+  CHECK(same_floats(ops::amax(Tensor::zeros({0, 3}), ops::ScaleAxis::tensor), {0}));
+  CHECK(same_floats(ops::amax(Tensor::zeros({0, 3}), ops::ScaleAxis::per_column), {0, 0, 0}));
+  CHECK(same_floats(ops::amax(Tensor::zeros({2, 0}), ops::ScaleAxis::per_row), {0, 0}));
+  CHECK_THROWS_AS(ops::amax(Tensor::zeros({3}), ops::ScaleAxis::tensor), std::invalid_argument);           // not 2-D
+  CHECK_THROWS_AS(ops::amax(Tensor::zeros({2, 2}, DType::f64), ops::ScaleAxis::tensor), std::invalid_argument);
+}
+
+TEST_CASE("op amax_to_scale: torchao's scales (table from torchao 0.18), power-of-2 rounding") {
+  // amax: zero and tiny ones clamp to 1e-12; inf -> 0; NaN stays; 1.75 + 1 ulp and + 3 ulp give
+  // scales just below 256 (e4m3) and 32768 (e5m2), where float32 log2 may round up to the power
+  // of two: torch's exp2(floor(log2(scale))) then gives 256 for the first and 128 for the second.
+  const std::vector<double> amax = {0, 1e-20, 1e-12, 3.5, 448, 1, 1000, 2.75e-3, kInf, kNaN,
+                                    std::bit_cast<float>(0x3FE00001u), std::bit_cast<float>(0x3FE00003u)};
+  const Tensor a = Tensor::from_vector(amax, {std::int64_t(amax.size())});
+  auto f = [](std::uint32_t b) { return double(std::bit_cast<float>(b)); };
+  CHECK(same_floats(ops::amax_to_scale(a, DType::f8e4m3, false),
+                    {f(0x57cbba10), f(0x57cbba10), f(0x57cbba10), 128, 1, 448, f(0x3ee56042), f(0x481f1746), 0, kNaN,
+                     f(0x437fffff), f(0x437ffffd)}));
+  CHECK(same_floats(ops::amax_to_scale(a, DType::f8e4m3, true),
+                    {f(0x57800000), f(0x57800000), f(0x57800000), 128, 1, 256, 0.25, 131072, 0, kNaN, 256, 128}));
+  CHECK(same_floats(ops::amax_to_scale(a, DType::f8e5m2, false),
+                    {f(0x5b4bba10), f(0x5b4bba10), f(0x5b4bba10), 16384, 128, 57344, f(0x42656042), f(0x4b9f1746), 0, kNaN,
+                     f(0x46ffffff), f(0x46fffffd)}));
+  CHECK(same_floats(ops::amax_to_scale(a, DType::f8e5m2, true),
+                    {f(0x5b000000), f(0x5b000000), f(0x5b000000), 16384, 128, 32768, 32, 16777216, 0, kNaN, 32768, 32768}));
+  // The shape is kept ([R, 1] amax -> [R, 1] scales); the formula against float64 on random amaxes.
+  Tensor r = randn({37, 1}, 5, 100.0, DType::f32);
+  const Tensor s = ops::amax_to_scale(ops::amax(r, ops::ScaleAxis::per_row), DType::f8e4m3, false);
+  CHECK(s.shape() == Shape{37, 1});
+  for (std::int64_t i = 0; i < 37; ++i)
+    CHECK(s.data<float>()[i] == static_cast<float>(448.0 / std::max(std::abs(double(r.data<float>()[i])), 1e-12)));
+  CHECK_THROWS_AS(ops::amax_to_scale(a, DType::bf16, false), std::invalid_argument);
+}
+
+TEST_CASE("op cast_to_float8: saturation, round to nearest even, NaN, every layout and group") {
+  // e4m3 around 16 has spacing 2: 17 ties to 16 (even), 19 to 20; 448.1 and 1000 saturate to 448
+  // (0x7E), -inf to -448; NaN stays NaN (0x7F); 2^-10, half the smallest subnormal 2^-9, ties to 0.
+  const Tensor x = Tensor::from_vector({17, 19, 448.1, 1000, -kInf, kNaN, 0.5, -0.0, 0.0009765625, 0.001953125}, {2, 5});
+  const Tensor one = Tensor::full({1}, 1.0);
+  const ops::Float8Cast c = ops::cast_to_float8(x, DType::f8e4m3, one, ops::ScaleAxis::tensor);
+  CHECK(bytes_of(c.data) == std::vector<std::uint8_t>{0x58, 0x5A, 0x7E, 0x7E, 0xFE, 0x7F, 0x30, 0x80, 0x00, 0x01});
+  CHECK_FALSE(c.data_t.defined());
+  // e5m2 (max 57344, spacing 4 around 16): 18 ties to 16, 22 to 24; inf saturates; NaN 0x7E.
+  const Tensor y = Tensor::from_vector({18, 22, 6e4, kInf, kNaN, -1}, {1, 6});
+  CHECK(bytes_of(ops::cast_to_float8(y, DType::f8e5m2, one, ops::ScaleAxis::tensor).data) ==
+        std::vector<std::uint8_t>{0x4C, 0x4E, 0x7B, 0x7B, 0x7E, 0xBC});
+
+  // Random data, every group kind and layout, against titan's scalar conversion of the f32 product.
+  const Tensor r = randn({37, 45}, 7, 30.0, DType::f32);
+  const std::int64_t R = 37, C = 45;
+  for (auto axis : {ops::ScaleAxis::tensor, ops::ScaleAxis::per_row, ops::ScaleAxis::per_column})
+    for (DType f8 : {DType::f8e4m3, DType::f8e5m2}) {
+      INFO("axis " << int(axis) << " " << dtype_name(f8));
+      const ops::Float8Cast both = ops::cast_to_float8(r, f8, axis, axis != ops::ScaleAxis::tensor, ops::Float8Layout::both);
+      REQUIRE(both.data.shape() == Shape{R, C});
+      REQUIRE(both.data_t.shape() == Shape{C, R});
+      const float* s = both.scale.data<float>();
+      const float* p = r.data<float>();
+      int bad = 0, bad_t = 0;
+      for (std::int64_t i = 0; i < R; ++i)
+        for (std::int64_t j = 0; j < C; ++j) {
+          const float sc = axis == ops::ScaleAxis::tensor ? s[0] : axis == ops::ScaleAxis::per_row ? s[i] : s[j];
+          const float prod = p[i * C + j] * sc;
+          const std::uint8_t want = f8 == DType::f8e4m3 ? f32_to_f8e4m3(prod) : f32_to_f8e5m2(prod);
+          bad += both.data.data<std::uint8_t>()[i * C + j] != want;
+          bad_t += both.data_t.data<std::uint8_t>()[j * R + i] != want;
+        }
+      CHECK(bad == 0);
+      CHECK(bad_t == 0);
+      // The row-major-only and transposed-only casts write the same bytes; so does a bf16 input
+      // for values that bf16 holds exactly.
+      CHECK(bytes_of(ops::cast_to_float8(r, f8, both.scale, axis).data) == bytes_of(both.data));
+      const ops::Float8Cast t_only = ops::cast_to_float8(r, f8, both.scale, axis, ops::Float8Layout::transposed);
+      CHECK_FALSE(t_only.data.defined());
+      CHECK(bytes_of(t_only.data_t) == bytes_of(both.data_t));
+      const Tensor rb = r.to(DType::bf16);
+      CHECK(bytes_of(ops::cast_to_float8(rb, f8, both.scale, axis).data) ==
+            bytes_of(ops::cast_to_float8(rb.to(DType::f32), f8, both.scale, axis).data));
+    }
+  CHECK_THROWS_AS(ops::cast_to_float8(r, DType::f8e4m3, Tensor::full({2}, 1.0), ops::ScaleAxis::tensor), std::invalid_argument);
+  CHECK_THROWS_AS(ops::cast_to_float8(r, DType::f8e4m3, Tensor::full({C, 1}, 1.0), ops::ScaleAxis::per_row),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(ops::cast_to_float8(r, DType::f16, one, ops::ScaleAxis::tensor), std::invalid_argument);
+}
+
+TEST_CASE("op dequantize: float32(data) / scale per group") {
+  // e4m3 bytes: 0x58 = 16, 0x30 = 0.5, 0xFE = -448, 0x01 = 2^-9.
+  const Tensor q = Tensor::from_vector({16, 0.5, -448, 0.001953125}, {2, 2}, DType::f8e4m3);
+  CHECK(bytes_of(q) == std::vector<std::uint8_t>{0x58, 0x30, 0xFE, 0x01});
+  CHECK(ops::dequantize(q, Tensor::full({1}, 4.0), ops::ScaleAxis::tensor).to_vector() ==
+        std::vector<double>{4, 0.125, -112, 0.00048828125});
+  CHECK(ops::dequantize(q, Tensor::from_vector({2, 0.5}, {2, 1}), ops::ScaleAxis::per_row).to_vector() ==
+        std::vector<double>{8, 0.25, -896, 0.00390625});
+  CHECK(ops::dequantize(q, Tensor::from_vector({2, 0.5}, {1, 2}), ops::ScaleAxis::per_column).to_vector() ==
+        std::vector<double>{8, 1, -224, 0.00390625});
+  const Tensor third = Tensor::full({1}, 3.0);
+  CHECK(ops::dequantize(q, third, ops::ScaleAxis::tensor).data<float>()[1] == 0.5f / 3.0f);  // one f32 division
+  CHECK_THROWS_AS(ops::dequantize(Tensor::zeros({2, 2}), third, ops::ScaleAxis::tensor), std::invalid_argument);
+}
+
+TEST_CASE("op scaled_mm (CPU: torchao's emulation): tensorwise, rowwise and mixed scales against float64") {
+  const std::int64_t M = 19, N = 24, K = 40;
+  const Tensor a = randn({M, K}, 11, 2.0, DType::f32), b = randn({N, K}, 12, 0.1, DType::f32);
+  struct Case {
+    ops::ScaleAxis ax_a, ax_b;
+    DType fa, fb;
+  };
+  const auto tw = ops::ScaleAxis::tensor, row = ops::ScaleAxis::per_row;
+  for (const Case c : {Case{tw, tw, DType::f8e4m3, DType::f8e4m3}, Case{tw, tw, DType::f8e5m2, DType::f8e4m3},
+                       Case{row, row, DType::f8e4m3, DType::f8e4m3}, Case{row, tw, DType::f8e4m3, DType::f8e4m3},
+                       Case{tw, row, DType::f8e4m3, DType::f8e5m2}}) {
+    INFO("scales " << int(c.ax_a) << "/" << int(c.ax_b) << " " << dtype_name(c.fa) << " x " << dtype_name(c.fb));
+    const ops::Float8Cast a8 = ops::cast_to_float8(a, c.fa, c.ax_a, false), b8 = ops::cast_to_float8(b, c.fb, c.ax_b, false);
+    const Tensor y = ops::scaled_mm(a8.data, a8.scale, b8.data, b8.scale, DType::f32, true);
+    REQUIRE(y.shape() == Shape{M, N});
+    // float64 reference on the dequantized operands; the f32 GEMM's error is below K u sum|a b|.
+    const Tensor da = ops::dequantize(a8.data, a8.scale, c.ax_a), db = ops::dequantize(b8.data, b8.scale, c.ax_b);
+    double worst = 0;
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t n = 0; n < N; ++n) {
+        double exact = 0, mag = 0;
+        for (std::int64_t k = 0; k < K; ++k) {
+          const double t = double(da.data<float>()[m * K + k]) * double(db.data<float>()[n * K + k]);
+          exact += t;
+          mag += std::abs(t);
+        }
+        worst = std::max(worst, std::abs(double(y.data<float>()[m * N + n]) - exact) / (double(K) * 0x1p-24 * mag));
+      }
+    CHECK(worst <= 1.0);
+    // bf16 output: the float32 result rounded once; emulate = true is what the CPU always runs.
+    CHECK(ops::scaled_mm(a8.data, a8.scale, b8.data, b8.scale, DType::bf16, false).to_vector() == y.to(DType::bf16).to_vector());
+    CHECK(ops::scaled_mm(a8.data, a8.scale, b8.data, b8.scale, DType::f32, false, true).to_vector() == y.to_vector());
+  }
+  const ops::Float8Cast a8 = ops::cast_to_float8(a, DType::f8e4m3, row, true), b8 = ops::cast_to_float8(b, DType::f8e4m3, tw, false);
+  CHECK_THROWS_AS(ops::scaled_mm(a8.data, a8.scale.view({1, M}), b8.data, b8.scale, DType::f32, false), std::invalid_argument);
+  const ops::Float8Cast k16 = ops::cast_to_float8(randn({N, 16}, 13, 1.0, DType::f32), DType::f8e4m3, tw, false);
+  CHECK_THROWS_AS(ops::scaled_mm(a8.data, a8.scale, k16.data, k16.scale, DType::f32, false), std::invalid_argument);  // K
+  CHECK_THROWS_AS(ops::scaled_mm(a, a8.scale, b8.data, b8.scale, DType::f32, false), std::invalid_argument);       // not float8
+  CHECK_THROWS_AS(ops::scaled_mm(a8.data, a8.scale, b8.data, b8.scale, DType::f16, false), std::invalid_argument);  // out dtype
+  CHECK(ops::scaled_mm_implementation(Device::cpu(), false).starts_with("emulated"));
 }

@@ -3,9 +3,12 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <optional>
 
 #include "checkpoint/safetensors.hpp"
+#include "core/rng.hpp"
+#include "ops/ops.hpp"
 #include "optim/adamw.hpp"
 
 using namespace titan;
@@ -65,4 +68,87 @@ TEST_CASE("AdamW with clip_grad_norm matches torch.optim.AdamW step by step") {
     }
   }
   CHECK(opt.steps() == 4);
+}
+
+namespace {
+// The CPU AdamW loop before the update moved into the op API (src/optim/adamw.cpp, verbatim):
+// ops::adamw_step must reproduce it bit for bit.
+void previous_adamw_step(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& m,
+                         std::vector<Tensor>& v, const optim::AdamWConfig& cfg_, double lr, std::int64_t step_) {
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const double bias1 = 1.0 - std::pow(cfg_.beta1, double(step_));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, double(step_)));
+  const float step_size = static_cast<float>(lr / bias1);
+  const float decay = static_cast<float>(1.0 - lr * cfg_.weight_decay);
+  const float eps = static_cast<float>(cfg_.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
+  for (size_t i = 0; i < p.size(); ++i) {
+    float* pp = p[i].data<float>();
+    const float* gp = g[i].data<float>();
+    float* mp = m[i].data<float>();
+    float* vp = v[i].data<float>();
+    const std::int64_t n = p[i].numel();
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) {
+      pp[j] *= decay;
+      mp[j] = b1 * mp[j] + (1.0f - b1) * gp[j];
+      vp[j] = b2 * vp[j] + (1.0f - b2) * gp[j] * gp[j];
+      const float denom = std::sqrt(vp[j]) * inv_bias2_sqrt + eps;
+      pp[j] -= step_size * mp[j] / denom;
+    }
+  }
+}
+
+std::vector<Tensor> random_tensors(const std::vector<std::int64_t>& sizes, std::uint64_t seed, double std) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Tensor t = Tensor::empty({sizes[i]});
+    rng::fill_normal(t, rng::make_key(seed + i, "adamw"), 0, 0.0, std);
+    out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<Tensor> clones(const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const auto& t : ts) out.push_back(t.clone());
+  return out;
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) { return std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0; }
+}  // namespace
+
+TEST_CASE("ops::adamw_step: bit for bit the previous optimizer loop, over several steps and odd sizes") {
+  const std::vector<std::int64_t> sizes = {1, 7, 64, 1000, 4099};  // vector remainders of every length
+  const optim::AdamWConfig cfg{3e-3, 0.9, 0.95, 1e-8, 0.1};
+  std::vector<Tensor> p = random_tensors(sizes, 1, 1.0), m = random_tensors(sizes, 100, 0.0), v = random_tensors(sizes, 200, 0.0);
+  std::vector<Tensor> p_ref = clones(p), m_ref = clones(m), v_ref = clones(v);
+  for (std::int64_t step = 1; step <= 5; ++step) {
+    const std::vector<Tensor> g = random_tensors(sizes, 1000 * step, step == 3 ? 1e-6 : 1.0);  // tiny grads too
+    const double lr = 3e-3 * double(step) / 5;
+    ops::adamw_step(p, g, m, v, {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, step});
+    previous_adamw_step(p_ref, g, m_ref, v_ref, cfg, lr, step);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      INFO("step " << step << " tensor " << i);
+      CHECK(same_bits(p[i], p_ref[i]));
+      CHECK(same_bits(m[i], m_ref[i]));
+      CHECK(same_bits(v[i], v_ref[i]));
+    }
+  }
+  // optim::AdamW goes through the op: one step on Variables gives the same bits.
+  autograd::Variable var(p_ref[3].clone(), true);
+  var.grad() = random_tensors({1000}, 77, 1.0)[0];
+  optim::AdamW opt({&var}, cfg);
+  opt.step(1e-3);
+  std::vector<Tensor> pr = {p_ref[3].clone()}, mr = {Tensor::zeros({1000})}, vr = {Tensor::zeros({1000})};
+  previous_adamw_step(pr, {var.grad()}, mr, vr, cfg, 1e-3, 1);
+  CHECK(same_bits(var.data(), pr[0]));
+  CHECK(same_bits(opt.exp_avg()[0], mr[0]));
+  CHECK(same_bits(opt.exp_avg_sq()[0], vr[0]));
+  // Mismatched lists and non-f32 tensors are errors.
+  CHECK_THROWS_AS(ops::adamw_step(p, p, m, {}, {}), std::invalid_argument);
+  CHECK_THROWS_AS(ops::adamw_step({Tensor::zeros({3}, DType::f64)}, {Tensor::zeros({3}, DType::f64)},
+                                  {Tensor::zeros({3}, DType::f64)}, {Tensor::zeros({3}, DType::f64)}, {}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(ops::adamw_step({Tensor::zeros({3})}, {Tensor::zeros({4})}, {Tensor::zeros({3})}, {Tensor::zeros({3})}, {}),
+                  std::invalid_argument);
 }

@@ -60,7 +60,7 @@ std::int64_t activation_bytes(const ModelArgs& a, std::int64_t batch, std::int64
   const std::int64_t kv_dim = a.kv_heads() * a.head_dim();
   const std::int64_t block = T * (5 * a.dim + 2 * kv_dim + a.n_heads + 3 * a.ffn_hidden());
   const std::int64_t plain_blocks = a.n_layers - checkpointed_blocks;
-  std::int64_t floats = plain_blocks * block + checkpointed_blocks * T * a.dim + T * (2 * a.dim + a.vocab_size);
+  std::int64_t floats = plain_blocks * block + checkpointed_blocks * T * a.dim + T * (2 * a.dim + 2 * a.vocab_size);
   if (checkpointed_blocks > 0) floats += block;  // the block being recomputed
   return floats * 4;
 }

@@ -51,8 +51,8 @@ ParamCount count_parameters(const ModelArgs& args);
 // the two FFN projections and their SwiGLU product:
 //   T (5 dim + 2 kv_dim + n_heads + 3 ffn_hidden) floats, T = batch * seq_len.
 // A checkpointed block keeps only its input (T dim), plus one block's worth while it is
-// recomputed in backward. The head keeps the final norm's input and output and the logits:
-// T (2 dim + vocab).
+// recomputed in backward. The head keeps the final norm's input and output and the logits, and
+// the loss's backward adds the logits' gradient at the peak: T (2 dim + 2 vocab).
 // `checkpointed_blocks` is how many of the n_layers blocks are checkpointed.
 std::int64_t activation_bytes(const ModelArgs& args, std::int64_t batch, std::int64_t seq_len,
                               std::int64_t checkpointed_blocks);

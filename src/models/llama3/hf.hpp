@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "checkpoint/hf_adapter.hpp"
 #include "core/tensor.hpp"
 #include "models/llama3/args.hpp"
 
@@ -59,10 +60,7 @@ std::map<std::string, Tensor> read_hf(const std::string& dir, const ModelArgs& a
 // one FSDP rank owns. q/k rows come through the whole heads that hold them. `global` is the full
 // tensor's shape from the file; `rows` is left undefined when the range does not fit it (the
 // caller reports the shape mismatch).
-struct HfRows {
-  Shape global;
-  Tensor rows;
-};
+using HfRows = checkpoint::HfRows;
 std::map<std::string, HfRows> read_hf_rows(const std::string& dir, const ModelArgs& args,
                                            const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& wanted);
 

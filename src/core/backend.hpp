@@ -1,0 +1,83 @@
+#pragma once
+// The device backend registry (DESIGN.md section 3, "The device seam"; c10's allocator registry).
+//
+// Everything core does with device memory (allocate, copy, fill, convert, synchronize, memory
+// counters, device queries) goes through the DeviceBackend registered for the memory's
+// Device::Kind. The CPU backend is registered here in core; every other backend registers itself
+// from its own side of the tree (the CUDA one from src/ops/cuda_backend.cpp), so core names no
+// backend and includes nothing from kernels/. Asking for a kind nobody registered is an error
+// that says so, which is how a build without nvcc refuses a CUDA tensor.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.hpp"
+#include "core/tensor.hpp"
+
+namespace titan {
+
+// What a backend knows about one of its devices. Zero means unknown.
+struct DeviceProperties {
+  std::string name;         // "NVIDIA H100 80GB HBM3", "cpu"
+  std::string description;  // the name with details for the plan: "NVIDIA H100 ... (sm_90, 79.1 GiB)"
+  std::size_t total_memory = 0;
+  // Dense (no sparsity) tensor-core peaks, FLOP/s, for the mfu column. The CPU backend reports 0:
+  // its peak is measured by the trainer (train/metrics.hpp, measure_cpu_peak_flops).
+  double peak_bf16_flops = 0;
+  double peak_fp8_flops = 0;
+};
+
+// The allocator's byte counters for one device.
+struct MemoryStats {
+  std::size_t in_use = 0;    // bytes held by live storages
+  std::size_t peak = 0;      // max of in_use since start or the last reset_peak
+  std::size_t reserved = 0;  // bytes the allocator holds from the system (in_use + cached)
+  std::size_t capacity = 0;  // total memory of the device (host RAM for the CPU)
+};
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual Device::Kind kind() const = 0;
+
+  virtual int device_count() const = 0;
+  virtual DeviceProperties properties(int index) const = 0;
+
+  // Where storages on device `index` get their bytes (Storage keeps the reference, so it must
+  // outlive every storage: backends hand out allocators that live until the process ends).
+  virtual Allocator& allocator(int index) = 0;
+
+  // `bytes` from src to dst, either of which may be host memory (the other is this backend's);
+  // returns when dst holds the bytes.
+  virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = 0;
+  // dst[0..bytes) = 0: all-zero bits are zero in every dtype, so this serves Tensor::zeros.
+  virtual void zero(void* dst, std::size_t bytes) = 0;
+  // dst[i] = value rounded to dtype, for n elements.
+  virtual void fill(void* dst, DType dtype, std::int64_t n, double value) = 0;
+  // dst[i] = src[i] converted between dtypes, both buffers on this backend's device; floats
+  // round to nearest even, float8 saturates to +-max and keeps NaN (core/dtype.hpp's rules).
+  virtual void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) = 0;
+  // Waits until all work queued on device `index` is done (a no-op where work is synchronous).
+  virtual void synchronize(int index) = 0;
+
+  virtual MemoryStats memory_stats(int index) const = 0;
+  virtual void reset_peak(int index) = 0;
+};
+
+// "cpu", "cuda": the kind as Device::str spells it.
+const char* kind_name(Device::Kind kind);
+
+// Installs `backend` for `kind` (it must live until the process ends; a later call replaces it,
+// which is how a test puts a fake in place). Called from static initialisers, so it is safe to
+// call before main.
+void register_backend(Device::Kind kind, DeviceBackend* backend);
+bool has_backend(Device::Kind kind);
+// The backend for `kind`; throws std::invalid_argument naming the kind when none is registered.
+DeviceBackend& backend_for(Device::Kind kind);
+inline DeviceBackend& backend_for(Device device) { return backend_for(device.kind); }
+
+// Copies bytes between any two devices: host <-> host is memmove; otherwise the non-CPU side's
+// backend moves them.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+
+}  // namespace titan

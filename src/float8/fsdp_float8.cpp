@@ -1,0 +1,71 @@
+#include "float8/fsdp_float8.hpp"
+
+#include <optional>
+#include <vector>
+
+namespace titan::float8 {
+
+namespace {
+
+class Float8WeightAllGather : public nn::AllGatherExtension {
+ public:
+  explicit Float8WeightAllGather(Float8Linear& layer) : layer_(layer) {}
+
+  DType gather_dtype() const override { return DType::f8e4m3; }
+
+  void pre_all_gather(const Tensor& shard, const Tensor& out,
+                      const std::function<void(const Tensor&)>& max_over_shards) override {
+    if (!scale_) {  // torchao without precompute: the global amax at the weight's gather
+      const Tensor global_amax = amax(shard, Granularity::tensorwise, 0);
+      max_over_shards(global_amax);
+      scale_ = amax_to_scale(global_amax, DType::f8e4m3, false).item(0);
+    }
+    out.copy_from(cast_to_float8_with_scale(shard, DType::f8e4m3, *scale_).data);
+  }
+
+  void post_all_gather(const Tensor&) override { layer_.set_precast_weight_scale(*scale_); }
+
+  void shards_changed() override { scale_.reset(); }
+
+  void set_scale(float s) { scale_ = s; }
+
+ private:
+  Float8Linear& layer_;
+  std::optional<float> scale_;
+};
+
+}  // namespace
+
+int enable_fsdp_float8_all_gather(nn::Module& root) {
+  int n = 0;
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m)) {
+      f8->set_all_gather_extension("weight", std::make_shared<Float8WeightAllGather>(*f8));
+      ++n;
+    }
+  return n;
+}
+
+int precompute_float8_dynamic_scale_for_fsdp(nn::Module& root,
+                                             const std::function<const Tensor&(const autograd::Variable&)>& local_shard,
+                                             const std::function<void(const Tensor&)>& max_over_shards) {
+  std::vector<std::pair<Float8WeightAllGather*, const Tensor*>> weights;
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m))
+      if (auto* ext = dynamic_cast<Float8WeightAllGather*>(f8->all_gather_extension("weight").get()))
+        weights.emplace_back(ext, &local_shard(f8->weight));
+  if (weights.empty()) return 0;
+  Tensor amaxes = Tensor::empty({static_cast<std::int64_t>(weights.size())});
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const Tensor& shard = *weights[i].second;
+    const Tensor shard_2d = shard.view({shard.size(0), shard.numel() / shard.size(0)});
+    const Tensor a = amax(shard_2d, Granularity::tensorwise, 0);
+    amaxes.set(std::int64_t(i), a.item(0));
+  }
+  max_over_shards(amaxes);  // every weight's global amax in ONE all-reduce
+  const Tensor scales = amax_to_scale(amaxes, DType::f8e4m3, false);
+  for (size_t i = 0; i < weights.size(); ++i) weights[i].first->set_scale(static_cast<float>(scales.item(std::int64_t(i))));
+  return 1;
+}
+
+}  // namespace titan::float8

@@ -1,0 +1,98 @@
+// The CUDA DeviceBackend (core/backend.hpp): core's allocate / copy / fill / convert /
+// synchronize / memory counters / device queries for CUDA memory, on the runtime wrapper and the
+// elementwise launchers of kernels/. Compiled only in builds with nvcc, and linked into every
+// program as an object file (src/CMakeLists.txt), never from the static library: nothing calls
+// into this file by name, so an archive member would be dropped by the linker and the build
+// would silently behave as if it had no CUDA backend. tests/unit/test_backend.cpp checks that it
+// registered.
+#include <stdexcept>
+#include <string>
+
+#include "core/backend.hpp"
+#include "kernels/elementwise.hpp"
+#include "kernels/runtime.hpp"
+
+namespace titan {
+namespace {
+
+// Device memory from the CUDA runtime's stream-ordered pool (kernels/runtime.hpp). A process
+// drives one GPU (the rank's local one), chosen by the first allocation on it.
+class CudaAllocator final : public Allocator {
+ public:
+  explicit CudaAllocator(int index) : index_(index) {}
+  void* allocate(std::size_t bytes) override {
+    cuda::set_device(index_);
+    return cuda::allocate(bytes);
+  }
+  void deallocate(void* ptr, std::size_t bytes) override { cuda::deallocate(ptr, bytes); }
+  Device device() const override { return Device::cuda(index_); }
+
+ private:
+  int index_;
+};
+
+// Dense tensor-core peaks (no sparsity) by product name, FLOP/s; 0 for GPUs not listed, so the
+// mfu column says "not computed" rather than guess. H100 and H200 SXM share the Hopper figures.
+struct Peaks {
+  double bf16, fp8;
+};
+Peaks peaks_for(const std::string& name) {
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return {989.4e12, 1978.9e12};
+  if (name.find("A100") != std::string::npos) return {312e12, 0};  // Ampere has no FP8
+  return {0, 0};
+}
+
+class CudaBackend final : public DeviceBackend {
+ public:
+  Device::Kind kind() const override { return Device::Kind::cuda; }
+  int device_count() const override { return cuda::device_count(); }
+  DeviceProperties properties(int index) const override {
+    const cuda::DeviceProperties cp = cuda::device_properties(index);
+    DeviceProperties p;
+    p.name = cp.name;
+    p.description = cuda::device_description(index);
+    p.total_memory = cp.total_memory;
+    const Peaks peaks = peaks_for(cp.name);
+    p.peak_bf16_flops = peaks.bf16;
+    p.peak_fp8_flops = peaks.fp8;
+    return p;
+  }
+  Allocator& allocator(int index) override {
+    static CudaAllocator alloc(index);
+    if (alloc.device() != Device::cuda(index))
+      throw std::logic_error("Tensor: this process uses " + alloc.device().str() + ", not " + Device::cuda(index).str());
+    return alloc;
+  }
+  // cudaMemcpyDefault infers the direction from unified addressing, so one call serves
+  // host -> device, device -> host and device -> device.
+  void copy(void* dst, Device, const void* src, Device, std::size_t bytes) override { cuda::copy(dst, src, bytes); }
+  void zero(void* dst, std::size_t bytes) override { cuda::memset_zero(dst, bytes); }
+  void fill(void* dst, DType dtype, std::int64_t n, double value) override { cuda::fill(dst, dtype, n, value); }
+  void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) override {
+    if (src_dtype == dst_dtype)
+      cuda::copy(dst, src, static_cast<std::size_t>(n) * dtype_size(dst_dtype));
+    else
+      cuda::convert(src, src_dtype, dst, dst_dtype, n);
+  }
+  void synchronize(int) override { cuda::synchronize(); }
+  MemoryStats memory_stats(int index) const override {
+    const cuda::MemoryStats s = cuda::memory_stats();
+    MemoryStats m;
+    m.in_use = s.in_use;
+    m.peak = s.peak;
+    m.reserved = s.reserved;
+    m.capacity = index < cuda::device_count() ? cuda::device_properties(index).total_memory : 0;
+    return m;
+  }
+  void reset_peak(int) override { cuda::reset_peak_memory(); }
+};
+
+// Registers at static initialisation, before main (the registry is safe to use then).
+[[maybe_unused]] const bool registered = [] {
+  static CudaBackend backend;
+  register_backend(Device::Kind::cuda, &backend);
+  return true;
+}();
+
+}  // namespace
+}  // namespace titan

@@ -1,0 +1,46 @@
+#include "train/float8_converter.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "float8/float8_linear.hpp"
+#include "float8/fsdp_float8.hpp"
+#include "ops/ops.hpp"
+
+namespace titan::train {
+
+void Float8Converter::convert(nn::Module& model) {
+  int converted = 0;
+  for (const auto& d : float8::convert_to_float8(model, opts_.filter_fqns, opts_.recipe_name, opts_.amax_history_len,
+                                                 opts_.emulate))
+    converted += d.convert;
+  spdlog::info("float8: {} Linear layers use the {} recipe ({})", converted, opts_.recipe_name,
+               ops::scaled_mm_implementation(opts_.device, opts_.emulate));
+  if (opts_.enable_fsdp_float8_all_gather) float8::enable_fsdp_float8_all_gather(model);
+}
+
+// With precompute, every float8-gathered weight's scale comes from one all-reduce after each
+// change of the shards (else each gather all-reduces its own amax).
+void Float8Converter::precompute_scales(nn::Module& model, const ParallelAccess& parallel) {
+  if (precompute())
+    scale_all_reduces_ +=
+        float8::precompute_float8_dynamic_scale_for_fsdp(model, parallel.local_shard, parallel.max_over_shards);
+}
+
+void Float8Converter::weights_changed(nn::Module& model, const ParallelAccess& parallel) {
+  precompute_scales(model, parallel);
+}
+
+void Float8Converter::post_optimizer_hook(nn::Module& model, const ParallelAccess& parallel) {
+  precompute_scales(model, parallel);
+  // Delayed scaling: this step's amaxes join the histories (one reduction for the whole model).
+  float8::sync_amax_histories(model, [&](std::vector<float>& amaxes) {
+    Tensor t = Tensor::empty({static_cast<std::int64_t>(amaxes.size())});
+    std::copy(amaxes.begin(), amaxes.end(), t.data<float>());
+    parallel.max_over_world(t);
+    std::copy(t.data<float>(), t.data<float>() + t.numel(), amaxes.begin());
+  });
+}
+
+}  // namespace titan::train

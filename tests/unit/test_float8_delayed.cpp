@@ -1,0 +1,228 @@
+// Delayed float8 scaling against the last torchao that had it (0.9.0, torch 2.6, emulate mode):
+// tests/golden/float8_delayed.safetensors, made by scripts/reference/make_float8_delayed_golden.py.
+// One Float8Linear trains step by step (input, weight and grad_output delayed, amax history 4);
+// after every step's sync the amax histories and scales must equal torchao's bit for bit, and
+// each micro-batch's output and gradients must equal torchao's up to f32 GEMM rounding (the
+// float8 operands are identical).
+//
+// Layout: torchao keeps a fixed-length history, newest first, zero-filled, whose first step also
+// holds the amax its initialisation measured; titan.cpp keeps the entries only, newest last. The
+// tests map ours to torchao's layout (reverse, then that initial entry, then zeros): the entries
+// are the same numbers; the extra initial copy and the zeros never change max(history), so the
+// scales are the same bits (checked).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/safetensors.hpp"
+#include "float8/float8_linear.hpp"
+
+using namespace titan;
+using namespace titan::float8;
+
+namespace {
+
+const checkpoint::SafetensorsFile& golden() {
+  static const auto f =
+      checkpoint::read_safetensors(std::string(TITAN_SOURCE_DIR) + "/tests/golden/float8_delayed.safetensors");
+  return f;
+}
+const Tensor& G(const std::string& name) {
+  INFO("golden tensor " << name);
+  REQUIRE(golden().tensors.count(name) == 1);
+  return golden().tensors.at(name);
+}
+int meta_int(const std::string& key) { return std::stoi(golden().metadata.at(key)); }
+
+bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
+
+// max |a - b| / max |b|: f32 GEMM rounding is ~1e-7 of the output's scale.
+double rel(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.numel() == b.numel());
+  double diff = 0, scale = 0;
+  for (std::int64_t i = 0; i < b.numel(); ++i) {
+    diff = std::max(diff, std::abs(a.item(i) - b.item(i)));
+    scale = std::max(scale, std::abs(b.item(i)));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+const char* kRoles[3] = {"input", "weight", "grad_output"};
+const DType kDtypes[3] = {DType::f8e4m3, DType::f8e4m3, DType::f8e5m2};
+
+// Our history of role r in torchao's layout (see the top of the file).
+std::vector<float> torchao_layout(const DelayedScaling& s, int r, float initial_entry) {
+  std::vector<float> out(s.history[r].rbegin(), s.history[r].rend());
+  out.push_back(initial_entry);
+  out.resize(static_cast<size_t>(s.length), 0.0f);
+  return out;
+}
+
+// One micro-batch through `layer` with the golden weight; returns y, and the gradients via out-params.
+Tensor run_micro(Float8Linear& layer, const Tensor& w, const Tensor& x, const Tensor& gy, Tensor& gx, Tensor& gw) {
+  layer.weight.data().copy_from(w);
+  layer.weight.zero_grad();
+  autograd::Variable xv(x.clone(), true);
+  autograd::Variable y = layer(xv);
+  y.backward(gy);
+  gx = xv.grad();
+  gw = layer.weight.grad();
+  return y.data();
+}
+
+// After step k's sync: histories (torchao's layout) and scales bit for bit, and the amax that
+// joined each history.
+void check_state(const DelayedScaling& s, const std::string& prefix, int k, const std::array<float, 3>& initial,
+                 bool check_amax) {
+  for (int r = 0; r < 3; ++r) {
+    INFO(prefix << kRoles[r] << " after step " << k);
+    const Tensor& want = G(prefix + "history." + kRoles[r] + "." + std::to_string(k));
+    const std::vector<float> got = torchao_layout(s, r, initial[r]);
+    REQUIRE(want.numel() == static_cast<std::int64_t>(got.size()));
+    int mismatches = 0;
+    for (size_t i = 0; i < got.size(); ++i) mismatches += !same_bits(got[i], static_cast<float>(want.item(i)));
+    CHECK(mismatches == 0);
+    const float want_scale = static_cast<float>(G(prefix + "scale." + kRoles[r] + "." + std::to_string(k)).item(0));
+    CHECK(same_bits(s.scale(static_cast<DelayedScaling::Role>(r), kDtypes[r]), want_scale));
+    if (check_amax)
+      CHECK(same_bits(s.history[r].back(), static_cast<float>(G("amax." + std::string(kRoles[r]) + "." + std::to_string(k)).item(0))));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("delayed scaling matches torchao 0.9.0 step by step: histories, scales, outputs, gradients") {
+  const int L = meta_int("history_len"), steps = meta_int("steps");
+  REQUIRE(L == 4);
+  std::vector<int> micro;  // micro-batches per step, "1,1,2,1,..."
+  const std::string list = golden().metadata.at("micro_batches");
+  for (size_t start = 0; start < list.size();) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    micro.push_back(std::stoi(list.substr(start, comma - start)));
+    start = comma + 1;
+  }
+  REQUIRE(static_cast<int>(micro.size()) == steps);
+  const Tensor& w1 = G("w.1");
+  Float8Linear layer(w1.size(1), w1.size(0), recipe_from_name("delayed", L));
+  const DelayedScaling& state = *layer.delayed_state();
+  std::array<float, 3> initial{};
+  int syncs = 0;
+  for (int k = 1; k <= steps; ++k) {
+    const std::string ks = std::to_string(k);
+    for (int m = 0; m < micro[size_t(k - 1)]; ++m) {
+      const std::string km = ks + "." + std::to_string(m);
+      INFO("step " << k << ", micro-batch " << m);
+      Tensor gx, gw;
+      const Tensor y = run_micro(layer, G("w." + ks), G("x." + km), G("gy." + km), gx, gw);
+      CHECK(rel(y, G("y." + km)) < 1e-6);
+      CHECK(rel(gx, G("gx." + km)) < 1e-6);
+      CHECK(rel(gw, G("gw." + km)) < 1e-6);
+    }
+    sync_amax_histories(layer, [&](std::vector<float>& amaxes) {
+      ++syncs;
+      CHECK(amaxes.size() == 3);  // one collective: input, weight, grad_output of the one layer
+    });
+    if (k == 1)
+      for (int r = 0; r < 3; ++r) initial[size_t(r)] = state.history[r].front();
+    check_state(state, "", k, initial, true);
+  }
+  CHECK(syncs == steps);
+  // The window: step 4's large input amax decides the input scale of steps 5 to 8 and has left the
+  // history after step 8, so step 9 casts its small input with a 65x larger scale.
+  CHECK(G("scale.input.8").item(0) > 60 * G("scale.input.7").item(0));
+}
+
+TEST_CASE("torchao 0.9.0 as released never rolls its amax history (why the golden keeps it)") {
+  // Its sync rolls the histories in a torch.vstack copy and drops it (make_float8_delayed_golden.py):
+  // every scale after step k is fp8_max / max(amax_k, amax_1), whatever history_len says.
+  const int steps = meta_int("steps");
+  int differ = 0;
+  for (int k = 1; k <= steps; ++k)
+    for (int r = 0; r < 3; ++r) {
+      const std::string role = kRoles[r], ks = std::to_string(k);
+      const double a_k = G("amax." + role + "." + ks).item(0), a_1 = G("history." + role + ".1").item(0);
+      const float frozen = amax_to_scale(Tensor::full({1}, std::max(a_k, a_1)), kDtypes[r], false).item(0);
+      INFO(role << " after step " << k);
+      CHECK(same_bits(frozen, static_cast<float>(G("as_released.scale." + role + "." + ks).item(0))));
+      differ += !same_bits(frozen, static_cast<float>(G("scale." + role + "." + ks).item(0)));
+    }
+  CHECK(differ > 0);  // with a real window the scales differ (first at step 3)
+}
+
+namespace {
+
+// Two ranks of one data-parallel layer: each micro-batch on its own layer, then the step's sync
+// with the MAX all-reduce done by hand across the two (torchao: all_reduce(MAX) in its sync).
+struct TwoRanks {
+  std::vector<std::unique_ptr<Float8Linear>> layers;
+  explicit TwoRanks(std::int64_t in, std::int64_t out) {
+    for (int r = 0; r < 2; ++r) layers.push_back(std::make_unique<Float8Linear>(in, out, recipe_from_name("delayed", 4)));
+  }
+  void sync() {
+    std::vector<float> global(3, 0.0f);
+    for (auto& l : layers) {
+      const DelayedScaling& s = *l->delayed_state();
+      for (int r = 0; r < 3; ++r)
+        if (s.seen[r]) global[size_t(r)] = std::max(global[size_t(r)], s.pending[r]);
+    }
+    for (auto& l : layers)
+      sync_amax_histories(*l, [&](std::vector<float>& amaxes) {
+        REQUIRE(amaxes.size() == 3);
+        amaxes = global;
+      });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("delayed scaling on 2 data-parallel ranks matches torchao 0.9.0 (histories from the MAX all-reduce)") {
+  const int steps = meta_int("dp2_steps");
+  const Tensor& w1 = G("dp2.w.1");
+  TwoRanks ranks(w1.size(1), w1.size(0));
+  std::array<float, 3> initial{};
+  for (int k = 1; k <= steps; ++k) {
+    const std::string ks = std::to_string(k);
+    for (int r = 0; r < 2; ++r) {
+      const std::string p = "dp2.r" + std::to_string(r) + ".";
+      INFO("rank " << r << ", step " << k);
+      Tensor gx, gw;
+      const Tensor y = run_micro(*ranks.layers[size_t(r)], G("dp2.w." + ks), G(p + "x." + ks), G(p + "gy." + ks), gx, gw);
+      // Step 1 differs: see the [.pending] test below.
+      if (k > 1) {
+        CHECK(rel(y, G(p + "y." + ks)) < 1e-6);
+        CHECK(rel(gx, G(p + "gx." + ks)) < 1e-6);
+        CHECK(rel(gw, G(p + "gw." + ks)) < 1e-6);
+      }
+    }
+    ranks.sync();
+    if (k == 1)
+      for (int r = 0; r < 3; ++r) initial[size_t(r)] = ranks.layers[0]->delayed_state()->history[r].front();
+    for (int r = 0; r < 2; ++r)
+      check_state(*ranks.layers[size_t(r)]->delayed_state(), "dp2.r" + std::to_string(r) + ".", k, initial, false);
+  }
+}
+
+// Hidden (run with "[pending]"): torchao's first step initialises each amax with an all-reduced
+// MAX (reduce_amax=True in _maybe_initialize_amaxes_scales_for_float8_cast), so on several ranks
+// the first step already casts with the global amax; titan.cpp's first step is dynamic per rank.
+// From the second step on both agree (the checks above). Closing this needs one MAX all-reduce
+// per first-step cast in Float8Linear (src/float8, not this test's to change).
+TEST_CASE("pending: the first delayed step on 2 ranks casts with the global amax, as torchao", "[.][pending]") {
+  const Tensor& w1 = G("dp2.w.1");
+  TwoRanks ranks(w1.size(1), w1.size(0));
+  for (int r = 0; r < 2; ++r) {
+    const std::string p = "dp2.r" + std::to_string(r) + ".";
+    INFO("rank " << r);
+    Tensor gx, gw;
+    const Tensor y = run_micro(*ranks.layers[size_t(r)], G("dp2.w.1"), G(p + "x.1"), G(p + "gy.1"), gx, gw);
+    CHECK(rel(y, G(p + "y.1")) < 1e-6);
+    CHECK(rel(gx, G(p + "gx.1")) < 1e-6);
+    CHECK(rel(gw, G(p + "gw.1")) < 1e-6);
+  }
+}
