@@ -4,6 +4,7 @@
 
 #include "float8/float8_linear.hpp"
 #include "nn/layers.hpp"
+#include "train/plan.hpp"
 
 namespace titan::train {
 
@@ -32,15 +33,6 @@ std::string cast_configs(const float8::Recipe& r) {
   if (!same_cast(r.grad_output_for_grad_weight, r.grad_output))
     s += ",go_gw:" + cast_str(r.grad_output_for_grad_weight, d);
   return s;
-}
-
-std::string with_commas(std::int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
 }
 
 // The text inside Type(...) for a leaf.

@@ -13,8 +13,6 @@
 
 namespace titan::train {
 
-namespace {
-
 std::string with_commas(std::int64_t v) {
   std::string digits = std::to_string(v), out;
   for (size_t i = 0; i < digits.size(); ++i) {
@@ -23,6 +21,8 @@ std::string with_commas(std::int64_t v) {
   }
   return out;
 }
+
+namespace {
 
 // v in the largest unit that keeps it >= 1: "1.30 GiB" (base 1024) or "6.16M" (base 1000).
 std::string scaled(double v, double base, std::initializer_list<const char*> units, const char* sep) {

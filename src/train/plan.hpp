@@ -56,6 +56,8 @@ llama3::ActivationCheckpointing activation_checkpointing_from(const config::JobC
 Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& devices);
 
 std::string plan_text(const Plan& plan);
+// 6163712 -> "6,163,712" (the plan's and the model printout's parameter counts).
+std::string with_commas(std::int64_t v);
 nlohmann::json plan_json(const Plan& plan);
 
 }  // namespace titan::train
