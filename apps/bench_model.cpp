@@ -13,8 +13,11 @@
 #include "autograd/functions.hpp"
 #include "core/backend.hpp"
 #include "core/errors.hpp"
+#include "dist/fsdp.hpp"
+#include "dist/world.hpp"
 #include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
+#include "models/llama3/parallelize.hpp"
 #include "optim/adamw.hpp"
 
 int main(int argc, char** argv) {
@@ -70,16 +73,28 @@ int main(int argc, char** argv) {
   args.max_seq_len = seq;
   if (layers > 0) args.n_layers = layers;
   llama3::Transformer model(args);
-  llama3::init_weights(model, 0);
   if (!float8_recipe.empty()) float8::convert_to_float8(model, {"output"}, float8_recipe);
+  using Mode = llama3::ActivationCheckpointing::Mode;
+  model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
+  model.build_rope_table();
+  // The trainer's path on one process: FSDP over a 1x1 mesh holds the f32 masters and gathers the
+  // weights in the param dtype (bf16 with --bf16, so activations are bf16 tensors too).
+  dist::World world(&argc, &argv);
+  dist::DeviceMesh mesh(world, 1, 1);
+  dist::FsdpOptions fo;
+  fo.param_dtype = bf16 ? DType::bf16 : DType::f32;
+  fo.device = device;
+  dist::Fsdp fsdp(mesh, fo);
+  llama3::apply_fsdp(model, fsdp, "default");
   try {
-    if (!device.is_cpu()) model.move_to(device);
+    fsdp.init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
+      llama3::init_parameter(fqn, rows, first, args, 0);
+    });
+    if (!device.is_cpu()) model.move_to(device);  // the RoPE table
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: --device %s: %s\n", device_name.c_str(), e.what());
     return kExitUsageError;
   }
-  using Mode = llama3::ActivationCheckpointing::Mode;
-  model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
 
   Tensor tokens = Tensor::empty({batch, seq}, DType::i64), targets = Tensor::empty({batch * seq}, DType::i64);
   for (std::int64_t i = 0; i < batch * seq; ++i) {
@@ -88,25 +103,20 @@ int main(int argc, char** argv) {
   }
   tokens = tokens.to(device);
   targets = targets.to(device);
-  std::vector<autograd::Variable*> params;
-  for (auto& [fqn, p] : model.named_parameters()) params.push_back(p);
+  std::vector<autograd::Variable*> params = fsdp.sharded_parameters();
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0, loss = 0;
   backend.reset_peak(device.index);
   for (int it = 0; it < warmup + iters; ++it) {
-    for (auto& [fqn, p] : model.named_parameters()) p->zero_grad();
+    for (auto* p : params) p->zero_grad();
     const auto t0 = std::chrono::steady_clock::now();
-    autograd::Variable logits;
-    {
-      std::optional<autograd::Bf16ComputeGuard> mixed;
-      if (bf16) mixed.emplace();
-      logits = model.forward_tokens(tokens);
-    }
+    autograd::Variable logits = model.forward_tokens(tokens);
     autograd::Variable l = autograd::cross_entropy(logits, targets);
     l.backward();
     if (!no_optimizer) {
       optim::clip_grad_norm(params, 1.0);
       optimizer.step(8e-4);
+      fsdp.refresh_after_update();
       float8::sync_amax_histories(model, [](std::vector<float>&) {});
     }
     sync();  // GPU kernels are asynchronous: the step ends when the stream is done

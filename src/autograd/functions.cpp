@@ -1,6 +1,5 @@
 #include "autograd/functions.hpp"
 
-#include <optional>
 #include <stdexcept>
 
 namespace titan::autograd {
@@ -95,12 +94,8 @@ std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn
     saved.push_back(in.data());
     needs.push_back(in.requires_grad());
   }
-  const bool bf16 = bf16_compute();  // the recomputation must round exactly like the forward did
-  Fp32ComputeGuard transparent;      // the inner ops round; the wrapper itself must not
-  return record("Checkpoint(" + name + ")", inputs, outputs, [fn, saved, needs, bf16](const TV& g) -> TV {
+  return record("Checkpoint(" + name + ")", inputs, outputs, [fn, saved, needs](const TV& g) -> TV {
     // Re-run the forward with recording on fresh leaves, then backpropagate through it.
-    std::optional<Bf16ComputeGuard> mixed;
-    if (bf16) mixed.emplace();
     std::vector<Variable> leaves;
     for (size_t i = 0; i < saved.size(); ++i) leaves.emplace_back(saved[i], needs[i]);
     std::vector<Variable> outs = fn(leaves);

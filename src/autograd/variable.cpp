@@ -15,7 +15,6 @@ namespace {
 std::atomic<std::uint64_t> g_sequence{0};
 thread_local bool t_grad_enabled = true;
 thread_local std::vector<std::function<void()>>* t_callbacks = nullptr;  // set while a backward runs
-thread_local bool t_bf16 = false;
 }  // namespace
 
 struct VarImpl {
@@ -189,33 +188,8 @@ void run_backward(const std::vector<Variable>& roots, const std::vector<Tensor>&
   t_callbacks = outer_callbacks;
 }
 
-Bf16ComputeGuard::Bf16ComputeGuard() : prev_(t_bf16) { t_bf16 = true; }
-Bf16ComputeGuard::~Bf16ComputeGuard() { t_bf16 = prev_; }
-bool bf16_compute() { return t_bf16; }
-Fp32ComputeGuard::Fp32ComputeGuard() : prev_(t_bf16) { t_bf16 = false; }
-Fp32ComputeGuard::~Fp32ComputeGuard() { t_bf16 = prev_; }
-
-void round_to_bf16_(const Tensor& t) {
-  if (t.dtype() != DType::f32) return;
-  if (!t.device().is_cpu()) {  // two conversion kernels on the GPU
-    t.copy_from(t.to(DType::bf16));
-    return;
-  }
-  float* p = t.data<float>();
-  for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
-}
-
 std::vector<Variable> record(const std::string& name, const std::vector<Variable>& inputs, std::vector<Tensor> outputs,
                              BackwardFn fn) {
-  if (t_bf16) {
-    for (auto& t : outputs) round_to_bf16_(t);
-    fn = [inner = std::move(fn)](const std::vector<Tensor>& g) {
-      std::vector<Tensor> grads = inner(g);
-      for (auto& t : grads)
-        if (t.defined()) round_to_bf16_(t);
-      return grads;
-    };
-  }
   bool any = false;
   for (const auto& in : inputs) any |= in.requires_grad();
   std::vector<Variable> result;

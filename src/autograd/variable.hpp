@@ -99,35 +99,6 @@ void queue_callback(std::function<void()> fn);
 // must not free the parameters its backward is about to use).
 bool in_backward();
 
-// ---- mixed precision (bf16 emulation on float32 storage) ----
-// While a Bf16ComputeGuard is alive, every recorded op rounds its float32 outputs to bfloat16
-// precision, and its backward rounds the gradients it returns likewise. With FSDP's
-// mixed_precision_param = bfloat16 gather (which rounds the weights once, in the gather), this
-// reproduces on the CPU where a GPU run with bf16 storage loses precision: weights, activations
-// and activation gradients in bf16; master weights, optimizer state and reductions in float32.
-// On a device whose ops compute in bf16 storage the outputs already are bf16 and nothing rounds.
-class Bf16ComputeGuard {
- public:
-  Bf16ComputeGuard();
-  ~Bf16ComputeGuard();
-
- private:
-  bool prev_;
-};
-bool bf16_compute();
-// Suspends bf16 rounding for nodes that must be numerically transparent (identity hooks,
-// checkpoint wrappers whose inner ops already round).
-class Fp32ComputeGuard {
- public:
-  Fp32ComputeGuard();
-  ~Fp32ComputeGuard();
-
- private:
-  bool prev_;
-};
-// Rounds every element of a float32 tensor to the nearest bfloat16 value, in place.
-void round_to_bf16_(const Tensor& t);
-
 // ---- custom functions ----
 // backward(grad_outputs) -> grad_inputs, one per input (undefined = no gradient).
 using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;

@@ -33,15 +33,6 @@ std::string_view dtype_name(DType dt) {
 bool is_floating(DType dt) { return dt != DType::i32 && dt != DType::i64; }
 
 // bf16 is the top half of an f32: round the dropped 16 bits to nearest even.
-std::uint16_t f32_to_bf16(float x) {
-  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
-  if (std::isnan(x)) return static_cast<std::uint16_t>((u >> 16) | 0x0040);  // keep sign, force quiet NaN
-  u += 0x7FFF + ((u >> 16) & 1);
-  return static_cast<std::uint16_t>(u >> 16);
-}
-
-float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }
-
 namespace {
 
 // A small binary float format: `exp_bits` exponent bits, `man_bits` mantissa bits, IEEE bias.

@@ -54,10 +54,26 @@ void dispatch(const char* op, std::initializer_list<const Tensor*> ts, F&& f) {
 
 std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
 
+// ---- bfloat16 on the CPU: a storage type ----
+// The CPU kernels compute in f32 (or f64). A CPU op given bf16 tensors widens them to f32
+// (exact), runs the f32 kernel, and rounds each output to bf16 once. Those are the rounding
+// points of a CUDA kernel with bf16 inputs/outputs and f32 math, so a bf16 run on the CPU loses
+// precision where the GPU's does, and its activations take bf16's memory. Outputs that stay f32
+// on every device (rmsnorm's rstd, attention's lse, the loss) stay f32 here.
+bool any_cpu_bf16(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    if (t->defined() && t->device().is_cpu() && t->dtype() == DType::bf16) return true;
+  return false;
+}
+Tensor widened(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
+Tensor to_bf16(const Tensor& t) { return t.to(DType::bf16); }
+// An in/out tensor computed in f32: `t` takes the f32 result `f`, rounded to its dtype.
+void store_into(Tensor& t, const Tensor& f) { t.copy_from(f); }
+
 }  // namespace
 
 bool computes_in(Device device, DType dtype) {
-  if (device.is_cpu()) return dtype == DType::f32 || dtype == DType::f64;
+  if (device.is_cpu()) return dtype == DType::f32 || dtype == DType::f64 || dtype == DType::bf16;
   return dtype == DType::f32 || dtype == DType::bf16;  // the CUDA ops
 }
 
@@ -66,6 +82,7 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   require(w.dim() == 2 && x.size(-1) == w.size(1), "linear",
           "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(x, linear(x, w));
+  if (any_cpu_bf16({&x, &w})) return to_bf16(linear(widened(x), widened(w)));
   Shape out_shape = x.shape();
   out_shape.back() = w.size(0);
   Tensor y = Tensor::empty(out_shape, x.dtype());
@@ -81,6 +98,7 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
   TITAN_TRACE_SPAN("gemm", "linear_backward_input");  // profiling.enable_profiling (core/trace.hpp)
   require(dy.size(-1) == w.size(0), "linear_backward_input", "dy " + shape_str(dy.shape()) + " vs weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(dy, linear_backward_input(dy, w));
+  if (any_cpu_bf16({&dy, &w})) return to_bf16(linear_backward_input(widened(dy), widened(w)));
   Shape shape = dy.shape();
   shape.back() = w.size(1);
   Tensor dx = Tensor::empty(shape, dy.dtype());
@@ -97,6 +115,12 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
   const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
   require(rows_of(x) == M && dw.size(0) == N && dw.size(1) == K, "linear_backward_weight", "shape mismatch");
   TITAN_CUDA_DISPATCH(dy, linear_backward_weight(dy, x, dw, accumulate));
+  if (any_cpu_bf16({&dy, &x, &dw})) {
+    Tensor dwf = dw.dtype() == DType::f32 ? dw : accumulate ? widened(dw) : Tensor::empty(dw.shape(), DType::f32);
+    linear_backward_weight(widened(dy), widened(x), dwf, accumulate);
+    if (dwf.raw() != dw.raw()) store_into(dw, dwf);
+    return;
+  }
   dispatch("linear_backward_weight", {&dy, &x, &dw}, [&](auto t) {
     using T = decltype(t);
     cpu::gemm(true, false, int(N), int(K), int(M), T(1), dy.data<T>(), int(N), x.data<T>(), int(K), T(accumulate ? 1 : 0),
@@ -116,6 +140,12 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   require((trans_b ? bc : br) == K && c.size(-2) == M && c.size(-1) == N, "matmul",
           shape_str(a.shape()) + " x " + shape_str(b.shape()) + " -> " + shape_str(c.shape()) + " do not fit");
   TITAN_CUDA_DISPATCH(a, matmul(trans_a, trans_b, alpha, a, b, beta, c));
+  if (any_cpu_bf16({&a, &b, &c})) {
+    Tensor cf = c.dtype() == DType::f32 ? c : widened(c);
+    matmul(trans_a, trans_b, alpha, widened(a), widened(b), beta, cf);
+    if (cf.raw() != c.raw()) store_into(c, cf);
+    return;
+  }
   dispatch("matmul", {&a, &b, &c}, [&](auto t) {
     using T = decltype(t);
     for (std::int64_t i = 0; i < batch; ++i)
@@ -270,6 +300,12 @@ Tensor add(const Tensor& a, const Tensor& b) {
 void add_(Tensor& a, const Tensor& b, double alpha) {
   require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
   TITAN_CUDA_DISPATCH(a, add_(a, b, alpha));
+  if (any_cpu_bf16({&a, &b})) {
+    Tensor af = widened(a);
+    add_(af, widened(b), alpha);
+    if (af.raw() != a.raw()) store_into(a, af);
+    return;
+  }
   dispatch("add", {&a, &b}, [&](auto t) {
     using T = decltype(t);
     T* pa = a.data<T>();
@@ -281,6 +317,12 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
 
 void scale_(Tensor& a, double alpha) {
   TITAN_CUDA_DISPATCH(a, scale_(a, alpha));
+  if (any_cpu_bf16({&a})) {
+    Tensor af = widened(a);
+    scale_(af, alpha);
+    store_into(a, af);
+    return;
+  }
   dispatch("scale", {&a}, [&](auto t) {
     using T = decltype(t);
     T* p = a.data<T>();
@@ -291,6 +333,7 @@ void scale_(Tensor& a, double alpha) {
 Tensor swiglu(const Tensor& a, const Tensor& b) {
   require(a.shape() == b.shape(), "swiglu", shape_str(a.shape()) + " vs " + shape_str(b.shape()));
   TITAN_CUDA_DISPATCH(a, swiglu(a, b));
+  if (any_cpu_bf16({&a, &b})) return to_bf16(swiglu(widened(a), widened(b)));
   Tensor h = Tensor::empty(a.shape(), a.dtype());
   dispatch("swiglu", {&a, &b}, [&](auto t) {
     using T = decltype(t);
@@ -304,6 +347,13 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
 
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
   TITAN_CUDA_DISPATCH(a, swiglu_backward(dh, a, b, da, db));
+  if (any_cpu_bf16({&dh, &a, &b})) {
+    Tensor daf, dbf;
+    swiglu_backward(widened(dh), widened(a), widened(b), daf, dbf);
+    da = to_bf16(daf);
+    db = to_bf16(dbf);
+    return;
+  }
   da = Tensor::empty(a.shape(), a.dtype());
   db = Tensor::empty(b.shape(), b.dtype());
   dispatch("swiglu_backward", {&dh, &a, &b}, [&](auto t) {
@@ -322,6 +372,7 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
 
 double sum(const Tensor& a) {
   TITAN_CUDA_DISPATCH(a, sum(a));
+  if (any_cpu_bf16({&a})) return sum(widened(a));
   double s = 0;
   dispatch("sum", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -333,6 +384,7 @@ double sum(const Tensor& a) {
 
 double sum_squares(const Tensor& a) {
   TITAN_CUDA_DISPATCH(a, sum_squares(a));
+  if (any_cpu_bf16({&a})) return sum_squares(widened(a));
   double s = 0;
   dispatch("sum_squares", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -380,6 +432,10 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));
   require(tokens.device() == weight.device(), "embedding", "tokens on " + tokens.device().str() + ", weight on " + weight.device().str());
   TITAN_CUDA_DISPATCH(weight, embedding(weight, tokens));
+  if (any_cpu_bf16({&weight})) {  // exact: widening and rounding back give the same bits
+    Tensor out = embedding(widened(weight), tokens);
+    return to_bf16(out);
+  }
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
   Tensor out = Tensor::empty(shape, weight.dtype());
@@ -393,6 +449,12 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
   require(tokens.device() == dy.device(), "embedding_backward", "tokens on " + tokens.device().str() + ", dy on " + dy.device().str());
   TITAN_CUDA_DISPATCH(dy, embedding_backward(dy, tokens, dweight));
+  if (any_cpu_bf16({&dy, &dweight})) {
+    Tensor dwf = widened(dweight);
+    embedding_backward(widened(dy), tokens, dwf);
+    if (dwf.raw() != dweight.raw()) store_into(dweight, dwf);
+    return;
+  }
   dispatch("embedding_backward", {&dy, &dweight}, [&](auto t) {
     using T = decltype(t);
     cpu::embedding_backward(dy.data<T>(), tokens, dweight.data<T>(), dweight.size(0), dweight.size(1));
@@ -402,6 +464,10 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight)
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   require(w.dim() == 1 && w.size(0) == x.size(-1), "rmsnorm", "x " + shape_str(x.shape()) + " vs w " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(x, rmsnorm(x, w, eps));
+  if (any_cpu_bf16({&x, &w})) {
+    RmsNormOut o = rmsnorm(widened(x), widened(w), eps);
+    return {to_bf16(o.y), o.rstd};
+  }
   RmsNormOut o{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({rows_of(x)}, x.dtype())};
   dispatch("rmsnorm", {&x, &w}, [&](auto t) {
     using T = decltype(t);
@@ -412,6 +478,12 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
 
 Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
   TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw));
+  if (any_cpu_bf16({&dy, &x, &w, &dw})) {
+    Tensor dwf = widened(dw);
+    Tensor dx = rmsnorm_backward(widened(dy), widened(x), widened(w), rstd, dwf);
+    if (dwf.raw() != dw.raw()) store_into(dw, dwf);
+    return to_bf16(dx);
+  }
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
   dispatch("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw}, [&](auto t) {
     using T = decltype(t);
@@ -459,6 +531,7 @@ Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
   require(x.size(1) <= table.cos.size(0) && x.size(3) == 2 * table.cos.size(1), "rope",
           "x " + shape_str(x.shape()) + " does not fit the table " + shape_str(table.cos.shape()));
   TITAN_CUDA_DISPATCH(x, rope(x, table, inverse));
+  if (any_cpu_bf16({&x})) return to_bf16(rope(widened(x), table, inverse));
   require(table.cos.device().is_cpu(), "rope", "a CPU tensor needs the table on the CPU");
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch("rope", {&x}, [&](auto t) {
@@ -475,6 +548,10 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   require(k.size(0) == B && k.size(1) == S && k.size(3) == D && KV > 0 && H % KV == 0, "attention",
           "q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " do not fit (H must be a multiple of KV)");
   TITAN_CUDA_DISPATCH(q, attention(q, k, v));
+  if (any_cpu_bf16({&q, &k, &v})) {
+    AttentionOut o = attention(widened(q), widened(k), widened(v));
+    return {to_bf16(o.out), o.lse};
+  }
   AttentionOut o{Tensor::empty(q.shape(), q.dtype()), Tensor::empty({B, H, S}, DType::f32)};
   dispatch("attention", {&q, &k, &v}, [&](auto t) {
     using T = decltype(t);
@@ -487,6 +564,10 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const AttentionOut& fwd) {
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   TITAN_CUDA_DISPATCH(q, attention_backward(dout, q, k, v, fwd));
+  if (any_cpu_bf16({&dout, &q, &k, &v, &fwd.out})) {
+    AttentionGrads g = attention_backward(widened(dout), widened(q), widened(k), widened(v), {widened(fwd.out), fwd.lse});
+    return {to_bf16(g.dq), to_bf16(g.dk), to_bf16(g.dv)};
+  }
   AttentionGrads g{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
                    Tensor::empty(v.shape(), v.dtype())};
   dispatch("attention_backward", {&dout, &q, &k, &v, &fwd.out}, [&](auto t) {
@@ -509,6 +590,10 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
     require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
             "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " + std::to_string(V));
   CrossEntropyOut o;
+  if (any_cpu_bf16({&logits})) {  // widened row by row: no f32 copy of the logits
+    o.loss = cpu::cross_entropy_forward<float>(logits.data<std::uint16_t>(), tg, N, V, ignore_index, &o.n_valid);
+    return o;
+  }
   dispatch("cross_entropy", {&logits}, [&](auto t) {
     using T = decltype(t);
     o.loss = cpu::cross_entropy_forward(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid);
@@ -521,6 +606,11 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
   require(targets.device() == logits.device(), "cross_entropy_backward", "targets on " + targets.device().str() + ", logits on " + logits.device().str());
   TITAN_CUDA_DISPATCH(logits, cross_entropy_backward(logits, targets, fwd, dloss, ignore_index));
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype());
+  if (any_cpu_bf16({&logits})) {  // row by row, as the forward
+    cpu::cross_entropy_backward<float>(logits.data<std::uint16_t>(), targets.data<std::int64_t>(), dx.data<std::uint16_t>(),
+                                       logits.size(0), logits.size(1), ignore_index, fwd.n_valid, dloss);
+    return dx;
+  }
   dispatch("cross_entropy_backward", {&logits}, [&](auto t) {
     using T = decltype(t);
     cpu::cross_entropy_backward(logits.data<T>(), targets.data<std::int64_t>(), dx.data<T>(), logits.size(0),

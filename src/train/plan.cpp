@@ -129,14 +129,16 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.memory.optimizer = 8 * shard_elems;  // AdamW: two f32 moments
   {
     // FSDP on every mesh (a single process is a 1x1 one): the gathered units alive at once, in
-    // the buffer dtype the device computes with (bf16 on the GPU under bf16 mixed precision,
-    // f32 on the CPU), plus the unsharded f32 gradients of the largest unit.
+    // the param dtype (bf16 under bf16 mixed precision, on every device), plus the unsharded f32
+    // gradients of the largest unit.
     const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
     const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy == "default" ? root_unit : 0);
-    const std::int64_t param_bytes = p.on_gpu && cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    const std::int64_t param_bytes = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
     p.memory.gathered = param_bytes * alive + 4 * largest_unit;
   }
-  p.memory.activations = llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks);
+  p.memory.activations =
+      llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks,
+                               cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4, /*widening_ops=*/!p.on_gpu);
   return p;
 }
 

@@ -72,7 +72,7 @@ void reset_memory_peak(Device device) {
 
 // Mean loss over `batches` validation windows (all of them when batches == -1), without recording.
 double validate(llama3::Transformer& model, const data::TokenWindows& windows, std::int64_t local_batch,
-                std::int64_t batches, bool bf16, Device device, std::int64_t* used) {
+                std::int64_t batches, Device device, std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
   if (available == 0)
@@ -84,12 +84,7 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
   double total = 0;
   for (std::int64_t b = 0; b < n; ++b) {
     auto batch = loader.micro_batch(0, device);
-    autograd::Variable logits;
-    {
-      std::optional<autograd::Bf16ComputeGuard> mixed;
-      if (bf16) mixed.emplace();
-      logits = model.forward_tokens(batch.inputs);
-    }
+    autograd::Variable logits = model.forward_tokens(batch.inputs);
     total += autograd::cross_entropy(logits, batch.labels).data().item(0);
     loader.advance();
   }
@@ -182,8 +177,8 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
                  cfg.debug.fault.substr(0, cfg.debug.fault.find(':')), fault_.step);
   bf16_ = cfg.training.mixed_precision_param == "bfloat16";
   if (bf16_)
-    spdlog::info("mixed precision: weights, activations and their gradients rounded to bfloat16; master weights, "
-                 "optimizer state, loss and reductions in float32");
+    spdlog::info("mixed precision: FSDP gathers bfloat16 weights, so activations and their gradients are bfloat16 "
+                 "tensors (ops compute in float32); master weights, optimizer state, loss and reductions in float32");
   // debug.deterministic: titan.cpp has no nondeterministic path to switch off (docs/training.md,
   // "Determinism"); the run states the guarantee and what it rests on.
   if (cfg.debug.deterministic)
@@ -405,9 +400,7 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch) {
   autograd::Variable logits;
   {
     TITAN_TRACE_SPAN("forward", "forward");
-    std::optional<autograd::Bf16ComputeGuard> mixed;
-    if (bf16_) mixed.emplace();
-    logits = model_->forward_tokens(batch.inputs);
+    logits = model_->forward_tokens(batch.inputs);  // bf16 under bf16 mixed precision: FSDP gathered bf16 weights
   }
   autograd::Variable loss = autograd::cross_entropy(logits, batch.labels);  // float32, as TorchTitan's .float()
   const double value = loss.data().item(0);
@@ -517,7 +510,7 @@ TrainResult Trainer::train() {
       TITAN_TRACE_SPAN("validation", "validate");
       std::int64_t used = 0;
       const double vloss = validate(*model_, *val_windows_, cfg_.validation.local_batch_size, cfg_.validation.steps,
-                                    bf16_, device_, &used);
+                                    device_, &used);
       metrics_->log_validation(step, vloss, used);
     }
     if (ckpt_ && ckpt_->due(step, cfg_.training.steps)) save_checkpoint(step);

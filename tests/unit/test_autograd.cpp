@@ -146,39 +146,34 @@ TEST_CASE("activation checkpointing gives the same gradients as plain backward")
     for (std::int64_t i = 0; i < plain[t].numel(); ++i) CHECK(ckpt[t].item(i) == plain[t].item(i));
 }
 
-TEST_CASE("bf16 compute: weights, activations and gradients are bf16 values; checkpointing recomputes alike") {
+TEST_CASE("bf16 storage: bf16 weights make bf16 activations and gradients; checkpointing recomputes alike") {
+  // Mixed precision is the tensors' dtype (FSDP gathers bf16 weights): every op on bf16 inputs
+  // returns bf16, its backward returns bf16 gradients, and no global mode is involved.
   nn::Linear l1(6, 10), l2(10, 6);
-  l1.weight.data().copy_from(randn({10, 6}, 21).to(DType::f32));
-  l2.weight.data().copy_from(randn({6, 10}, 22).to(DType::f32));
+  const Tensor w1 = randn({10, 6}, 21).to(DType::f32), w2 = randn({6, 10}, 22).to(DType::f32);
   Tensor xin = randn({4, 6}, 23).to(DType::f32);
-  auto is_bf16 = [](const Tensor& t) {
-    for (std::int64_t i = 0; i < t.numel(); ++i)
-      if (bf16_to_f32(f32_to_bf16(float(t.item(i)))) != float(t.item(i))) return false;
-    return true;
-  };
   auto block = [&](const std::vector<Variable>& in) { return std::vector<Variable>{l2(autograd::swiglu(l1(in[0]), l1(in[0])))}; };
-  auto run = [&](bool bf16, bool ckpt) {
-    l1.weight.zero_grad();
-    l2.weight.zero_grad();
-    Variable x(xin, true), y;
-    {
-      std::optional<autograd::Bf16ComputeGuard> g;
-      if (bf16) g.emplace();
-      y = ckpt ? autograd::checkpoint("b", block, {x})[0] : block({x})[0];
-      if (bf16) CHECK(is_bf16(y.data()));
-    }
+  auto run = [&](DType dt, bool ckpt) {
+    l1.weight = Variable(w1.to(dt), true);
+    l2.weight = Variable(w2.to(dt), true);
+    Variable x(xin.to(dt), true);
+    Variable y = ckpt ? autograd::checkpoint("b", block, {x})[0] : block({x})[0];
+    CHECK(y.data().dtype() == dt);
     autograd::cross_entropy(y, Tensor::from_vector({1, 4, 0, 5}, {4}, DType::i64)).backward();
+    CHECK(x.grad().dtype() == dt);
+    CHECK(l1.weight.grad().dtype() == dt);
     return std::vector<Tensor>{y.data(), x.grad(), l1.weight.grad()};
   };
-  auto f32 = run(false, false), b = run(true, false), bc = run(true, true);
-  CHECK(!is_bf16(f32[0]));
-  double diff = 0, scale = 0;
-  for (std::int64_t i = 0; i < f32[0].numel(); ++i) {
-    diff = std::max(diff, std::abs(b[0].item(i) - f32[0].item(i)));
-    scale = std::max(scale, std::abs(f32[0].item(i)));
-  }
-  CHECK(diff > 0);              // bf16 rounding changes the values ...
-  CHECK(diff < 0.02 * scale);   // ... by about bf16's precision
-  for (int t = 0; t < 3; ++t)
+  auto f32 = run(DType::f32, false), b = run(DType::bf16, false), bc = run(DType::bf16, true);
+  for (int t = 0; t < 3; ++t) {
+    INFO("tensor " << t);
+    double diff = 0, scale = 0;
+    for (std::int64_t i = 0; i < f32[t].numel(); ++i) {
+      diff = std::max(diff, std::abs(b[t].item(i) - f32[t].item(i)));
+      scale = std::max(scale, std::abs(f32[t].item(i)));
+    }
+    CHECK(diff > 0);             // bf16 rounding changes the values ...
+    CHECK(diff < 0.05 * scale);  // ... by a few bf16 ulps (8 significant bits, a few roundings deep)
     for (std::int64_t i = 0; i < b[t].numel(); ++i) CHECK(bc[t].item(i) == b[t].item(i));
+  }
 }

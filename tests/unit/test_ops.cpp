@@ -222,7 +222,60 @@ TEST_CASE("op reductions and in-place arithmetic") {
   ops::scale_(a, 0.5);
   CHECK(a.to_vector() == std::vector<double>{1.5, 0, 2.5});
   CHECK_THROWS(ops::add(a, Tensor::zeros({3}, DType::f64)));   // dtype mismatch
-  CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::bf16)));      // storage dtype: no arithmetic
+  CHECK(ops::sum(Tensor::full({3}, 1.5, DType::bf16)) == 4.5);  // bf16: widened to f32 (below)
+  CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::f16)));         // f16: not an op dtype
+}
+
+TEST_CASE("op bf16 on the CPU: widen to f32, the f32 kernel, each output rounded to bf16 once") {
+  // The rounding points of a CUDA kernel with bf16 I/O and f32 math. Each CPU op on bf16 tensors
+  // must equal, bit for bit, the f32 op on the widened inputs with its outputs rounded.
+  auto b = [](const Tensor& t) { return t.to(DType::bf16); };
+  auto f = [](const Tensor& t) { return t.to(DType::f32); };
+  auto same = [](const Tensor& got, const Tensor& want_f32) {
+    REQUIRE(got.dtype() == DType::bf16);
+    return got.to_vector() == want_f32.to(DType::bf16).to_vector();
+  };
+  const Tensor x = b(randn({3, 5, 8}, 101)), w = b(randn({6, 8}, 102)), dy = b(randn({3, 5, 6}, 103));
+  CHECK(ops::computes_in(Device::cpu(), DType::bf16));
+  CHECK(same(ops::linear(x, w), ops::linear(f(x), f(w))));
+  CHECK(same(ops::linear_backward_input(dy, w), ops::linear_backward_input(f(dy), f(w))));
+  Tensor dw = Tensor::empty({6, 8}, DType::bf16), dwf = Tensor::empty({6, 8}, DType::f32);
+  ops::linear_backward_weight(dy, x, dw, false);
+  ops::linear_backward_weight(f(dy), f(x), dwf, false);
+  CHECK(same(dw, dwf));
+  Tensor acc = dw.clone(), acc_f = f(dw);  // accumulate: in f32 over the bf16 values, rounded once
+  ops::linear_backward_weight(dy, x, acc, true);
+  ops::linear_backward_weight(f(dy), f(x), acc_f, true);
+  CHECK(same(acc, acc_f));
+  const Tensor a = b(randn({4, 9}, 104)), c = b(randn({4, 9}, 105));
+  CHECK(same(ops::swiglu(a, c), ops::swiglu(f(a), f(c))));
+  Tensor da, dc, daf, dcf;
+  ops::swiglu_backward(a, a, c, da, dc);
+  ops::swiglu_backward(f(a), f(a), f(c), daf, dcf);
+  CHECK(same(da, daf));
+  CHECK(same(dc, dcf));
+  CHECK(same(ops::add(a, c), ops::add(f(a), f(c))));
+  const Tensor g = b(randn({11}, 106)), h = b(randn({2, 3, 11}, 107));
+  const ops::RmsNormOut n = ops::rmsnorm(h, g, 1e-5), nf = ops::rmsnorm(f(h), f(g), 1e-5);
+  CHECK(same(n.y, nf.y));
+  CHECK(n.rstd.dtype() == DType::f32);
+  CHECK(n.rstd.to_vector() == nf.rstd.to_vector());
+  const Tensor q = b(randn({1, 7, 4, 8}, 108)), k = b(randn({1, 7, 2, 8}, 109)), v = b(randn({1, 7, 2, 8}, 110));
+  const ops::AttentionOut o = ops::attention(q, k, v), of = ops::attention(f(q), f(k), f(v));
+  CHECK(same(o.out, of.out));
+  const ops::AttentionGrads ag = ops::attention_backward(q, q, k, v, o);
+  const ops::AttentionGrads agf = ops::attention_backward(f(q), f(q), f(k), f(v), {f(o.out), o.lse});
+  CHECK(same(ag.dq, agf.dq));
+  CHECK(same(ag.dk, agf.dk));
+  CHECK(same(ag.dv, agf.dv));
+  const Tensor logits = b(randn({5, 9}, 111));
+  const Tensor targets = Tensor::from_vector({1, 8, 0, -100, 3}, {5}, DType::i64);
+  const ops::CrossEntropyOut ce = ops::cross_entropy(logits, targets), cef = ops::cross_entropy(f(logits), targets);
+  CHECK(ce.loss == cef.loss);
+  CHECK(same(ops::cross_entropy_backward(logits, targets, ce, 0.5), ops::cross_entropy_backward(f(logits), targets, cef, 0.5)));
+  const Tensor emb = b(randn({13, 5}, 112));
+  const Tensor tok = Tensor::from_vector({3, 0, 12, 3}, {4}, DType::i64);
+  CHECK(ops::embedding(emb, tok).to_vector() == ops::embedding(f(emb), tok).to_vector());  // exact either way
 }
 
 // ---- float8 ops (torchao's numerics, DESIGN.md section 5) ----

@@ -55,14 +55,16 @@ ParamCount count_parameters(const ModelArgs& a) {
 }
 
 std::int64_t activation_bytes(const ModelArgs& a, std::int64_t batch, std::int64_t seq_len,
-                              std::int64_t checkpointed_blocks) {
-  const std::int64_t T = batch * seq_len;
+                              std::int64_t checkpointed_blocks, std::int64_t element_bytes, bool widening_ops) {
+  const std::int64_t T = batch * seq_len, E = element_bytes;
   const std::int64_t kv_dim = a.kv_heads() * a.head_dim();
-  const std::int64_t block = T * (5 * a.dim + 2 * kv_dim + a.n_heads + 3 * a.ffn_hidden());
+  const std::int64_t block = T * (5 * a.dim + 2 * kv_dim + 3 * a.ffn_hidden()) * E + T * a.n_heads * 4;
   const std::int64_t plain_blocks = a.n_layers - checkpointed_blocks;
-  std::int64_t floats = plain_blocks * block + checkpointed_blocks * T * a.dim + T * (2 * a.dim + 2 * a.vocab_size);
-  if (checkpointed_blocks > 0) floats += block;  // the block being recomputed
-  return floats * 4;
+  const std::int64_t logit_bytes = widening_ops ? 8 : 2 * E;  // logits + their gradient (+ its f32 copy)
+  std::int64_t bytes = plain_blocks * block + checkpointed_blocks * T * a.dim * E + T * 2 * a.dim * E +
+                       T * a.vocab_size * logit_bytes;
+  if (checkpointed_blocks > 0) bytes += block;  // the block being recomputed
+  return bytes;
 }
 
 double flops_per_token(const ModelArgs& a, std::int64_t seq_len) {

@@ -53,9 +53,13 @@ ParamCount count_parameters(const ModelArgs& args);
 // A checkpointed block keeps only its input (T dim), plus one block's worth while it is
 // recomputed in backward. The head keeps the final norm's input and output and the logits, and
 // the loss's backward adds the logits' gradient at the peak: T (2 dim + 2 vocab).
-// `checkpointed_blocks` is how many of the n_layers blocks are checkpointed.
+// `checkpointed_blocks` is how many of the n_layers blocks are checkpointed. Activations take
+// `element_bytes` each (4 for f32, 2 for bf16); the log-sum-exps stay f32. `widening_ops`: the
+// ops widen bf16 to f32 internally (the CPU), so the output GEMM's backward holds an f32 copy of
+// the logits' gradient beside the bf16 logits and gradient: 8 bytes per logit either way.
 std::int64_t activation_bytes(const ModelArgs& args, std::int64_t batch, std::int64_t seq_len,
-                              std::int64_t checkpointed_blocks);
+                              std::int64_t checkpointed_blocks, std::int64_t element_bytes = 4,
+                              bool widening_ops = false);
 
 // Training FLOPs per token (DESIGN.md section 9):
 // 6 * (params - embedding params) + 12 * n_layers * n_heads * head_dim * seq_len.

@@ -4,23 +4,40 @@
 // Backward: dx[n] = dloss * (softmax(x[n]) - onehot(t_n)) / n_valid, zero for ignored rows.
 // Exponentials are float for float logits (fast_expf) and double for double; their sum is
 // accumulated in double.
+// Logits and dx may also be bf16 (`In` / `Out` = std::uint16_t bits) with T = float: each row is
+// widened into a scratch row and dx rounded back row by row, so no f32 copy of the [N, V] logits
+// exists (they are the largest activation).
 #include <cmath>
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
+#include "core/dtype.hpp"
 #include "ops/cpu/fast_math.hpp"
 
 namespace titan::ops::cpu {
 
-template <class T>
-double cross_entropy_forward(const T* x, const std::int64_t* targets, std::int64_t N, std::int64_t V,
+// Row n of x as T: x itself when In is T, else widened from bf16 into `wide`.
+template <class T, class In>
+const T* row_as(const In* x, std::int64_t n, std::int64_t V, std::vector<T>& wide) {
+  if constexpr (std::is_same_v<T, In>) {
+    return x + n * V;
+  } else {
+    wide.resize(static_cast<size_t>(V));
+    for (std::int64_t j = 0; j < V; ++j) wide[size_t(j)] = bf16_to_f32(x[n * V + j]);
+    return wide.data();
+  }
+}
+
+template <class T, class In = T>
+double cross_entropy_forward(const In* x, const std::int64_t* targets, std::int64_t N, std::int64_t V,
                              std::int64_t ignore_index, std::int64_t* n_valid) {
   double total = 0;
   std::int64_t valid = 0;
-  std::vector<T> scratch;
+  std::vector<T> scratch, wide;
   for (std::int64_t n = 0; n < N; ++n) {
-    const T* row = x + n * V;
+    const T* row = row_as<T>(x, n, V, wide);
     T mx_t = row[0];
 #pragma omp simd reduction(max : mx_t)
     for (std::int64_t j = 1; j < V; ++j) mx_t = std::max(mx_t, row[j]);
@@ -38,16 +55,23 @@ double cross_entropy_forward(const T* x, const std::int64_t* targets, std::int64
 
 // Recomputes each row's log-sum-exp in double (a float copy saved by forward would cost
 // precision in the float64 reference path).
-template <class T>
-void cross_entropy_backward(const T* x, const std::int64_t* targets, T* dx, std::int64_t N, std::int64_t V,
+template <class T, class In = T, class Out = T>
+void cross_entropy_backward(const In* x, const std::int64_t* targets, Out* dx, std::int64_t N, std::int64_t V,
                             std::int64_t ignore_index, std::int64_t n_valid, double dloss) {
   const double g = n_valid ? dloss / double(n_valid) : 0.0;
+  std::vector<T> wide, out_row;
   for (std::int64_t n = 0; n < N; ++n) {
-    const T* row = x + n * V;
-    T* drow = dx + n * V;
+    const T* row = row_as<T>(x, n, V, wide);
     if (targets[n] == ignore_index) {
-      for (std::int64_t j = 0; j < V; ++j) drow[j] = T(0);
+      for (std::int64_t j = 0; j < V; ++j) dx[n * V + j] = Out(0);
       continue;
+    }
+    T* drow;
+    if constexpr (std::is_same_v<T, Out>) {
+      drow = dx + n * V;
+    } else {
+      out_row.resize(static_cast<size_t>(V));
+      drow = out_row.data();
     }
     T mx_t = row[0];
 #pragma omp simd reduction(max : mx_t)
@@ -58,6 +82,8 @@ void cross_entropy_backward(const T* x, const std::int64_t* targets, T* dx, std:
     const T k = static_cast<T>(g / sum);
     for (std::int64_t j = 0; j < V; ++j) drow[j] *= k;
     drow[targets[n]] -= static_cast<T>(g);
+    if constexpr (!std::is_same_v<T, Out>)
+      for (std::int64_t j = 0; j < V; ++j) dx[n * V + j] = f32_to_bf16(drow[j]);
   }
 }
 
