@@ -1,59 +1,193 @@
 #pragma once
-// Causal scaled-dot-product attention with grouped-query heads on the CPU.
+// Causal scaled-dot-product attention with grouped-query heads on the CPU, flash-attention style.
 //
 // Layout: q [B, S, H, D], k and v [B, S, KV, D], out [B, S, H, D]; query head h reads kv head
 // h / (H / KV) (TorchTitan's repeat_kv). For each (b, h):
 //   P = softmax(scale * Q K^T + causal mask),  O = P V,  lse_i = log sum_{j<=i} exp(scale q_i.k_j)
-// Work goes in blocks of kBlock query rows: rows [i0, i1) only ever see keys [0, i1), so the
-// masked upper triangle is (almost) never computed, and a block's scores (kBlock x i1) stay in
-// cache. Only lse is saved for backward, which recomputes P block by block (flash attention):
-//   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(dO * O)),  dQ = scale dS K,  dK += scale dS^T Q
-// GEMMs go through BLAS with row strides H*D / KV*D, so no head is copied out. Row reductions
-// are `omp simd` loops: vectorized, in a fixed (build-dependent, run-independent) order.
+// Work goes in tiles of kAttnQBlock query rows x kAttnKBlock keys, so one tile's scores stay in
+// L2 whatever S is (the whole-row blocks this replaced spilled to memory at S = 8192):
+//  - forward: online softmax over the key tiles of a query block (running max m and sum l per
+//    row; when m grows, l and the row's output accumulator are rescaled by exp(m_old - m_new)),
+//    the output normalised by l once at the end;
+//  - causal: key tiles start only below or on the diagonal and the last one is cut at the query
+//    block's end, so nothing above the diagonal is computed except inside the diagonal tile,
+//    where columns past each row's own position are zeroed;
+//  - backward (flash attention 2): P recomputed per tile from the saved lse, then
+//      dV += P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(dO * O)),  dQ += scale dS K,  dK += scale dS^T Q
+//    with dQ accumulated in a query-block buffer; no buffer is O(S^2) or O(S) per row.
+// The tile GEMMs go through cpu::gemm with row strides H*D / KV*D, so no head is copied out. exp
+// is fast_math's (8-lane AVX2 for float, std::exp for the float64 reference instantiation, which
+// runs the same algorithm). Everything runs in a fixed order: reruns are bit-identical.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "ops/cpu/attention_tile_gemm.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/fast_math.hpp"
 
 namespace titan::ops::cpu {
 
-constexpr std::int64_t kAttentionBlock = 64;
+// 128 x 256 float scores = 128 KB: in L2 with the packed K/V tiles on any x86 core of the last
+// decade. Of 32/64/128 query rows x 128/256/512 keys (S = 2048, D = 16 and 128, one core) the
+// 128-row blocks were fastest in backward (~10%: each packed key tile serves more rows) and all
+// were within noise in forward.
+constexpr std::int64_t kAttnQBlock = 128;
+constexpr std::int64_t kAttnKBlock = 256;
+static_assert(kAttnKBlock % 16 == 0, "key tiles start on a 16-column panel of the packed K^T / V^T");
+
+namespace attention_detail {
+
+// Keys query row i may see inside the key tile [j0, j0 + nk): 0 when the tile starts past i.
+inline std::int64_t visible(std::int64_t i, std::int64_t j0, std::int64_t nk) {
+  return std::clamp<std::int64_t>(i + 1 - j0, 0, nk);
+}
+
+// The six tile products of one (query block, key tile) pair, in the layout each backend reads.
+// Generic (float64, the reference, and builds without AVX2): cpu::gemm on the tensors in place.
+template <class T, class = void>
+struct TileProducts {
+  std::int64_t D = 0, ldq = 0, ldk = 0;
+  const T *k = nullptr, *v = nullptr, *q = nullptr, *dout = nullptr;
+  void set_kv(const T* k_head, const T* v_head, std::int64_t ld, std::int64_t, std::int64_t head_dim, bool) {
+    k = k_head, v = v_head, ldk = ld, D = head_dim;
+  }
+  void set_q(const T* q_blk, const T* do_blk, std::int64_t ld, std::int64_t) { q = q_blk, dout = do_blk, ldq = ld; }
+  // C[n, nk] = alpha * Q K[j0:]^T and dO V[j0:]^T
+  void qk(std::int64_t n, std::int64_t j0, std::int64_t nk, T alpha, T* C) const {
+    gemm(false, true, int(n), int(nk), int(D), alpha, q, int(ldq), k + j0 * ldk, int(ldk), T(0), C, int(nk));
+  }
+  void dov(std::int64_t n, std::int64_t j0, std::int64_t nk, T* C) const {
+    gemm(false, true, int(n), int(nk), int(D), T(1), dout, int(ldq), v + j0 * ldk, int(ldk), T(0), C, int(nk));
+  }
+  // acc[n, D] += alpha * P V[j0:] and alpha * dS K[j0:]   (P, dS [n, nk])
+  void pv(std::int64_t n, std::int64_t j0, std::int64_t nk, const T* P, T* acc) const {
+    gemm(false, false, int(n), int(D), int(nk), T(1), P, int(nk), v + j0 * ldk, int(ldk), T(1), acc, int(D));
+  }
+  void dsk(std::int64_t n, std::int64_t j0, std::int64_t nk, T alpha, const T* dS, T* acc) const {
+    gemm(false, false, int(n), int(D), int(nk), alpha, dS, int(nk), k + j0 * ldk, int(ldk), T(1), acc, int(D));
+  }
+  // out[nk, D] (rows ldk apart) += alpha * P^T dO and alpha * dS^T Q
+  void ptdo(std::int64_t n, std::int64_t nk, const T* P, T* out, std::int64_t ld_out) const {
+    gemm(true, false, int(nk), int(D), int(n), T(1), P, int(nk), dout, int(ldq), T(1), out, int(ld_out));
+  }
+  void dstq(std::int64_t n, std::int64_t nk, T alpha, const T* dS, T* out, std::int64_t ld_out) const {
+    gemm(true, false, int(nk), int(D), int(n), alpha, dS, int(nk), q, int(ldq), T(1), out, int(ld_out));
+  }
+};
+
+#ifdef TITAN_ATTENTION_TILE_GEMM
+// float with AVX2: attention_tile's kernel on operands packed so that every B streams contiguous
+// 64-byte rows. Per kv head (once, shared by its query group): K^T and V^T in 16-key panels for
+// Q K^T and dO V^T, V and K in 16-column panels for P V and dS K. Per query block: Q and dO
+// copied to contiguous rows (their own rows are H*D floats apart) as the A of Q K^T and dO V^T,
+// and in 16-column panels as the B of dS^T Q and P^T dO (rows D floats apart still share L1
+// sets at D = 128: 5-10% of backward there).
+template <class T>
+struct TileProducts<T, std::enable_if_t<std::is_same_v<T, float>>> {
+  static constexpr std::int64_t P16 = attention_tile::kCols;
+  std::int64_t D = 0, S = 0, rows = 0;
+  std::vector<float> kt, vt, kc, vc, qc, doc, qp, dop;
+  void set_kv(const float* k, const float* v, std::int64_t ld, std::int64_t seq, std::int64_t head_dim, bool backward) {
+    using namespace attention_tile;
+    D = head_dim, S = seq;
+    kt.resize(size_t(panels_size(S, D))), pack_panels(k, ld, S, D, kt.data());
+    (backward ? kc : vc).resize(size_t(col_panels_size(S, D)));
+    pack_col_panels(backward ? k : v, ld, S, D, (backward ? kc : vc).data());
+    if (backward) vt.resize(size_t(panels_size(S, D))), pack_panels(v, ld, S, D, vt.data());
+  }
+  void set_q(const float* q, const float* dout, std::int64_t ld, std::int64_t n) {
+    rows = n;
+    qc.resize(size_t(n * D));
+    for (std::int64_t r = 0; r < n; ++r) std::copy_n(q + r * ld, D, qc.data() + r * D);
+    if (dout) {  // backward: dO as an A too, Q and dO as the B of dS^T Q and P^T dO
+      doc.resize(size_t(n * D));
+      for (std::int64_t r = 0; r < n; ++r) std::copy_n(dout + r * ld, D, doc.data() + r * D);
+      qp.resize(size_t(attention_tile::col_panels_size(n, D))), dop.resize(qp.size());
+      attention_tile::pack_col_panels(q, ld, n, D, qp.data());
+      attention_tile::pack_col_panels(dout, ld, n, D, dop.data());
+    }
+  }
+  void qk(std::int64_t n, std::int64_t j0, std::int64_t nk, float alpha, float* C) const {
+    attention_tile::gemm<false>(n, nk, D, alpha, qc.data(), D, 1, kt.data() + j0 * D, P16, P16 * D, C, nk);
+  }
+  void dov(std::int64_t n, std::int64_t j0, std::int64_t nk, float* C) const {
+    attention_tile::gemm<false>(n, nk, D, 1.0f, doc.data(), D, 1, vt.data() + j0 * D, P16, P16 * D, C, nk);
+  }
+  void pv(std::int64_t n, std::int64_t j0, std::int64_t nk, const float* P, float* acc) const {
+    attention_tile::gemm<true>(n, D, nk, 1.0f, P, nk, 1, vc.data() + j0 * P16, P16, P16 * S, acc, D);
+  }
+  void dsk(std::int64_t n, std::int64_t j0, std::int64_t nk, float alpha, const float* dS, float* acc) const {
+    attention_tile::gemm<true>(n, D, nk, alpha, dS, nk, 1, kc.data() + j0 * P16, P16, P16 * S, acc, D);
+  }
+  void ptdo(std::int64_t n, std::int64_t nk, const float* P, float* out, std::int64_t ldk) const {
+    attention_tile::gemm<true>(nk, D, n, 1.0f, P, 1, nk, dop.data(), P16, P16 * rows, out, ldk);
+  }
+  void dstq(std::int64_t n, std::int64_t nk, float alpha, const float* dS, float* out, std::int64_t ldk) const {
+    attention_tile::gemm<true>(nk, D, n, alpha, dS, 1, nk, qp.data(), P16, P16 * rows, out, ldk);
+  }
+};
+#endif
+
+}  // namespace attention_detail
 
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, T* out, float* lse, std::int64_t B, std::int64_t S,
                        std::int64_t H, std::int64_t KV, std::int64_t D) {
+  using namespace attention_detail;
   const T scale = static_cast<T>(1.0 / std::sqrt(double(D)));
-  const std::int64_t group = H / KV;
-  const int ldq = int(H * D), ldk = int(KV * D);
-  std::vector<T> scores(static_cast<size_t>(kAttentionBlock * S));
+  const std::int64_t group = H / KV, ldq = H * D, ldk = KV * D;
+  std::vector<T> scores(static_cast<size_t>(kAttnQBlock * kAttnKBlock)), acc(static_cast<size_t>(kAttnQBlock * D));
+  std::vector<T> m(kAttnQBlock);
+  std::vector<double> l(kAttnQBlock);  // a row's sum over up to S terms: double keeps it exact enough
+  TileProducts<T> tp;
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t h = 0; h < H; ++h) {
       const std::int64_t g = h / group;
       const T* qh = q + (b * S * H + h) * D;
-      const T* kg = k + (b * S * KV + g) * D;
-      const T* vg = v + (b * S * KV + g) * D;
       T* oh = out + (b * S * H + h) * D;
       float* lse_h = lse + (b * H + h) * S;
-      for (std::int64_t i0 = 0; i0 < S; i0 += kAttentionBlock) {
-        const std::int64_t i1 = std::min(S, i0 + kAttentionBlock), n = i1 - i0;
-        gemm(false, true, int(n), int(i1), int(D), scale, qh + i0 * ldq, ldq, kg, ldk, T(0), scores.data(), int(i1));
-        for (std::int64_t r = 0; r < n; ++r) {
-          T* row = scores.data() + r * i1;
-          const std::int64_t last = i0 + r;  // keys 0..last are visible
-          T mx = row[0];
-#pragma omp simd reduction(max : mx)
-          for (std::int64_t j = 1; j <= last; ++j) mx = std::max(mx, row[j]);
-          const double sum = exp_shift_sum(row, last + 1, mx);
-          const T inv = static_cast<T>(1.0 / sum);
+      // The query heads of a group follow each other: their kv head is prepared once.
+      if (h % group == 0) tp.set_kv(k + (b * S * KV + g) * D, v + (b * S * KV + g) * D, ldk, S, D, false);
+      for (std::int64_t i0 = 0; i0 < S; i0 += kAttnQBlock) {
+        const std::int64_t i1 = std::min(S, i0 + kAttnQBlock), n = i1 - i0;
+        tp.set_q(qh + i0 * ldq, nullptr, ldq, n);
+        std::fill(acc.begin(), acc.begin() + n * D, T(0));
+        std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
+        std::fill(l.begin(), l.end(), 0.0);
+        for (std::int64_t j0 = 0; j0 < i1; j0 += kAttnKBlock) {
+          const std::int64_t nk = std::min(i1, j0 + kAttnKBlock) - j0;
+          tp.qk(n, j0, nk, scale, scores.data());
+          for (std::int64_t r = 0; r < n; ++r) {
+            T* row = scores.data() + r * nk;
+            const std::int64_t vis = visible(i0 + r, j0, nk);
+            std::fill(row + vis, row + nk, T(0));
+            if (vis == 0) continue;
+            const T m_new = std::max(m[r], row_max(row, vis));
+            const double sum = exp_shift_sum(row, vis, m_new);
+            if (m_new != m[r] && l[r] != 0) {  // the running max grew: rescale what came before
+              const T alpha = exp_kernel(m[r] - m_new);
+              l[r] *= alpha;
+              T* a = acc.data() + r * D;
 #pragma omp simd
-          for (std::int64_t j = 0; j <= last; ++j) row[j] *= inv;
-          std::fill(row + last + 1, row + i1, T(0));
-          lse_h[i0 + r] = static_cast<float>(double(mx) + std::log(sum));
+              for (std::int64_t c = 0; c < D; ++c) a[c] *= alpha;
+            }
+            l[r] += sum;
+            m[r] = m_new;
+          }
+          tp.pv(n, j0, nk, scores.data(), acc.data());
         }
-        gemm(false, false, int(n), int(D), int(i1), T(1), scores.data(), int(i1), vg, ldk, T(0), oh + i0 * ldq, ldq);
+        for (std::int64_t r = 0; r < n; ++r) {
+          const T inv = static_cast<T>(1.0 / l[r]);
+          const T* a = acc.data() + r * D;
+          T* o = oh + (i0 + r) * ldq;
+#pragma omp simd
+          for (std::int64_t c = 0; c < D; ++c) o[c] = a[c] * inv;
+          lse_h[i0 + r] = static_cast<float>(double(m[r]) + std::log(l[r]));
+        }
       }
     }
 }
@@ -62,47 +196,55 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, float* lse, s
 template <class T>
 void attention_backward(const T* dout, const T* q, const T* k, const T* v, const T* out, const float* lse, T* dq,
                         T* dk, T* dv, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D) {
+  using namespace attention_detail;
   const T scale = static_cast<T>(1.0 / std::sqrt(double(D)));
-  const std::int64_t group = H / KV;
-  const int ldq = int(H * D), ldk = int(KV * D);
+  const std::int64_t group = H / KV, ldq = H * D, ldk = KV * D;
   std::fill(dk, dk + B * S * KV * D, T(0));
   std::fill(dv, dv + B * S * KV * D, T(0));
-  std::vector<T> p(static_cast<size_t>(kAttentionBlock * S)), dp(static_cast<size_t>(kAttentionBlock * S));
-  std::vector<T> delta(static_cast<size_t>(kAttentionBlock));
+  const size_t tile = static_cast<size_t>(kAttnQBlock * kAttnKBlock);
+  std::vector<T> p(tile), dp(tile), dq_acc(static_cast<size_t>(kAttnQBlock * D)), delta(kAttnQBlock);
+  TileProducts<T> tp;
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t h = 0; h < H; ++h) {
       const std::int64_t g = h / group;
       const std::int64_t qoff = (b * S * H + h) * D, koff = (b * S * KV + g) * D;
       const float* lse_h = lse + (b * H + h) * S;
-      for (std::int64_t i0 = 0; i0 < S; i0 += kAttentionBlock) {
-        const std::int64_t i1 = std::min(S, i0 + kAttentionBlock), n = i1 - i0;
-        const T* q_blk = q + qoff + i0 * ldq;
+      if (h % group == 0) tp.set_kv(k + koff, v + koff, ldk, S, D, true);
+      for (std::int64_t i0 = 0; i0 < S; i0 += kAttnQBlock) {
+        const std::int64_t i1 = std::min(S, i0 + kAttnQBlock), n = i1 - i0;
         const T* do_blk = dout + qoff + i0 * ldq;
-        // Recompute P for this block from the saved log-sum-exp.
-        gemm(false, true, int(n), int(i1), int(D), scale, q_blk, ldq, k + koff, ldk, T(0), p.data(), int(i1));
-        for (std::int64_t r = 0; r < n; ++r) {
-          T* row = p.data() + r * i1;
-          const std::int64_t last = i0 + r;
-          exp_shift_scale(row, row, last + 1, static_cast<T>(lse_h[i0 + r]), T(1));
-          std::fill(row + last + 1, row + i1, T(0));
+        tp.set_q(q + qoff + i0 * ldq, do_blk, ldq, n);
+        for (std::int64_t r = 0; r < n; ++r) {  // delta_i = dO_i . O_i
           const T* o_row = out + qoff + (i0 + r) * ldq;
           const T* do_row = do_blk + r * ldq;
-          T d = 0;  // delta_i = dO_i . O_i
+          T d = 0;
 #pragma omp simd reduction(+ : d)
           for (std::int64_t c = 0; c < D; ++c) d += do_row[c] * o_row[c];
           delta[r] = d;
         }
-        gemm(true, false, int(i1), int(D), int(n), T(1), p.data(), int(i1), do_blk, ldq, T(1), dv + koff, ldk);
-        gemm(false, true, int(n), int(i1), int(D), T(1), do_blk, ldq, v + koff, ldk, T(0), dp.data(), int(i1));
-        for (std::int64_t r = 0; r < n; ++r) {
-          T* dpr = dp.data() + r * i1;
-          const T* pr = p.data() + r * i1;
-          const T dr = delta[r];
+        std::fill(dq_acc.begin(), dq_acc.begin() + n * D, T(0));
+        for (std::int64_t j0 = 0; j0 < i1; j0 += kAttnKBlock) {
+          const std::int64_t nk = std::min(i1, j0 + kAttnKBlock) - j0;
+          tp.qk(n, j0, nk, scale, p.data());  // P for this tile from the saved log-sum-exp
+          for (std::int64_t r = 0; r < n; ++r) {
+            T* row = p.data() + r * nk;
+            const std::int64_t vis = visible(i0 + r, j0, nk);
+            exp_shift_scale(row, row, vis, static_cast<T>(lse_h[i0 + r]), T(1));
+            std::fill(row + vis, row + nk, T(0));
+          }
+          tp.ptdo(n, nk, p.data(), dv + koff + j0 * ldk, ldk);
+          tp.dov(n, j0, nk, dp.data());
+          for (std::int64_t r = 0; r < n; ++r) {
+            T* dpr = dp.data() + r * nk;
+            const T* pr = p.data() + r * nk;
+            const T dr = delta[r];
 #pragma omp simd
-          for (std::int64_t j = 0; j < i1; ++j) dpr[j] = pr[j] * (dpr[j] - dr);
+            for (std::int64_t j = 0; j < nk; ++j) dpr[j] = pr[j] * (dpr[j] - dr);
+          }
+          tp.dsk(n, j0, nk, scale, dp.data(), dq_acc.data());
+          tp.dstq(n, nk, scale, dp.data(), dk + koff + j0 * ldk, ldk);
         }
-        gemm(false, false, int(n), int(D), int(i1), scale, dp.data(), int(i1), k + koff, ldk, T(0), dq + qoff + i0 * ldq, ldq);
-        gemm(true, false, int(i1), int(D), int(n), scale, dp.data(), int(i1), q_blk, ldq, T(1), dk + koff, ldk);
+        for (std::int64_t r = 0; r < n; ++r) std::copy_n(dq_acc.data() + r * D, D, dq + qoff + (i0 + r) * ldq);
       }
     }
 }

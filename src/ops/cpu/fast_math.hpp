@@ -94,6 +94,34 @@ inline void exp_shift_scale(const double* x, double* out, std::int64_t n, double
   for (std::int64_t i = 0; i < n; ++i) out[i] = scale * std::exp(x[i] - shift);
 }
 
+// max of x[0 .. n), n >= 1. GCC leaves an `omp simd reduction(max)` over std::max scalar (one
+// dependent vmaxss per element); 4 independent 8-lane maxima instead.
+inline float row_max(const float* x, std::int64_t n) {
+  std::int64_t i = 0;
+  float mx = x[0];
+#if defined(__AVX2__) && defined(__FMA__)
+  if (n >= 32) {
+    __m256 m0 = _mm256_loadu_ps(x), m1 = m0, m2 = m0, m3 = m0;
+    for (; i + 32 <= n; i += 32) {
+      m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+      m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+      m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + i + 16));
+      m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + i + 24));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    for (float l : lanes) mx = std::max(mx, l);
+  }
+#endif
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+inline double row_max(const double* x, std::int64_t n) {
+  double mx = x[0];
+  for (std::int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+
 template <class T>
 inline T exp_kernel(T x) {
   if constexpr (sizeof(T) == 4) return fast_expf(x);
