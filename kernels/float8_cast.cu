@@ -30,7 +30,8 @@
 // the row-major output directly: 32 contiguous bytes per warp) into a shared byte tile, then
 // writes the tile's columns as rows of out_t [cols, rows] (again 32 contiguous bytes per warp;
 // the tile row pitch of 68 bytes makes a warp's column read conflict-free). With per_column
-// scales, out_t is the row-scaled operand of a TN GEMM (its row c has scale[c]).
+// scales, out_t is the row-scaled operand of a TN GEMM (its row c has scale[c]). The byte
+// transpose (g) uses the same tiling without the cast.
 #include "float8_cast.hpp"
 
 #include <cuda_bf16.h>
@@ -477,6 +478,48 @@ void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t col
     dequantize_kernel<true><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
   else
     dequantize_kernel<false><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(qp, rows, cols, scale, ax, out);
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+// ---- (g) transpose of float8 bytes ------------------------------------------------------------
+// The layout of the fused cast + transpose without the cast: a block stages a 64 x 64 byte tile in
+// shared memory (a warp reads 32 contiguous bytes of a row of q), then writes the tile's columns as
+// rows of out (32 contiguous bytes per warp; the 68-byte row pitch keeps a warp's column read free
+// of bank conflicts). grid (column tiles, row tiles), 256 threads.
+__global__ void transpose_fp8_kernel(const std::uint8_t* __restrict__ q, std::int64_t rows, std::int64_t cols,
+                                     std::uint8_t* __restrict__ out) {
+  __shared__ std::uint8_t tile[kTile][kTile + 4];
+  const std::int64_t row_tiles = (rows + kTile - 1) / kTile;
+  const std::int64_t c0 = blockIdx.x * std::int64_t(kTile);
+  for (std::int64_t tr = blockIdx.y; tr < row_tiles; tr += gridDim.y) {
+    const std::int64_t r0 = tr * kTile;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+      const int r = i / kTile, c = i % kTile;
+      const std::int64_t gr = r0 + r, gc = c0 + c;
+      if (gr < rows && gc < cols) tile[r][c] = q[gr * cols + gc];
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+      const int c = i / kTile, r = i % kTile;
+      const std::int64_t gr = r0 + r, gc = c0 + c;
+      if (gr < rows && gc < cols) out[gc * rows + gr] = tile[r][c];
+    }
+    __syncthreads();  // the tile is rewritten by the next row tile
+  }
+}
+
+void transpose_fp8(const void* q, std::int64_t rows, std::int64_t cols, void* out) {
+  constexpr const char* fn = "transpose_fp8";
+  check_sizes(fn, rows, cols);
+  if (rows == 0 || cols == 0) return;
+  if (!q || !out) usage(fn, "q or out is null");
+  const std::int64_t col_tiles = (cols + kTile - 1) / kTile, row_tiles = (rows + kTile - 1) / kTile;
+  if (col_tiles > INT32_MAX) usage(fn, "too many columns");
+  dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(std::min<std::int64_t>(row_tiles, 65535)));
+  transpose_fp8_kernel<<<grid, kThreads, 0, compute_stream()>>>(static_cast<const std::uint8_t*>(q), rows, cols,
+                                                                 static_cast<std::uint8_t*>(out));
   TITAN_CUDA_LAUNCH_CHECK();
 }
 

@@ -48,6 +48,11 @@ void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t col
 // next to a rowwise one). n_in is 1 or n_out.
 void scale_reciprocal(const float* scale, std::int64_t n_in, std::int64_t n_out, float* scale_inv);
 
+// (g) out[c, r] = q[r, c]: the transpose of float8 bytes q [rows, cols] into out [cols, rows]
+// (both are bytes; the dtype does not matter). Tiled through shared memory as the fused cast +
+// transpose is, on the compute stream.
+void transpose_fp8(const void* q, std::int64_t rows, std::int64_t cols, void* out);
+
 // (a|b) + (c) + (d) in sequence: amax (workspace, n_scales floats, left holding the amax),
 // scale (n_scales floats), scale_inv (nullable), then the cast. n_scales is 1, rows or cols.
 void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, Fp8ScaleAxis axis,

@@ -18,7 +18,8 @@ Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1
 // x2d [R, C] cast per `cfg` for a GEMM that contracts it over its columns (`over_cols`: scaled_mm
 // takes it as it is) or over its rows (scaled_mm takes the transposed copy [C, R]); axiswise
 // scales run along that contraction dim. The scale is dynamic, the delayed one (from the amax
-// history; the first step is dynamic), or `fixed_scale` (tensorwise) when given.
+// history; the first step's from the current amax, MAX-reduced across the data-parallel ranks when
+// the layer has that reduction), or `fixed_scale` (tensorwise) when given.
 Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_cols, bool pow2, DelayedScaling* delayed,
                            Role role, const std::optional<float>& fixed_scale = std::nullopt) {
   const auto layout = over_cols ? ops::Float8Layout::row_major : ops::Float8Layout::transposed;
@@ -29,8 +30,14 @@ Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_c
       scale = *fixed_scale;
     } else {
       const float current = static_cast<float>(ops::amax(x2d, ScaleAxis::tensor).item(0));
-      scale = delayed->history[role].empty() ? amax_to_scale(Tensor::full({1}, current), cfg.dtype, false).item(0)
-                                             : delayed->scale(role, cfg.dtype);
+      if (delayed->history[role].empty()) {
+        // torchao's amax initialisation: the global amax where there are several ranks. The
+        // history records the local amax still; the end-of-step sync takes the MAX of those.
+        const float first = delayed->first_step_amax_max ? delayed->first_step_amax_max(current) : current;
+        scale = amax_to_scale(Tensor::full({1}, first), cfg.dtype, false).item(0);
+      } else {
+        scale = delayed->scale(role, cfg.dtype);
+      }
       delayed->record(role, current);
     }
     c = ops::cast_to_float8(x2d, cfg.dtype, Tensor::full({1}, scale, DType::f32, x2d.device()), ScaleAxis::tensor, layout);
@@ -49,8 +56,9 @@ bool is_float8(DType dt) { return dt == DType::f8e4m3 || dt == DType::f8e5m2; }
 // ---- FSDP's float8 all-gather (enable_fsdp_float8_all_gather) --------------------------------
 // The gathered weight arrives as e4m3 bytes [N, K] with its tensorwise scale (the layer's
 // set_precast_weight_scale, passed here as `weight_scale`). The output GEMM takes the bytes as
-// they are; grad_input needs them transposed, which dequantizing and recasting with the same scale
-// gives exactly. A high-precision weight is cast with that scale instead of its own amax.
+// they are; grad_input takes their byte transpose with the same scale (the values do not change,
+// so it is exactly the dequantize + recast it replaces, without the float32 round trip). A
+// high-precision weight is cast with that scale instead of its own amax.
 Float8Operand precast_weight_operand(const Tensor& w, const Recipe& r, bool over_cols, float weight_scale) {
   const CastConfig& cfg = over_cols ? r.weight : r.weight_for_grad_input;
   if (!is_float8(w.dtype())) return cast_operand(w, cfg, over_cols, false, nullptr, Role::weight, weight_scale);
@@ -59,8 +67,7 @@ Float8Operand precast_weight_operand(const Tensor& w, const Recipe& r, bool over
                                 std::string(dtype_name(cfg.dtype)) + " weight cast");
   const Tensor scale = Tensor::full({1}, weight_scale, DType::f32, w.device());
   if (over_cols) return {w, scale};
-  const Tensor value = ops::dequantize(w, scale, ScaleAxis::tensor);
-  return {ops::cast_to_float8(value, w.dtype(), scale, ScaleAxis::tensor, ops::Float8Layout::transposed).data_t, scale};
+  return {ops::transpose_float8(w), scale};
 }
 
 Float8Operand weight_operand(const Tensor& w, const Recipe& r, bool over_cols, DelayedScaling* delayed,
@@ -131,6 +138,11 @@ void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<
       while (static_cast<int>(s->history[r].size()) > s->length) s->history[r].pop_front();
       s->seen[r] = false;
     }
+}
+
+void set_first_step_amax_reduction(nn::Module& root, const std::function<float(float)>& allreduce_max) {
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) f8->delayed_state()->first_step_amax_max = allreduce_max;
 }
 
 nlohmann::json delayed_scaling_state(nn::Module& root) {

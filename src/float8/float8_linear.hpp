@@ -26,7 +26,8 @@ namespace titan::float8 {
 // Delayed-scaling state of one Float8Linear: per operand role an amax history (newest last) and
 // the amax of its latest cast since the last sync (torchao's fp8_amax_*). A cast takes its scale
 // from max(history); with no history yet (the first step) it uses the current amax, i.e. behaves
-// dynamically.
+// dynamically, or, on several data-parallel ranks, the MAX of the current amax over the ranks
+// (`first_step_amax_max`), as torchao initialises its amaxes (reduce_amax=True).
 struct DelayedScaling {
   enum Role { input = 0, weight = 1, grad_output = 2 };
   explicit DelayedScaling(int length) : length(length) {}
@@ -38,6 +39,9 @@ struct DelayedScaling {
   std::array<std::deque<float>, 3> history;
   std::array<float, 3> pending{};
   std::array<bool, 3> seen{};
+  // Null on one rank; else a MAX all-reduce of one amax across the data-parallel ranks, which every
+  // first-step cast (no history yet) calls with its own amax before it takes a scale.
+  std::function<float(float)> first_step_amax_max;
 };
 
 class Float8Linear : public nn::Linear {
@@ -94,6 +98,13 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
 // one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;
 // identity on one process), and appends the results to the histories. No-op without delayed layers.
 void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max);
+
+// Gives every delayed Float8Linear under `root` the first-step MAX all-reduce (see DelayedScaling;
+// null restores per-rank first steps). Until the first sync each of the layer's casts calls it once:
+// in forward x and W, in backward grad_output twice and the recast W and x, so 6 calls per layer
+// and micro-batch (2 more per forward that activation checkpointing re-runs), all in step 1 (the
+// backward recasts; the results equal the forward's).
+void set_first_step_amax_reduction(nn::Module& root, const std::function<float(float)>& allreduce_max);
 
 // Delayed-scaling histories of every Float8Linear under `root`, for checkpoints: {fqn: [input,
 // weight, grad_output histories as float32 bit patterns]} (empty without delayed layers); and

@@ -207,6 +207,14 @@ Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis) {
   return out;
 }
 
+Tensor transpose_float8(const Tensor& data) {
+  check("transpose_float8", {&data});
+  const std::int64_t R = data.size(0), C = data.size(1);
+  Tensor out = Tensor::empty({C, R}, data.dtype(), data.device());
+  cuda::transpose_fp8(data.raw(), R, C, out.raw());
+  return out;
+}
+
 bool scaled_mm_supported(std::int64_t N, std::int64_t K) { return N % 16 == 0 && K % 16 == 0; }
 
 Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,

@@ -260,6 +260,16 @@ Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis) {
   return out;
 }
 
+Tensor transpose_float8(const Tensor& data) {
+  require_2d_float8("transpose_float8", data);
+  TITAN_CUDA_DISPATCH(data, transpose_float8(data));
+  require_cpu("transpose_float8", data);
+  const std::int64_t R = data.size(0), C = data.size(1);
+  Tensor out = Tensor::empty({C, R}, data.dtype());
+  cpu::float8_transpose(data.data<std::uint8_t>(), R, C, out.data<std::uint8_t>());
+  return out;
+}
+
 Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
                  bool use_fast_accum, bool emulate) {
   TITAN_TRACE_SPAN("gemm", "scaled_mm");  // profiling.enable_profiling (core/trace.hpp)

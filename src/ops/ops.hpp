@@ -66,6 +66,11 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_
                           Float8Layout layout = Float8Layout::row_major);
 // float32(data) / scale: float32 [R, C] on data's device.
 Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis);
+// The transpose of float8 data: [R, C] -> [C, R], out[c, r] = data[r, c], same dtype and device.
+// Only bytes move, so the values and a tensorwise scale stay as they are: this is how a GEMM that
+// contracts a float8 operand over its rows (the grad_input GEMM on FSDP's gathered e4m3 weight)
+// gets its TN layout without dequantizing and recasting.
+Tensor transpose_float8(const Tensor& data);
 
 // The float8 GEMM (torch._scaled_mm's role; the layout cuBLASLt's FP8 kernels take, "TN"):
 //   y[M, N] = (a[M, K] / scale_a) (b[N, K] / scale_b)^T

@@ -32,6 +32,23 @@ void Float8Converter::weights_changed(nn::Module& model, const ParallelAccess& p
   precompute_scales(model, parallel);
 }
 
+// Delayed scaling on several ranks: torchao initialises each amax with a MAX all-reduce, so the
+// first step casts with the global amax. Each first-step cast issues one blocking all-reduce over
+// the world in the middle of forward or backward. That cannot deadlock: every rank runs the same
+// layers in the same order (same model, same micro-batch count, same activation-checkpointing
+// recomputes), so the casts, and with them these collectives, come in the same order on every
+// rank; whether a cast is a first-step one depends only on the histories, which the end-of-step
+// sync (and a checkpoint) keeps identical on all ranks.
+void Float8Converter::parallelized(nn::Module& model, const ParallelAccess& parallel) {
+  if (opts_.recipe_name != "delayed" || parallel.data_parallel_size <= 1) return;
+  float8::set_first_step_amax_reduction(model, [this, max_over_world = parallel.max_over_world](float amax) {
+    const Tensor t = Tensor::full({1}, amax);
+    max_over_world(t);
+    ++scale_all_reduces_;
+    return static_cast<float>(t.item(0));
+  });
+}
+
 void Float8Converter::post_optimizer_hook(nn::Module& model, const ParallelAccess& parallel) {
   precompute_scales(model, parallel);
   // Delayed scaling: this step's amaxes join the histories (one reduction for the whole model).

@@ -2,7 +2,8 @@
 // The quantize.linear.float8 converter (DESIGN.md section 5): swaps Linear -> Float8Linear,
 // registers the float8 all-gather extension with FSDP's generic mechanism, and after each
 // optimizer step precomputes the gathered weights' scales (one MAX all-reduce over the shard
-// group) and syncs delayed-scaling amax histories (one MAX all-reduce over the world).
+// group) and syncs delayed-scaling amax histories (one MAX all-reduce over the world). With
+// delayed scaling on several ranks the first step's casts take the world's MAX amax too.
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ class Float8Converter final : public ModelConverter {
   explicit Float8Converter(Float8ConverterOptions options) : opts_(std::move(options)) {}
 
   void convert(nn::Module& model) override;
+  void parallelized(nn::Module& model, const ParallelAccess& parallel) override;
   void post_optimizer_hook(nn::Module& model, const ParallelAccess& parallel) override;
   void weights_changed(nn::Module& model, const ParallelAccess& parallel) override;
   std::int64_t amax_all_reduces() const override { return scale_all_reduces_; }

@@ -1,8 +1,9 @@
 #pragma once
 // Model converters (TorchTitan's ModelConverter protocol, model.converters): a converter rewrites
-// the model before it is parallelised (`convert`, on the meta device) and may do work after each
-// optimizer step (`post_optimizer_hook`). The trainer builds them from the config, calls
-// `convert` on each, and after every optimizer step calls the hook once FSDP has refreshed.
+// the model before it is parallelised (`convert`, on the meta device), may attach hooks that need
+// the parallel set-up once it exists (`parallelized`), and may do work after each optimizer step
+// (`post_optimizer_hook`). The trainer builds them from the config, calls `convert` on each, then
+// `parallelized`, and after every optimizer step calls the hook once FSDP has refreshed.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,8 @@ struct ParallelAccess {
   // In-place MAX all-reduce of a float32 tensor over the shard group, and over the whole world.
   std::function<void(const Tensor&)> max_over_shards;
   std::function<void(const Tensor&)> max_over_world;
+  // Data-parallel ranks (replicate x shard; the world, as there is no tensor parallelism).
+  int data_parallel_size = 1;
 };
 
 class ModelConverter {
@@ -28,6 +31,9 @@ class ModelConverter {
   virtual ~ModelConverter() = default;
   // Rewrites `model` (full shapes, on the meta device, before FSDP) and logs what it did.
   virtual void convert(nn::Module& model) = 0;
+  // Once, after FSDP has sharded the model and before the first forward: the hooks a layer needs
+  // from the parallel set-up during the steps.
+  virtual void parallelized(nn::Module& /*model*/, const ParallelAccess& /*parallel*/) {}
   // After an optimizer step, once FSDP's gathered copies follow the new shards.
   virtual void post_optimizer_hook(nn::Module& model, const ParallelAccess& parallel) = 0;
   // After the shards were set outside a step (initialisation, HF import, checkpoint load): the

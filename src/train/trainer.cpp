@@ -280,6 +280,8 @@ void Trainer::build_model() {
   parallel_.local_shard = [this](const autograd::Variable& w) -> const Tensor& { return fsdp_->local_shard_of(w); };
   parallel_.max_over_shards = [this](const Tensor& t) { mesh_->shard_group().all_reduce(t, dist::ReduceOp::max); };
   parallel_.max_over_world = [this](const Tensor& t) { mesh_->world_group().all_reduce(t, dist::ReduceOp::max); };
+  parallel_.data_parallel_size = plan_.dims.dp();
+  for (auto& c : converters_) c->parallelized(*model_, parallel_);
   shards_loaded();
   const bool float8_all_gather = plan_.float8 && cfg_.float8.enable_fsdp_float8_all_gather;
   const bool precompute_float8 = float8_all_gather && cfg_.float8.precompute_float8_dynamic_scale_for_fsdp;
@@ -380,7 +382,8 @@ void Trainer::after_optimizer_step() {
 }
 
 // FSDP's extension all-reduces (float8 gathers without precomputed scales) and the converters'
-// precompute all-reduces: the step log's float8_amax_all_reduces.
+// scale all-reduces (precompute; delayed scaling's first step on several ranks): the step log's
+// float8_amax_all_reduces.
 std::int64_t Trainer::float8_amax_all_reduces() const {
   std::int64_t n = fsdp_->extension_all_reduces();
   for (const auto& c : converters_) n += c->amax_all_reduces();

@@ -353,3 +353,36 @@ TEST_CASE("quantize.linear.float8.emulate reaches every Float8Linear; on the CPU
   CHECK(recipe_from_name("tensorwise").emulate == false);
   CHECK(recipe_from_name("tensorwise", 16, true).emulate);
 }
+
+TEST_CASE("FSDP's gathered e4m3 weight: the grad_input GEMM takes its byte transpose, as dequantize + recast gave") {
+  // The gathered weight is e4m3 bytes [N, K] with the shard group's tensorwise scale. The scale
+  // here comes from an amax below the weight's, so some bytes saturate; -0, a value under the
+  // smallest subnormal and NaN are set too. Shapes are not multiples of the 64-byte blocks.
+  const Recipe r = recipe_from_name("tensorwise");
+  std::uint64_t seed = 40;
+  for (const Shape& shape : {Shape{16, 16}, Shape{48, 80}, Shape{112, 208}}) {
+    INFO(shape_str(shape));
+    const Tensor w = randn(shape, ++seed, 0.3);
+    w.set(0, 5.0);
+    w.set(1, -0.0);
+    w.set(2, 1e-30);
+    w.set(3, NAN);
+    const float scale = amax_to_scale(Tensor::full({1}, 0.5), DType::f8e4m3, false).item(0);
+    const Tensor s = Tensor::full({1}, scale);
+    const Tensor w8 = ops::cast_to_float8(w, DType::f8e4m3, s, ops::ScaleAxis::tensor).data;
+    const Tensor gy = randn({7, shape[0]}, ++seed);
+    const auto [gy8, wt8] = grad_input_gemm_operands(gy, w8, r, nullptr, scale);
+    // What precast_weight_operand did before: float32 values, recast with the same scale, transposed.
+    const Tensor before = ops::cast_to_float8(ops::dequantize(w8, s, ops::ScaleAxis::tensor), DType::f8e4m3, s,
+                                              ops::ScaleAxis::tensor, ops::Float8Layout::transposed)
+                              .data_t;
+    REQUIRE(wt8.data.shape() == before.shape());
+    REQUIRE(wt8.data.dtype() == DType::f8e4m3);
+    CHECK(bit_mismatches(wt8.data, before) == 0);
+    CHECK(same_bits(wt8.scale.item(0), scale));
+    // The high-precision weight cast with that scale (a gather in f32) gives the same operand.
+    CHECK(bit_mismatches(grad_input_gemm_operands(gy, w, r, nullptr, scale).second.data, before) == 0);
+    // The output GEMM takes the gathered bytes themselves.
+    CHECK(output_gemm_operands(randn({3, shape[1]}, ++seed), w8, r, nullptr, scale).second.data.raw() == w8.raw());
+  }
+}

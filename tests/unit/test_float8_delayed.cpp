@@ -14,10 +14,13 @@
 
 #include <algorithm>
 #include <array>
+#include <barrier>
 #include <bit>
 #include <cmath>
+#include <exception>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "checkpoint/safetensors.hpp"
@@ -157,12 +160,66 @@ TEST_CASE("torchao 0.9.0 as released never rolls its amax history (why the golde
 
 namespace {
 
-// Two ranks of one data-parallel layer: each micro-batch on its own layer, then the step's sync
-// with the MAX all-reduce done by hand across the two (torchao: all_reduce(MAX) in its sync).
+// A MAX all-reduce of one float between two threads standing for two ranks: each puts its value in
+// its slot and waits for the other; both read the max; a second barrier keeps a rank that runs on
+// from overwriting its slot before the other has read it. Deterministic: the result depends only
+// on the two values, not on the threads' timing.
+class TwoThreadMax {
+ public:
+  float reduce(int rank, float amax) {
+    slot_[size_t(rank)] = amax;
+    barrier_.arrive_and_wait();
+    const float global = std::max(slot_[0], slot_[1]);
+    barrier_.arrive_and_wait();
+    ++calls_[size_t(rank)];
+    return global;
+  }
+  int calls(int rank) const { return calls_[size_t(rank)]; }
+
+ private:
+  std::barrier<> barrier_{2};
+  std::array<float, 2> slot_{};
+  std::array<int, 2> calls_{};
+};
+
+// One micro-batch's inputs and results on one rank.
+struct MicroRun {
+  Tensor w, x, gy;  // in
+  Tensor y, gx, gw;  // out
+};
+
+// Two ranks of one data-parallel layer: both ranks' micro-batch runs at once, on two threads (so
+// that a first-step cast can wait for the other rank's amax), then the step's sync with the MAX
+// all-reduce done by hand across the two (torchao: all_reduce(MAX) in its sync).
 struct TwoRanks {
   std::vector<std::unique_ptr<Float8Linear>> layers;
-  explicit TwoRanks(std::int64_t in, std::int64_t out) {
-    for (int r = 0; r < 2; ++r) layers.push_back(std::make_unique<Float8Linear>(in, out, recipe_from_name("delayed", 4)));
+  TwoThreadMax reducer;
+  // reduce_first_step: the layers get the first-step MAX reduction (what the float8 converter
+  // sets on several ranks); without it each rank's first step is its own dynamic scaling.
+  TwoRanks(std::int64_t in, std::int64_t out, bool reduce_first_step) {
+    for (int r = 0; r < 2; ++r) {
+      layers.push_back(std::make_unique<Float8Linear>(in, out, recipe_from_name("delayed", 4)));
+      if (reduce_first_step)
+        set_first_step_amax_reduction(*layers.back(), [this, r](float amax) { return reducer.reduce(r, amax); });
+    }
+  }
+  // Runs runs[r] on rank r's layer, both at once. Catch2's assertions are not thread-safe, so the
+  // threads only compute; a failure is rethrown here.
+  void run(std::array<MicroRun, 2>& runs) {
+    std::array<std::exception_ptr, 2> errors;
+    auto body = [&](int r) {
+      try {
+        MicroRun& m = runs[size_t(r)];
+        m.y = run_micro(*layers[size_t(r)], m.w, m.x, m.gy, m.gx, m.gw);
+      } catch (...) {
+        errors[size_t(r)] = std::current_exception();
+      }
+    };
+    std::thread other(body, 1);
+    body(0);
+    other.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
   }
   void sync() {
     std::vector<float> global(3, 0.0f);
@@ -179,26 +236,35 @@ struct TwoRanks {
   }
 };
 
+// Rank r's micro-batch of step k from the golden (read here, on the test's thread).
+MicroRun golden_micro(int r, int k) {
+  const std::string p = "dp2.r" + std::to_string(r) + ".", ks = std::to_string(k);
+  return MicroRun{G("dp2.w." + ks), G(p + "x." + ks), G(p + "gy." + ks), {}, {}, {}};
+}
+
 }  // namespace
 
-TEST_CASE("delayed scaling on 2 data-parallel ranks matches torchao 0.9.0 (histories from the MAX all-reduce)") {
+TEST_CASE("delayed scaling on 2 data-parallel ranks matches torchao 0.9.0 from the first step (global amax at step 1)") {
+  // torchao initialises each amax with an all-reduced MAX (reduce_amax=True in
+  // _maybe_initialize_amaxes_scales_for_float8_cast), so step 1 already casts with the global
+  // amax; later steps take the histories that the end-of-step MAX all-reduce fills.
   const int steps = meta_int("dp2_steps");
   const Tensor& w1 = G("dp2.w.1");
-  TwoRanks ranks(w1.size(1), w1.size(0));
+  TwoRanks ranks(w1.size(1), w1.size(0), true);
   std::array<float, 3> initial{};
   for (int k = 1; k <= steps; ++k) {
-    const std::string ks = std::to_string(k);
+    std::array<MicroRun, 2> runs{golden_micro(0, k), golden_micro(1, k)};
+    const std::array<int, 2> calls_before{ranks.reducer.calls(0), ranks.reducer.calls(1)};
+    ranks.run(runs);
     for (int r = 0; r < 2; ++r) {
-      const std::string p = "dp2.r" + std::to_string(r) + ".";
+      const std::string p = "dp2.r" + std::to_string(r) + ".", ks = std::to_string(k);
       INFO("rank " << r << ", step " << k);
-      Tensor gx, gw;
-      const Tensor y = run_micro(*ranks.layers[size_t(r)], G("dp2.w." + ks), G(p + "x." + ks), G(p + "gy." + ks), gx, gw);
-      // Step 1 differs: see the [.pending] test below.
-      if (k > 1) {
-        CHECK(rel(y, G(p + "y." + ks)) < 1e-6);
-        CHECK(rel(gx, G(p + "gx." + ks)) < 1e-6);
-        CHECK(rel(gw, G(p + "gw." + ks)) < 1e-6);
-      }
+      CHECK(rel(runs[size_t(r)].y, G(p + "y." + ks)) < 1e-6);
+      CHECK(rel(runs[size_t(r)].gx, G(p + "gx." + ks)) < 1e-6);
+      CHECK(rel(runs[size_t(r)].gw, G(p + "gw." + ks)) < 1e-6);
+      // Step 1: one reduction per cast (x and W in forward; grad_output twice, W and x in
+      // backward); later steps scale from the histories and reduce nothing.
+      CHECK(ranks.reducer.calls(r) - calls_before[size_t(r)] == (k == 1 ? 6 : 0));
     }
     ranks.sync();
     if (k == 1)
@@ -208,21 +274,17 @@ TEST_CASE("delayed scaling on 2 data-parallel ranks matches torchao 0.9.0 (histo
   }
 }
 
-// Hidden (run with "[pending]"): torchao's first step initialises each amax with an all-reduced
-// MAX (reduce_amax=True in _maybe_initialize_amaxes_scales_for_float8_cast), so on several ranks
-// the first step already casts with the global amax; titan.cpp's first step is dynamic per rank.
-// From the second step on both agree (the checks above). Closing this needs one MAX all-reduce
-// per first-step cast in Float8Linear (src/float8, not this test's to change).
-TEST_CASE("pending: the first delayed step on 2 ranks casts with the global amax, as torchao", "[.][pending]") {
+TEST_CASE("delayed scaling on 2 ranks without the first-step reduction: step 1 differs from torchao (the golden sees it)") {
+  // Each rank's own amax at step 1: rank 0's input (1x) is smaller than rank 1's (3x), rank 1's
+  // grad_output (0.5x) smaller than rank 0's, so each rank gets a different scale than torchao's
+  // for one operand, and its results move far beyond GEMM rounding.
   const Tensor& w1 = G("dp2.w.1");
-  TwoRanks ranks(w1.size(1), w1.size(0));
-  for (int r = 0; r < 2; ++r) {
-    const std::string p = "dp2.r" + std::to_string(r) + ".";
-    INFO("rank " << r);
-    Tensor gx, gw;
-    const Tensor y = run_micro(*ranks.layers[size_t(r)], G("dp2.w.1"), G(p + "x.1"), G(p + "gy.1"), gx, gw);
-    CHECK(rel(y, G(p + "y.1")) < 1e-6);
-    CHECK(rel(gx, G(p + "gx.1")) < 1e-6);
-    CHECK(rel(gw, G(p + "gw.1")) < 1e-6);
-  }
+  TwoRanks ranks(w1.size(1), w1.size(0), false);
+  std::array<MicroRun, 2> runs{golden_micro(0, 1), golden_micro(1, 1)};
+  ranks.run(runs);
+  CHECK(ranks.reducer.calls(0) + ranks.reducer.calls(1) == 0);
+  CHECK(rel(runs[0].y, G("dp2.r0.y.1")) > 1e-3);   // rank 0's x cast with its own, smaller amax
+  CHECK(rel(runs[0].gx, G("dp2.r0.gx.1")) < 1e-6);  // its grad_output's amax is the global one
+  CHECK(rel(runs[1].gx, G("dp2.r1.gx.1")) > 1e-3);  // rank 1's grad_output with its own amax
+  CHECK(rel(runs[1].y, G("dp2.r1.y.1")) < 1e-6);    // its x's amax is the global one
 }

@@ -416,6 +416,36 @@ TEST_CASE("op dequantize: float32(data) / scale per group") {
   CHECK_THROWS_AS(ops::dequantize(Tensor::zeros({2, 2}), third, ops::ScaleAxis::tensor), std::invalid_argument);
 }
 
+TEST_CASE("op transpose_float8: out[c, r] = data[r, c] for every byte, any shape, both formats") {
+  // Shapes around the 64 x 64 blocks (single rows and columns, odd sizes, exact and partial
+  // blocks); bytes from a counter walk every pattern, NaN and -0 included.
+  const Shape shapes[] = {{1, 1}, {1, 77}, {77, 1}, {5, 3}, {63, 65}, {64, 64}, {64, 129}, {130, 67}, {3, 200}};
+  std::uint32_t seed = 1;
+  for (DType f8 : {DType::f8e4m3, DType::f8e5m2})
+    for (const Shape& shape : shapes) {
+      const std::int64_t R = shape[0], C = shape[1];
+      INFO(dtype_name(f8) << " " << shape_str(shape));
+      Tensor q = Tensor::empty(shape, f8);
+      for (std::int64_t i = 0; i < R * C; ++i) q.data<std::uint8_t>()[i] = static_cast<std::uint8_t>((seed = seed * 1664525u + 1013904223u) >> 24);
+      const Tensor t = ops::transpose_float8(q);
+      REQUIRE(t.shape() == Shape{C, R});
+      REQUIRE(t.dtype() == f8);
+      CHECK(t.device() == q.device());
+      std::int64_t wrong = 0;
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t c = 0; c < C; ++c) wrong += t.data<std::uint8_t>()[c * R + r] != q.data<std::uint8_t>()[r * C + c];
+      CHECK(wrong == 0);
+      CHECK(bytes_of(ops::transpose_float8(t)) == bytes_of(q));
+    }
+  // A view into a larger storage: the transpose reads from the view's offset.
+  Tensor big = Tensor::empty({6, 4}, DType::f8e4m3);
+  for (std::int64_t i = 0; i < 24; ++i) big.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(i);
+  CHECK(bytes_of(ops::transpose_float8(big.slice_rows(2, 4))) == std::vector<std::uint8_t>{8, 12, 9, 13, 10, 14, 11, 15});
+  CHECK_THROWS_AS(ops::transpose_float8(Tensor::zeros({2, 3})), std::invalid_argument);                  // not float8
+  CHECK_THROWS_AS(ops::transpose_float8(Tensor::zeros({6}, DType::f8e4m3)), std::invalid_argument);      // 1-D
+  CHECK_THROWS_AS(ops::transpose_float8(Tensor::zeros({2, 2, 2}, DType::f8e5m2)), std::invalid_argument);  // 3-D
+}
+
 TEST_CASE("op scaled_mm (CPU: torchao's emulation): tensorwise, rowwise and mixed scales against float64") {
   const std::int64_t M = 19, N = 24, K = 40;
   const Tensor a = randn({M, K}, 11, 2.0, DType::f32), b = randn({N, K}, 12, 0.1, DType::f32);

@@ -80,6 +80,21 @@ inline void float8_cast(const float* x, std::int64_t R, std::int64_t C, DType f8
     }
 }
 
+// out [C, R] = the transpose of the float8 bytes in [R, C]. Blocked in 64 x 64 tiles: a tile's 64
+// source rows and 64 destination rows (4 KiB each way) stay in L1 while it is copied, so neither
+// the reads nor the strided writes go to memory once per byte.
+inline void float8_transpose(const std::uint8_t* in, std::int64_t R, std::int64_t C, std::uint8_t* out) {
+  constexpr std::int64_t kBlock = 64;
+  for (std::int64_t r0 = 0; r0 < R; r0 += kBlock)
+    for (std::int64_t c0 = 0; c0 < C; c0 += kBlock) {
+      const std::int64_t r1 = std::min(R, r0 + kBlock), c1 = std::min(C, c0 + kBlock);
+      for (std::int64_t c = c0; c < c1; ++c) {
+        std::uint8_t* o = out + c * R;
+        for (std::int64_t r = r0; r < r1; ++r) o[r] = in[r * C + c];
+      }
+    }
+}
+
 // A 256-entry table holds every float8 value, so each element is one load and one division.
 inline void float8_dequantize(const std::uint8_t* q, std::int64_t R, std::int64_t C, DType f8, const float* scale,
                               F8Group g, float* out) {
