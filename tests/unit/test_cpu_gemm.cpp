@@ -165,7 +165,8 @@ TEST_CASE("cpu gemm: every library matches a float64 reference in all transpose 
 
 TEST_CASE("cpu gemm: the kernel in use is not a generic one on a CPU with AVX2") {
   // The silent fallback this guards against: Debian's OpenBLAS picking Prescott (SSE3) on a CPU
-  // it does not know, 4-5x slower. With OPENBLAS_CORETYPE=Prescott this fails for OpenBLAS.
+  // it does not know, 4-5x slower. With OPENBLAS_CORETYPE=Prescott in-process auto moves to oneDNN
+  // (the run_train re-exec is the CLI tests'); a library forced onto a generic kernel fails here.
   const cpu::GemmLibrary lib = cpu::gemm_library();
   const cpu::GemmKernel k = cpu::gemm_kernel(lib);
   INFO(cpu::gemm_library_name(lib) << " kernel " << k.kernel << " on " << cpu::cpu_isa().model_name);
