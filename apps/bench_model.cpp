@@ -4,6 +4,7 @@
 // Used by scripts/bench_cpu_model.sh (beside PyTorch eager) and scripts/bench_gpu.sh.
 //   bench_model [--flavor debugmodel] [--layers N] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1]
 //               [--ac none|full|selective] [--bf16] [--float8 RECIPE] [--device cpu|cuda] [--peak-tflops T]
+//               [--cpu-gemm auto|openblas|blis|onednn] [--gemm-info]
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -19,9 +20,13 @@
 #include "models/llama3/model.hpp"
 #include "models/llama3/parallelize.hpp"
 #include "optim/adamw.hpp"
+#include "train/cpu_gemm.hpp"
+#include "cpu_gemm_env.hpp"
 
 int main(int argc, char** argv) {
   using namespace titan;
+  const std::string openblas_note = apps::ensure_openblas_kernel(argv);
+  apps::set_cpu_gemm_cache_from_environment();
   CLI::App app{"Time forward+backward of a Llama 3 training step on the CPU"};
   std::string flavor = "debugmodel", ac_mode = "none";
   std::int64_t batch = 8, seq = 2048;
@@ -47,7 +52,20 @@ int main(int argc, char** argv) {
   app.add_option("--peak-tflops", peak_tflops,
                  "peak for MFU (e.g. 989 for H100 SXM bf16 dense); default: the device's dense bf16 peak when its "
                  "backend knows it (GPUs it lists), else no MFU");
+  std::string cpu_gemm = "auto";
+  app.add_option("--cpu-gemm", cpu_gemm, "CPU GEMM library (training.cpu_gemm)")
+      ->check(CLI::IsMember({"auto", "openblas", "blis", "onednn"}));
+  bool gemm_info = false;
+  app.add_flag("--gemm-info", gemm_info, "print the CPU GEMM library, kernel and calibrated peak, and exit");
   CLI11_PARSE(app, argc, argv);
+  {
+    const train::CpuGemm g = train::select_cpu_gemm(cpu_gemm);
+    if (gemm_info) {
+      if (!openblas_note.empty()) std::printf("%s\n", openblas_note.c_str());
+      std::printf("%s\n", g.describe().c_str());
+      return 0;
+    }
+  }
   const Device device = device_name == "cuda" ? Device::cuda(0) : Device::cpu();
   if (!has_backend(device.kind)) {
     std::fprintf(stderr, "error: --device %s: this build has no CUDA backend (nvcc was not found when it was built)\n",

@@ -20,6 +20,7 @@
 #include "train/plan.hpp"
 #include "train/preflight.hpp"
 #include "train/trainer.hpp"
+#include "cpu_gemm_env.hpp"
 
 namespace {
 
@@ -60,7 +61,8 @@ void apply_deprecated_environment(titan::config::JobConfig& cfg) {
 
 // Everything a rank does; returns its exit code, with `error` holding the line to report.
 // `agreed` is set when the ranks already agreed on the exit code (see PeerFailure).
-int run(const titan::dist::World& world, const std::vector<std::string>& args, std::string& error, bool& agreed) {
+int run(const titan::dist::World& world, const std::vector<std::string>& args, const std::string& openblas_note,
+        std::string& error, bool& agreed) {
   try {
     titan::config::CommandLine cl = titan::config::parse_command_line(args);
     if (cl.show_help) {
@@ -75,6 +77,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
     apply_deprecated_environment(cfg);
     titan::config::validate(cfg);
     titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
+    titan::apps::report_openblas_kernel(openblas_note);
     const titan::DeviceInfo devices = titan::probe_devices(world.local_rank());
     const titan::train::Plan plan = titan::train::make_plan(cfg, cl.world_size.value_or(world.size()), devices);
 
@@ -120,11 +123,13 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, s
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string openblas_note = titan::apps::ensure_openblas_kernel(argv);  // before MPI_Init
+  titan::apps::set_cpu_gemm_cache_from_environment();
   titan::dist::World world(&argc, &argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string error;
   bool agreed = false;
-  const int mine = run(world, args, error, agreed);
+  const int mine = run(world, args, openblas_note, error, agreed);
   // Agree on the outcome before anyone leaves: a rank that failed alone still stops the job.
   // Rank 0 reports; another rank reports only an error that rank 0 did not have.
   const int code = agreed ? mine : world.agree_exit_code(mine, error);

@@ -25,6 +25,9 @@ BENCH=${BUILD_DIR:-build}/apps/bench_model
 python3 -c "import torch" 2>/dev/null || { echo "error: PyTorch missing; pip install torch (dev-time only)" >&2; exit 1; }
 
 echo "machine: $(lscpu | sed -n 's/^Model name:\s*//p'), pinned to CPU(s) $CPUS, $THREADS thread(s)"
+gemm=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --gemm-info)
+echo "cpu gemm: $gemm"
+lib=$(sed -n '$s/^\([a-z]*\) (kernel \([^),]*\).*/\1 \2/p' <<<"$gemm")
 echo "model: llama3 debugmodel, batch $BATCH x seq $SEQ, $ITERS timed steps per round after 1 warmup, $ROUNDS rounds"
 ours=() theirs=()
 for r in $(seq "$ROUNDS"); do
@@ -39,6 +42,6 @@ best() { printf '%s\n' "$@" | sort -n | tail -1; }
 o=$(best "${ours[@]}") t=$(best "${theirs[@]}")
 echo
 printf '%-28s %12s\n' "implementation" "tokens/s (best round)"
-printf '%-28s %12s\n' "titan.cpp (f32, OpenBLAS)" "$o"
+printf '%-28s %12s\n' "titan.cpp (f32, $lib)" "$o"
 printf '%-28s %12s\n' "PyTorch eager f32" "$t"
 awk -v o="$o" -v t="$t" 'BEGIN { printf "ratio titan.cpp / PyTorch: %.2f\n", o / t }'

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake
   libtomlplusplus-dev libspdlog-dev libcli11-dev catch2
-  libopenmpi-dev openmpi-bin libopenblas-dev
+  libopenmpi-dev openmpi-bin libopenblas-dev libblis-dev libdnnl-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev
   clang libclang-rt-14-dev
 )

@@ -22,7 +22,7 @@ struct DeviceProperties {
   std::string description;  // the name with details for the plan: "NVIDIA H100 ... (sm_90, 79.1 GiB)"
   std::size_t total_memory = 0;
   // Dense (no sparsity) tensor-core peaks, FLOP/s, for the mfu column. The CPU backend reports 0:
-  // its peak is measured by the trainer (train/metrics.hpp, measure_cpu_peak_flops).
+  // its peak is calibrated by the trainer (train/cpu_gemm.hpp).
   double peak_bf16_flops = 0;
   double peak_fp8_flops = 0;
 };

@@ -28,6 +28,13 @@ MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const st
 void MetricsLogger::log(const StepMetrics& m) {
   const double tps = m.step_seconds > 0 ? double(m.tokens) / m.step_seconds : 0;
   const double tflops = flops_per_token_ * tps / 1e12;
+  // A peak below what this step achieved was measured on a busy machine (or the cache is stale):
+  // the achieved rate is a better lower bound of the true peak, so mfu never reads above 100%.
+  if (peak_flops_ > 0 && flops_per_token_ * tps > peak_flops_) {
+    spdlog::debug("mfu: step {} ran at {:.3g} FLOP/s, above the peak {:.3g}; the peak is raised to it", m.step,
+                  flops_per_token_ * tps, peak_flops_);
+    peak_flops_ = flops_per_token_ * tps;
+  }
   const double mfu = peak_flops_ > 0 ? 100.0 * flops_per_token_ * tps / peak_flops_ : 0;
   const double data_pct = m.step_seconds > 0 ? 100.0 * m.data_seconds / m.step_seconds : 0;
   std::string eta;
@@ -108,17 +115,6 @@ void MetricsLogger::truncate_after(std::int64_t step) {
   }
   jsonl_.open(jsonl_path_, std::ios::app);
   if (!jsonl_) throw UserError("metrics: cannot write '" + jsonl_path_ + "'; check job.dump_folder");
-}
-
-double measure_cpu_peak_flops() {
-  const std::int64_t n = 512;
-  Tensor a = Tensor::full({n, n}, 0.5), b = Tensor::full({n, n}, 0.25), c = Tensor::zeros({n, n});
-  ops::matmul(false, false, 1.0, a, b, 0.0, c);  // warm up
-  const int reps = 4;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) ops::matmul(false, false, 1.0, a, b, 0.0, c);
-  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return 2.0 * double(n * n * n) * reps / dt;
 }
 
 double physical_memory_bytes() {

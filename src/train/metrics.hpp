@@ -2,7 +2,8 @@
 // Per-step metrics (DESIGN.md section 9): the console line and {dump_folder}/metrics.jsonl.
 //   tps    tokens per second per rank (global tokens of the step / ranks / step time)
 //   tflops flops_per_token * tps / 1e12, flops_per_token = 6 (params - embedding) + 12 L H D S
-//   mfu    100 * flops_per_token * tps / peak, peak = the device's peak (CPU: measured GEMM peak)
+//   mfu    100 * flops_per_token * tps / peak, peak = the device's peak (CPU: calibrated GEMM peak,
+//          train/cpu_gemm.hpp); never above 100%: a step faster than the peak raises it
 //   data%  share of the step spent building batches
 #include <cstdint>
 #include <fstream>
@@ -50,9 +51,6 @@ class MetricsLogger {
   std::ofstream jsonl_;
 };
 
-// float32 GEMM throughput of this process in FLOP/s (a few 512^3 sgemm calls with the BLAS
-// threads it has, about 0.1 s): the CPU "peak" for MFU.
-double measure_cpu_peak_flops();
 // Physical memory of this machine in bytes.
 double physical_memory_bytes();
 

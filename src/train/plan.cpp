@@ -83,6 +83,8 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.device_kind = resolve_device(cfg.training.device, devices);
   p.device = describe_device(p.device_kind, devices, 0);
   p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
+  // The GEMM library is installed here, before the first GEMM of the run (and its peak measured).
+  if (p.device_kind == "cpu") p.cpu_gemm = select_cpu_gemm(cfg.training.cpu_gemm);
   p.seq_len = cfg.training.seq_len;
   p.steps = cfg.training.steps;
   p.converters = cfg.model.converters;
@@ -171,6 +173,7 @@ std::string plan_text(const Plan& p) {
       bytes_str(p.memory.params).c_str(), bytes_str(p.memory.optimizer).c_str(), p.dims.shard,
       bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
   std::string text = buf;
+  if (p.cpu_gemm) text += "  cpu gemm     " + p.cpu_gemm->describe() + "\n";
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
   if (p.float8) {
     int converted = 0;
@@ -193,6 +196,11 @@ nlohmann::json plan_json(const Plan& p) {
       {"mesh", {{"replicate", p.dims.replicate}, {"shard", p.dims.shard}, {"kind", p.dims.describe()}}},
       {"device", p.device},
       {"device_kind", p.device_kind},
+      {"cpu_gemm", p.cpu_gemm ? nlohmann::json{{"library", p.cpu_gemm->library}, {"kernel", p.cpu_gemm->kernel},
+                                               {"generic", p.cpu_gemm->generic}, {"threads", p.cpu_gemm->threads},
+                                               {"peak_flops_per_core", p.cpu_gemm->peak_flops_per_core()},
+                                               {"bf16", p.cpu_gemm->bf16}, {"cpu", p.cpu_gemm->cpu}}
+                              : nlohmann::json()},
       {"model",
        {{"name", p.model_name},
         {"flavor", p.flavor},

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "config/job_config.hpp"
@@ -12,6 +13,7 @@
 #include "models/llama3/args.hpp"
 #include "float8/float8_linear.hpp"
 #include "models/llama3/model.hpp"
+#include "train/cpu_gemm.hpp"
 
 namespace titan::train {
 
@@ -35,6 +37,8 @@ struct Plan {
   std::string float8_recipe;                  // recipe_name, or "tensorwise" when unset
   std::string float8_gemms;                   // what its GEMMs run (emulated, or cuBLASLt FP8)
   std::vector<float8::LinearDecision> linears;  // the converter's decision for every Linear
+  // A CPU run's GEMM library, kernel and calibrated peak (training.cpu_gemm); unset on a GPU.
+  std::optional<CpuGemm> cpu_gemm;
 
   // Per-rank memory of one training step (bytes, f32 master weights). params/grads/optimizer are
   // this rank's shards (padded to whole rows). `gathered` is FSDP's (on every mesh, 1x1 too): the

@@ -58,9 +58,10 @@ MemoryReading memory_reading(Device device, double host_total) {
 }
 
 // The per-rank peak for the mfu column: the device's dense bf16 peak as its backend reports it
-// (0, i.e. not computed, for GPUs it does not know), or on the CPU the measured GEMM throughput.
-double peak_flops(Device device) {
-  if (device.is_cpu()) return measure_cpu_peak_flops();
+// (0, i.e. not computed, for GPUs it does not know), or on the CPU the plan's calibrated GEMM
+// peak (train/cpu_gemm.hpp), with the run's threads.
+double peak_flops(Device device, const Plan& plan) {
+  if (device.is_cpu()) return plan.cpu_gemm ? plan.cpu_gemm->peak_flops : calibrate_cpu_gemm_peak();
   return backend_for(device).properties(device.index).peak_bf16_flops;
 }
 
@@ -181,11 +182,16 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
                  "tensors (ops compute in float32); master weights, optimizer state, loss and reductions in float32");
   // debug.deterministic: titan.cpp has no nondeterministic path to switch off (docs/training.md,
   // "Determinism"); the run states the guarantee and what it rests on.
+  // OpenBLAS splits GEMMs over M and N only (checked: 1, 2 and 4 threads give the same bits); BLIS
+  // and oneDNN may split K, so their guarantee holds for a fixed thread count.
+  const std::string gemm_note = !plan.cpu_gemm || plan.cpu_gemm->library == "openblas"
+                                    ? "; OpenBLAS results do not depend on its thread count"
+                                    : "; " + plan.cpu_gemm->library + " GEMMs with the same thread count";
   if (cfg.debug.deterministic)
     spdlog::info("debug.deterministic: on; every kernel on {} is deterministic (fixed reduction order, no float atomics{}), "
                  "so a rerun with the same config, seed, world size and build repeats these losses bit for bit",
                  plan.device_kind, plan.device_kind == "cuda" ? "; cuBLASLt with titan.cpp's own workspace, same GPU model"
-                                                              : "; OpenBLAS results do not depend on its thread count");
+                                                              : gemm_note);
   seed_ = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
 }
 
@@ -313,7 +319,7 @@ void Trainer::build_optimizer_and_metrics() {
   const bool write_metrics = world_.rank() == 0 || cfg_.metrics.save_for_all_ranks;
   const std::string suffix = world_.rank() == 0 ? "" : "_rank" + std::to_string(world_.rank());
   metrics_ = std::make_unique<MetricsLogger>(
-      plan_.flops_per_token, peak_flops(device_),
+      plan_.flops_per_token, peak_flops(device_, plan_),
       write_metrics ? (std::filesystem::path(cfg_.job.dump_folder) / ("metrics" + suffix + ".jsonl")).string() : "");
   show_eta_ = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
   mem_total_ = physical_memory_bytes();

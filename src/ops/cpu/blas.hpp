@@ -1,22 +1,64 @@
 #pragma once
-// Row-major GEMM on the CPU through OpenBLAS (cblas), for float and double.
+// Row-major GEMM on the CPU, for float and double, through the library chosen at run time.
 //   C[M,N] = alpha * op(A) * op(B) + beta * C,  op(A) is [M,K], op(B) is [K,N]
 // lda/ldb/ldc are row strides in elements, so a head's slice of a [rows, heads*head_dim]
 // activation can be used in place (lda = heads*head_dim).
-#include <cblas.h>
+//
+// Libraries (ops/cpu/gemm*.cpp): OpenBLAS (cblas), BLIS (its typed API, strides for the
+// transposes) and oneDNN (dnnl_sgemm; it has no double GEMM, so double goes to OpenBLAS). Each
+// is deterministic for a given shape and thread count; they differ from each other in summation
+// order only, so a run uses one library from start to end (set_gemm_library before the first GEMM).
+#include <cstdint>
+#include <optional>
+#include <string>
 
 namespace titan::ops::cpu {
 
-inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-                 const float* B, int ldb, float beta, float* C, int ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-              A, lda, B, ldb, beta, C, ldc);
-}
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc);
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, const double* A, int lda, const double* B,
+          int ldb, double beta, double* C, int ldc);
 
-inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, const double* A, int lda,
-                 const double* B, int ldb, double beta, double* C, int ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-              A, lda, B, ldb, beta, C, ldc);
-}
+// bf16 x bf16 -> f32: A and B hold bf16 bit patterns, C is float, products accumulate in f32.
+// On a CPU with AVX512_BF16 or AMX-BF16 and oneDNN available, a native bf16 matmul (oneDNN);
+// elsewhere (AVX2) both operands are widened to f32 (exact) and go through the float gemm.
+void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const std::uint16_t* A, int lda,
+               const std::uint16_t* B, int ldb, float beta, float* C, int ldc);
+// "onednn bf16 matmul" or "widened to f32 + <library> sgemm": what gemm_bf16 does on this CPU.
+std::string gemm_bf16_path();
+
+enum class GemmLibrary { openblas, blis, onednn };
+constexpr GemmLibrary kGemmLibraries[] = {GemmLibrary::openblas, GemmLibrary::blis, GemmLibrary::onednn};
+
+const char* gemm_library_name(GemmLibrary lib);
+// "openblas" | "blis" | "onednn" -> the library; anything else -> nullopt.
+std::optional<GemmLibrary> parse_gemm_library(const std::string& name);
+
+// The library every gemm call uses from now on; until a call chooses, auto_gemm_library().
+void set_gemm_library(GemmLibrary lib);
+GemmLibrary gemm_library();
+
+// What a library runs on this CPU, as the library reports it.
+struct GemmKernel {
+  std::string kernel;  // OpenBLAS corename ("Zen"), BLIS arch ("zen3"), oneDNN ISA ("avx2")
+  // True when the kernel is a generic / pre-AVX2 one although cpuid says the CPU has AVX2: the
+  // silent 4-5x slowdown this check exists for.
+  bool generic = false;
+  std::string fix;  // for a generic kernel: what to set so the library picks the right one
+};
+GemmKernel gemm_kernel(GemmLibrary lib);
+
+// The OPENBLAS_CORETYPE that fits this CPU ("SkylakeX", "Zen", "Haswell"), or "" without AVX2.
+std::string openblas_coretype_for_cpu();
+
+// Threads the libraries use: OpenBLAS's own count (OPENBLAS_NUM_THREADS at load) is the one
+// knob; BLIS and oneDNN are given the same number when selected.
+int gemm_threads();
+
+// The library "auto" means on this CPU: the first of OpenBLAS, oneDNN, BLIS whose kernel is not
+// generic. A fixed order, measured (docs/performance.md, "CPU GEMM libraries"), not a start-up
+// race: a choice by timing could change between a run and its resume, and the libraries sum in
+// different orders, so a resumed run would no longer repeat its losses bit for bit.
+GemmLibrary auto_gemm_library();
 
 }  // namespace titan::ops::cpu
