@@ -606,7 +606,7 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
   }
   dispatch("cross_entropy", {&logits}, [&](auto t) {
     using T = decltype(t);
-    o.loss = cpu::cross_entropy_forward(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid);
+    o.loss = cpu::cross_entropy_forward<T>(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid);
   });
   return o;
 }
@@ -623,7 +623,7 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
   }
   dispatch("cross_entropy_backward", {&logits}, [&](auto t) {
     using T = decltype(t);
-    cpu::cross_entropy_backward(logits.data<T>(), targets.data<std::int64_t>(), dx.data<T>(), logits.size(0),
+    cpu::cross_entropy_backward<T>(logits.data<T>(), targets.data<std::int64_t>(), dx.data<T>(), logits.size(0),
                                 logits.size(1), ignore_index, fwd.n_valid, dloss);
   });
   return dx;
