@@ -11,9 +11,9 @@
 //   f16      1|5|10                    15    65504        2^-24                IEEE
 //   e4m3fn   1|4|3                     7     448          2^-9                 no inf; NaN = S.1111.111
 //   e5m2     1|5|2                     15    57344        2^-16                IEEE (inf = S.11111.00)
-#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace titan {
@@ -28,13 +28,20 @@ constexpr float kF8E4M3Max = 448.0f;
 constexpr float kF8E5M2Max = 57344.0f;
 
 // Inline: the CPU's bf16 storage converts whole tensors through these, and the loops vectorize.
+// (memcpy, not std::bit_cast: nvcc compiles the kernels that include this header as C++17.)
 inline std::uint16_t f32_to_bf16(float x) {
-  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
   if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040);  // NaN: keep sign, quiet
   u += 0x7FFF + ((u >> 16) & 1);
   return static_cast<std::uint16_t>(u >> 16);
 }
-inline float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }
+inline float bf16_to_f32(std::uint16_t bits) {
+  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 std::uint16_t f32_to_f16(float x);
 float f16_to_f32(std::uint16_t bits);
 std::uint8_t f32_to_f8e4m3(float x);
