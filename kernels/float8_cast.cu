@@ -290,6 +290,20 @@ __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int
 
 constexpr int kTile = 64;
 
+// Writes a staged tile (rows [r0, r0 + 64) x columns [c0, c0 + 64) of a [rows, cols] matrix) as
+// rows of its [cols, rows] transpose: a warp writes 32 contiguous bytes of one output row, and
+// the 68-byte row pitch keeps its column read of the tile free of bank conflicts.
+__device__ __forceinline__ void store_tile_transposed(const std::uint8_t (&tile)[kTile][kTile + 4], std::int64_t r0,
+                                                      std::int64_t c0, std::int64_t rows, std::int64_t cols,
+                                                      std::uint8_t* __restrict__ out_t) {
+#pragma unroll 4
+  for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+    const int c = i / kTile, r = i % kTile;
+    const std::int64_t gr = r0 + r, gc = c0 + c;
+    if (gr < rows && gc < cols) out_t[gc * rows + gr] = tile[r][c];
+  }
+}
+
 // Fused cast + transpose (see the top of the file). grid (column tiles, row tiles), 256 threads.
 template <class T, bool kE4M3>
 __global__ void cast_transpose_kernel(const T* __restrict__ x, std::int64_t rows, std::int64_t cols,
@@ -313,12 +327,7 @@ __global__ void cast_transpose_kernel(const T* __restrict__ x, std::int64_t rows
       }
     }
     __syncthreads();
-#pragma unroll 4
-    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
-      const int c = i / kTile, r = i % kTile;
-      const std::int64_t gr = r0 + r, gc = c0 + c;
-      if (gr < rows && gc < cols) out_t[gc * rows + gr] = tile[r][c];
-    }
+    store_tile_transposed(tile, r0, c0, rows, cols, out_t);
     __syncthreads();  // the tile is rewritten by the next row tile
   }
 }
@@ -500,12 +509,7 @@ __global__ void transpose_fp8_kernel(const std::uint8_t* __restrict__ q, std::in
       if (gr < rows && gc < cols) tile[r][c] = q[gr * cols + gc];
     }
     __syncthreads();
-#pragma unroll 4
-    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
-      const int c = i / kTile, r = i % kTile;
-      const std::int64_t gr = r0 + r, gc = c0 + c;
-      if (gr < rows && gc < cols) out[gc * rows + gr] = tile[r][c];
-    }
+    store_tile_transposed(tile, r0, c0, rows, cols, out);
     __syncthreads();  // the tile is rewritten by the next row tile
   }
 }

@@ -67,8 +67,6 @@ bool any_cpu_bf16(std::initializer_list<const Tensor*> ts) {
 }
 Tensor widened(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
 Tensor to_bf16(const Tensor& t) { return t.to(DType::bf16); }
-// An in/out tensor computed in f32: `t` takes the f32 result `f`, rounded to its dtype.
-void store_into(Tensor& t, const Tensor& f) { t.copy_from(f); }
 
 }  // namespace
 
@@ -118,7 +116,7 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
   if (any_cpu_bf16({&dy, &x, &dw})) {
     Tensor dwf = dw.dtype() == DType::f32 ? dw : accumulate ? widened(dw) : Tensor::empty(dw.shape(), DType::f32);
     linear_backward_weight(widened(dy), widened(x), dwf, accumulate);
-    if (dwf.raw() != dw.raw()) store_into(dw, dwf);
+    if (dwf.raw() != dw.raw()) dw.copy_from(dwf);
     return;
   }
   dispatch("linear_backward_weight", {&dy, &x, &dw}, [&](auto t) {
@@ -143,7 +141,7 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   if (any_cpu_bf16({&a, &b, &c})) {
     Tensor cf = c.dtype() == DType::f32 ? c : widened(c);
     matmul(trans_a, trans_b, alpha, widened(a), widened(b), beta, cf);
-    if (cf.raw() != c.raw()) store_into(c, cf);
+    if (cf.raw() != c.raw()) c.copy_from(cf);
     return;
   }
   dispatch("matmul", {&a, &b, &c}, [&](auto t) {
@@ -313,7 +311,7 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
   if (any_cpu_bf16({&a, &b})) {
     Tensor af = widened(a);
     add_(af, widened(b), alpha);
-    if (af.raw() != a.raw()) store_into(a, af);
+    if (af.raw() != a.raw()) a.copy_from(af);
     return;
   }
   dispatch("add", {&a, &b}, [&](auto t) {
@@ -330,7 +328,7 @@ void scale_(Tensor& a, double alpha) {
   if (any_cpu_bf16({&a})) {
     Tensor af = widened(a);
     scale_(af, alpha);
-    store_into(a, af);
+    a.copy_from(af);
     return;
   }
   dispatch("scale", {&a}, [&](auto t) {
@@ -462,7 +460,7 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight)
   if (any_cpu_bf16({&dy, &dweight})) {
     Tensor dwf = widened(dweight);
     embedding_backward(widened(dy), tokens, dwf);
-    if (dwf.raw() != dweight.raw()) store_into(dweight, dwf);
+    if (dwf.raw() != dweight.raw()) dweight.copy_from(dwf);
     return;
   }
   dispatch("embedding_backward", {&dy, &dweight}, [&](auto t) {
@@ -491,7 +489,7 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
   if (any_cpu_bf16({&dy, &x, &w, &dw})) {
     Tensor dwf = widened(dw);
     Tensor dx = rmsnorm_backward(widened(dy), widened(x), widened(w), rstd, dwf);
-    if (dwf.raw() != dw.raw()) store_into(dw, dwf);
+    if (dwf.raw() != dw.raw()) dw.copy_from(dwf);
     return to_bf16(dx);
   }
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
