@@ -8,20 +8,48 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 #include <stdexcept>
 
 namespace titan {
 
 namespace {
 
-std::atomic<std::size_t> g_in_use{0}, g_peak{0};
+std::atomic<std::size_t> g_in_use{0}, g_peak{0}, g_cached{0};
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kCacheBlocks = false;  // ASan must see every free to catch use-after-free
+#else
+constexpr bool kCacheBlocks = true;
+#endif
+
+// Why a cache: a training step allocates and frees the same activation and gradient sizes every
+// step. glibc serves blocks this large with fresh mmap'd pages, so without reuse every step pays a
+// page fault and a kernel page clear per 4 KiB of every tensor (measured: 12% of a debug-model step
+// on one core). Blocks of at least kMinCached bytes are rounded up to one of four sizes per power
+// of two (waste under 25%) and kept on a free list per size after free; smaller ones stay with
+// malloc, whose bins already reuse them. The cache never holds more than the peak of live bytes,
+// so the process's footprint stays within 2x what tensors need (in practice, the same sizes
+// return every step and little sits cached).
+constexpr std::size_t kMinCached = 64 * 1024;
+
+std::size_t size_class(std::size_t bytes) {
+  if (bytes < kMinCached) return (bytes + 63) / 64 * 64;
+  std::size_t top = std::size_t{1} << (63 - __builtin_clzll(bytes));  // largest power of 2 <= bytes
+  const std::size_t quarter = top / 4;
+  return (bytes + quarter - 1) / quarter * quarter;
+}
 
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(std::size_t bytes) override {
+    const std::size_t rounded = size_class(bytes);
+    void* p = kCacheBlocks && rounded >= kMinCached ? take_cached(rounded) : nullptr;
     // 64-byte alignment: whole cache lines, and enough for any SIMD width BLAS uses.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (!p) p = std::aligned_alloc(64, rounded + 64);
     if (!p) throw std::bad_alloc();
     const std::size_t now = g_in_use.fetch_add(bytes) + bytes;
     std::size_t peak = g_peak.load();
@@ -30,10 +58,41 @@ class CpuAllocator final : public Allocator {
     return p;
   }
   void deallocate(void* ptr, std::size_t bytes) override {
-    std::free(ptr);
     g_in_use.fetch_sub(bytes);
+    const std::size_t rounded = size_class(bytes);
+    if (kCacheBlocks && rounded >= kMinCached && keep_cached(ptr, rounded)) return;
+    std::free(ptr);
   }
   Device device() const override { return Device::cpu(); }
+
+ private:
+  void* take_cached(std::size_t rounded) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(rounded);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    g_cached.fetch_sub(rounded);
+    return p;
+  }
+  bool keep_cached(void* ptr, std::size_t rounded) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (g_cached.load() + rounded > g_peak.load()) release_all_locked();
+    if (g_cached.load() + rounded > g_peak.load()) return false;
+    free_[rounded].push_back(ptr);
+    g_cached.fetch_add(rounded);
+    return true;
+  }
+  void release_all_locked() {
+    for (auto& [size, blocks] : free_) {
+      for (void* p : blocks) std::free(p);
+      g_cached.fetch_sub(size * blocks.size());
+      blocks.clear();
+    }
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
 };
 
 // The host: one device, synchronous work, malloc'd memory counted by CpuAllocator.
@@ -94,7 +153,8 @@ class CpuBackend final : public DeviceBackend {
   void synchronize(int) override {}
   MemoryStats memory_stats(int) const override {
     MemoryStats s;
-    s.in_use = s.reserved = g_in_use.load();
+    s.in_use = g_in_use.load();
+    s.reserved = s.in_use + g_cached.load();
     s.peak = g_peak.load();
     s.capacity = physical_memory();
     return s;

@@ -110,12 +110,14 @@ double trunc_normal(std::uint64_t key, std::uint64_t index, double mean, double 
 }
 
 void fill_normal(Tensor& t, std::uint64_t key, std::uint64_t first_index, double mean, double std) {
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, mean + std * normal(key, first_index + i));
+  const std::int64_t t_numel = t.numel();
+  for (std::int64_t i = 0; i < t_numel; ++i) t.set(i, mean + std * normal(key, first_index + i));
 }
 
 void fill_trunc_normal(Tensor& t, std::uint64_t key, std::uint64_t first_index, double mean, double std, double a,
                        double b) {
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, trunc_normal(key, first_index + i, mean, std, a, b));
+  const std::int64_t t_numel = t.numel();
+  for (std::int64_t i = 0; i < t_numel; ++i) t.set(i, trunc_normal(key, first_index + i, mean, std, a, b));
 }
 
 }  // namespace titan::rng

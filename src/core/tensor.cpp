@@ -71,7 +71,8 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   if (static_cast<std::int64_t>(values.size()) != numel_of(shape))
     throw std::invalid_argument("Tensor::from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
   Tensor t = empty(shape, dtype);
-  for (std::int64_t i = 0; i < t.numel(); ++i) store_element(dtype, t.raw(), i, values[i]);
+  const std::int64_t t_numel = t.numel();
+  for (std::int64_t i = 0; i < t_numel; ++i) store_element(dtype, t.raw(), i, values[i]);
   return t;
 }
 

@@ -67,7 +67,8 @@ Recipe recipe_from_name(const std::string& name, int amax_history_len, bool emul
 
 double sqnr(const Tensor& ref, const Tensor& x) {
   double signal = 0, noise = 0;
-  for (std::int64_t i = 0; i < ref.numel(); ++i) {
+  const std::int64_t ref_numel = ref.numel();
+  for (std::int64_t i = 0; i < ref_numel; ++i) {
     const double a = ref.item(i), d = a - x.item(i);
     signal += a * a;
     noise += d * d;

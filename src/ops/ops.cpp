@@ -319,7 +319,8 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
     T* pa = a.data<T>();
     const T* pb = b.data<T>();
     const T al = static_cast<T>(alpha);
-    for (std::int64_t i = 0; i < a.numel(); ++i) pa[i] += al * pb[i];
+    const std::int64_t a_numel = a.numel();
+    for (std::int64_t i = 0; i < a_numel; ++i) pa[i] += al * pb[i];
   });
 }
 
@@ -334,7 +335,8 @@ void scale_(Tensor& a, double alpha) {
   dispatch("scale", {&a}, [&](auto t) {
     using T = decltype(t);
     T* p = a.data<T>();
-    for (std::int64_t i = 0; i < a.numel(); ++i) p[i] *= static_cast<T>(alpha);
+    const std::int64_t a_numel = a.numel();
+    for (std::int64_t i = 0; i < a_numel; ++i) p[i] *= static_cast<T>(alpha);
   });
 }
 
@@ -347,8 +349,9 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
     using T = decltype(t);
     const T *pa = a.data<T>(), *pb = b.data<T>();
     T* ph = h.data<T>();
+    const std::int64_t a_numel = a.numel();
 #pragma omp simd
-    for (std::int64_t i = 0; i < a.numel(); ++i) ph[i] = pa[i] / (T(1) + cpu::exp_kernel<T>(-pa[i])) * pb[i];
+    for (std::int64_t i = 0; i < a_numel; ++i) ph[i] = pa[i] / (T(1) + cpu::exp_kernel<T>(-pa[i])) * pb[i];
   });
   return h;
 }
@@ -368,8 +371,9 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
     using T = decltype(t);
     const T *pdh = dh.data<T>(), *pa = a.data<T>(), *pb = b.data<T>();
     T *pda = da.data<T>(), *pdb = db.data<T>();
+    const std::int64_t a_numel = a.numel();
 #pragma omp simd
-    for (std::int64_t i = 0; i < a.numel(); ++i) {
+    for (std::int64_t i = 0; i < a_numel; ++i) {
       const T s = T(1) / (T(1) + cpu::exp_kernel<T>(-pa[i]));  // sigmoid
       const T silu = pa[i] * s;
       pda[i] = pdh[i] * pb[i] * s * (T(1) + pa[i] * (T(1) - s));
@@ -385,7 +389,8 @@ double sum(const Tensor& a) {
   dispatch("sum", {&a}, [&](auto t) {
     using T = decltype(t);
     const T* p = a.data<T>();
-    for (std::int64_t i = 0; i < a.numel(); ++i) s += double(p[i]);
+    const std::int64_t a_numel = a.numel();
+    s = cpu::sum_in_lanes(p, a_numel, [](double x) { return x; });
   });
   return s;
 }
@@ -397,7 +402,8 @@ double sum_squares(const Tensor& a) {
   dispatch("sum_squares", {&a}, [&](auto t) {
     using T = decltype(t);
     const T* p = a.data<T>();
-    for (std::int64_t i = 0; i < a.numel(); ++i) s += double(p[i]) * double(p[i]);
+    const std::int64_t a_numel = a.numel();
+    s = cpu::sum_in_lanes(p, a_numel, [](double x) { return x * x; });
   });
   return s;
 }

@@ -128,4 +128,17 @@ inline T exp_kernel(T x) {
   else return std::exp(x);
 }
 
+// sum of f(x[i]) in double over 8 interleaved accumulators (lane j takes i = j mod 8), combined
+// pairwise at the end: a fixed order, so the result is the same on every run and thread count,
+// and the loop vectorizes (one accumulator would serialise on the add latency).
+template <class T, class F>
+inline double sum_in_lanes(const T* x, std::int64_t n, F f) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += f(double(x[i + j]));
+  for (int j = 0; i < n; ++i, ++j) acc[j] += f(double(x[i]));
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 }  // namespace titan::ops::cpu
