@@ -3,7 +3,7 @@
 // the CUDA backend) the GPU. Prints tokens/s, achieved TFLOP/s and MFU against --peak-tflops.
 // Used by scripts/bench_cpu_model.sh (beside PyTorch eager) and scripts/bench_gpu.sh.
 //   bench_model [--flavor debugmodel] [--layers N] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1]
-//               [--ac none|full|selective] [--bf16] [--float8 RECIPE] [--device cpu|cuda] [--peak-tflops T]
+//               [--ac none|full|selective] [--bf16] [--cpu-bf16-gemm auto|native|widened] [--float8 RECIPE] [--device cpu|cuda] [--peak-tflops T]
 //               [--cpu-gemm auto|openblas|blis|onednn] [--gemm-info]
 #include <CLI/CLI.hpp>
 
@@ -55,16 +55,22 @@ int main(int argc, char** argv) {
   std::string cpu_gemm = "auto";
   app.add_option("--cpu-gemm", cpu_gemm, "CPU GEMM library (training.cpu_gemm)")
       ->check(CLI::IsMember({"auto", "openblas", "blis", "onednn"}));
+  std::string cpu_bf16_gemm = "auto";
+  app.add_option("--cpu-bf16-gemm", cpu_bf16_gemm, "bf16 GEMMs with --bf16 (training.cpu_bf16_gemm)")
+      ->check(CLI::IsMember({"auto", "native", "widened"}));
   bool gemm_info = false;
   app.add_flag("--gemm-info", gemm_info, "print the CPU GEMM library, kernel and calibrated peak, and exit");
   CLI11_PARSE(app, argc, argv);
-  {
-    const train::CpuGemm g = train::select_cpu_gemm(cpu_gemm);
+  try {
+    const train::CpuGemm g = train::select_cpu_gemm(cpu_gemm, cpu_bf16_gemm);
     if (gemm_info) {
       if (!openblas_note.empty()) std::printf("%s\n", openblas_note.c_str());
       std::printf("%s\n", g.describe().c_str());
       return 0;
     }
+  } catch (const std::exception& e) {  // --cpu-bf16-gemm native on a CPU without bf16 instructions
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitUsageError;
   }
   const Device device = device_name == "cuda" ? Device::cuda(0) : Device::cpu();
   if (!has_backend(device.kind)) {

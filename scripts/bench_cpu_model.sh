@@ -3,11 +3,12 @@
 # titan.cpp against the same model in PyTorch eager float32, side by side in one run, on the
 # same core(s). --no-optimizer times forward + backward only.
 #   ./scripts/bench_cpu_model.sh [--batch 8] [--seq 2048] [--iters 3] [--threads 1] [--rounds 2] [--no-optimizer]
+#                                [--cpu-gemm auto|openblas|blis|onednn]   (training.cpu_gemm for titan.cpp)
 # Needs a build (./scripts/build.sh) and, for the baseline, `pip install torch` (dev-time only).
 # Rounds alternate titan.cpp and PyTorch so machine noise hits both alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BATCH=8 SEQ=2048 ITERS=3 THREADS=1 ROUNDS=2 EXTRA=()
+BATCH=8 SEQ=2048 ITERS=3 THREADS=1 ROUNDS=2 EXTRA=() GEMM_ARG=() TORCH_EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) BATCH=$2; shift 2 ;;
@@ -15,7 +16,8 @@ while [ $# -gt 0 ]; do
     --iters) ITERS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    --no-optimizer) EXTRA=(--no-optimizer); shift ;;
+    --no-optimizer) EXTRA+=(--no-optimizer); TORCH_EXTRA+=(--no-optimizer); shift ;;
+    --cpu-gemm) EXTRA+=(--cpu-gemm "$2"); GEMM_ARG=(--cpu-gemm "$2"); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -25,7 +27,7 @@ BENCH=${BUILD_DIR:-build}/apps/bench_model
 python3 -c "import torch" 2>/dev/null || { echo "error: PyTorch missing; pip install torch (dev-time only)" >&2; exit 1; }
 
 echo "machine: $(lscpu | sed -n 's/^Model name:\s*//p'), pinned to CPU(s) $CPUS, $THREADS thread(s)"
-gemm=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --gemm-info)
+gemm=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --gemm-info "${GEMM_ARG[@]}")
 echo "cpu gemm: $gemm"
 lib=$(sed -n '$s/^\([a-z]*\) (kernel \([^),]*\).*/\1 \2/p' <<<"$gemm")
 echo "model: llama3 debugmodel, batch $BATCH x seq $SEQ, $ITERS timed steps per round after 1 warmup, $ROUNDS rounds"
@@ -34,7 +36,7 @@ for r in $(seq "$ROUNDS"); do
   line=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" "${EXTRA[@]}")
   echo "  round $r  $line"
   ours+=("$(sed -n 's/.* \([0-9]*\) tokens\/s.*/\1/p' <<<"$line")")
-  line=$(taskset -c "$CPUS" python3 scripts/bench/torch_llama3_cpu.py --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --threads "$THREADS" "${EXTRA[@]}")
+  line=$(taskset -c "$CPUS" python3 scripts/bench/torch_llama3_cpu.py --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --threads "$THREADS" "${TORCH_EXTRA[@]}")
   echo "  round $r  $line"
   theirs+=("$(sed -n 's/.* \([0-9]*\) tokens\/s.*/\1/p' <<<"$line")")
 done

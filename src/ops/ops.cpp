@@ -66,6 +66,13 @@ bool any_cpu_bf16(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 Tensor widened(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
+// A GEMM of two bf16 tensors runs as a native bf16 GEMM with f32 accumulation where the CPU has
+// AVX512_BF16/AMX and training.cpu_bf16_gemm allows (ops/cpu/blas.hpp); the products are exact
+// either way, so it differs from the widened f32 GEMM in summation order only.
+bool native_bf16(const Tensor& a, const Tensor& b) {
+  return a.dtype() == DType::bf16 && b.dtype() == DType::bf16 && cpu::gemm_bf16_native();
+}
+const std::uint16_t* bf16_bits(const Tensor& t) { return t.data<std::uint16_t>(); }
 Tensor to_bf16(const Tensor& t) { return t.to(DType::bf16); }
 
 }  // namespace
@@ -80,11 +87,17 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   require(w.dim() == 2 && x.size(-1) == w.size(1), "linear",
           "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(x, linear(x, w));
-  if (any_cpu_bf16({&x, &w})) return to_bf16(linear(widened(x), widened(w)));
   Shape out_shape = x.shape();
   out_shape.back() = w.size(0);
-  Tensor y = Tensor::empty(out_shape, x.dtype());
   const std::int64_t M = rows_of(x), N = w.size(0), K = w.size(1);
+  if (any_cpu_bf16({&x, &w})) {
+    if (!native_bf16(x, w)) return to_bf16(linear(widened(x), widened(w)));
+    Tensor yf = Tensor::empty(out_shape, DType::f32);
+    cpu::gemm_bf16(false, true, int(M), int(N), int(K), 1.f, bf16_bits(x), int(K), bf16_bits(w), int(K), 0.f,
+                   yf.data<float>(), int(N));
+    return to_bf16(yf);
+  }
+  Tensor y = Tensor::empty(out_shape, x.dtype());
   dispatch("linear", {&x, &w}, [&](auto t) {
     using T = decltype(t);
     cpu::gemm(false, true, int(M), int(N), int(K), T(1), x.data<T>(), int(K), w.data<T>(), int(K), T(0), y.data<T>(), int(N));
@@ -96,11 +109,17 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
   TITAN_TRACE_SPAN("gemm", "linear_backward_input");  // profiling.enable_profiling (core/trace.hpp)
   require(dy.size(-1) == w.size(0), "linear_backward_input", "dy " + shape_str(dy.shape()) + " vs weight " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(dy, linear_backward_input(dy, w));
-  if (any_cpu_bf16({&dy, &w})) return to_bf16(linear_backward_input(widened(dy), widened(w)));
   Shape shape = dy.shape();
   shape.back() = w.size(1);
-  Tensor dx = Tensor::empty(shape, dy.dtype());
   const std::int64_t M = rows_of(dy), N = w.size(0), K = w.size(1);
+  if (any_cpu_bf16({&dy, &w})) {
+    if (!native_bf16(dy, w)) return to_bf16(linear_backward_input(widened(dy), widened(w)));
+    Tensor dxf = Tensor::empty(shape, DType::f32);
+    cpu::gemm_bf16(false, false, int(M), int(K), int(N), 1.f, bf16_bits(dy), int(N), bf16_bits(w), int(K), 0.f,
+                   dxf.data<float>(), int(K));
+    return to_bf16(dxf);
+  }
+  Tensor dx = Tensor::empty(shape, dy.dtype());
   dispatch("linear_backward_input", {&dy, &w}, [&](auto t) {
     using T = decltype(t);
     cpu::gemm(false, false, int(M), int(K), int(N), T(1), dy.data<T>(), int(N), w.data<T>(), int(K), T(0), dx.data<T>(), int(K));
@@ -115,7 +134,11 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
   TITAN_CUDA_DISPATCH(dy, linear_backward_weight(dy, x, dw, accumulate));
   if (any_cpu_bf16({&dy, &x, &dw})) {
     Tensor dwf = dw.dtype() == DType::f32 ? dw : accumulate ? widened(dw) : Tensor::empty(dw.shape(), DType::f32);
-    linear_backward_weight(widened(dy), widened(x), dwf, accumulate);
+    if (native_bf16(dy, x))
+      cpu::gemm_bf16(true, false, int(N), int(K), int(M), 1.f, bf16_bits(dy), int(N), bf16_bits(x), int(K),
+                     accumulate ? 1.f : 0.f, dwf.data<float>(), int(K));
+    else
+      linear_backward_weight(widened(dy), widened(x), dwf, accumulate);
     if (dwf.raw() != dw.raw()) dw.copy_from(dwf);
     return;
   }
@@ -140,7 +163,13 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   TITAN_CUDA_DISPATCH(a, matmul(trans_a, trans_b, alpha, a, b, beta, c));
   if (any_cpu_bf16({&a, &b, &c})) {
     Tensor cf = c.dtype() == DType::f32 ? c : widened(c);
-    matmul(trans_a, trans_b, alpha, widened(a), widened(b), beta, cf);
+    if (native_bf16(a, b)) {
+      for (std::int64_t i = 0; i < batch; ++i)
+        cpu::gemm_bf16(trans_a, trans_b, int(M), int(N), int(K), float(alpha), bf16_bits(a) + i * ar * ac, int(ac),
+                       bf16_bits(b) + i * br * bc, int(bc), float(beta), cf.data<float>() + i * M * N, int(N));
+    } else {
+      matmul(trans_a, trans_b, alpha, widened(a), widened(b), beta, cf);
+    }
     if (cf.raw() != c.raw()) c.copy_from(cf);
     return;
   }

@@ -48,7 +48,7 @@ std::string CpuGemm::describe() const {
          "; cpu " + cpu;
 }
 
-CpuGemm select_cpu_gemm(const std::string& choice) {
+CpuGemm select_cpu_gemm(const std::string& choice, const std::string& bf16) {
   namespace cpu = ops::cpu;
   cpu::GemmLibrary lib = cpu::auto_gemm_library();
   if (choice != "auto") {
@@ -59,6 +59,12 @@ CpuGemm select_cpu_gemm(const std::string& choice) {
     lib = *named;
   }
   cpu::set_gemm_library(lib);
+  if (bf16 != "auto" && bf16 != "native" && bf16 != "widened")
+    throw UserError("config: training.cpu_bf16_gemm = \"" + printable(bf16) + "\" is not one of auto, native, widened");
+  if (bf16 == "native" && !cpu::gemm_bf16_native_available())
+    throw UserError("config: training.cpu_bf16_gemm = \"native\" needs a CPU with AVX512_BF16 or AMX-BF16 and oneDNN for "
+                    "it (this one: " + cpu::cpu_isa().best() + "); set it to \"auto\" or \"widened\"");
+  cpu::set_gemm_bf16_native(bf16 == "native" || (bf16 == "auto" && cpu::gemm_bf16_native_by_default()));
   const cpu::GemmKernel k = cpu::gemm_kernel(lib);
   CpuGemm g;
   g.library = cpu::gemm_library_name(lib);

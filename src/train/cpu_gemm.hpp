@@ -29,7 +29,9 @@ void set_cpu_gemm_cache_dir(const std::string& dir);
 // Resolves `choice` ("auto" | "openblas" | "blis" | "onednn"), installs it for every later GEMM,
 // warns in one line if its kernel is generic on this CPU, and calibrates (or reads) the peak.
 // Throws UserError for an unknown name.
-CpuGemm select_cpu_gemm(const std::string& choice);
+// `bf16` ("auto" | "native" | "widened", training.cpu_bf16_gemm) sets how bf16 GEMMs run; "native"
+// on a CPU without AVX512_BF16/AMX-BF16 is a UserError.
+CpuGemm select_cpu_gemm(const std::string& choice, const std::string& bf16 = "auto");
 
 // The calibration itself: best of `runs` 1024^3 NT sgemm calls after a warm-up, FLOP/s.
 double calibrate_cpu_gemm_peak(int runs = 5);

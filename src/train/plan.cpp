@@ -84,7 +84,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.device = describe_device(p.device_kind, devices, 0);
   p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
   // The GEMM library is installed here, before the first GEMM of the run (and its peak measured).
-  if (p.device_kind == "cpu") p.cpu_gemm = select_cpu_gemm(cfg.training.cpu_gemm);
+  if (p.device_kind == "cpu") p.cpu_gemm = select_cpu_gemm(cfg.training.cpu_gemm, cfg.training.cpu_bf16_gemm);
   p.seq_len = cfg.training.seq_len;
   p.steps = cfg.training.steps;
   p.converters = cfg.model.converters;

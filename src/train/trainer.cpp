@@ -179,7 +179,8 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
   bf16_ = cfg.training.mixed_precision_param == "bfloat16";
   if (bf16_)
     spdlog::info("mixed precision: FSDP gathers bfloat16 weights, so activations and their gradients are bfloat16 "
-                 "tensors (ops compute in float32); master weights, optimizer state, loss and reductions in float32");
+                 "tensors (ops compute in float32{}); master weights, optimizer state, loss and reductions in float32",
+                 plan.cpu_gemm ? "; GEMMs: " + plan.cpu_gemm->bf16 : std::string());
   // debug.deterministic: titan.cpp has no nondeterministic path to switch off (docs/training.md,
   // "Determinism"); the run states the guarantee and what it rests on.
   // A GEMM library may split work differently for another thread count (OpenBLAS 0.3.21's Zen

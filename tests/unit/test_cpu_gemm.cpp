@@ -130,7 +130,11 @@ double from_bf16(std::uint16_t h) {
 // Restores the library the rest of the binary runs with.
 struct KeepLibrary {
   cpu::GemmLibrary saved = cpu::gemm_library();
-  ~KeepLibrary() { cpu::set_gemm_library(saved); }
+  bool saved_bf16_native = cpu::gemm_bf16_native();
+  ~KeepLibrary() {
+    cpu::set_gemm_library(saved);
+    cpu::set_gemm_bf16_native(saved_bf16_native);
+  }
 };
 
 }  // namespace
@@ -181,11 +185,18 @@ TEST_CASE("cpu gemm: gemm_bf16 is the exact product of the bf16 values, summed i
   KeepLibrary keep;
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-2, 2);
-  // On AVX2 (this machine) gemm_bf16 widens to f32 and runs the float GEMM; with AVX512_BF16 or
-  // AMX it is oneDNN's bf16 matmul. Either way only the f32 summation order differs from float64.
-  const bool native = cpu::cpu_isa().avx512_bf16 || cpu::cpu_isa().amx_bf16;
+  // Widened, gemm_bf16 runs the float GEMM on the widened values; native (AVX512_BF16 or AMX
+  // only) it is oneDNN's bf16 matmul. Either way only the f32 summation order differs from float64.
+  const bool available = cpu::cpu_isa().avx512_bf16 || cpu::cpu_isa().amx_bf16;
+  CHECK(cpu::gemm_bf16_native_available() == available);
+  CHECK(cpu::gemm_bf16_native_by_default() == (available && cpu::cpu_isa().amx_bf16));
+  std::vector<bool> modes{false};
+  if (available) modes.push_back(true);
+  for (const bool native : modes) {
+  cpu::set_gemm_bf16_native(native);
   INFO("path: " << cpu::gemm_bf16_path());
-  if (!native) CHECK(cpu::gemm_bf16_path().find("widened to f32") != std::string::npos);
+  CHECK(cpu::gemm_bf16_native() == native);
+  CHECK((cpu::gemm_bf16_path().find("widened to f32") != std::string::npos) == !native);
   for (const Case& c : {Case{false, true, 33, 40, 256}, Case{false, false, 24, 65, 200}, Case{true, false, 48, 31, 300}}) {
     const int a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K, b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
     const int lda = a_cols + 1, ldb = b_cols + 2, ldc = c.N;
@@ -211,6 +222,24 @@ TEST_CASE("cpu gemm: gemm_bf16 is the exact product of the bf16 values, summed i
       CHECK(worst < 1e-5 * std::max(1.0, scale));
       CHECK(worst > 0);  // f32 sums, not a float64 computation in disguise
     }
+  }
+  }
+}
+
+TEST_CASE("cpu gemm: training.cpu_bf16_gemm picks native or widened bf16 GEMMs, and native needs the ISA") {
+  KeepLibrary keep;
+  train::select_cpu_gemm("openblas", "widened");
+  CHECK_FALSE(cpu::gemm_bf16_native());
+  train::select_cpu_gemm("openblas", "auto");
+  CHECK(cpu::gemm_bf16_native() == cpu::gemm_bf16_native_by_default());
+  if (cpu::gemm_bf16_native_available()) {
+    const train::CpuGemm g = train::select_cpu_gemm("openblas", "native");
+    CHECK(cpu::gemm_bf16_native());
+    CHECK(g.bf16.find("onednn bf16 matmul") == 0);
+  } else {
+    CHECK_THROWS_WITH(train::select_cpu_gemm("openblas", "native"),
+                      Catch::Matchers::Contains("training.cpu_bf16_gemm = \"native\" needs a CPU with AVX512_BF16") &&
+                          Catch::Matchers::Contains("\"widened\""));
   }
 }
 

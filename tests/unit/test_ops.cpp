@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "core/rng.hpp"
+#include "ops/cpu/blas.hpp"
 #include "ops/ops.hpp"
 
 using namespace titan;
@@ -226,9 +227,20 @@ TEST_CASE("op reductions and in-place arithmetic") {
   CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::f16)));         // f16: not an op dtype
 }
 
+namespace {
+// training.cpu_bf16_gemm for one test, restored after it.
+struct Bf16GemmMode {
+  bool saved = ops::cpu::gemm_bf16_native();
+  explicit Bf16GemmMode(bool native) { ops::cpu::set_gemm_bf16_native(native); }
+  ~Bf16GemmMode() { ops::cpu::set_gemm_bf16_native(saved); }
+};
+}  // namespace
+
 TEST_CASE("op bf16 on the CPU: widen to f32, the f32 kernel, each output rounded to bf16 once") {
   // The rounding points of a CUDA kernel with bf16 I/O and f32 math. Each CPU op on bf16 tensors
-  // must equal, bit for bit, the f32 op on the widened inputs with its outputs rounded.
+  // must equal, bit for bit, the f32 op on the widened inputs with its outputs rounded (with
+  // training.cpu_bf16_gemm = "widened"; the native bf16 GEMMs are the next test).
+  Bf16GemmMode widened(false);
   auto b = [](const Tensor& t) { return t.to(DType::bf16); };
   auto f = [](const Tensor& t) { return t.to(DType::f32); };
   auto same = [](const Tensor& got, const Tensor& want_f32) {
@@ -276,6 +288,40 @@ TEST_CASE("op bf16 on the CPU: widen to f32, the f32 kernel, each output rounded
   const Tensor emb = b(randn({13, 5}, 112));
   const Tensor tok = Tensor::from_vector({3, 0, 12, 3}, {4}, DType::i64);
   CHECK(ops::embedding(emb, tok).to_vector() == ops::embedding(f(emb), tok).to_vector());  // exact either way
+}
+
+TEST_CASE("op bf16 on the CPU: native bf16 GEMMs (AVX512_BF16/AMX) differ from widened ones in summation order only") {
+  if (!ops::cpu::gemm_bf16_native_available()) {
+    WARN("no AVX512_BF16/AMX-BF16 here: gemm_bf16 cannot run natively, nothing to compare");
+    return;
+  }
+  // The products of bf16 values are exact in f32 either way; only the order of the f32 sums
+  // differs, so each rounded output is the widened one or a bf16 neighbour, and the f32 sums
+  // (dw accumulated in f32) agree to K * 2^-24 of the sum of |products|.
+  auto b = [](const Tensor& t) { return t.to(DType::bf16); };
+  const Tensor x = b(randn({4, 16, 96}, 121)), w = b(randn({40, 96}, 122)), dy = b(randn({4, 16, 40}, 123));
+  auto run = [&](bool native) {
+    Bf16GemmMode mode(native);
+    Tensor dw = Tensor::zeros({40, 96}, DType::f32);
+    ops::linear_backward_weight(dy, x, dw, true);
+    Tensor c = Tensor::zeros({4, 16, 16}, DType::f32);
+    ops::matmul(false, true, 0.5, x, x, 0.0, c);
+    return std::vector<Tensor>{ops::linear(x, w), ops::linear_backward_input(dy, w), dw, c};
+  };
+  const std::vector<Tensor> nat = run(true), wid = run(false);
+  const char* what[] = {"linear", "linear_backward_input", "linear_backward_weight (f32, accumulated)", "matmul"};
+  for (std::size_t i = 0; i < nat.size(); ++i) {
+    INFO(what[i]);
+    REQUIRE(nat[i].dtype() == wid[i].dtype());
+    const std::vector<double> g = nat[i].to_vector(), want = wid[i].to_vector();
+    const double ulp = nat[i].dtype() == DType::bf16 ? std::ldexp(1.0, -7) : std::ldexp(1.0, -24) * 96 * 64;
+    int differ = 0;
+    for (std::size_t j = 0; j < g.size(); ++j) {
+      CHECK(std::abs(g[j] - want[j]) <= ulp * std::max(1.0, std::abs(want[j])));
+      differ += g[j] != want[j];
+    }
+    CHECK(differ < int(g.size()));  // mostly the same values, not another computation
+  }
 }
 
 // ---- float8 ops (torchao's numerics, DESIGN.md section 5) ----

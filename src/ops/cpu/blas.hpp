@@ -24,8 +24,20 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, const d
 // elsewhere (AVX2) both operands are widened to f32 (exact) and go through the float gemm.
 void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const std::uint16_t* A, int lda,
                const std::uint16_t* B, int ldb, float beta, float* C, int ldc);
-// "onednn bf16 matmul" or "widened to f32 + <library> sgemm": what gemm_bf16 does on this CPU.
+// "onednn bf16 matmul" or "widened to f32 + <library> sgemm": what gemm_bf16 does now.
 std::string gemm_bf16_path();
+
+// Whether gemm_bf16 may run natively: AVX512_BF16 or AMX-BF16, and oneDNN JITs for it.
+bool gemm_bf16_native_available();
+// Native is the default only with AMX-BF16: with AVX512_BF16 alone, one VDPBF16PS per cycle does
+// the FLOPs of two FMAs, and oneDNN 2.6's bf16 brgemm measured 80 GFLOP/s against 145 for its
+// f32 sgemm on one core (docs/performance.md), so widening to f32 is faster there.
+bool gemm_bf16_native_by_default();
+// training.cpu_bf16_gemm: native or widened, the emulation whose sums are those of an f32 GEMM
+// of the same bf16 values, bit for bit. Until set: gemm_bf16_native_by_default(). The CPU ops
+// route GEMMs of two bf16 tensors through gemm_bf16 only when native is in effect.
+void set_gemm_bf16_native(bool native);
+bool gemm_bf16_native();  // in effect now: requested (or the default) and available
 
 enum class GemmLibrary { openblas, blis, onednn };
 constexpr GemmLibrary kGemmLibraries[] = {GemmLibrary::openblas, GemmLibrary::blis, GemmLibrary::onednn};

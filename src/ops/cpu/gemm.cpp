@@ -18,6 +18,8 @@ namespace {
 // -1 until the first gemm or set_gemm_library: then auto_gemm_library(), so every program (the
 // unit tests too) runs the same default as the trainer.
 std::atomic<int> g_library{-1};
+// training.cpu_bf16_gemm: -1 until set, then 0 (widened) or 1 (native).
+std::atomic<int> g_bf16_native_requested{-1};
 
 GemmLibrary current() {
   int v = g_library.load(std::memory_order_relaxed);
@@ -62,7 +64,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
 void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const std::uint16_t* A, int lda,
                const std::uint16_t* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  if (onednn_bf16_native() && onednn_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  if (gemm_bf16_native() && onednn_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   // Widening is exact (bf16 is the top half of an f32), so this is an f32 GEMM of the same values.
   const int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
   std::vector<float> a(std::size_t(a_rows) * std::size_t(a_cols)), b(std::size_t(b_rows) * std::size_t(b_cols));
@@ -87,8 +89,17 @@ void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const std::ui
 }
 
 std::string gemm_bf16_path() {
-  if (onednn_bf16_native()) return "onednn bf16 matmul, f32 accumulation";
-  return std::string("widened to f32 + ") + gemm_library_name(gemm_library()) + " sgemm (no AVX512_BF16/AMX)";
+  if (gemm_bf16_native()) return "onednn bf16 matmul, f32 accumulation";
+  return std::string("widened to f32 + ") + gemm_library_name(gemm_library()) + " sgemm" +
+         (gemm_bf16_native_available() ? " (emulation, as asked)" : " (no AVX512_BF16/AMX)");
+}
+
+bool gemm_bf16_native_available() { return onednn_bf16_native(); }
+bool gemm_bf16_native_by_default() { return cpu_isa().amx_bf16 && onednn_bf16_native(); }
+void set_gemm_bf16_native(bool native) { g_bf16_native_requested.store(native ? 1 : 0); }
+bool gemm_bf16_native() {
+  const int requested = g_bf16_native_requested.load(std::memory_order_relaxed);
+  return (requested < 0 ? gemm_bf16_native_by_default() : requested == 1) && onednn_bf16_native();
 }
 
 const char* gemm_library_name(GemmLibrary lib) {
