@@ -265,6 +265,55 @@ TEST_CASE("cpu gemm: the calibrated peak is cached per machine and only ever rai
   train::set_cpu_gemm_cache_dir("");
 }
 
+TEST_CASE("cpu gemm: auto measures the libraries once per machine and keeps the choice") {
+  KeepLibrary keep;
+  test::TempFile dir_marker("x", "");
+  const std::string dir = std::filesystem::path(dir_marker.path()).parent_path().string() + "/auto_cache";
+  std::filesystem::remove_all(dir);
+  // Without a cache dir: the fixed order, nothing timed.
+  train::set_cpu_gemm_cache_dir("");
+  const train::CpuGemm fixed = train::select_cpu_gemm("auto");
+  CHECK(fixed.library == cpu::gemm_library_name(cpu::auto_gemm_library()));
+  CHECK(fixed.chosen_by.find("fixed order") != std::string::npos);
+  // With one: every library whose kernel is not generic is timed, the fastest wins and is cached.
+  const std::vector<train::GemmTiming> timings = train::time_cpu_gemm_libraries(1);
+  REQUIRE_FALSE(timings.empty());
+  for (const auto& t : timings) {
+    INFO(t.library);
+    CHECK(t.mean_flops > 1e9);
+    CHECK_FALSE(cpu::gemm_kernel(*cpu::parse_gemm_library(t.library)).generic);
+  }
+  train::set_cpu_gemm_cache_dir(dir);
+  const train::CpuGemm first = train::select_cpu_gemm("auto");
+  CHECK(first.chosen_by.find("auto: measured fastest now (") == 0);
+  CHECK(cpu::gemm_library_name(cpu::gemm_library()) == first.library);
+  nlohmann::json cache = nlohmann::json::parse(std::ifstream(dir + "/cpu_gemm_choice.json"));
+  REQUIRE(cache.size() == 1);
+  auto& entry = cache.begin().value();
+  CHECK(entry["library"] == first.library);
+  CHECK(entry["mean_gflops_nt_nn_tn_1024"].size() == timings.size());
+  // Later runs read the choice instead of racing again: rewrite it to another usable library
+  // and that one is used.
+  const train::CpuGemm again = train::select_cpu_gemm("auto");
+  CHECK(again.library == first.library);
+  CHECK(again.chosen_by.find("auto: measured fastest earlier, cached in") == 0);
+  std::string other;
+  for (const auto& t : timings)
+    if (t.library != first.library) other = t.library;
+  if (!other.empty()) {
+    entry["library"] = other;
+    std::ofstream(dir + "/cpu_gemm_choice.json") << cache.dump();
+    CHECK(train::select_cpu_gemm("auto").library == other);
+  }
+  // A library named in the config is used as named.
+  CHECK(train::select_cpu_gemm("blis").chosen_by == "named by training.cpu_gemm");
+  // A damaged cache is measured again, not an error.
+  std::ofstream(dir + "/cpu_gemm_choice.json") << "{not json";
+  CHECK(train::select_cpu_gemm("auto").chosen_by.find("auto: measured fastest now (") == 0);
+  train::set_cpu_gemm_cache_dir("");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("metrics: mfu never reads above 100% when a step beats a low peak") {
   test::TempFile file("metrics.jsonl", "");
   {

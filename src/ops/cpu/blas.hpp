@@ -67,10 +67,11 @@ std::string openblas_coretype_for_cpu();
 // knob; BLIS and oneDNN are given the same number when selected.
 int gemm_threads();
 
-// The library "auto" means on this CPU: the first of OpenBLAS, oneDNN, BLIS whose kernel is not
-// generic. A fixed order, measured (docs/performance.md, "CPU GEMM libraries"), not a start-up
-// race: a choice by timing could change between a run and its resume, and the libraries sum in
-// different orders, so a resumed run would no longer repeat its losses bit for bit.
+// The default library of a program that chooses none (the unit tests) and of "auto" without a
+// cache dir: the first of OpenBLAS, oneDNN, BLIS whose kernel is not generic. A fixed order, not
+// a start-up race, since the libraries sum in different orders and a choice by timing could
+// change between a run and its resume; the trainer's measured "auto" keeps its choice in a
+// per-machine cache for that reason (train/cpu_gemm.hpp).
 GemmLibrary auto_gemm_library();
 
 }  // namespace titan::ops::cpu

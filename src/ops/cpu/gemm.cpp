@@ -91,7 +91,8 @@ void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const std::ui
 std::string gemm_bf16_path() {
   if (gemm_bf16_native()) return "onednn bf16 matmul, f32 accumulation";
   return std::string("widened to f32 + ") + gemm_library_name(gemm_library()) + " sgemm" +
-         (gemm_bf16_native_available() ? " (emulation, as asked)" : " (no AVX512_BF16/AMX)");
+         (gemm_bf16_native_available() ? " (native available: training.cpu_bf16_gemm = \"native\")"
+                                        : " (no AVX512_BF16/AMX)");
 }
 
 bool gemm_bf16_native_available() { return onednn_bf16_native(); }
