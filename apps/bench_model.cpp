@@ -58,13 +58,17 @@ int main(int argc, char** argv) {
   std::string cpu_bf16_gemm = "auto";
   app.add_option("--cpu-bf16-gemm", cpu_bf16_gemm, "bf16 GEMMs with --bf16 (training.cpu_bf16_gemm)")
       ->check(CLI::IsMember({"auto", "native", "widened"}));
+  std::int64_t threads = 0;
+  app.add_option("--threads", threads, "CPU threads (training.cpu_threads; 0 = OPENBLAS_NUM_THREADS, else the cores)");
   bool gemm_info = false;
   app.add_flag("--gemm-info", gemm_info, "print the CPU GEMM library, kernel and calibrated peak, and exit");
   CLI11_PARSE(app, argc, argv);
+  const std::string threads_line = apps::apply_cpu_threads(threads, 1);
   try {
     const train::CpuGemm g = train::select_cpu_gemm(cpu_gemm, cpu_bf16_gemm);
     if (gemm_info) {
       if (!openblas_note.empty()) std::printf("%s\n", openblas_note.c_str());
+      std::printf("%s\n", threads_line.c_str());
       std::printf("%s\n", g.describe().c_str());
       return 0;
     }

@@ -79,6 +79,7 @@ int run(const titan::dist::World& world, const std::vector<std::string>& args, c
     titan::init_logging(world.rank(), cfg.metrics.save_for_all_ranks, !cfg.metrics.disable_color_printing);
     titan::apps::report_openblas_kernel(openblas_note);
     const titan::DeviceInfo devices = titan::probe_devices(world.local_rank());
+    spdlog::info("{}", titan::apps::apply_cpu_threads(cfg.training.cpu_threads, world.local_size()));
     const titan::train::Plan plan = titan::train::make_plan(cfg, cl.world_size.value_or(world.size()), devices);
 
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);

@@ -29,7 +29,7 @@ python3 -c "import torch" 2>/dev/null || { echo "error: PyTorch missing; pip ins
 echo "machine: $(lscpu | sed -n 's/^Model name:\s*//p'), pinned to CPU(s) $CPUS, $THREADS thread(s)"
 gemm=$(OPENBLAS_NUM_THREADS=$THREADS taskset -c "$CPUS" "$BENCH" --gemm-info "${GEMM_ARG[@]}")
 echo "cpu gemm: $gemm"
-lib=$(sed -n '$s/^\([a-z]*\) (kernel \([^),]*\).*/\1 \2/p' <<<"$gemm")
+lib=$(sed -n '$s/^\([a-z]*\) (kernel \([^);,]*\).*/\1 \2/p' <<<"$gemm")
 echo "model: llama3 debugmodel, batch $BATCH x seq $SEQ, $ITERS timed steps per round after 1 warmup, $ROUNDS rounds"
 ours=() theirs=()
 for r in $(seq "$ROUNDS"); do

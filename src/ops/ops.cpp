@@ -7,6 +7,7 @@
 
 #include "core/trace.hpp"
 #include "ops/cpu/adamw.hpp"
+#include "ops/cpu/threads.hpp"
 #include "ops/cpu/attention.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/embedding.hpp"
@@ -348,8 +349,9 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
     T* pa = a.data<T>();
     const T* pb = b.data<T>();
     const T al = static_cast<T>(alpha);
-    const std::int64_t a_numel = a.numel();
-    for (std::int64_t i = 0; i < a_numel; ++i) pa[i] += al * pb[i];
+    cpu::parallel_chunks(a.numel(), cpu::kElementwiseGrain, [&](std::int64_t i0, std::int64_t i1) {
+      for (std::int64_t i = i0; i < i1; ++i) pa[i] += al * pb[i];
+    });
   });
 }
 
@@ -378,9 +380,10 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
     using T = decltype(t);
     const T *pa = a.data<T>(), *pb = b.data<T>();
     T* ph = h.data<T>();
-    const std::int64_t a_numel = a.numel();
+    cpu::parallel_chunks(a.numel(), cpu::kElementwiseGrain, [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
-    for (std::int64_t i = 0; i < a_numel; ++i) ph[i] = pa[i] / (T(1) + cpu::exp_kernel<T>(-pa[i])) * pb[i];
+      for (std::int64_t i = i0; i < i1; ++i) ph[i] = pa[i] / (T(1) + cpu::exp_kernel<T>(-pa[i])) * pb[i];
+    });
   });
   return h;
 }
@@ -400,14 +403,15 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
     using T = decltype(t);
     const T *pdh = dh.data<T>(), *pa = a.data<T>(), *pb = b.data<T>();
     T *pda = da.data<T>(), *pdb = db.data<T>();
-    const std::int64_t a_numel = a.numel();
+    cpu::parallel_chunks(a.numel(), cpu::kElementwiseGrain, [&](std::int64_t i0, std::int64_t i1) {
 #pragma omp simd
-    for (std::int64_t i = 0; i < a_numel; ++i) {
-      const T s = T(1) / (T(1) + cpu::exp_kernel<T>(-pa[i]));  // sigmoid
-      const T silu = pa[i] * s;
-      pda[i] = pdh[i] * pb[i] * s * (T(1) + pa[i] * (T(1) - s));
-      pdb[i] = pdh[i] * silu;
-    }
+      for (std::int64_t i = i0; i < i1; ++i) {
+        const T s = T(1) / (T(1) + cpu::exp_kernel<T>(-pa[i]));  // sigmoid
+        const T silu = pa[i] * s;
+        pda[i] = pdh[i] * pb[i] * s * (T(1) + pa[i] * (T(1) - s));
+        pdb[i] = pdh[i] * silu;
+      }
+    });
   });
 }
 
@@ -460,8 +464,11 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
       for (int k = 0; k < 4; ++k) gpu[k].push_back(*ts[k]);
       continue;
     }
-    cpu::adamw_update(params[i].data<float>(), grads[i].data<float>(), exp_avg[i].data<float>(),
-                      exp_avg_sq[i].data<float>(), params[i].numel(), b1, b2, step_size, decay, eps, inv_bias2_sqrt);
+    float *p = params[i].data<float>(), *m = exp_avg[i].data<float>(), *v = exp_avg_sq[i].data<float>();
+    const float* g = grads[i].data<float>();
+    cpu::parallel_chunks(params[i].numel(), cpu::kElementwiseGrain, [&](std::int64_t j0, std::int64_t j1) {
+      cpu::adamw_update(p + j0, g + j0, m + j0, v + j0, j1 - j0, b1, b2, step_size, decay, eps, inv_bias2_sqrt);
+    });
   }
   if (gpu[0].empty()) return;
 #ifdef TITAN_WITH_CUDA

@@ -6,11 +6,14 @@
 // 128 (whole 16-column panels) and 24 (a masked 8-column tail), GQA groups 1, 2 and 4, batch 2.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
+#include <stdexcept>
 #include <cstring>
 #include <vector>
 
 #include "core/rng.hpp"
+#include "ops/cpu/threads.hpp"
 #include "ops/ops.hpp"
 
 using namespace titan;
@@ -173,5 +176,68 @@ TEST_CASE("attention cpu: reruns are bit-identical", "[.][attention_cpu]") {
     CHECK(same(g1.dq, g2.dq));
     CHECK(same(g1.dk, g2.dk));
     CHECK(same(g1.dv, g2.dv));
+  }
+}
+
+TEST_CASE("attention cpu: any pool thread count gives the same bits and stays correct",
+          "[.][attention_cpu]") {
+  // Each (batch, kv head) unit is computed whole by one thread (ops/cpu/threads.hpp), so 1, 2
+  // and 3 threads (more than this 2-core machine has: units are handed out unevenly) agree bit
+  // for bit. Shapes: GQA group 2 with 2 x 3 = 6 units, and one unit only (B = 1, KV = 1).
+  struct Restore {
+    int saved = ops::cpu::cpu_threads();
+    ~Restore() { ops::cpu::set_cpu_threads(saved); }
+  } restore;
+  auto same = [](const Tensor& a, const Tensor& b) {
+    return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  for (const Shape5& s : {Shape5{2, 300, 6, 3, 64}, Shape5{1, 200, 2, 1, 16}}) {
+    const Tensor q = randn({s.B, s.S, s.H, s.D}, 21, DType::f32), k = randn({s.B, s.S, s.KV, s.D}, 22, DType::f32),
+                 v = randn({s.B, s.S, s.KV, s.D}, 23, DType::f32), dout = randn({s.B, s.S, s.H, s.D}, 24, DType::f32);
+    ops::cpu::set_cpu_threads(1);
+    const auto o1 = ops::attention(q, k, v);
+    const auto g1 = ops::attention_backward(dout, q, k, v, o1);
+    for (int threads : {2, 3}) {
+      INFO("threads " << threads << " B " << s.B << " KV " << s.KV);
+      ops::cpu::set_cpu_threads(threads);
+      REQUIRE(ops::cpu::cpu_threads() == threads);
+      const auto o = ops::attention(q, k, v);
+      const auto g = ops::attention_backward(dout, q, k, v, o);
+      CHECK(same(o.out, o1.out));
+      CHECK(same(o.lse, o1.lse));
+      CHECK(same(g.dq, g1.dq));
+      CHECK(same(g.dk, g1.dk));
+      CHECK(same(g.dv, g1.dv));
+    }
+  }
+  ops::cpu::set_cpu_threads(2);  // and correct, not merely repeatable, with the pool on
+  check_against_reference(kShapes[3], DType::f32, 2e-5, 2e-5);
+}
+
+TEST_CASE("cpu threads: parallel_for runs every index once and nests inline and passes exceptions on", "[.][attention_cpu]") {
+  struct Restore {
+    int saved = ops::cpu::cpu_threads();
+    ~Restore() { ops::cpu::set_cpu_threads(saved); }
+  } restore;
+  for (int threads : {1, 2, 4}) {
+    ops::cpu::set_cpu_threads(threads);
+    for (std::int64_t n : {0, 1, 7, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n) + 1);
+      std::atomic<int> nested{0};
+      ops::cpu::parallel_for(n, [&](std::int64_t i) {
+        hits[size_t(i)]++;
+        if (i == 0) ops::cpu::parallel_for(5, [&](std::int64_t) { nested++; });
+      });
+      for (std::int64_t i = 0; i < n; ++i) CHECK(hits[size_t(i)] == 1);
+      CHECK(hits[size_t(n)] == 0);
+      CHECK(nested == (n > 0 ? 5 : 0));
+    }
+    CHECK_THROWS_WITH(ops::cpu::parallel_for(50, [](std::int64_t i) {
+                        if (i == 17) throw std::runtime_error("unit 17 failed");
+                      }),
+                      "unit 17 failed");
+    std::atomic<int> after{0};  // the pool still works after an exception
+    ops::cpu::parallel_for(10, [&](std::int64_t) { after++; });
+    CHECK(after == 10);
   }
 }

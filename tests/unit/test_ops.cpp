@@ -9,6 +9,7 @@
 
 #include "core/rng.hpp"
 #include "ops/cpu/blas.hpp"
+#include "ops/cpu/threads.hpp"
 #include "ops/ops.hpp"
 
 using namespace titan;
@@ -322,6 +323,47 @@ TEST_CASE("op bf16 on the CPU: native bf16 GEMMs (AVX512_BF16/AMX) differ from w
     }
     CHECK(differ < int(g.size()));  // mostly the same values, not another computation
   }
+}
+
+TEST_CASE("op elementwise passes on the CPU pool give the same bits for any thread count") {
+  // SwiGLU, add, AdamW and RMSNorm's forward run in fixed chunks on ops/cpu/threads.hpp's pool;
+  // sizes past several chunks and not a multiple of one.
+  struct Restore {
+    int saved = ops::cpu::cpu_threads();
+    ~Restore() { ops::cpu::set_cpu_threads(saved); }
+  } restore;
+  const Tensor a = randn({3, 21001}, 131, 1.0, DType::f32), b = randn({3, 21001}, 132, 1.0, DType::f32),
+               dh = randn({3, 21001}, 133, 1.0, DType::f32), x = randn({700, 96}, 134, 1.0, DType::f32),
+               w = randn({96}, 135, 1.0, DType::f32);
+  auto run = [&](int threads) {
+    ops::cpu::set_cpu_threads(threads);
+    std::vector<Tensor> out;
+    out.push_back(ops::swiglu(a, b));
+    Tensor da, db;
+    ops::swiglu_backward(dh, a, b, da, db);
+    out.push_back(da);
+    out.push_back(db);
+    out.push_back(ops::add(a, b));
+    std::vector<Tensor> p{a.clone()}, m{b.clone()}, v{ops::add(dh, dh)};
+    ops::scale_(v[0], 0.0);
+    ops::adamw_step(p, {dh}, m, v, {1e-2, 0.9, 0.95, 1e-8, 0.1, 3});
+    out.push_back(p[0]);
+    out.push_back(m[0]);
+    out.push_back(v[0]);
+    const ops::RmsNormOut n = ops::rmsnorm(x, w, 1e-5);
+    out.push_back(n.y);
+    out.push_back(n.rstd);
+    return out;
+  };
+  const std::vector<Tensor> one = run(1);
+  for (int threads : {2, 3}) {
+    const std::vector<Tensor> many = run(threads);
+    for (std::size_t i = 0; i < one.size(); ++i) {
+      INFO("threads " << threads << " output " << i);
+      CHECK(std::memcmp(one[i].raw(), many[i].raw(), one[i].nbytes()) == 0);
+    }
+  }
+  CHECK(one[0].to_vector() != one[3].to_vector());  // distinct outputs, not one buffer compared with itself
 }
 
 // ---- float8 ops (torchao's numerics, DESIGN.md section 5) ----

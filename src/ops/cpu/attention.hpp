@@ -17,7 +17,9 @@
 //    with dQ accumulated in a query-block buffer; no buffer is O(S^2) or O(S) per row.
 // The tile GEMMs go through cpu::gemm with row strides H*D / KV*D, so no head is copied out. exp
 // is fast_math's (8-lane AVX2 for float, std::exp for the float64 reference instantiation, which
-// runs the same algorithm). Everything runs in a fixed order: reruns are bit-identical.
+// runs the same algorithm). Everything runs in a fixed order: reruns are bit-identical. The
+// (batch, kv head) units run on the pool's threads (ops/cpu/threads.hpp); each is computed whole by
+// one thread, so any thread count gives the same bits.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -28,6 +30,7 @@
 #include "ops/cpu/attention_tile_gemm.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/fast_math.hpp"
+#include "ops/cpu/threads.hpp"
 
 namespace titan::ops::cpu {
 
@@ -50,6 +53,9 @@ inline std::int64_t visible(std::int64_t i, std::int64_t j0, std::int64_t nk) {
 // Generic (float64, the reference, and builds without AVX2): cpu::gemm on the tensors in place.
 template <class T, class = void>
 struct TileProducts {
+  // cpu::gemm is the GEMM library's, with its own threads: the (b, kv head) units run one after
+  // another rather than calling it from several pool threads at once.
+  static constexpr bool kPoolThreads = false;
   std::int64_t D = 0, ldq = 0, ldk = 0;
   const T *k = nullptr, *v = nullptr, *q = nullptr, *dout = nullptr;
   void set_kv(const T* k_head, const T* v_head, std::int64_t ld, std::int64_t, std::int64_t head_dim, bool) {
@@ -88,6 +94,7 @@ struct TileProducts {
 // sets at D = 128: 5-10% of backward there).
 template <class T>
 struct TileProducts<T, std::enable_if_t<std::is_same_v<T, float>>> {
+  static constexpr bool kPoolThreads = true;  // its tile GEMMs are titan.cpp's own, single-threaded
   static constexpr std::int64_t P16 = attention_tile::kCols;
   std::int64_t D = 0, S = 0, rows = 0;
   std::vector<float> kt, vt, kc, vc, qc, doc, qp, dop;
@@ -140,18 +147,25 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, float* lse, s
   using namespace attention_detail;
   const T scale = static_cast<T>(1.0 / std::sqrt(double(D)));
   const std::int64_t group = H / KV, ldq = H * D, ldk = KV * D;
-  std::vector<T> scores(static_cast<size_t>(kAttnQBlock * kAttnKBlock)), acc(static_cast<size_t>(kAttnQBlock * D));
-  std::vector<T> m(kAttnQBlock);
-  std::vector<double> l(kAttnQBlock);  // a row's sum over up to S terms: double keeps it exact enough
-  TileProducts<T> tp;
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t h = 0; h < H; ++h) {
-      const std::int64_t g = h / group;
+  // One unit per (batch, kv head): its query heads share the prepared kv head, and it writes only
+  // their rows of out and lse. Each pool thread keeps its scratch between calls.
+  auto unit = [&](std::int64_t u) {
+    struct Scratch {
+      std::vector<T> scores = std::vector<T>(static_cast<size_t>(kAttnQBlock * kAttnKBlock)), acc, m;
+      std::vector<double> l;  // a row's sum over up to S terms: double keeps it exact enough
+      TileProducts<T> tp;
+    };
+    static thread_local Scratch sc;
+    sc.acc.resize(static_cast<size_t>(kAttnQBlock * D)), sc.m.resize(kAttnQBlock), sc.l.resize(kAttnQBlock);
+    auto &scores = sc.scores, &acc = sc.acc, &m = sc.m;
+    auto& l = sc.l;
+    TileProducts<T>& tp = sc.tp;
+    const std::int64_t b = u / KV, g = u % KV;
+    tp.set_kv(k + (b * S * KV + g) * D, v + (b * S * KV + g) * D, ldk, S, D, false);
+    for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
       const T* qh = q + (b * S * H + h) * D;
       T* oh = out + (b * S * H + h) * D;
       float* lse_h = lse + (b * H + h) * S;
-      // The query heads of a group follow each other: their kv head is prepared once.
-      if (h % group == 0) tp.set_kv(k + (b * S * KV + g) * D, v + (b * S * KV + g) * D, ldk, S, D, false);
       for (std::int64_t i0 = 0; i0 < S; i0 += kAttnQBlock) {
         const std::int64_t i1 = std::min(S, i0 + kAttnQBlock), n = i1 - i0;
         tp.set_q(qh + i0 * ldq, nullptr, ldq, n);
@@ -190,6 +204,12 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, float* lse, s
         }
       }
     }
+  };
+  if constexpr (TileProducts<T>::kPoolThreads) {
+    parallel_for(B * KV, unit);
+  } else {
+    for (std::int64_t u = 0; u < B * KV; ++u) unit(u);
+  }
 }
 
 // dq, dk and dv are overwritten (a kv head's gradients are summed over its query group).
@@ -201,15 +221,22 @@ void attention_backward(const T* dout, const T* q, const T* k, const T* v, const
   const std::int64_t group = H / KV, ldq = H * D, ldk = KV * D;
   std::fill(dk, dk + B * S * KV * D, T(0));
   std::fill(dv, dv + B * S * KV * D, T(0));
-  const size_t tile = static_cast<size_t>(kAttnQBlock * kAttnKBlock);
-  std::vector<T> p(tile), dp(tile), dq_acc(static_cast<size_t>(kAttnQBlock * D)), delta(kAttnQBlock);
-  TileProducts<T> tp;
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t h = 0; h < H; ++h) {
-      const std::int64_t g = h / group;
-      const std::int64_t qoff = (b * S * H + h) * D, koff = (b * S * KV + g) * D;
+  // One unit per (batch, kv head), as in forward: it owns that kv head's rows of dk and dv (summed
+  // over its query heads in their fixed order) and its query heads' rows of dq.
+  auto unit = [&](std::int64_t u) {
+    struct Scratch {
+      std::vector<T> p = std::vector<T>(static_cast<size_t>(kAttnQBlock * kAttnKBlock)), dp = p, dq_acc, delta;
+      TileProducts<T> tp;
+    };
+    static thread_local Scratch sc;
+    sc.dq_acc.resize(static_cast<size_t>(kAttnQBlock * D)), sc.delta.resize(kAttnQBlock);
+    auto &p = sc.p, &dp = sc.dp, &dq_acc = sc.dq_acc, &delta = sc.delta;
+    TileProducts<T>& tp = sc.tp;
+    const std::int64_t b = u / KV, g = u % KV, koff = (b * S * KV + g) * D;
+    tp.set_kv(k + koff, v + koff, ldk, S, D, true);
+    for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const std::int64_t qoff = (b * S * H + h) * D;
       const float* lse_h = lse + (b * H + h) * S;
-      if (h % group == 0) tp.set_kv(k + koff, v + koff, ldk, S, D, true);
       for (std::int64_t i0 = 0; i0 < S; i0 += kAttnQBlock) {
         const std::int64_t i1 = std::min(S, i0 + kAttnQBlock), n = i1 - i0;
         const T* do_blk = dout + qoff + i0 * ldq;
@@ -247,6 +274,12 @@ void attention_backward(const T* dout, const T* q, const T* k, const T* v, const
         for (std::int64_t r = 0; r < n; ++r) std::copy_n(dq_acc.data() + r * D, D, dq + qoff + (i0 + r) * ldq);
       }
     }
+  };
+  if constexpr (TileProducts<T>::kPoolThreads) {
+    parallel_for(B * KV, unit);
+  } else {
+    for (std::int64_t u = 0; u < B * KV; ++u) unit(u);
+  }
 }
 
 }  // namespace titan::ops::cpu

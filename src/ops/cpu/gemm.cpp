@@ -44,6 +44,8 @@ void openblas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const fl
   cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void openblas_set_threads(int threads) { openblas_set_num_threads(threads); }
+
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc) {
   switch (current()) {

@@ -5,23 +5,30 @@
 //   dx = r * (g - n * mean(g * n)),   dw += sum_rows dy * n
 // Sums accumulate in double for float inputs (one row at a time), so results do not depend on D's
 // blocking. rstd[rows] is saved for backward.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#include "ops/cpu/threads.hpp"
 
 namespace titan::ops::cpu {
 
 template <class T>
 void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, std::int64_t rows, std::int64_t D, double eps) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * D;
-    double ss = 0;
+  // Rows are independent: chunks of rows on the pool (backward sums dw over rows, so it stays serial).
+  const std::int64_t rows_per_chunk = std::max<std::int64_t>(1, kElementwiseGrain / std::max<std::int64_t>(D, 1));
+  parallel_chunks(rows, rows_per_chunk, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * D;
+      double ss = 0;
 #pragma omp simd reduction(+ : ss)
-    for (std::int64_t i = 0; i < D; ++i) ss += double(xr[i]) * double(xr[i]);
-    const T rs = static_cast<T>(1.0 / std::sqrt(ss / double(D) + eps));
-    rstd[r] = rs;
-    T* yr = y + r * D;
-    for (std::int64_t i = 0; i < D; ++i) yr[i] = xr[i] * rs * w[i];
-  }
+      for (std::int64_t i = 0; i < D; ++i) ss += double(xr[i]) * double(xr[i]);
+      const T rs = static_cast<T>(1.0 / std::sqrt(ss / double(D) + eps));
+      rstd[r] = rs;
+      T* yr = y + r * D;
+      for (std::int64_t i = 0; i < D; ++i) yr[i] = xr[i] * rs * w[i];
+    }
+  });
 }
 
 template <class T>
