@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
+#include "ops/cpu/blas.hpp"
 #include "ops/cpu/threads.hpp"
 #include "ops/ops.hpp"
 
@@ -186,19 +187,25 @@ TEST_CASE("attention cpu: any pool thread count gives the same bits and stays co
   // for bit. Shapes: GQA group 2 with 2 x 3 = 6 units, and one unit only (B = 1, KV = 1).
   struct Restore {
     int saved = ops::cpu::cpu_threads();
-    ~Restore() { ops::cpu::set_cpu_threads(saved); }
+    ops::cpu::GemmLibrary library = ops::cpu::gemm_library();
+    ~Restore() {
+      ops::cpu::set_gemm_library(library);
+      ops::cpu::set_cpu_threads(saved);
+    }
   } restore;
   auto same = [](const Tensor& a, const Tensor& b) {
     return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
   };
+  for (auto lib : {ops::cpu::GemmLibrary::openblas, ops::cpu::GemmLibrary::onednn})
   for (const Shape5& s : {Shape5{2, 300, 6, 3, 64}, Shape5{1, 200, 2, 1, 16}}) {
+    ops::cpu::set_gemm_library(lib);  // the pool: titan.cpp's workers, or oneDNN's OpenMP team
     const Tensor q = randn({s.B, s.S, s.H, s.D}, 21, DType::f32), k = randn({s.B, s.S, s.KV, s.D}, 22, DType::f32),
                  v = randn({s.B, s.S, s.KV, s.D}, 23, DType::f32), dout = randn({s.B, s.S, s.H, s.D}, 24, DType::f32);
     ops::cpu::set_cpu_threads(1);
     const auto o1 = ops::attention(q, k, v);
     const auto g1 = ops::attention_backward(dout, q, k, v, o1);
     for (int threads : {2, 3}) {
-      INFO("threads " << threads << " B " << s.B << " KV " << s.KV);
+      INFO(ops::cpu::gemm_library_name(lib) << " threads " << threads << " B " << s.B << " KV " << s.KV);
       ops::cpu::set_cpu_threads(threads);
       REQUIRE(ops::cpu::cpu_threads() == threads);
       const auto o = ops::attention(q, k, v);
@@ -217,9 +224,17 @@ TEST_CASE("attention cpu: any pool thread count gives the same bits and stays co
 TEST_CASE("cpu threads: parallel_for runs every index once and nests inline and passes exceptions on", "[.][attention_cpu]") {
   struct Restore {
     int saved = ops::cpu::cpu_threads();
-    ~Restore() { ops::cpu::set_cpu_threads(saved); }
+    ops::cpu::GemmLibrary library = ops::cpu::gemm_library();
+    ~Restore() {
+      ops::cpu::set_gemm_library(library);
+      ops::cpu::set_cpu_threads(saved);
+    }
   } restore;
+  // With oneDNN the pool is its OpenMP team, otherwise titan.cpp's own workers: both.
+  for (auto lib : {ops::cpu::GemmLibrary::openblas, ops::cpu::GemmLibrary::onednn})
   for (int threads : {1, 2, 4}) {
+    INFO("library " << ops::cpu::gemm_library_name(lib) << " threads " << threads);
+    ops::cpu::set_gemm_library(lib);
     ops::cpu::set_cpu_threads(threads);
     for (std::int64_t n : {0, 1, 7, 1000}) {
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n) + 1);

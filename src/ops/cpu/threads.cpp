@@ -1,7 +1,9 @@
-// The pool behind ops/cpu/threads.hpp: persistent workers woken per parallel_for, which hands out
-// indices through one atomic counter (the assignment of units to threads may vary from call to
-// call; each unit's result does not depend on it).
+// The pool behind ops/cpu/threads.hpp: persistent workers woken per parallel_for (or, with oneDNN,
+// its OpenMP team, below), which hands out indices through one atomic counter (the assignment of
+// units to threads may vary from call to call; each unit's result does not depend on it).
 #include "ops/cpu/threads.hpp"
+
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -106,6 +108,44 @@ Pool& pool() {
   return p;
 }
 
+// oneDNN (Debian's is built on OpenMP) runs its GEMMs on libgomp's thread team, whose workers spin
+// for a while after each region. A second pool of our own would then fight those spinning threads
+// for the cores (measured on 2 cores: attention and the elementwise passes slowed by up to a
+// third), so while oneDNN is the GEMM library the same team runs parallel_for: a region through
+// libgomp's stable entry point, found at run time as onednn_set_threads finds omp_set_num_threads
+// (libgomp comes with libdnnl; -fopenmp would make every `#pragma omp` in the kernels a thread
+// region). With OpenBLAS or BLIS our pool's workers sleep on a condition variable between calls.
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+GompParallel gomp_parallel() {
+  static const GompParallel fn = reinterpret_cast<GompParallel>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
+  return fn;
+}
+
+struct TeamJob {
+  const std::function<void(std::int64_t)>* fn;
+  std::int64_t n;
+  std::atomic<std::int64_t> next{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+};
+
+void team_drain(void* arg) {
+  auto* job = static_cast<TeamJob*>(arg);
+  t_in_pool_task = true;
+  for (std::int64_t i; (i = job->next.fetch_add(1)) < job->n;) {
+    try {
+      (*job->fn)(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      if (!job->error) job->error = std::current_exception();
+      job->next.store(job->n);
+    }
+  }
+  t_in_pool_task = false;
+}
+
+std::atomic<int> g_threads{1};
+
 }  // namespace
 
 void set_cpu_threads(int n) {
@@ -113,14 +153,24 @@ void set_cpu_threads(int n) {
   openblas_set_threads(n);
   set_gemm_library(gemm_library());  // hands BLIS and oneDNN the same count
   if (n != pool().threads()) pool().resize(n);
+  g_threads.store(n);
 }
 
-int cpu_threads() { return pool().threads(); }
+int cpu_threads() { return g_threads.load(); }
 
 void parallel_for(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
   if (n <= 0) return;
-  if (n == 1 || t_in_pool_task || pool().threads() == 1) {
+  const int threads = g_threads.load(std::memory_order_relaxed);
+  if (n == 1 || t_in_pool_task || threads == 1) {
     for (std::int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  if (gemm_library() == GemmLibrary::onednn && gomp_parallel()) {
+    TeamJob job;
+    job.fn = &fn;
+    job.n = n;
+    gomp_parallel()(team_drain, &job, unsigned(std::min<std::int64_t>(threads, n)), 0);
+    if (job.error) std::rethrow_exception(job.error);
     return;
   }
   pool().run(n, fn);
