@@ -14,6 +14,7 @@
 
 #include "core/rng.hpp"
 #include "ops/cpu/blas.hpp"
+#include "ops/cpu/cpu_isa.hpp"
 #include "ops/cpu/threads.hpp"
 #include "ops/ops.hpp"
 
@@ -254,5 +255,39 @@ TEST_CASE("cpu threads: parallel_for runs every index once and nests inline and 
     std::atomic<int> after{0};  // the pool still works after an exception
     ops::cpu::parallel_for(10, [&](std::int64_t) { after++; });
     CHECK(after == 10);
+  }
+}
+
+TEST_CASE("attention cpu: the AVX-512 and AVX2 kernels give the same bits", "[.][attention_cpu]") {
+  // Tile GEMMs and exp rows: the same operations per element and the same summation order on
+  // both paths (ops/cpu/attention_tile_gemm.hpp, fast_math.hpp). Shapes with partial 16- and
+  // 32-column blocks (D = 24, S not a multiple of 16) and whole ones (D = 128).
+  if (!ops::cpu::cpu_isa().avx512f) {
+    WARN("no AVX-512 on this CPU: only the AVX2 path runs here");
+    return;
+  }
+  struct Restore {
+    ~Restore() { ops::cpu::set_avx512_enabled(true); }
+  } restore;
+  auto same = [](const Tensor& a, const Tensor& b) {
+    return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+  };
+  for (const Shape5& s : {Shape5{1, 300, 4, 2, 128}, Shape5{2, 203, 2, 1, 24}, Shape5{1, 600, 2, 2, 16}}) {
+    INFO("S " << s.S << " D " << s.D);
+    const Tensor q = randn({s.B, s.S, s.H, s.D}, 31, DType::f32), k = randn({s.B, s.S, s.KV, s.D}, 32, DType::f32),
+                 v = randn({s.B, s.S, s.KV, s.D}, 33, DType::f32), dout = randn({s.B, s.S, s.H, s.D}, 34, DType::f32);
+    ops::cpu::set_avx512_enabled(false);
+    REQUIRE_FALSE(ops::cpu::use_avx512());
+    const auto o2 = ops::attention(q, k, v);
+    const auto g2 = ops::attention_backward(dout, q, k, v, o2);
+    ops::cpu::set_avx512_enabled(true);
+    REQUIRE(ops::cpu::use_avx512());
+    const auto o5 = ops::attention(q, k, v);
+    const auto g5 = ops::attention_backward(dout, q, k, v, o5);
+    CHECK(same(o5.out, o2.out));
+    CHECK(same(o5.lse, o2.lse));
+    CHECK(same(g5.dq, g2.dq));
+    CHECK(same(g5.dk, g2.dk));
+    CHECK(same(g5.dv, g2.dv));
   }
 }

@@ -7,9 +7,13 @@
 // With (a_rs, a_cs) = (lda, 1) it is A * B, with (1, lda) it is A^T * B, so P^T dO and dS^T Q
 // need no transpose; Q K^T and dO V^T read K^T / V^T packed once per kv head (pack_panels).
 // Register block: 6 rows x 16 columns = 12 ymm accumulators, one broadcast of A and two loads of
-// B per k, 12 FMAs. The k loop runs in order, so results do not depend on the call pattern.
+// B per k, 12 FMAs (AVX-512: 12 rows x 16 columns in zmm). The k loop runs in order, so results
+// do not depend on the call pattern or on which of the two kernels runs.
 #include <algorithm>
 #include <cstdint>
+
+#include "ops/cpu/cpu_isa.hpp"
+#include "ops/cpu/fast_math.hpp"  // TITAN_AVX512_TARGET
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -107,13 +111,126 @@ inline void row_block(int mr, std::int64_t K, float alpha, const float* A, std::
   }
 }
 
+// AVX-512: the same 16-column blocks, one zmm per row, 12 rows per block (12 accumulators, one
+// load of B and 12 broadcasts per k). Each C element is the same chain of FMAs over k in the same
+// order, and alpha and the accumulate are applied as the AVX2 kernel applies them (fused for
+// whole 16-column blocks, multiply-then-add for a partial one), so both ISAs give the same bits.
+constexpr int kRows512 = 12;
+
+template <int MR, bool Accumulate, bool Masked>
+TITAN_AVX512_TARGET inline void micro_kernel_512(std::int64_t K, float alpha, const float* A, std::int64_t a_rs,
+                                                 std::int64_t a_cs, const float* B, std::int64_t ldb, float* C,
+                                                 std::int64_t ldc, __mmask16 mask) {
+  __m512 c[MR];
+  for (int i = 0; i < MR; ++i) c[i] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    const __m512 bv = Masked ? _mm512_maskz_loadu_ps(mask, b) : _mm512_loadu_ps(b);
+    const float* a = A + k * a_cs;
+    for (int i = 0; i < MR; ++i) c[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * a_rs]), bv, c[i]);
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int i = 0; i < MR; ++i) {
+    float* ci = C + i * ldc;
+    if constexpr (Masked) {
+      __m512 r = _mm512_mul_ps(al, c[i]);
+      if constexpr (Accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ci), r);
+      _mm512_mask_storeu_ps(ci, mask, r);
+    } else if constexpr (Accumulate) {
+      _mm512_storeu_ps(ci, _mm512_fmadd_ps(al, c[i], _mm512_loadu_ps(ci)));
+    } else {
+      _mm512_storeu_ps(ci, _mm512_mul_ps(al, c[i]));
+    }
+  }
+}
+
+template <bool Accumulate, bool Masked, int MR = kRows512>
+TITAN_AVX512_TARGET inline void row_block_512(int mr, std::int64_t K, float alpha, const float* A, std::int64_t a_rs,
+                                              std::int64_t a_cs, const float* B, std::int64_t ldb, float* C,
+                                              std::int64_t ldc, __mmask16 mask) {
+  if constexpr (MR == 1) {
+    micro_kernel_512<1, Accumulate, Masked>(K, alpha, A, a_rs, a_cs, B, ldb, C, ldc, mask);
+  } else {
+    if (mr == MR) return micro_kernel_512<MR, Accumulate, Masked>(K, alpha, A, a_rs, a_cs, B, ldb, C, ldc, mask);
+    row_block_512<Accumulate, Masked, MR - 1>(mr, K, alpha, A, a_rs, a_cs, B, ldb, C, ldc, mask);
+  }
+}
+
+// Two whole 16-column panels at once (b and b + b_ps), 8 rows: 16 accumulators, two loads of B
+// and 8 broadcasts per 16 FMAs, so the FMA units rather than the loads set the pace.
+constexpr int kRows512x2 = 8;
+template <int MR, bool Accumulate>
+TITAN_AVX512_TARGET inline void micro_kernel_512x2(std::int64_t K, float alpha, const float* A, std::int64_t a_rs,
+                                                   std::int64_t a_cs, const float* B, std::int64_t ldb,
+                                                   std::int64_t b_ps, float* C, std::int64_t ldc) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(B + k * ldb), b1 = _mm512_loadu_ps(B + b_ps + k * ldb);
+    const float* a = A + k * a_cs;
+    for (int i = 0; i < MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * a_rs]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int i = 0; i < MR; ++i) {
+    float* ci = C + i * ldc;
+    if constexpr (Accumulate) {
+      _mm512_storeu_ps(ci, _mm512_fmadd_ps(al, c0[i], _mm512_loadu_ps(ci)));
+      _mm512_storeu_ps(ci + kCols, _mm512_fmadd_ps(al, c1[i], _mm512_loadu_ps(ci + kCols)));
+    } else {
+      _mm512_storeu_ps(ci, _mm512_mul_ps(al, c0[i]));
+      _mm512_storeu_ps(ci + kCols, _mm512_mul_ps(al, c1[i]));
+    }
+  }
+}
+
+template <bool Accumulate, int MR = kRows512x2>
+TITAN_AVX512_TARGET inline void row_block_512x2(int mr, std::int64_t K, float alpha, const float* A, std::int64_t a_rs,
+                                                std::int64_t a_cs, const float* B, std::int64_t ldb, std::int64_t b_ps,
+                                                float* C, std::int64_t ldc) {
+  if constexpr (MR == 1) {
+    micro_kernel_512x2<1, Accumulate>(K, alpha, A, a_rs, a_cs, B, ldb, b_ps, C, ldc);
+  } else {
+    if (mr == MR) return micro_kernel_512x2<MR, Accumulate>(K, alpha, A, a_rs, a_cs, B, ldb, b_ps, C, ldc);
+    row_block_512x2<Accumulate, MR - 1>(mr, K, alpha, A, a_rs, a_cs, B, ldb, b_ps, C, ldc);
+  }
+}
+
+template <bool Accumulate>
+TITAN_AVX512_TARGET void gemm_512(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A,
+                                  std::int64_t a_rs, std::int64_t a_cs, const float* B, std::int64_t ldb,
+                                  std::int64_t b_ps, float* C, std::int64_t ldc) {
+  std::int64_t j = 0;
+  for (; j + 2 * kCols <= N; j += 2 * kCols)
+    for (std::int64_t i = 0; i < M; i += kRows512x2)
+      row_block_512x2<Accumulate>(int(std::min<std::int64_t>(kRows512x2, M - i)), K, alpha, A + i * a_rs, a_rs, a_cs,
+                                  B + j / kCols * b_ps, ldb, b_ps, C + i * ldc + j, ldc);
+  for (; j < N; j += kCols) {
+    const int nr = int(std::min<std::int64_t>(kCols, N - j));
+    const __mmask16 mask = __mmask16((1u << nr) - 1u);
+    for (std::int64_t i = 0; i < M; i += kRows512) {
+      const int mr = int(std::min<std::int64_t>(kRows512, M - i));
+      const float* a = A + i * a_rs;
+      float* c = C + i * ldc + j;
+      const float* b = B + j / kCols * b_ps;
+      if (nr == kCols) row_block_512<Accumulate, false>(mr, K, alpha, a, a_rs, a_cs, b, ldb, c, ldc, mask);
+      else row_block_512<Accumulate, true>(mr, K, alpha, a, a_rs, a_cs, b, ldb, c, ldc, mask);
+    }
+  }
+}
+
 // Column blocks outside, row blocks inside: a K x 16 panel of B (<= 16 KB) stays in L1 while
 // every row block of A streams past it.
 // Columns j .. j+15 of B start at B + (j / 16) * b_ps, rows ldb apart: b_ps = 16 for a plain
 // row-major B, (16, 16 * K) for pack_panels' layout, (16, 16 * rows) for pack_col_panels'.
+// On a CPU (and OS) with AVX-512F the zmm kernel above runs, with the same results.
 template <bool Accumulate>
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A, std::int64_t a_rs,
           std::int64_t a_cs, const float* B, std::int64_t ldb, std::int64_t b_ps, float* C, std::int64_t ldc) {
+  if (use_avx512()) return gemm_512<Accumulate>(M, N, K, alpha, A, a_rs, a_cs, B, ldb, b_ps, C, ldc);
   for (std::int64_t j = 0; j < N; j += kCols) {
     const int nr = int(std::min<std::int64_t>(kCols, N - j));
     alignas(32) std::int32_t lanes[kCols];

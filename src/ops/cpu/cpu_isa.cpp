@@ -1,5 +1,7 @@
 #include "ops/cpu/cpu_isa.hpp"
 
+#include <atomic>
+
 #include <cstdint>
 #include <cstring>
 
@@ -108,5 +110,16 @@ const CpuIsa& cpu_isa() {
   static const CpuIsa isa = detect();
   return isa;
 }
+
+namespace {
+std::atomic<bool> g_avx512_enabled{true};
+}  // namespace
+
+bool use_avx512() {
+  static const bool available = cpu_isa().avx512f;
+  return available && g_avx512_enabled.load(std::memory_order_relaxed);
+}
+
+void set_avx512_enabled(bool enabled) { g_avx512_enabled.store(enabled); }
 
 }  // namespace titan::ops::cpu

@@ -23,4 +23,10 @@ struct CpuIsa {
 // Detected once (the first call asks Linux for AMX tile permission where the CPU has AMX).
 const CpuIsa& cpu_isa();
 
+// Whether the hand-vectorised float32 kernels (attention's tile GEMMs, the exp rows) take their
+// AVX-512 path: cpu_isa().avx512f, unless a test switched it off to compare with the AVX2 path
+// (the two give the same bits: the same operations per element, sums in the same lane order).
+bool use_avx512();
+void set_avx512_enabled(bool enabled);
+
 }  // namespace titan::ops::cpu
