@@ -192,7 +192,9 @@ TEST_CASE("backend: CPU memory stats: in use, peak and reset move as allocations
     MemoryStats s = cpu.memory_stats(0);
     CHECK(s.in_use == before + 4000);
     CHECK(s.peak >= before + 4000);
-    CHECK(s.reserved == s.in_use);
+    // in use + the freed large blocks the allocator keeps for reuse (earlier tests of this
+    // process may have left some)
+    CHECK(s.reserved >= s.in_use);
     CHECK(s.capacity > 0);
     {
       const Tensor b = Tensor::empty({500}, DType::f64);  // 4000 more

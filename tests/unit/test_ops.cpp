@@ -326,7 +326,8 @@ TEST_CASE("op bf16 on the CPU: native bf16 GEMMs (AVX512_BF16/AMX) differ from w
 }
 
 TEST_CASE("op elementwise passes on the CPU pool give the same bits for any thread count") {
-  // SwiGLU, add, AdamW and RMSNorm's forward run in fixed chunks on ops/cpu/threads.hpp's pool;
+  // SwiGLU, add, AdamW, RMSNorm, RoPE and cross-entropy run in fixed chunks on
+  // ops/cpu/threads.hpp's pool;
   // sizes past several chunks and not a multiple of one.
   struct Restore {
     int saved = ops::cpu::cpu_threads();
@@ -334,7 +335,12 @@ TEST_CASE("op elementwise passes on the CPU pool give the same bits for any thre
   } restore;
   const Tensor a = randn({3, 21001}, 131, 1.0, DType::f32), b = randn({3, 21001}, 132, 1.0, DType::f32),
                dh = randn({3, 21001}, 133, 1.0, DType::f32), x = randn({700, 96}, 134, 1.0, DType::f32),
-               w = randn({96}, 135, 1.0, DType::f32);
+               w = randn({96}, 135, 1.0, DType::f32), q = randn({2, 150, 4, 32}, 136, 1.0, DType::f32),
+               logits = randn({203, 300}, 137, 3.0, DType::f32), dyn = randn({700, 96}, 138, 1.0, DType::f32);
+  const auto table = ops::rope_table(32, 150, 500000.0, nullptr);
+  std::vector<double> tv(203);
+  for (std::size_t i = 0; i < tv.size(); ++i) tv[i] = i % 7 == 3 ? -100 : double((i * 37) % 300);  // some ignored
+  const Tensor targets = Tensor::from_vector(tv, {203}, DType::i64);
   auto run = [&](int threads) {
     ops::cpu::set_cpu_threads(threads);
     std::vector<Tensor> out;
@@ -353,6 +359,13 @@ TEST_CASE("op elementwise passes on the CPU pool give the same bits for any thre
     const ops::RmsNormOut n = ops::rmsnorm(x, w, 1e-5);
     out.push_back(n.y);
     out.push_back(n.rstd);
+    Tensor dnw = Tensor::zeros({96}, DType::f32);  // dw summed over chunks of rows, in chunk order
+    out.push_back(ops::rmsnorm_backward(dyn, x, w, n.rstd, dnw));
+    out.push_back(dnw);
+    out.push_back(ops::rope(q, table));  // token rows in chunks
+    const ops::CrossEntropyOut ce = ops::cross_entropy(logits, targets);  // rows in chunks, loss summed in order
+    out.push_back(Tensor::full({1}, ce.loss, DType::f64));
+    out.push_back(ops::cross_entropy_backward(logits, targets, ce, 1.0));
     return out;
   };
   const std::vector<Tensor> one = run(1);

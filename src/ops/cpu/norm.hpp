@@ -3,11 +3,13 @@
 //   r = 1 / sqrt(mean(x^2) + eps),  y = x * r * w
 // Backward, with n = x * r and g = dy * w:
 //   dx = r * (g - n * mean(g * n)),   dw += sum_rows dy * n
-// Sums accumulate in double for float inputs (one row at a time), so results do not depend on D's
-// blocking. rstd[rows] is saved for backward.
+// Row sums accumulate in double for float inputs (one row at a time), so results do not depend on
+// D's blocking; dw sums over fixed chunks of rows, then over the chunks in order. rstd[rows] is
+// saved for backward.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "ops/cpu/threads.hpp"
 
@@ -34,20 +36,33 @@ void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, std::int64_t rows, s
 template <class T>
 void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx, T* dw, std::int64_t rows,
                       std::int64_t D) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * D;
-    const T* dyr = dy + r * D;
-    const T rs = rstd[r];
-    double dot = 0;  // sum_i g_i * n_i
+  // Chunks of rows on the CPU pool; each sums its rows' dw into its own partial, and the partials
+  // are added to dw in chunk order. The chunks are fixed by rows and D, so the bits do not depend
+  // on the thread count.
+  const std::int64_t rows_per_chunk = std::max<std::int64_t>(1, kElementwiseGrain / std::max<std::int64_t>(D, 1));
+  const std::int64_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+  std::vector<T> partial(static_cast<size_t>(std::max<std::int64_t>(chunks, 0) * D), T(0));
+  parallel_chunks(rows, rows_per_chunk, [&](std::int64_t r0, std::int64_t r1) {
+    T* dwc = partial.data() + (r0 / rows_per_chunk) * D;
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * D;
+      const T* dyr = dy + r * D;
+      const T rs = rstd[r];
+      double dot = 0;  // sum_i g_i * n_i
 #pragma omp simd reduction(+ : dot)
-    for (std::int64_t i = 0; i < D; ++i) dot += double(dyr[i]) * double(w[i]) * double(xr[i]) * double(rs);
-    const T mean_dot = static_cast<T>(dot / double(D));
-    T* dxr = dx + r * D;
-    for (std::int64_t i = 0; i < D; ++i) {
-      const T n = xr[i] * rs;
-      dxr[i] = rs * (dyr[i] * w[i] - n * mean_dot);
-      dw[i] += dyr[i] * n;
+      for (std::int64_t i = 0; i < D; ++i) dot += double(dyr[i]) * double(w[i]) * double(xr[i]) * double(rs);
+      const T mean_dot = static_cast<T>(dot / double(D));
+      T* dxr = dx + r * D;
+      for (std::int64_t i = 0; i < D; ++i) {
+        const T n = xr[i] * rs;
+        dxr[i] = rs * (dyr[i] * w[i] - n * mean_dot);
+        dwc[i] += dyr[i] * n;
+      }
     }
+  });
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const T* dwc = partial.data() + c * D;
+    for (std::int64_t i = 0; i < D; ++i) dw[i] += dwc[i];
   }
 }
 
