@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
   bool gemm_info = false;
   app.add_flag("--gemm-info", gemm_info, "print the CPU GEMM library, kernel and calibrated peak, and exit");
   CLI11_PARSE(app, argc, argv);
-  const std::string threads_line = apps::apply_cpu_threads(threads, 1);
   try {
+    const std::string threads_line = apps::apply_cpu_threads(threads, 1);
     const train::CpuGemm g = train::select_cpu_gemm(cpu_gemm, cpu_bf16_gemm);
     if (gemm_info) {
       if (!openblas_note.empty()) std::printf("%s\n", openblas_note.c_str());
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", g.describe().c_str());
       return 0;
     }
-  } catch (const std::exception& e) {  // --cpu-bf16-gemm native on a CPU without bf16 instructions
+  } catch (const std::exception& e) {  // --cpu-bf16-gemm native without the ISA, no threads to start
     std::fprintf(stderr, "error: %s\n", e.what());
     return kExitUsageError;
   }

@@ -63,6 +63,7 @@ bool write_json(const std::filesystem::path& file, const nlohmann::json& j) {
   {
     std::ofstream out(tmp);
     out << j.dump(2) << "\n";
+    out.close();  // the flush at close can fail too (a full disk): checked before the rename
     if (!out) ec = std::make_error_code(std::errc::io_error);
   }
   if (!ec) std::filesystem::rename(tmp, file, ec);
@@ -159,6 +160,8 @@ CpuGemm select_cpu_gemm(const std::string& choice, const std::string& bf16) {
       chosen_by = "auto: measured fastest earlier, cached in " + file.string();
     } else {
       const std::vector<GemmTiming> timings = time_cpu_gemm_libraries();
+      if (timings.empty())
+        chosen_by = "auto: every library runs a generic kernel here, so the fixed order's fallback (nothing cached)";
       if (!timings.empty()) {
         const auto best = std::max_element(timings.begin(), timings.end(),
                                            [](const GemmTiming& x, const GemmTiming& y) { return x.mean_flops < y.mean_flops; });

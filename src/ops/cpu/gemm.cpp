@@ -123,7 +123,8 @@ std::optional<GemmLibrary> parse_gemm_library(const std::string& name) {
 void set_gemm_library(GemmLibrary lib) {
   const int threads = gemm_threads();
   if (lib == GemmLibrary::blis) blis_set_threads(threads);
-  if (lib == GemmLibrary::onednn) onednn_set_threads(threads);
+  // oneDNN also runs the native bf16 GEMMs whatever the f32 library is.
+  onednn_set_threads(threads);
   g_library.store(int(lib));
 }
 

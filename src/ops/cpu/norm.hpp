@@ -38,8 +38,9 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
                       std::int64_t D) {
   // Chunks of rows on the CPU pool; each sums its rows' dw into its own partial, and the partials
   // are added to dw in chunk order. The chunks are fixed by rows and D, so the bits do not depend
-  // on the thread count.
-  const std::int64_t rows_per_chunk = std::max<std::int64_t>(1, kElementwiseGrain / std::max<std::int64_t>(D, 1));
+  // on the thread count; at most 64 of them, so the partials stay at most 64 x D.
+  const std::int64_t rows_per_chunk = std::max({std::int64_t(1), kElementwiseGrain / std::max<std::int64_t>(D, 1),
+                                                (rows + 63) / 64});
   const std::int64_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   std::vector<T> partial(static_cast<size_t>(std::max<std::int64_t>(chunks, 0) * D), T(0));
   parallel_chunks(rows, rows_per_chunk, [&](std::int64_t r0, std::int64_t r1) {

@@ -36,7 +36,9 @@ class Pool {
     for (auto& w : workers_) w.join();
     workers_.clear();
     stop_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+    // A new worker starts from the current generation, so it waits for the next run instead of
+    // taking the last one (finished, its state stale) for new work.
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, g = generation_] { work(g); });
     threads_ = threads;
   }
 
@@ -76,8 +78,7 @@ class Pool {
     t_in_pool_task = false;
   }
 
-  void work() {
-    std::uint64_t seen = 0;
+  void work(std::uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -169,7 +170,9 @@ void parallel_for(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
     TeamJob job;
     job.fn = &fn;
     job.n = n;
-    gomp_parallel()(team_drain, &job, unsigned(std::min<std::int64_t>(threads, n)), 0);
+    // Always the full team: a smaller one would let libgomp end the extra threads, which the next
+    // GEMM then starts again (with their thread_local scratch); idle members find no index.
+    gomp_parallel()(team_drain, &job, unsigned(threads), 0);
     if (job.error) std::rethrow_exception(job.error);
     return;
   }
