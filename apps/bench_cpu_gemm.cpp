@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.hpp"
 #include "ops/cpu/blas.hpp"
 #include "ops/cpu/cpu_isa.hpp"
 
@@ -91,11 +92,7 @@ int main(int argc, char** argv) {
     std::vector<float> dx(x.size()), dw(w.size());
     auto bits = [](const std::vector<float>& v) {
       std::vector<std::uint16_t> b(v.size());
-      for (std::size_t i = 0; i < v.size(); ++i) {
-        std::uint32_t u;
-        __builtin_memcpy(&u, &v[i], 4);
-        b[i] = std::uint16_t(u >> 16);
-      }
+      std::transform(v.begin(), v.end(), b.begin(), titan::f32_to_bf16);
       return b;
     };
     const std::vector<std::uint16_t> xb = bits(x), wb = bits(w), yb = bits(y);

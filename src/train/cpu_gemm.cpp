@@ -160,9 +160,9 @@ CpuGemm select_cpu_gemm(const std::string& choice, const std::string& bf16) {
       chosen_by = "auto: measured fastest earlier, cached in " + file.string();
     } else {
       const std::vector<GemmTiming> timings = time_cpu_gemm_libraries();
-      if (timings.empty())
+      if (timings.empty()) {
         chosen_by = "auto: every library runs a generic kernel here, so the fixed order's fallback (nothing cached)";
-      if (!timings.empty()) {
+      } else {
         const auto best = std::max_element(timings.begin(), timings.end(),
                                            [](const GemmTiming& x, const GemmTiming& y) { return x.mean_flops < y.mean_flops; });
         lib = *cpu::parse_gemm_library(best->library);

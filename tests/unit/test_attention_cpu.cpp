@@ -118,6 +118,21 @@ void check_against_reference(const Shape5& s, DType dt, double tol_out, double t
   CHECK(scaled_error(g.dv, want.dv) < tol_grad);
 }
 
+// Bit for bit the same tensor contents.
+bool same(const Tensor& a, const Tensor& b) {
+  return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+// The CPU pool's thread count and the GEMM library (which picks the pool kind), for one test.
+struct RestoreThreadsAndLibrary {
+  int saved = ops::cpu::cpu_threads();
+  ops::cpu::GemmLibrary library = ops::cpu::gemm_library();
+  ~RestoreThreadsAndLibrary() {
+    ops::cpu::set_gemm_library(library);
+    ops::cpu::set_cpu_threads(saved);
+  }
+};
+
 const Shape5 kShapes[] = {
     {1, 1, 2, 1, 16},     // one token: P = 1, O = v_0, dq = 0
     {1, 5, 4, 2, 64},     // S below a query block
@@ -170,9 +185,6 @@ TEST_CASE("attention cpu: reruns are bit-identical", "[.][attention_cpu]") {
                  dout = randn({2, 300, 4, 64}, 12, dt);
     const auto o1 = ops::attention(q, k, v), o2 = ops::attention(q, k, v);
     const auto g1 = ops::attention_backward(dout, q, k, v, o1), g2 = ops::attention_backward(dout, q, k, v, o2);
-    auto same = [](const Tensor& a, const Tensor& b) {
-      return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-    };
     CHECK(same(o1.out, o2.out));
     CHECK(same(o1.lse, o2.lse));
     CHECK(same(g1.dq, g2.dq));
@@ -186,17 +198,7 @@ TEST_CASE("attention cpu: any pool thread count gives the same bits and stays co
   // Each (batch, kv head) unit is computed whole by one thread (ops/cpu/threads.hpp), so 1, 2
   // and 3 threads (more than this 2-core machine has: units are handed out unevenly) agree bit
   // for bit. Shapes: GQA group 2 with 2 x 3 = 6 units, and one unit only (B = 1, KV = 1).
-  struct Restore {
-    int saved = ops::cpu::cpu_threads();
-    ops::cpu::GemmLibrary library = ops::cpu::gemm_library();
-    ~Restore() {
-      ops::cpu::set_gemm_library(library);
-      ops::cpu::set_cpu_threads(saved);
-    }
-  } restore;
-  auto same = [](const Tensor& a, const Tensor& b) {
-    return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-  };
+  RestoreThreadsAndLibrary restore;
   for (auto lib : {ops::cpu::GemmLibrary::openblas, ops::cpu::GemmLibrary::onednn})
   for (const Shape5& s : {Shape5{2, 300, 6, 3, 64}, Shape5{1, 200, 2, 1, 16}}) {
     ops::cpu::set_gemm_library(lib);  // the pool: titan.cpp's workers, or oneDNN's OpenMP team
@@ -223,14 +225,7 @@ TEST_CASE("attention cpu: any pool thread count gives the same bits and stays co
 }
 
 TEST_CASE("cpu threads: parallel_for runs every index once and nests inline and passes exceptions on", "[.][attention_cpu]") {
-  struct Restore {
-    int saved = ops::cpu::cpu_threads();
-    ops::cpu::GemmLibrary library = ops::cpu::gemm_library();
-    ~Restore() {
-      ops::cpu::set_gemm_library(library);
-      ops::cpu::set_cpu_threads(saved);
-    }
-  } restore;
+  RestoreThreadsAndLibrary restore;
   // With oneDNN the pool is its OpenMP team, otherwise titan.cpp's own workers: both.
   for (auto lib : {ops::cpu::GemmLibrary::openblas, ops::cpu::GemmLibrary::onednn})
   for (int threads : {1, 2, 4}) {
@@ -269,9 +264,6 @@ TEST_CASE("attention cpu: the AVX-512 and AVX2 kernels give the same bits", "[.]
   struct Restore {
     ~Restore() { ops::cpu::set_avx512_enabled(true); }
   } restore;
-  auto same = [](const Tensor& a, const Tensor& b) {
-    return a.numel() == b.numel() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-  };
   for (const Shape5& s : {Shape5{1, 300, 4, 2, 128}, Shape5{2, 203, 2, 1, 24}, Shape5{1, 600, 2, 2, 16}}) {
     INFO("S " << s.S << " D " << s.D);
     const Tensor q = randn({s.B, s.S, s.H, s.D}, 31, DType::f32), k = randn({s.B, s.S, s.KV, s.D}, 32, DType::f32),

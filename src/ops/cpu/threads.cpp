@@ -22,6 +22,31 @@ namespace {
 
 thread_local bool t_in_pool_task = false;
 
+// One parallel_for: its indices are handed out through `next`; the first exception stops the
+// rest and is rethrown by the caller.
+struct Job {
+  const std::function<void(std::int64_t)>* fn;
+  std::int64_t n;
+  std::atomic<std::int64_t> next{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+};
+
+// What every thread of either pool runs for a job.
+void drain(Job& job) {
+  t_in_pool_task = true;
+  for (std::int64_t i; (i = job.next.fetch_add(1)) < job.n;) {
+    try {
+      (*job.fn)(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(job.mutex);
+      if (!job.error) job.error = std::current_exception();
+      job.next.store(job.n);
+    }
+  }
+  t_in_pool_task = false;
+}
+
 class Pool {
  public:
   ~Pool() { resize(1); }
@@ -37,56 +62,37 @@ class Pool {
     workers_.clear();
     stop_ = false;
     // A new worker starts from the current generation, so it waits for the next run instead of
-    // taking the last one (finished, its state stale) for new work.
+    // taking the last one (finished) for new work.
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, g = generation_] { work(g); });
-    threads_ = threads;
   }
 
-  int threads() const { return threads_; }
-
-  void run(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
+  void run(Job& job) {
     std::lock_guard<std::mutex> run(run_mutex_);  // one parallel_for at a time (callers of other threads wait)
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      fn_ = &fn;
-      n_ = n;
-      next_.store(0);
+      job_ = &job;
       busy_ = int(workers_.size());
-      error_ = nullptr;
       ++generation_;
     }
     wake_.notify_all();
-    drain();
+    drain(job);
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return busy_ == 0; });
-    fn_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    job_ = nullptr;
   }
 
  private:
-  void drain() {
-    t_in_pool_task = true;
-    for (std::int64_t i; (i = next_.fetch_add(1)) < n_;) {
-      try {
-        (*fn_)(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-        next_.store(n_);  // the rest is skipped: the caller rethrows
-      }
-    }
-    t_in_pool_task = false;
-  }
-
   void work(std::uint64_t seen) {
     for (;;) {
+      Job* job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        job = job_;
       }
-      drain();
+      drain(*job);
       std::lock_guard<std::mutex> lock(mutex_);
       if (--busy_ == 0) done_.notify_one();
     }
@@ -95,13 +101,10 @@ class Pool {
   std::mutex run_mutex_, mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
-  const std::function<void(std::int64_t)>* fn_ = nullptr;
-  std::int64_t n_ = 0;
-  std::atomic<std::int64_t> next_{0};
-  int busy_ = 0, threads_ = 1;
+  Job* job_ = nullptr;
+  int busy_ = 0;
   std::uint64_t generation_ = 0;
   bool stop_ = false;
-  std::exception_ptr error_;
 };
 
 Pool& pool() {
@@ -122,28 +125,7 @@ GompParallel gomp_parallel() {
   return fn;
 }
 
-struct TeamJob {
-  const std::function<void(std::int64_t)>* fn;
-  std::int64_t n;
-  std::atomic<std::int64_t> next{0};
-  std::mutex mutex;
-  std::exception_ptr error;
-};
-
-void team_drain(void* arg) {
-  auto* job = static_cast<TeamJob*>(arg);
-  t_in_pool_task = true;
-  for (std::int64_t i; (i = job->next.fetch_add(1)) < job->n;) {
-    try {
-      (*job->fn)(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(job->mutex);
-      if (!job->error) job->error = std::current_exception();
-      job->next.store(job->n);
-    }
-  }
-  t_in_pool_task = false;
-}
+void team_drain(void* job) { drain(*static_cast<Job*>(job)); }
 
 std::atomic<int> g_threads{1};
 
@@ -153,7 +135,7 @@ void set_cpu_threads(int n) {
   n = std::max(1, n);
   openblas_set_threads(n);
   set_gemm_library(gemm_library());  // hands BLIS and oneDNN the same count
-  if (n != pool().threads()) pool().resize(n);
+  if (n != g_threads.load()) pool().resize(n);
   g_threads.store(n);
 }
 
@@ -166,17 +148,17 @@ void parallel_for(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
     for (std::int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
+  Job job;
+  job.fn = &fn;
+  job.n = n;
   if (gemm_library() == GemmLibrary::onednn && gomp_parallel()) {
-    TeamJob job;
-    job.fn = &fn;
-    job.n = n;
     // Always the full team: a smaller one would let libgomp end the extra threads, which the next
     // GEMM then starts again (with their thread_local scratch); idle members find no index.
     gomp_parallel()(team_drain, &job, unsigned(threads), 0);
-    if (job.error) std::rethrow_exception(job.error);
-    return;
+  } else {
+    pool().run(job);
   }
-  pool().run(n, fn);
+  if (job.error) std::rethrow_exception(job.error);
 }
 
 }  // namespace titan::ops::cpu
