@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "saves per mode");
   CLI11_PARSE(app, argc, argv);
   try {
-    const llama3::ModelArgs* base = llama3::find_flavor(flavor);
+    const llama3::ModelArgs* base = llama3::find_flavor("llama3", flavor);
     if (!base) throw UserError("bench_checkpoint: unknown flavor '" + flavor + "'");
     llama3::ModelArgs args = *base;
     args.n_layers = layers;

@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   }
   auto sync = [&] { backend.synchronize(device.index); };
 
-  const llama3::ModelArgs* found = llama3::find_flavor(flavor);
+  const llama3::ModelArgs* found = llama3::find_flavor("llama3", flavor);
   if (!found) {
     std::fprintf(stderr, "error: unknown flavor '%s'\n", flavor.c_str());
     return kExitUsageError;

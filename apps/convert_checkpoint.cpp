@@ -35,8 +35,11 @@ int main(int argc, char** argv) {
     const checkpoint::Metadata meta = checkpoint::read_metadata(step_dir.string());
     const auto flavor_it = meta.model.find("flavor");
     const std::string flavor = flavor_it != meta.model.end() && flavor_it->is_string() ? flavor_it->get<std::string>() : "";
-    const llama3::ModelArgs* args = llama3::find_flavor(flavor);
-    if (!args) throw UserError("convert_checkpoint: unknown flavor '" + printable(flavor) + "' in metadata.json");
+    // Checkpoints name the model only when it is not llama3 (older ones predate the name).
+    const std::string model_name = meta.model.value("name", std::string("llama3"));
+    const llama3::ModelArgs* args = llama3::find_flavor(model_name, flavor);
+    if (!args)
+      throw UserError("convert_checkpoint: unknown " + printable(model_name) + " flavor '" + printable(flavor) + "' in metadata.json");
 
     // Load the model part as a one-rank run would, through the same code as resuming.
     checkpoint::CheckpointOptions opts;

@@ -1,15 +1,67 @@
 #include "autograd/functions.hpp"
 
+#include <algorithm>
+#include <memory>
 #include <stdexcept>
 
 namespace titan::autograd {
 
 using TV = std::vector<Tensor>;
 
+namespace {
+
+// The checkpoint_op_sac call whose fn is running on this thread (forward or recompute), if any.
+struct OpSacRun {
+  const OpSacPolicy* policy;
+  bool recompute;
+  std::vector<TV>* kept;  // outputs of the kept ops, in forward order
+  size_t next_kept = 0;   // recompute: the next kept entry to reuse
+  std::int64_t mm_count = 0;
+};
+thread_local OpSacRun* g_op_sac = nullptr;
+
+enum class SacOp { mm, attention };
+
+// Runs `compute` unless the current op-SAC recompute kept this op's outputs in forward; keeps
+// them in forward when the policy says so. Outside checkpoint_op_sac it just computes.
+TV op_sac_outputs(SacOp op, const Shape& weight_shape, const std::function<TV()>& compute) {
+  OpSacRun* run = g_op_sac;
+  if (!run) return compute();
+  bool keep = true;  // attention
+  if (op == SacOp::mm) {
+    const auto& forced = run->policy->force_recompute_weight_shapes;
+    if (std::find(forced.begin(), forced.end(), weight_shape) != forced.end()) return compute();
+    keep = ++run->mm_count % 2 == 1;
+  }
+  if (!keep) return compute();
+  if (run->recompute) {
+    if (run->next_kept >= run->kept->size())
+      throw std::logic_error("checkpoint_op_sac: the recompute ran more kept ops than the forward");
+    return (*run->kept)[run->next_kept++];
+  }
+  TV out = compute();
+  run->kept->push_back(out);
+  return out;
+}
+
+class OpSacScope {
+ public:
+  explicit OpSacScope(OpSacRun* run) : prev_(g_op_sac) { g_op_sac = run; }
+  ~OpSacScope() { g_op_sac = prev_; }
+  OpSacScope(const OpSacScope&) = delete;
+  OpSacScope& operator=(const OpSacScope&) = delete;
+
+ private:
+  OpSacRun* prev_;
+};
+
+}  // namespace
+
 Variable linear(const Variable& x, const Variable& w) {
   Tensor xd = x.data(), wd = w.data();
   const bool need_w = w.requires_grad();
-  return record1("Linear", {x, w}, ops::linear(xd, wd), [xd, wd, need_w](const TV& g) -> TV {
+  Tensor y = op_sac_outputs(SacOp::mm, wd.shape(), [&] { return TV{ops::linear(xd, wd)}; })[0];
+  return record1("Linear", {x, w}, y, [xd, wd, need_w](const TV& g) -> TV {
     Tensor dw;
     if (need_w) {
       dw = Tensor::empty(wd.shape(), wd.dtype(), wd.device());
@@ -46,7 +98,11 @@ Variable rope(const Variable& x, const ops::RopeTable& table) {
 
 Variable attention(const Variable& q, const Variable& k, const Variable& v) {
   Tensor qd = q.data(), kd = k.data(), vd = v.data();
-  ops::AttentionOut o = ops::attention(qd, kd, vd);
+  const TV kept = op_sac_outputs(SacOp::attention, {}, [&] {
+    ops::AttentionOut fresh = ops::attention(qd, kd, vd);
+    return TV{fresh.out, fresh.lse};
+  });
+  const ops::AttentionOut o{kept[0], kept[1]};
   Tensor out = o.out;
   return record1("Attention", {q, k, v}, out, [qd, kd, vd, o](const TV& g) -> TV {
     ops::AttentionGrads d = ops::attention_backward(g[0], qd, kd, vd, o);
@@ -82,10 +138,19 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, std::int64
   });
 }
 
-std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn, const std::vector<Variable>& inputs) {
+namespace {
+
+// checkpoint() and checkpoint_op_sac(): `policy` null for the plain one. The forward runs without
+// recording (under the op-SAC scope, which keeps the chosen outputs); backward re-runs `fn` with
+// recording on fresh leaves (reusing the kept outputs) and backpropagates through it.
+std::vector<Variable> checkpoint_impl(const std::string& node_name, const CheckpointFn& fn,
+                                      const std::vector<Variable>& inputs, std::shared_ptr<const OpSacPolicy> policy) {
+  auto kept = std::make_shared<std::vector<TV>>();
   std::vector<Tensor> outputs;
   {
     NoGradGuard no_grad;
+    OpSacRun run{policy.get(), /*recompute=*/false, kept.get()};
+    OpSacScope scope(policy ? &run : nullptr);
     for (auto& v : fn(inputs)) outputs.push_back(v.data());
   }
   std::vector<Tensor> saved;
@@ -94,11 +159,18 @@ std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn
     saved.push_back(in.data());
     needs.push_back(in.requires_grad());
   }
-  return record("Checkpoint(" + name + ")", inputs, outputs, [fn, saved, needs](const TV& g) -> TV {
-    // Re-run the forward with recording on fresh leaves, then backpropagate through it.
+  return record(node_name, inputs, outputs, [fn, saved, needs, kept, policy](const TV& g) -> TV {
     std::vector<Variable> leaves;
     for (size_t i = 0; i < saved.size(); ++i) leaves.emplace_back(saved[i], needs[i]);
-    std::vector<Variable> outs = fn(leaves);
+    std::vector<Variable> outs;
+    {
+      OpSacRun run{policy.get(), /*recompute=*/true, kept.get()};
+      OpSacScope scope(policy ? &run : nullptr);
+      outs = fn(leaves);
+      if (run.next_kept != kept->size())
+        throw std::logic_error("checkpoint_op_sac: the recompute ran fewer kept ops than the forward");
+    }
+    kept->clear();  // the nodes just recorded hold the kept outputs they need; drop this copy
     std::vector<Variable> roots;
     std::vector<Tensor> grads;
     for (size_t i = 0; i < outs.size(); ++i)
@@ -111,6 +183,17 @@ std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn
     for (auto& l : leaves) grad_inputs.push_back(l.requires_grad() ? l.grad() : Tensor());
     return grad_inputs;
   });
+}
+
+}  // namespace
+
+std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn, const std::vector<Variable>& inputs) {
+  return checkpoint_impl("Checkpoint(" + name + ")", fn, inputs, nullptr);
+}
+
+std::vector<Variable> checkpoint_op_sac(const std::string& name, const CheckpointFn& fn,
+                                        const std::vector<Variable>& inputs, const OpSacPolicy& policy) {
+  return checkpoint_impl("OpSAC(" + name + ")", fn, inputs, std::make_shared<const OpSacPolicy>(policy));
 }
 
 }  // namespace titan::autograd

@@ -25,4 +25,20 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, std::int64
 using CheckpointFn = std::function<std::vector<Variable>(const std::vector<Variable>&)>;
 std::vector<Variable> checkpoint(const std::string& name, const CheckpointFn& fn, const std::vector<Variable>& inputs);
 
+// Per-op selective activation checkpointing (TorchTitan's selective_ac_option = "op"): like
+// checkpoint(), but the forward also keeps the outputs of attention and of every matmul except
+// every second one (linear() calls, counted from 1 per call of checkpoint_op_sac: the 1st, 3rd,
+// 5th... are kept), and the recompute in backward reuses those outputs instead of running the
+// ops again; everything else (norms, RoPE, SwiGLU, adds, the other matmuls) is recomputed.
+// The recompute runs the same ops in the same order, so the n-th kept op of the forward is the
+// n-th of the recompute. Float8 linears are not counted and always recomputed, as in TorchTitan,
+// whose save list has aten.mm but not _scaled_mm.
+struct OpSacPolicy {
+  // Linears whose weight has one of these shapes [out, in] are recomputed and not counted
+  // (activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns).
+  std::vector<Shape> force_recompute_weight_shapes;
+};
+std::vector<Variable> checkpoint_op_sac(const std::string& name, const CheckpointFn& fn,
+                                        const std::vector<Variable>& inputs, const OpSacPolicy& policy);
+
 }  // namespace titan::autograd

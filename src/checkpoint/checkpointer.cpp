@@ -301,8 +301,9 @@ Metadata parse_metadata(std::string_view text, const std::string& path) {
 
   m.model = s.object(s.need(j, "model", "model", "an object (flavor and shape)"), "model");
   s.string(s.need(m.model, "flavor", "model.flavor", "a string"), "model.flavor");
+  if (m.model.contains("name")) s.string(m.model["name"], "model.name");
   for (const auto& [k, v] : m.model.items())
-    if (k != "flavor") s.integer(v, sub("model", k), 1);
+    if (k != "flavor" && k != "name") s.integer(v, sub("model", k), 1);
 
   if (j.contains("data")) {  // written since the data checks exist; older saves lack it
     m.data = s.object(j["data"], "data");

@@ -19,6 +19,7 @@ constexpr const char* kRunFlags[] = {"--dry-run", "--plan-json", "--world-size",
 struct NormalizedArgs {
   std::vector<std::string> args;
   std::map<std::string, std::string> written_as;  // canonical key -> key as the user wrote it
+  std::vector<std::string> converters;             // enabled by legacy flags (training.enable_float8_linear)
 };
 
 bool is_bool_key(const std::string& full) {
@@ -83,6 +84,25 @@ NormalizedArgs normalize(const std::vector<std::string>& in, std::vector<std::st
                is_bool_key(key.substr(0, last_dot + 1) + key.substr(last_dot + 4))) {
       negated = true;
       key = key.substr(0, last_dot + 1) + key.substr(last_dot + 4);
+    }
+    if (const CompatKey* compat = find_compat_key(key);
+        compat && (compat->how == CompatHow::Ignore || compat->how == CompatHow::EnablesConverter)) {
+      // These keys have no schema type: a value after `=`, or the next argument unless it is an
+      // option, or none (a flag, as TorchTitan's store_true options were).
+      std::string value = "true";
+      if (eq != std::string::npos) value = arg.substr(eq + 1);
+      else if (i + 1 < in.size() && in[i + 1].rfind("-", 0) != 0) value = in[++i];
+      if (negated) value = "false";
+      const std::string origin = "command line " + printable(arg);
+      if (compat->how == CompatHow::Ignore) {
+        warnings.push_back(ignored_key_warning(*compat, value, origin));
+      } else {
+        if (converter_flag_on(value)) out.converters.emplace_back(compat->to);
+        warnings.push_back("'" + key + "' (" + origin + ") is deprecated (TorchTitan " + std::string(compat->since) +
+                           " to " + std::string(compat->until) + "); list \"" + std::string(compat->to) +
+                           "\" in model.converters");
+      }
+      continue;
     }
     CanonicalKey canon = canonical_key(key);
     if (canon.deprecation) warnings.push_back(*canon.deprecation + " (command line " + printable(arg) + ")");
@@ -208,6 +228,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     apply_value_aliases(k, it == norm.written_as.end() ? k.full : it->second, value, warnings);
     assign(k, cfg, value, "--" + k.full);
   }
+  add_legacy_converters(cfg, norm.converters);
   cfg.warnings.insert(cfg.warnings.end(), warnings.begin(), warnings.end());
   return result;
 }

@@ -66,6 +66,19 @@ RawValue raw_from_node(const toml::node& node, const KeyInfo& key, const std::st
                   ", got a TOML " + toml_type_name(node.type()));
 }
 
+// A scalar's text for the compatibility table's checks: a string's contents, true/false, a number;
+// anything else as TOML writes it.
+std::string node_text(const toml::node& node) {
+  if (auto s = node.value<std::string>(); s && node.is_string()) return *s;
+  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (auto i = node.as_integer()) return std::to_string(i->get());
+  std::ostringstream out;
+  if (auto f = node.as_floating_point()) out << f->get();
+  else if (auto a = node.as_array()) out << *a;
+  else if (auto t = node.as_table()) out << *t;
+  return printable(out.str(), 80);
+}
+
 // What one file set, per canonical key: the spelling and place, and the value, to catch a legacy
 // name and its new name both given with different values.
 struct SetBy {
@@ -73,7 +86,8 @@ struct SetBy {
 };
 
 void walk_table(JobConfig& cfg, const toml::table& table, const std::string& prefix, const std::string& source,
-                std::set<std::string>& warned_sections, std::map<std::string, SetBy>& set_by) {
+                std::set<std::string>& warned_sections, std::map<std::string, SetBy>& set_by,
+                std::vector<std::string>& converters) {
   for (const auto& [k, node] : table) {
     const std::string written = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     const std::string path = normalize_key(written);
@@ -81,22 +95,37 @@ void walk_table(JobConfig& cfg, const toml::table& table, const std::string& pre
 
     if (const toml::table* sub = node.as_table()) {
       CanonicalKey sec = canonical_section(path);
-      if (is_ignored_section(sec.key)) {
-        if (warned_sections.insert(sec.key).second)
-          cfg.warnings.push_back("[" + written + "] (" + origin + ") names a TorchTitan feature titan.cpp does not have; ignored");
+      if (const CompatSection* ignored = ignored_section(sec.key)) {
+        if (warned_sections.insert(std::string(ignored->from)).second)
+          cfg.warnings.push_back("[" + written + "] (" + origin + ") is a TorchTitan section (" +
+                                 std::string(ignored->since) + " to " + std::string(ignored->until) + ") for " +
+                                 std::string(ignored->note) + "; ignored");
         continue;
       }
-      if (!is_known_section_or_parent(sec.key)) {
+      if (!is_known_section_or_parent(sec.key) && !is_compat_section(sec.key)) {
         std::string msg = "config: unknown section [" + printable(written) + "] (" + origin + ")";
         if (auto near = closest_match(sec.key, section_paths())) msg += "; did you mean [" + *near + "]?";
         throw UserError(msg);
       }
       if (sec.deprecation && warned_sections.insert(path).second)
         cfg.warnings.push_back(*sec.deprecation + " (" + origin + ")");
-      walk_table(cfg, *sub, written, source, warned_sections, set_by);
+      walk_table(cfg, *sub, written, source, warned_sections, set_by, converters);
       continue;
     }
 
+    if (const CompatKey* compat = find_compat_key(path)) {
+      if (compat->how == CompatHow::Ignore) {
+        cfg.warnings.push_back(ignored_key_warning(*compat, node_text(node), origin));
+        continue;
+      }
+      if (compat->how == CompatHow::EnablesConverter) {
+        if (converter_flag_on(node_text(node))) converters.emplace_back(compat->to);
+        cfg.warnings.push_back("'" + written + "' (" + origin + ") is deprecated (TorchTitan " + std::string(compat->since) +
+                               " to " + std::string(compat->until) + "); list \"" + std::string(compat->to) +
+                               "\" in model.converters");
+        continue;
+      }
+    }
     CanonicalKey canon = canonical_key(path);
     const KeyInfo* key = find_key(canon.key);
     if (!key) {
@@ -132,7 +161,9 @@ void apply_toml_text(JobConfig& cfg, std::string_view text, const std::string& s
   }
   std::set<std::string> warned_sections;
   std::map<std::string, SetBy> set_by;
-  walk_table(cfg, root, "", source_name, warned_sections, set_by);
+  std::vector<std::string> converters;  // enabled by legacy flags such as training.enable_float8_linear
+  walk_table(cfg, root, "", source_name, warned_sections, set_by, converters);
+  add_legacy_converters(cfg, converters);
 }
 
 void apply_toml_file(JobConfig& cfg, const std::string& path) {

@@ -96,13 +96,9 @@ void validate(JobConfig& cfg) {
     long long n = 0;
     auto res = std::from_chars(opt.data(), opt.data() + opt.size(), n);
     const bool positive_int = !opt.empty() && res.ec == std::errc() && res.ptr == opt.data() + opt.size() && n >= 1;
-    if (opt == "op")
+    if (!positive_int && opt != "op")
       fail(cfg, "activation_checkpoint.selective_ac_option",
-           "= \"op\" (per-op selective checkpointing) is not supported by titan.cpp; use a positive integer N "
-           "to checkpoint every Nth block, or mode = \"full\"");
-    if (!positive_int)
-      fail(cfg, "activation_checkpoint.selective_ac_option",
-           "= \"" + printable(opt) + "\" must be a positive integer N (checkpoint every Nth block)");
+           "= \"" + printable(opt) + "\" must be a positive integer N (checkpoint every Nth block) or \"op\" (per-op)");
   }
 
   // Schedule.

@@ -26,6 +26,7 @@ struct StepMetrics {
   double step_seconds = 0, data_seconds = 0;
   std::int64_t tokens = 0;          // tokens this rank processed in the step
   double memory_peak_gib = 0, memory_pct = 0;
+  double saved_activation_gib = 0;  // what the forward left alive for backward (largest micro-batch)
   std::optional<double> eta_seconds;  // shown when stdout is a terminal
   dist::CommStats comm;               // this rank's collectives in the step
   std::int64_t float8_amax_all_reduces = 0;  // FSDP float8 all-gather scale reductions in the step

@@ -51,6 +51,8 @@ llama3::ActivationCheckpointing activation_checkpointing_from(const config::JobC
   using Mode = llama3::ActivationCheckpointing::Mode;
   const auto& ac = cfg.activation_checkpoint;
   if (ac.mode == "full") return {Mode::full, 1};
+  if (ac.mode == "selective" && ac.selective_ac_option == "op")
+    return {Mode::op, 1, ac.per_op_sac_force_recompute_mm_shapes_by_fqns};
   if (ac.mode == "selective") return {Mode::selective, std::stoll(ac.selective_ac_option)};  // validated: a positive int
   return {Mode::none, 1};
 }
@@ -59,16 +61,16 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   Plan p;
   p.model_name = cfg.model.name;
   p.flavor = cfg.model.flavor;
-  const llama3::ModelArgs* args = llama3::find_flavor(cfg.model.flavor);
+  const llama3::ModelArgs* args = llama3::find_flavor(cfg.model.name, cfg.model.flavor);
   if (!args) {
     std::vector<std::string> names;
     std::string list;
-    for (const auto& f : llama3::flavors()) {
+    for (const auto& f : llama3::flavors(cfg.model.name)) {
       names.push_back(f.name);
       list += (list.empty() ? "" : ", ") + f.name;
     }
     std::string msg = "config: model.flavor = \"" + printable(cfg.model.flavor) + "\" (" + config::source_of(cfg, "model.flavor") +
-                      ") is not a llama3 flavor: one of " + list;
+                      ") is not a " + cfg.model.name + " flavor: one of " + list;
     if (auto near = config::closest_match(cfg.model.flavor, names)) msg += "; did you mean \"" + *near + "\"?";
     throw UserError(msg);
   }
@@ -140,7 +142,8 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   }
   p.memory.activations =
       llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks,
-                               cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4, /*widening_ops=*/!p.on_gpu);
+                               cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4, /*widening_ops=*/!p.on_gpu,
+                               /*per_op_sac=*/p.ac.mode == llama3::ActivationCheckpointing::Mode::op);
   return p;
 }
 
@@ -161,7 +164,7 @@ std::string plan_text(const Plan& p) {
       "  converters   %s\n"
       "  outputs      %s\n"
       "  memory/rank  %s at the peak: params %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
-      "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed)\n"
+      "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed%s)\n"
       "  parameters\n",
       p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
@@ -171,7 +174,8 @@ std::string plan_text(const Plan& p) {
       (long long)p.batch.grad_accum, (long long)p.batch.global_batch, (long long)p.seq_len, (long long)p.steps,
       conv.empty() ? "none" : conv.c_str(), p.dump_folder.c_str(), bytes_str(p.memory.total()).c_str(),
       bytes_str(p.memory.params).c_str(), bytes_str(p.memory.optimizer).c_str(), p.dims.shard,
-      bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers);
+      bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers,
+      p.ac.mode == llama3::ActivationCheckpointing::Mode::op ? ", per op" : "");
   std::string text = buf;
   if (p.cpu_gemm) text += "  cpu gemm     " + p.cpu_gemm->describe() + "\n";
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";

@@ -96,8 +96,14 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
 // The model as checkpoints record it (a checkpoint of another shape must not load).
 nlohmann::json model_description(const Plan& plan) {
   const auto& m = plan.model;
-  return {{"flavor", plan.flavor}, {"dim", m.dim},           {"n_layers", m.n_layers},     {"n_heads", m.n_heads},
-          {"n_kv_heads", m.kv_heads()}, {"vocab_size", m.vocab_size}, {"ffn_hidden", m.ffn_hidden()}};
+  nlohmann::json d = {{"flavor", plan.flavor},         {"dim", m.dim},
+                      {"n_layers", m.n_layers},        {"n_heads", m.n_heads},
+                      {"n_kv_heads", m.kv_heads()},    {"vocab_size", m.vocab_size},
+                      {"ffn_hidden", m.ffn_hidden()}};
+  // The model name only when it is not llama3, so that llama3 checkpoints written before Llama 2
+  // existed still match; a llama2 flavor of llama3's shape still differs by name (RoPE base).
+  if (plan.model_name != "llama3") d["name"] = plan.model_name;
+  return d;
 }
 
 // This rank's share of the training state: the rows of every parameter its FSDP shards own (all
@@ -406,7 +412,9 @@ checkpoint::TrainingState Trainer::current_state(std::int64_t step) {
   return s;
 }
 
-double Trainer::forward_backward_step(const data::DataLoader::Batch& batch) {
+double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes) {
+  const DeviceBackend& backend = backend_for(device_);
+  const std::size_t in_use_before = backend.memory_stats(device_.index).in_use;
   autograd::Variable logits;
   {
     TITAN_TRACE_SPAN("forward", "forward");
@@ -414,6 +422,8 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch) {
   }
   autograd::Variable loss = autograd::cross_entropy(logits, batch.labels);  // float32, as TorchTitan's .float()
   const double value = loss.data().item(0);
+  if (saved_activation_bytes)
+    *saved_activation_bytes = double(backend.memory_stats(device_.index).in_use) - double(in_use_before);
   // Each micro-batch contributes 1/grad_accum of the step's mean loss.
   TITAN_TRACE_SPAN("backward", "backward");
   loss.backward(Tensor::full({1}, 1.0 / double(plan_.batch.grad_accum)));
@@ -432,7 +442,9 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
     trace::complete("data", "data_loading", trace_t0);
     // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
     fsdp_->set_requires_gradient_sync(micro == plan_.batch.grad_accum - 1);
-    loss_sum += forward_backward_step(batch);
+    double saved = 0;
+    loss_sum += forward_backward_step(batch, &saved);
+    out.saved_activation_bytes = std::max(out.saved_activation_bytes, saved);
   }
   loader_->advance();
   // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
@@ -509,6 +521,7 @@ TrainResult Trainer::train() {
       const MemoryReading mem = memory_reading(device_, mem_total_);
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
       m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
+      m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
       m.state = state_bytes(*fsdp_, *optimizer_);

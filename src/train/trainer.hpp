@@ -45,8 +45,9 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // One micro-batch: forward, loss, backward (the gradient scaled by 1/grad_accum). Returns the loss.
-  double forward_backward_step(const data::DataLoader::Batch& batch);
+  // One micro-batch: forward, loss, backward (the gradient scaled by 1/grad_accum). Returns the
+  // loss; `saved_activation_bytes`, if given, gets the bytes the forward left alive for backward.
+  double forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes = nullptr);
 
   // What one optimizer step reports to the log.
   struct StepOutput {
@@ -54,6 +55,9 @@ class Trainer {
     double grad_norm = 0;  // global, before clipping
     double lr = 0;
     double data_seconds = 0;
+    // Bytes the forward left alive for backward (the graph's saved tensors, logits, gathered root
+    // unit), the largest over the micro-batches: what activation checkpointing trades.
+    double saved_activation_bytes = 0;
   };
   // One optimizer step (`step` is 1-based): the micro-batches, the global loss, grad-norm
   // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. Throws a

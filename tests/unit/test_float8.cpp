@@ -116,7 +116,7 @@ TEST_CASE("float8 SQNR: output and gradients above 20 dB on a Llama3-70B-shaped 
 }
 
 TEST_CASE("float8 converter: size, name and auto filters, and the swap keeps the weights") {
-  llama3::ModelArgs a = *llama3::find_flavor("debugmodel");
+  llama3::ModelArgs a = *llama3::find_flavor("llama3", "debugmodel");
   a.max_seq_len = 16;
   a.vocab_size = 2040;  // output.weight [2040, 256]: not divisible by 16... 2040 = 16 * 127.5
   llama3::Transformer model(a);
@@ -180,7 +180,7 @@ TEST_CASE("delayed scaling: the first step is dynamic, later scales come from th
 }
 
 TEST_CASE("delayed scaling in a model: one sync per step fills bounded histories") {
-  llama3::ModelArgs a = *llama3::find_flavor("debugmodel");
+  llama3::ModelArgs a = *llama3::find_flavor("llama3", "debugmodel");
   a.n_layers = 1;
   a.max_seq_len = 8;
   llama3::Transformer model(a);
@@ -331,7 +331,7 @@ TEST_CASE("Float8Linear end to end: torchao's output and gradients bit for bit o
 }
 
 TEST_CASE("quantize.linear.float8.emulate reaches every Float8Linear; on the CPU it changes nothing") {
-  llama3::ModelArgs a = *llama3::find_flavor("debugmodel");
+  llama3::ModelArgs a = *llama3::find_flavor("llama3", "debugmodel");
   a.n_layers = 1;
   a.max_seq_len = 8;
   Tensor tokens = Tensor::from_vector(std::vector<double>(8, 7.0), {1, 8}, DType::i64);

@@ -43,7 +43,7 @@ double rel_error(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST_CASE("llama3: TorchTitan's FQNs and shapes") {
-  ModelArgs a = *find_flavor("debugmodel");
+  ModelArgs a = *find_flavor("llama3", "debugmodel");
   a.max_seq_len = 64;
   Transformer model(a);
   auto params = model.named_parameters();
@@ -64,7 +64,7 @@ TEST_CASE("llama3: TorchTitan's FQNs and shapes") {
 
 TEST_CASE("llama3: the 8B model is planned on the meta device and counts 8,030,261,248 parameters") {
   nn::MetaGuard meta;
-  Transformer model(*find_flavor("8B"));
+  Transformer model(*find_flavor("llama3", "8B"));
   std::int64_t total = 0;
   for (auto& [fqn, p] : model.named_parameters()) {
     CHECK(p->data().is_meta());
@@ -79,7 +79,7 @@ TEST_CASE("llama3: the 8B model is planned on the meta device and counts 8,030,2
 }
 
 TEST_CASE("llama3 init: TorchTitan's distributions, identical for any sharding") {
-  ModelArgs a = *find_flavor("debugmodel");
+  ModelArgs a = *find_flavor("llama3", "debugmodel");
   a.max_seq_len = 16;
   Transformer model(a);
   init_weights(model, 42);
@@ -120,8 +120,9 @@ TEST_CASE("llama3 init: TorchTitan's distributions, identical for any sharding")
 TEST_CASE("llama3 golden: logits, loss and every gradient match the float64 PyTorch reference") {
   auto golden = checkpoint::read_safetensors(std::string(TITAN_SOURCE_DIR) + "/tests/golden/llama3_tiny.safetensors");
   ModelArgs a = tiny_args();
-  for (auto mode : {ActivationCheckpointing::Mode::none, ActivationCheckpointing::Mode::full}) {
-    INFO("activation checkpointing " << (mode == ActivationCheckpointing::Mode::none ? "off" : "full"));
+  for (auto mode : {ActivationCheckpointing::Mode::none, ActivationCheckpointing::Mode::full,
+                    ActivationCheckpointing::Mode::op}) {
+    INFO("activation checkpointing mode " << int(mode));
     Transformer model(a);
     model.set_activation_checkpointing({mode, 1});
     for (auto& [fqn, p] : model.named_parameters()) {
@@ -153,10 +154,85 @@ TEST_CASE("llama3: selective activation checkpointing follows TorchTitan's every
   CHECK(!ActivationCheckpointing{}.applies_to(4));
 }
 
+namespace {
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  double m = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a.item(i) - b.item(i)));
+  return m;
+}
+
+// Forward + backward of the debug model (2 layers, seq 64) under `ac`: the bytes the forward left
+// alive for backward, the loss and every gradient.
+struct AcRun {
+  double saved_bytes = 0;
+  double loss = 0;
+  std::vector<Tensor> grads;
+};
+AcRun run_with_ac(const ActivationCheckpointing& ac) {
+  ModelArgs a = *find_flavor("llama3", "debugmodel");
+  a.n_layers = 2;
+  const std::int64_t B = 2, S = 64;
+  a.max_seq_len = S;
+  Transformer model(a);
+  model.set_activation_checkpointing(ac);
+  init_weights(model, 3);
+  Tensor tokens = Tensor::empty({B, S}, DType::i64);
+  Tensor targets = Tensor::empty({B * S}, DType::i64);
+  for (std::int64_t i = 0; i < B * S; ++i) {
+    tokens.set(i, double((i * 13) % a.vocab_size));
+    targets.set(i, double((i * 13 + 5) % a.vocab_size));
+  }
+  AcRun r;
+  const std::size_t before = cpu_bytes_in_use();
+  autograd::Variable loss = autograd::cross_entropy(model.forward_tokens(tokens), targets);
+  r.saved_bytes = double(cpu_bytes_in_use()) - double(before);
+  r.loss = loss.data().item(0);
+  loss.backward();
+  for (auto& [fqn, p] : model.named_parameters()) r.grads.push_back(p->grad());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("llama3: per-op selective AC gives the same loss and gradients as none, bit for bit, keeping less than none and more than full") {
+  using Mode = ActivationCheckpointing::Mode;
+  const AcRun none = run_with_ac({Mode::none, 1});
+  const AcRun full = run_with_ac({Mode::full, 1});
+  const AcRun op = run_with_ac({Mode::op, 1});
+  // The recompute runs the same kernels on the same inputs, and kept outputs are the forward's.
+  CHECK(op.loss == none.loss);
+  REQUIRE(op.grads.size() == none.grads.size());
+  for (size_t i = 0; i < op.grads.size(); ++i) CHECK(max_abs_diff(op.grads[i], none.grads[i]) == 0.0);
+  CHECK(op.saved_bytes < none.saved_bytes);
+  CHECK(op.saved_bytes > full.saved_bytes);
+  // Per block and token, op keeps 4 dim + kv_dim + ffn_hidden floats and H log-sum-exps beyond
+  // full's block input: wq, wv, attention, w1 and w2 outputs (debug model: 4*256 + 256 + 768 + 16).
+  const double T = 2 * 64;
+  CHECK(op.saved_bytes - full.saved_bytes == Approx(2 * T * ((3 * 256 + 256 + 768) * 4 + 16 * 4)).epsilon(0.02));
+
+  // Forcing w1 to recompute goes by its weight shape [768, 256], which w3 shares: both leave the
+  // count, wq wk wv wo w2 are counted 1 to 5, so wq, wv and w2 stay kept and w1 no longer is.
+  const AcRun forced = run_with_ac({Mode::op, 1, {"feed_forward.w1"}});
+  CHECK(forced.loss == none.loss);
+  for (size_t i = 0; i < forced.grads.size(); ++i) CHECK(max_abs_diff(forced.grads[i], none.grads[i]) == 0.0);
+  CHECK(op.saved_bytes - forced.saved_bytes == Approx(2 * T * 768 * 4).epsilon(0.02));
+}
+
+TEST_CASE("llama3: per_op_sac_force_recompute_mm_shapes_by_fqns must name linears") {
+  ModelArgs a = *find_flavor("llama3", "debugmodel");
+  a.n_layers = 1;
+  Transformer model(a);
+  CHECK_THROWS_WITH(model.set_activation_checkpointing({ActivationCheckpointing::Mode::op, 1, {"attention_norm"}}),
+                    Catch::Contains("matches 'layers.0.attention_norm', a RMSNorm"));
+  // TorchTitan's default names a MoE router Llama does not have: nothing matches, nothing forced.
+  CHECK_NOTHROW(model.set_activation_checkpointing({ActivationCheckpointing::Mode::op, 1, {"moe.router.gate"}}));
+}
+
 TEST_CASE("llama3: peak memory of a training step stays below 2x what the estimate accounts for") {
   for (auto mode : {ActivationCheckpointing::Mode::none, ActivationCheckpointing::Mode::selective,
-                    ActivationCheckpointing::Mode::full}) {
-    ModelArgs a = *find_flavor("debugmodel");
+                    ActivationCheckpointing::Mode::full, ActivationCheckpointing::Mode::op}) {
+    ModelArgs a = *find_flavor("llama3", "debugmodel");
     const std::int64_t B = 2, S = 128;
     a.max_seq_len = S;
     const ActivationCheckpointing ac{mode, 2};
@@ -176,7 +252,9 @@ TEST_CASE("llama3: peak memory of a training step stays below 2x what the estima
     autograd::cross_entropy(model.forward_tokens(tokens), targets).backward();
     const double peak = double(cpu_peak_bytes() - before);
     const ParamCount c = count_parameters(a);
-    const double accounted = 2.0 * 4 * double(c.total) + double(activation_bytes(a, B, S, checkpointed));
+    const double accounted =
+        2.0 * 4 * double(c.total) +
+        double(activation_bytes(a, B, S, checkpointed, 4, false, mode == ActivationCheckpointing::Mode::op));
     INFO("mode " << int(mode) << ": peak " << peak / 1e6 << " MB, accounted " << accounted / 1e6 << " MB");
     CHECK(peak < 2 * accounted);
     CHECK(peak > 0.5 * accounted);  // the estimate is not wildly pessimistic either

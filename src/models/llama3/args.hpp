@@ -1,5 +1,5 @@
 #pragma once
-// Llama 3 model arguments and TorchTitan's flavors table (DESIGN.md section 4).
+// Llama 3 (and Llama 2) model arguments and TorchTitan's flavors tables (DESIGN.md section 4).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,9 +35,12 @@ struct Flavor {
   ModelArgs args;
 };
 
-// debugmodel, 1B, 3B, 8B, 70B, 405B.
-const std::vector<Flavor>& flavors();
-const ModelArgs* find_flavor(const std::string& name);
+// The model names (model.name) this Llama implementation covers: llama3, llama2.
+const std::vector<std::string>& model_names();
+// llama3: debugmodel, 1B, 3B, 8B, 70B, 405B; llama2: debugmodel, 271M, 1B, 7B, 13B, 26B, 70B
+// (TorchTitan's tables). Empty for an unknown model name.
+const std::vector<Flavor>& flavors(const std::string& model_name);
+const ModelArgs* find_flavor(const std::string& model_name, const std::string& name);
 
 struct ParamCount {
   std::int64_t total = 0;
@@ -53,13 +56,15 @@ ParamCount count_parameters(const ModelArgs& args);
 // A checkpointed block keeps only its input (T dim), plus one block's worth while it is
 // recomputed in backward. The head keeps the final norm's input and output and the logits, and
 // the loss's backward adds the logits' gradient at the peak: T (2 dim + 2 vocab).
-// `checkpointed_blocks` is how many of the n_layers blocks are checkpointed. Activations take
+// `checkpointed_blocks` is how many of the n_layers blocks are checkpointed; with `per_op_sac` a
+// checkpointed block also keeps its kept matmul and attention outputs,
+//   T (4 dim + kv_dim + ffn_hidden) + the log-sum-exps. Activations take
 // `element_bytes` each (4 for f32, 2 for bf16); the log-sum-exps stay f32. `widening_ops`: the
 // ops widen bf16 to f32 internally (the CPU), so the output GEMM's backward holds an f32 copy of
 // the logits' gradient beside the bf16 logits and gradient: 8 bytes per logit either way.
 std::int64_t activation_bytes(const ModelArgs& args, std::int64_t batch, std::int64_t seq_len,
                               std::int64_t checkpointed_blocks, std::int64_t element_bytes = 4,
-                              bool widening_ops = false);
+                              bool widening_ops = false, bool per_op_sac = false);
 
 // Training FLOPs per token (DESIGN.md section 9):
 // 6 * (params - embedding params) + 12 * n_layers * n_heads * head_dim * seq_len.

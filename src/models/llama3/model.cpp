@@ -1,9 +1,11 @@
 #include "models/llama3/model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 #include <stdexcept>
 
+#include "core/errors.hpp"
 #include "core/rng.hpp"
 
 namespace titan::llama3 {
@@ -62,8 +64,28 @@ bool ActivationCheckpointing::applies_to(std::int64_t layer_id) const {
     case Mode::none: return false;
     case Mode::full: return true;
     case Mode::selective: return (layer_id + 1) % every_n == 0;
+    case Mode::op: return true;
   }
   return false;
+}
+
+void Transformer::set_activation_checkpointing(ActivationCheckpointing ac) {
+  op_sac_ = {};
+  if (ac.mode == ActivationCheckpointing::Mode::op && !ac.force_recompute_fqns.empty()) {
+    for (auto& [fqn, m] : named_modules()) {
+      const bool listed = std::any_of(ac.force_recompute_fqns.begin(), ac.force_recompute_fqns.end(),
+                                      [&](const std::string& f) { return fqn.find(f) != std::string::npos; });
+      if (!listed) continue;
+      auto* linear = dynamic_cast<nn::Linear*>(m);
+      if (!linear)
+        throw UserError("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns matches '" + fqn +
+                        "', a " + m->type_name() + "; list FQNs of linear layers (e.g. feed_forward.w1)");
+      const Shape shape = linear->weight.shape();
+      auto& shapes = op_sac_.force_recompute_weight_shapes;
+      if (std::find(shapes.begin(), shapes.end(), shape) == shapes.end()) shapes.push_back(shape);
+    }
+  }
+  ac_ = std::move(ac);
 }
 
 Transformer::Transformer(const ModelArgs& a)
@@ -107,8 +129,11 @@ std::vector<Variable> Transformer::forward(const std::vector<Variable>&) {
   Variable h = tok_embeddings.lookup(tokens_);
   for (auto& [name, m] : layers.named_children()) {
     auto* block = static_cast<TransformerBlock*>(m);
-    if (ac_.applies_to(block->layer_id()))
-      h = autograd::checkpoint(block->fqn(), [block](const std::vector<Variable>& in) { return block->call(in); }, {h})[0];
+    auto run_block = [block](const std::vector<Variable>& in) { return block->call(in); };
+    if (ac_.mode == ActivationCheckpointing::Mode::op)
+      h = autograd::checkpoint_op_sac(block->fqn(), run_block, {h}, op_sac_)[0];
+    else if (ac_.applies_to(block->layer_id()))
+      h = autograd::checkpoint(block->fqn(), run_block, {h})[0];
     else
       h = (*block)(h);
   }

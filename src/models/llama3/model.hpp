@@ -82,8 +82,13 @@ class ModuleList : public nn::Module {
 
 // Activation checkpointing policy (activation_checkpoint.mode / selective_ac_option).
 struct ActivationCheckpointing {
-  enum class Mode { none, full, selective } mode = Mode::none;
+  // op: per-op selective checkpointing of every block (autograd::checkpoint_op_sac).
+  enum class Mode { none, full, selective, op } mode = Mode::none;
   std::int64_t every_n = 1;  // selective: TorchTitan checkpoints block i when (i + 1) % every_n == 0
+  // op: linears whose FQN contains one of these are always recomputed, by weight shape as in
+  // TorchTitan (per_op_sac_force_recompute_mm_shapes_by_fqns).
+  std::vector<std::string> force_recompute_fqns = {};
+  // Whether block `layer_id` is wrapped in a checkpoint (whole-block or per-op).
   bool applies_to(std::int64_t layer_id) const;
 };
 
@@ -102,7 +107,8 @@ class Transformer : public nn::Module {
 
   // tokens [B, S] (int32/int64) -> logits [B * S, vocab].
   Variable forward_tokens(const Tensor& tokens);
-  void set_activation_checkpointing(ActivationCheckpointing ac) { ac_ = ac; }
+  // Throws UserError when a force_recompute_fqns entry matches a module that is not a Linear.
+  void set_activation_checkpointing(ActivationCheckpointing ac);
 
   const ModelArgs& args() const { return args_; }
   nn::Embedding& tok_embeddings;
@@ -117,6 +123,7 @@ class Transformer : public nn::Module {
   ModelArgs args_;
   ops::RopeTable rope_;
   ActivationCheckpointing ac_;
+  autograd::OpSacPolicy op_sac_;  // ac_.mode == op: the weight shapes forced to recompute
   Tensor tokens_;
 };
 
