@@ -296,7 +296,9 @@ void apply_value_aliases(const KeyInfo& key, std::string_view original_key, RawV
 }
 
 std::string ignored_key_warning(const CompatKey& key, std::string_view value, const std::string& origin) {
-  const std::string where = std::string(key.from) + " = " + std::string(value) + " (" + origin + ")";
+  // An empty string would read as a missing value in the message.
+  const std::string shown = value.empty() ? std::string("\"\"") : std::string(value);
+  const std::string where = std::string(key.from) + " = " + shown + " (" + origin + ")";
   if (key.harmless != "*") {
     std::vector<std::string_view> ok;
     for (size_t start = 0;;) {

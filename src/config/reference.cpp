@@ -1,8 +1,71 @@
 #include "config/reference.hpp"
 
+#include "config/aliases.hpp"
 #include "config/schema.hpp"
 
 namespace titan::config {
+
+namespace {
+
+std::string cell(std::string_view text) {
+  std::string out(text);
+  for (size_t p = out.find('|'); p != std::string::npos; p = out.find('|', p + 2)) out.replace(p, 1, "\\|");
+  return out;
+}
+
+std::string range(std::string_view since, std::string_view until) {
+  return since == until ? std::string(since) : std::string(since) + " to " + std::string(until);
+}
+
+// The compatibility tables of aliases.cpp, so the docs list exactly what the loader accepts.
+std::string compat_markdown() {
+  std::string md =
+      "\n## TorchTitan compatibility\n\n"
+      "The TorchTitan range is the first and last month a spelling appears in TorchTitan's TOML-era\n"
+      "`torchtitan/config_manager.py` / `torchtitan/config/job_config.py`.\n\n"
+      "### Renamed keys\n\n"
+      "Each loads under today's key with one deprecation warning. A legacy name and its new name both set\n"
+      "to different values is an error.\n\n"
+      "| TorchTitan key | TorchTitan | loads as |\n|---|---|---|\n";
+  for (const auto& k : compat_keys()) {
+    if (k.how == CompatHow::Ignore) continue;
+    std::string to = "`" + std::string(k.to) + "`";
+    if (k.how == CompatHow::Negate) to = "`" + std::string(k.to) + "` (negated)";
+    if (k.how == CompatHow::EnablesConverter)
+      to = "`model.converters` gets `\"" + std::string(k.to) + "\"` when true (or a non-empty string)";
+    md += "| `" + std::string(k.from) + "` | " + range(k.since, k.until) + " | " + to + " |\n";
+  }
+  md += "\nValue aliases: converter `\"float8\"` loads as `\"quantize.linear.float8\"`; `model.tokenizer_path`\n"
+        "naming a file loads as its folder; `model.name = \"llama\"` (TorchTitan's name for Llama 2 until 2024)\n"
+        "loads as `\"llama2\"`.\n\n"
+        "### Ignored keys\n\n"
+        "Each loads with one warning. Where the key could change what is computed, only the values listed\n"
+        "can be honoured; any other value is an error naming the key.\n\n"
+        "| TorchTitan key | TorchTitan | what it does there, and why it has no effect here | values accepted |\n"
+        "|---|---|---|---|\n";
+  for (const auto& k : compat_keys()) {
+    if (k.how != CompatHow::Ignore) continue;
+    std::string values = k.harmless == "*" ? "any" : "";
+    if (k.harmless != "*")
+      for (size_t start = 0;;) {
+        const size_t bar = k.harmless.find('|', start);
+        values += (values.empty() ? "`" : ", `") +
+                  std::string(k.harmless.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start)) + "`";
+        if (bar == std::string_view::npos) break;
+        start = bar + 1;
+      }
+    md += "| `" + std::string(k.from) + "` | " + range(k.since, k.until) + " | " + cell(k.note) + " | " + values + " |\n";
+  }
+  md += "\n### Sections\n\n| TorchTitan section | TorchTitan | here |\n|---|---|---|\n";
+  for (const auto& s : compat_sections()) {
+    const std::string here = s.to.empty() ? "ignored with one warning: " + cell(s.note)
+                                          : "renamed: loads as `[" + std::string(s.to) + "]`";
+    md += "| `[" + std::string(s.from) + "]` | " + range(s.since, s.until) + " | " + here + " |\n";
+  }
+  return md;
+}
+
+}  // namespace
 
 std::string config_reference_markdown() {
   static const JobConfig defaults{};
@@ -20,15 +83,10 @@ std::string config_reference_markdown() {
       "values in the same file (or both on the command line) is an error naming both.\n\n"
       "Support: **yes** = does what it says; **no effect** = accepted for TorchTitan compatibility, a\n"
       "non-default value only warns; **not supported** = accepted, a non-default value is an error.\n\n"
-      "Legacy spellings still load with a deprecation warning: `[float8]` → `[quantize.linear.float8]`,\n"
-      "converter `\"float8\"` → `\"quantize.linear.float8\"`, `training.batch_size` → `training.local_batch_size`,\n"
-      "`training.compile` → `compile.enable`, `training.seed`/`training.deterministic` → `[debug]`,\n"
-      "`checkpoint.enable_checkpoint` → `checkpoint.enable`, `checkpoint.model_weights_only` →\n"
-      "`checkpoint.last_save_model_only`, `lr_scheduler.lr_min` → `lr_scheduler.min_lr_factor`,\n"
-      "`model.tokenizer_path` → `model.hf_assets_path` (its folder), `job.print_args` → `job.print_config`,\n"
-      "`validation.enabled` → `validation.enable`. The sections `[experimental]`, `[fault_tolerance]`,\n"
-      "`[memory_estimation]`, `[mx]`, `[liger_kernel]`, `[quantize.linear.mx]` and `[quantize.grouped_mm]`\n"
-      "are read and ignored with a warning.\n";
+      "Every key TorchTitan's TOML-era JobConfig ever had (mid-2024 to February 2026) loads: as a key\n"
+      "below, or through the compatibility tables at the end (renamed keys warn once and load under their\n"
+      "new name; ignored keys warn once with what they do in TorchTitan and why nothing here needs them).\n"
+      "Only keys TorchTitan never had are errors.\n";
   std::string current;
   for (const auto& k : schema()) {
     if (k.section != current) {
@@ -45,6 +103,7 @@ std::string config_reference_markdown() {
     for (size_t p = help.find('|'); p != std::string::npos; p = help.find('|', p + 2)) help.replace(p, 1, "\\|");
     md += "| `" + k.name + "` | " + type + " | `" + format_value(k, defaults) + "` | " + support + " | " + help + " |\n";
   }
+  md += compat_markdown();
   return md;
 }
 
