@@ -9,7 +9,10 @@ With a built titan.cpp (`--build build`), it also proves the other direction: it
 weights through titan.cpp (hf_check --export), loads that export into transformers and checks the
 logits again.
 
-usage: python3 scripts/reference/make_hf_golden.py [--build build]
+With --llama2 it writes the same for a Llama 2 model (RoPE base 10000, no RoPE scaling):
+tests/golden/hf_tiny_llama2/ and hf_tiny_llama2_logits.safetensors.
+
+usage: python3 scripts/reference/make_hf_golden.py [--llama2] [--build build]
 """
 import argparse
 import json
@@ -37,13 +40,16 @@ def logits_of(model_dir: Path, tokens: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", help="titan.cpp build folder: also check titan.cpp's export in transformers")
+    ap.add_argument("--llama2", action="store_true", help="a Llama 2 model: rope_theta 10000, no rope_scaling")
     args = ap.parse_args()
+    rope = (dict(rope_theta=10000.0, rope_scaling=None) if args.llama2 else
+            dict(rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}))
+    golden = "hf_tiny_llama2" if args.llama2 else "hf_tiny"
     torch.manual_seed(0)
     config = LlamaConfig(
         hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=128, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=500000.0,
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
+        vocab_size=128, max_position_embeddings=64, rms_norm_eps=1e-5, **rope,
         tie_word_embeddings=False, torch_dtype="float32")
     model = LlamaForCausalLM(config).float()
     with torch.no_grad():
@@ -52,19 +58,19 @@ def main() -> None:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
                 p.normal_(0.0, 0.08)
-    out = GOLDEN / "hf_tiny"
+    out = GOLDEN / golden
     model.save_pretrained(out, safe_serialization=True)
     for extra in ("generation_config.json",):
         (out / extra).unlink(missing_ok=True)
     tokens = torch.tensor([1, 17, 5, 99, 42, 3, 127, 64, 8, 15, 23, 77], dtype=torch.int64)
     logits = logits_of(out, tokens)
-    write_safetensors(GOLDEN / "hf_tiny_logits.safetensors", {"tokens": tokens, "logits": logits},
+    write_safetensors(GOLDEN / f"{golden}_logits.safetensors", {"tokens": tokens, "logits": logits},
                       {"source": "transformers " + __import__("transformers").__version__ + ", LlamaForCausalLM eager, float32"})
-    print(f"wrote {out} and hf_tiny_logits.safetensors ({tuple(logits.shape)} logits)")
+    print(f"wrote {out} and {golden}_logits.safetensors ({tuple(logits.shape)} logits)")
 
     if args.build:
         tool = Path(args.build) / "apps" / "hf_check"
-        subprocess.run([tool, out, "--check-logits", GOLDEN / "hf_tiny_logits.safetensors", "--check-roundtrip"], check=True)
+        subprocess.run([tool, out, "--check-logits", GOLDEN / f"{golden}_logits.safetensors", "--check-roundtrip"], check=True)
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([tool, out, "--export", tmp], check=True)
             theirs = logits_of(Path(tmp), tokens)

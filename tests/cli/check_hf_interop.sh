@@ -17,6 +17,12 @@ hf="$dir/export/checkpoint/step-3-hf"
 [ -f "$hf/model.safetensors" ] && [ -f "$hf/config.json" ] || { echo "FAIL: no HF export in $hf"; ls -R "$dir/export"; exit 1; }
 grep -q '"model.layers.5.self_attn.q_proj.weight"' <(head -c 20000 "$hf/model.safetensors") || { echo "FAIL: HF names"; exit 1; }
 "$hf_check" "$hf" --check-roundtrip || { echo "FAIL: round trip"; exit 1; }
+# A Llama 2 exports as LlamaForCausalLM with its own RoPE (base 10000, no llama3 scaling).
+case " $* " in *" --model.name llama2 "*)
+  grep -q '"rope_theta": *10000' "$hf/config.json" && grep -q '"rope_scaling": *null' "$hf/config.json" ||
+    { echo "FAIL: Llama 2 config.json"; cat "$hf/config.json"; exit 1; }
+  echo "config.json: rope_theta 10000, rope_scaling null";;
+esac
 "${launcher[@]}" "$run_train" "${args[@]}" --training.steps 3 --no-checkpoint.last_save_model_only \
   --job.dump_folder "$dir/titan" > "$dir/titan.log" 2>&1 || { echo "FAIL: checkpoint run"; cat "$dir/titan.log"; exit 1; }
 "$(dirname "$run_train")/convert_checkpoint" "$dir/titan/checkpoint/step-3" "$dir/converted" ||
