@@ -811,7 +811,11 @@ void Checkpointer::check_compatible(const std::string& dir, const Metadata& meta
   if (meta.model != model_desc_) {
     std::string diff;
     auto show = [](const json& obj, const std::string& k) { return obj.contains(k) ? preview(obj[k]) : std::string("(none)"); };
-    if (meta.model.value("flavor", json()) != model_desc_.value("flavor", json()))  // the key a user sets, first
+    // The keys a user sets, first. A description without "name" is a Llama 3 (older checkpoints).
+    const json name = meta.model.value("name", json("llama3")), run_name = model_desc_.value("name", json("llama3"));
+    if (name != run_name)
+      diff = "model " + preview(name) + ", this run's " + preview(run_name);
+    else if (meta.model.value("flavor", json()) != model_desc_.value("flavor", json()))
       diff = "flavor " + show(meta.model, "flavor") + ", this run's " + show(model_desc_, "flavor");
     for (const json* side : {&model_desc_, &meta.model})
       for (const auto& [k, v] : side->items())
@@ -819,7 +823,8 @@ void Checkpointer::check_compatible(const std::string& dir, const Metadata& meta
           diff = k + " " + show(meta.model, k) + ", this run's " + show(model_desc_, k);
     const std::string flavor = meta.model.contains("flavor") ? preview(meta.model["flavor"]) : "(none)";
     throw UserError("checkpoint: '" + dir + "' holds a different model (" + diff + "; checkpoint " + preview(meta.model) +
-                    "); use the checkpoint's model.flavor " + flavor +
+                    "); use the checkpoint's " + (name != run_name ? "model.name " + preview(name) + " and " : std::string()) +
+                    "model.flavor " + flavor +
                     ", or start a new run in another job.dump_folder (or checkpoint.folder)");
   }
   const auto& exclude = opts_.exclude_from_loading;

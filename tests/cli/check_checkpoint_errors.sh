@@ -40,6 +40,8 @@ awk '/"model.norm.weight": \{/ { f = 1 } f && /^ *256 *$/ { sub(/256/, "128") } 
 expect 2 "tensor 'model.norm.weight' has shape \[128\]"; restore
 sed -i 's/"dim": 256/"dim": 512/' "$ck/step-4/metadata.json"
 expect 2 "step-4' holds a different model"; restore
+# A Llama 2 of the same flavor name: the model name comes first in the message and the fix.
+expect 2 "step-4' holds a different model \(model \"llama3\", this run's \"llama2\".*use the checkpoint's model.name \"llama3\"" --model.name llama2
 expect 2 "checkpoint.load_step = 3: .* holds no complete step-3 \(complete: 1, 2, 4\)" --checkpoint.load_step 3
 expect 0 "checkpoint: loaded '.*step-2' \(step 2\)" --checkpoint.load_step 2; restore
 expect 2 "was trained with debug.seed = 0, this run has 7" --debug.seed 7
