@@ -120,15 +120,26 @@ MemoryStats memory_stats() {
   s.peak = g_peak.load();
   if (g_device >= 0) {
     cudaMemPool_t pool;
-    std::uint64_t reserved = 0;
+    std::uint64_t reserved = 0, high = 0;
     TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
     TITAN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+    TITAN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &high));
     s.reserved = reserved;
+    s.peak_reserved = high;
   }
   return s;
 }
 
-void reset_peak_memory() { g_peak = g_in_use.load(); }
+void reset_peak_memory() {
+  g_peak = g_in_use.load();
+  if (g_device >= 0) {
+    // Setting the pool's high-water mark to 0 restarts it from the current reservation.
+    cudaMemPool_t pool;
+    std::uint64_t zero = 0;
+    TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
+    TITAN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero));
+  }
+}
 
 void copy(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;

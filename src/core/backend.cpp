@@ -18,7 +18,13 @@ namespace titan {
 
 namespace {
 
-std::atomic<std::size_t> g_in_use{0}, g_peak{0}, g_cached{0};
+std::atomic<std::size_t> g_in_use{0}, g_peak{0}, g_cached{0}, g_peak_reserved{0};
+
+void raise_to(std::atomic<std::size_t>& peak, std::size_t now) {
+  std::size_t seen = peak.load();
+  while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+  }
+}
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kCacheBlocks = false;  // ASan must see every free to catch use-after-free
@@ -49,12 +55,13 @@ class CpuAllocator final : public Allocator {
     const std::size_t rounded = size_class(bytes);
     void* p = kCacheBlocks && rounded >= kMinCached ? take_cached(rounded) : nullptr;
     // 64-byte alignment: whole cache lines, and enough for any SIMD width BLAS uses.
-    if (!p) p = std::aligned_alloc(64, rounded + 64);
+    const bool fresh = !p;
+    if (fresh) p = std::aligned_alloc(64, rounded + 64);
     if (!p) throw std::bad_alloc();
     const std::size_t now = g_in_use.fetch_add(bytes) + bytes;
-    std::size_t peak = g_peak.load();
-    while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
-    }
+    raise_to(g_peak, now);
+    // Only a fresh block grows the reservation (a cached one moves from cached to in use).
+    if (fresh) raise_to(g_peak_reserved, now + g_cached.load());
     return p;
   }
   void deallocate(void* ptr, std::size_t bytes) override {
@@ -156,10 +163,14 @@ class CpuBackend final : public DeviceBackend {
     s.in_use = g_in_use.load();
     s.reserved = s.in_use + g_cached.load();
     s.peak = g_peak.load();
+    s.peak_reserved = std::max(g_peak_reserved.load(), s.reserved);
     s.capacity = physical_memory();
     return s;
   }
-  void reset_peak(int) override { g_peak.store(g_in_use.load()); }
+  void reset_peak(int) override {
+    g_peak.store(g_in_use.load());
+    g_peak_reserved.store(g_in_use.load() + g_cached.load());
+  }
 
  private:
   static std::size_t physical_memory() {

@@ -32,6 +32,7 @@ struct MemoryStats {
   std::size_t in_use = 0;    // bytes held by live storages
   std::size_t peak = 0;      // max of in_use since start or the last reset_peak
   std::size_t reserved = 0;  // bytes the allocator holds from the system (in_use + cached)
+  std::size_t peak_reserved = 0;  // max of reserved since start or the last reset_peak
   std::size_t capacity = 0;  // total memory of the device (host RAM for the CPU)
 };
 

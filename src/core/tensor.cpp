@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/backend.hpp"
+#include "core/memory_history.hpp"
 
 namespace titan {
 
@@ -16,14 +17,22 @@ namespace {
 Allocator& allocator_for(Device device) { return backend_for(device).allocator(device.index); }
 }  // namespace
 
-Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {}
+Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {
+  memory_history::on_allocate(data_, bytes_, alloc_->device());
+}
 Storage::~Storage() { release(); }
 void Storage::release() {
-  if (data_) alloc_->deallocate(data_, bytes_);
+  if (data_) {
+    memory_history::on_free(data_);
+    alloc_->deallocate(data_, bytes_);
+  }
   data_ = nullptr;
 }
 void Storage::reallocate() {
-  if (!data_) data_ = alloc_->allocate(bytes_);
+  if (!data_) {
+    data_ = alloc_->allocate(bytes_);
+    memory_history::on_allocate(data_, bytes_, alloc_->device());
+  }
 }
 
 std::int64_t numel_of(const Shape& shape) {

@@ -19,6 +19,9 @@ namespace titan::dist {
 
 namespace {
 
+// A collective span's args in a profiling trace: the bytes it moves (as CommStats counts them).
+std::string bytes_arg(std::size_t bytes) { return "\"bytes\":" + std::to_string(bytes); }
+
 using Clock = std::chrono::steady_clock;
 
 CommStats g_stats;
@@ -149,7 +152,8 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
-    TITAN_TRACE_SPAN("comm", "all_reduce");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    trace::Span span("comm", "all_reduce");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    if (span.active()) span.set_args(bytes_arg(t.nbytes()));
     if (on_device(t)) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(all_reduce_async(h, op), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
@@ -165,7 +169,8 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
-    TITAN_TRACE_SPAN("comm", "all_gather");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    trace::Span span("comm", "all_gather");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    if (span.active()) span.set_args(bytes_arg(out.nbytes()));
     if (on_device(shard) || on_device(out)) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
@@ -188,7 +193,8 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
-    TITAN_TRACE_SPAN("comm", "reduce_scatter");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    trace::Span span("comm", "reduce_scatter");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    if (span.active()) span.set_args(bytes_arg(in.nbytes()));
     if (on_device(in) || on_device(out)) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
@@ -214,7 +220,8 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
-    TITAN_TRACE_SPAN("comm", "broadcast");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    trace::Span span("comm", "broadcast");  // profiling: issuing the collective (its wait is MpiWork::wait)
+    if (span.active()) span.set_args(bytes_arg(t.nbytes()));
     if (on_device(t)) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(broadcast_async(h, root), std::vector<std::pair<Tensor, Tensor>>{{h, t}});

@@ -81,6 +81,7 @@ class CudaBackend final : public DeviceBackend {
     m.in_use = s.in_use;
     m.peak = s.peak;
     m.reserved = s.reserved;
+    m.peak_reserved = s.peak_reserved;
     m.capacity = index < cuda::device_count() ? cuda::device_properties(index).total_memory : 0;
     return m;
   }

@@ -611,6 +611,7 @@ Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
 }
 
 AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  TITAN_TRACE_SPAN("attention", "attention");  // profiling.enable_profiling (core/trace.hpp)
   require(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape(), "attention", "expects q [B,S,H,D], k/v [B,S,KV,D]");
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   require(k.size(0) == B && k.size(1) == S && k.size(3) == D && KV > 0 && H % KV == 0, "attention",
@@ -630,6 +631,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
 
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionOut& fwd) {
+  TITAN_TRACE_SPAN("attention", "attention_backward");  // profiling.enable_profiling (core/trace.hpp)
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   TITAN_CUDA_DISPATCH(q, attention_backward(dout, q, k, v, fwd));
   if (any_cpu_bf16({&dout, &q, &k, &v, &fwd.out})) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -11,19 +12,28 @@
 #include <vector>
 #include <unistd.h>
 
+#include "checkpoint/safetensors.hpp"
 #include "core/errors.hpp"
 #include "core/tensor.hpp"
 #include "ops/ops.hpp"
+#include "train/tensorboard.hpp"
 
 namespace titan::train {
 
-MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path)
+MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path,
+                             const std::string& tensorboard_folder)
     : flops_per_token_(flops_per_token), peak_flops_(peak_flops), jsonl_path_(jsonl_path) {
   if (!jsonl_path.empty()) {
     jsonl_.open(jsonl_path, std::ios::app);
     if (!jsonl_) throw UserError("metrics: cannot write '" + jsonl_path + "'; check job.dump_folder");
   }
+  if (!tensorboard_folder.empty()) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(tensorboard_folder);
+    spdlog::info("metrics: TensorBoard event file {}", tensorboard_->path());
+  }
 }
+
+MetricsLogger::~MetricsLogger() = default;
 
 void MetricsLogger::log(const StepMetrics& m) {
   const double tps = m.step_seconds > 0 ? double(m.tokens) / m.step_seconds : 0;
@@ -65,6 +75,26 @@ void MetricsLogger::log(const StepMetrics& m) {
     jsonl_ << j.dump() << "\n";
     flush_row();
   }
+  if (tensorboard_) {
+    // TorchTitan's tags (torchtitan/components/metrics.py), and the lr it logs beside them.
+    std::vector<std::pair<std::string, double>> s = {
+        {"loss_metrics/global_avg_loss", m.loss},
+        {"grad_norm", m.grad_norm},
+        {"throughput(tps)", tps},
+        {"tflops", tflops},
+        {"mfu(%)", mfu},
+        {"time_metrics/end_to_end(s)", m.step_seconds},
+        {"time_metrics/data_loading(s)", m.data_seconds},
+        {"time_metrics/data_loading(%)", data_pct},
+        {"memory/max_active(GiB)", m.memory_peak_gib},
+        {"memory/max_active(%)", m.memory_pct},
+        {"memory/max_reserved(GiB)", m.memory_reserved_gib},
+        {"memory/max_reserved(%)", m.memory_reserved_pct},
+        {"lr", m.lr},
+    };
+    if (m.loss_max) s.insert(s.begin() + 1, {"loss_metrics/global_max_loss", *m.loss_max});
+    tensorboard_->add_scalars(m.step, s);
+  }
 }
 
 void MetricsLogger::log_validation(std::int64_t step, double loss, std::int64_t batches) {
@@ -73,14 +103,32 @@ void MetricsLogger::log_validation(std::int64_t step, double loss, std::int64_t 
     jsonl_ << nlohmann::json{{"step", step}, {"validation_loss", loss}, {"validation_batches", batches}}.dump() << "\n";
     flush_row();
   }
+  if (tensorboard_) tensorboard_->add_scalars(step, {{"validation_metrics/loss", loss}});
 }
 
-void MetricsLogger::flush_row() {
+void MetricsLogger::flush_row() { flush_or_throw(jsonl_, jsonl_path_); }
+
+std::string progress_line(std::int64_t step, std::int64_t first, std::int64_t total, double elapsed, double loss,
+                          int width) {
+  const double frac = total > 0 ? std::clamp(double(step) / double(total), 0.0, 1.0) : 1.0;
+  const int filled = static_cast<int>(frac * width + 1e-9);
+  const std::int64_t done_here = step - first + 1;
+  std::string line = "[" + std::string(filled, '#') + std::string(width - filled, '-') + "] ";
+  line += fmt::format("{}/{}  {:3.0f}%  loss {:.4f}", step, total, 100.0 * frac, loss);
+  if (done_here > 0 && elapsed > 0) {
+    const double per_step = elapsed / double(done_here);
+    line += per_step < 1 ? fmt::format("  {:.1f} steps/s", 1.0 / per_step) : fmt::format("  {:.1f} s/step", per_step);
+    const auto eta = static_cast<long long>(per_step * double(total - step) + 0.5);
+    line += fmt::format("  ETA {}:{:02d}:{:02d}", eta / 3600, (eta / 60) % 60, eta % 60);
+  }
+  return line;
+}
+
+void flush_or_throw(std::ostream& out, const std::string& path) {
   errno = 0;
-  jsonl_.flush();
-  if (!jsonl_)
-    throw UserError("metrics: cannot write '" + jsonl_path_ + "': " +
-                        (errno == ENOSPC ? std::string("no space left on device") : errno ? std::string(std::strerror(errno)) : "write failed") +
+  out.flush();
+  if (!out)
+    throw UserError("metrics: cannot write '" + path + "': " + (errno ? checkpoint::errno_text(errno) : "write failed") +
                         "; free some space or point job.dump_folder elsewhere",
                     kExitRuntimeError);
 }

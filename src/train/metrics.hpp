@@ -5,14 +5,19 @@
 //   mfu    100 * flops_per_token * tps / peak, peak = the device's peak (CPU: calibrated GEMM peak,
 //          train/cpu_gemm.hpp); never above 100%: a step faster than the peak raises it
 //   data%  share of the step spent building batches
+// With metrics.enable_tensorboard the same figures also go to TensorBoard event files
+// (train/tensorboard.hpp) under TorchTitan's tags.
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "dist/process_group.hpp"
 
 namespace titan::train {
+
+class TensorBoardWriter;
 
 // Bytes of training state one rank holds (f32 parameters or their shards, gradients, AdamW moments).
 struct StateBytes {
@@ -23,9 +28,11 @@ struct StateBytes {
 struct StepMetrics {
   std::int64_t step = 0;
   double loss = 0, grad_norm = 0, lr = 0;
+  std::optional<double> loss_max;   // the largest data-parallel rank's loss (TensorBoard only)
   double step_seconds = 0, data_seconds = 0;
   std::int64_t tokens = 0;          // tokens this rank processed in the step
   double memory_peak_gib = 0, memory_pct = 0;
+  double memory_reserved_gib = 0, memory_reserved_pct = 0;  // the allocator's reserved bytes after the step
   double saved_activation_gib = 0;  // what the forward left alive for backward (largest micro-batch)
   std::optional<double> eta_seconds;  // shown when stdout is a terminal
   dist::CommStats comm;               // this rank's collectives in the step
@@ -35,8 +42,11 @@ struct StepMetrics {
 
 class MetricsLogger {
  public:
-  // `peak_flops`: per-rank peak FLOP/s; `jsonl_path` empty disables the file.
-  MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path);
+  // `peak_flops`: per-rank peak FLOP/s; `jsonl_path` empty disables the file; `tensorboard_folder`
+  // non-empty writes TensorBoard event files there.
+  MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path,
+                const std::string& tensorboard_folder = {});
+  ~MetricsLogger();
   // Logs one step through spdlog and appends it to metrics.jsonl.
   void log(const StepMetrics& m);
   void log_validation(std::int64_t step, double loss, std::int64_t batches);
@@ -50,7 +60,18 @@ class MetricsLogger {
   double flops_per_token_, peak_flops_;
   std::string jsonl_path_;
   std::ofstream jsonl_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
+
+// The terminal progress bar under the log (rank 0, stderr a terminal), e.g.
+//   "[##########----------]  50/100  50%  loss 5.2314  1.2 steps/s  ETA 0:00:41"
+// `step` of `total` done; this run started at step `first` and has run `elapsed` seconds (a
+// resumed run's rate counts only its own steps).
+std::string progress_line(std::int64_t step, std::int64_t first, std::int64_t total, double elapsed, double loss,
+                          int width = 30);
+
+// Flushes `out`; a failed write (a full disk) is a UserError naming `path` and the reason.
+void flush_or_throw(std::ostream& out, const std::string& path);
 
 // Physical memory of this machine in bytes.
 double physical_memory_bytes();

@@ -164,8 +164,7 @@ std::string plan_text(const Plan& p) {
       "  converters   %s\n"
       "  outputs      %s\n"
       "  memory/rank  %s at the peak: params %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
-      "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed%s)\n"
-      "  parameters\n",
+      "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed%s)\n",
       p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
       (long long)m.head_dim(), (long long)m.ffn_hidden(), (long long)m.vocab_size, with_commas(p.params.total).c_str(),
@@ -178,6 +177,7 @@ std::string plan_text(const Plan& p) {
       p.ac.mode == llama3::ActivationCheckpointing::Mode::op ? ", per op" : "");
   std::string text = buf;
   if (p.cpu_gemm) text += "  cpu gemm     " + p.cpu_gemm->describe() + "\n";
+  text += "  parameters\n";
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
   if (p.float8) {
     int converted = 0;

@@ -88,6 +88,22 @@ void Profiler::attach(nn::Module& root) {
       const std::string& name = mod.fqn();
       trace::record("module", mod.type_name() + (name.empty() ? "" : " " + name), start, trace::now_us() - start);
     });
+    // Backward: from the gradient reaching the module's outputs to its leaving through the
+    // inputs. A module whose inputs need no gradient (the embedding's token ids) never closes
+    // its span; step_end drops such leftovers.
+    m->add_backward_pre_hook([this](nn::Module& mod) {
+      open_backward_[&mod].push_back(trace::enabled() ? trace::now_us() : -1.0);
+    });
+    m->add_backward_hook([this](nn::Module& mod) {
+      auto it = open_backward_.find(&mod);
+      if (it == open_backward_.end() || it->second.empty()) return;
+      const double start = it->second.back();
+      it->second.pop_back();
+      if (start < 0 || !trace::enabled()) return;
+      const std::string& name = mod.fqn();
+      trace::record("module_backward", mod.type_name() + (name.empty() ? "" : " " + name), start,
+                    trace::now_us() - start);
+    });
   }
 }
 
@@ -104,6 +120,7 @@ void Profiler::step_end(std::int64_t step) {
   if (trace::enabled()) trace::record("step", "train_step", step_start_us_, trace::now_us() - step_start_us_,
                                       "\"step\":" + std::to_string(step));
   trace::set_enabled(false);
+  open_backward_.clear();
   if (step % freq_ == 0 && !recorded_.empty()) write(step);
 }
 

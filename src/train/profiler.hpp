@@ -14,7 +14,9 @@
 //
 // Spans (category: name): step: train_step (args.step), data: data_loading, forward/backward: one
 // per micro-batch, module: "<Type> <fqn>" for every module forward (forward pre/post hooks),
-// gemm: the op API's GEMMs, comm: every collective and its wait, optimizer: clip + AdamW step,
+// module_backward: the same modules' backward (backward pre/post hooks), attention: the attention
+// op and its backward, gemm: the op API's GEMMs, comm: every collective (args.bytes) and its wait,
+// optimizer: clip + AdamW step,
 // checkpoint: checkpoint_save, validation: validate.
 #include <cstdint>
 #include <memory>
@@ -66,6 +68,7 @@ class Profiler {
   double step_start_us_ = 0;
   // Module forward spans in flight: start times (negative: started while not recording).
   std::unordered_map<const nn::Module*, std::vector<double>> open_;
+  std::unordered_map<const nn::Module*, std::vector<double>> open_backward_;  // the same for backward
 };
 
 }  // namespace titan::train

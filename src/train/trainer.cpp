@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "config/toml_io.hpp"
 #include "core/backend.hpp"
 #include "core/errors.hpp"
+#include "core/logging.hpp"
 #include "core/trace.hpp"
 #include "dist/process_group.hpp"
 #include "float8/float8_linear.hpp"
@@ -25,6 +27,7 @@
 #include "train/float8_converter.hpp"
 #include "train/model_print.hpp"
 #include "train/preflight.hpp"
+#include "train/report.hpp"
 
 namespace titan::train {
 
@@ -50,11 +53,11 @@ Device training_device(const Plan& plan, int local_rank) {
 
 // Peak and capacity of the memory the step log reports: the GPU's when training there.
 struct MemoryReading {
-  double peak_bytes, total_bytes;
+  double peak_bytes, peak_reserved_bytes, total_bytes;
 };
 MemoryReading memory_reading(Device device, double host_total) {
   const MemoryStats stats = backend_for(device).memory_stats(device.index);
-  return {double(stats.peak), stats.capacity > 0 ? double(stats.capacity) : host_total};
+  return {double(stats.peak), double(stats.peak_reserved), stats.capacity > 0 ? double(stats.capacity) : host_total};
 }
 
 // The per-rank peak for the mfu column: the device's dense bf16 peak as its backend reports it
@@ -63,6 +66,15 @@ MemoryReading memory_reading(Device device, double host_total) {
 double peak_flops(Device device, const Plan& plan) {
   if (device.is_cpu()) return plan.cpu_gemm ? plan.cpu_gemm->peak_flops : calibrate_cpu_gemm_peak();
   return backend_for(device).properties(device.index).peak_bf16_flops;
+}
+
+// report.html is a convenience: a failed write warns instead of failing a finished run.
+void write_report(const ReportInput& report, const std::string& path) {
+  std::ofstream f(path, std::ios::binary);
+  f << render_report(report);
+  f.close();
+  if (f) spdlog::info("report: {} (loss, grad norm, lr and tokens/s curves; open it in a browser)", path);
+  else spdlog::warn("report: could not write {}; metrics.jsonl holds the same figures", path);
 }
 
 // The host's peak is reset too on a GPU run, as the device's: both count from the first step.
@@ -274,6 +286,8 @@ void Trainer::build_model() {
   // profiling.enable_profiling: module spans hook in before FSDP, so a unit's span holds its all-gather.
   profiler_ = std::make_unique<Profiler>(cfg_, world_.rank());
   profiler_->attach(model);
+  // profiling.enable_memory_snapshot: from here on, so it sees the shards FSDP makes next.
+  memory_snapshot_ = std::make_unique<MemorySnapshot>(cfg_, world_.rank(), device_);
   model.build_rope_table();
   dist::FsdpOptions fo;
   fo.param_dtype = bf16_ ? DType::bf16 : DType::f32;
@@ -325,9 +339,27 @@ void Trainer::build_optimizer_and_metrics() {
   std::filesystem::create_directories(cfg_.job.dump_folder, ec);
   const bool write_metrics = world_.rank() == 0 || cfg_.metrics.save_for_all_ranks;
   const std::string suffix = world_.rank() == 0 ? "" : "_rank" + std::to_string(world_.rank());
+  // TensorBoard as TorchTitan lays it out: {dump_folder}/{save_tb_folder}/{YYYYmmdd-HHMM}, with a
+  // rank_{R} folder per rank under save_for_all_ranks. Rank 0 picks the time and broadcasts it so
+  // every rank of the run writes into the same folder.
+  std::string tb_folder;
+  tensorboard_ = cfg_.metrics.enable_tensorboard;
+  if (tensorboard_) {
+    Tensor stamp = Tensor::full({1}, double(std::time(nullptr)), DType::f64);
+    if (world_.size() > 1) mesh_->world_group().broadcast(stamp, 0);
+    const std::time_t t = static_cast<std::time_t>(stamp.item(0));
+    std::tm local{};
+    localtime_r(&t, &local);
+    char name[32];
+    std::strftime(name, sizeof name, "%Y%m%d-%H%M", &local);
+    auto folder = std::filesystem::path(cfg_.job.dump_folder) / cfg_.metrics.save_tb_folder / name;
+    if (cfg_.metrics.save_for_all_ranks) folder /= "rank_" + std::to_string(world_.rank());
+    if (write_metrics) tb_folder = folder.string();
+  }
   metrics_ = std::make_unique<MetricsLogger>(
       plan_.flops_per_token, peak_flops(device_, plan_),
-      write_metrics ? (std::filesystem::path(cfg_.job.dump_folder) / ("metrics" + suffix + ".jsonl")).string() : "");
+      write_metrics ? (std::filesystem::path(cfg_.job.dump_folder) / ("metrics" + suffix + ".jsonl")).string() : "",
+      tb_folder);
   show_eta_ = isatty(STDOUT_FILENO) || isatty(STDERR_FILENO);
   mem_total_ = physical_memory_bytes();
 }
@@ -449,6 +481,12 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   loader_->advance();
   // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
   Tensor step_loss = Tensor::full({1}, loss_sum / double(plan_.batch.grad_accum), DType::f64);
+  // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
+  if (tensorboard_ && is_log_step(step)) {
+    Tensor max_loss = step_loss.clone();
+    if (plan_.dims.dp() > 1) mesh_->world_group().all_reduce(max_loss, dist::ReduceOp::max);
+    out.loss_max = max_loss.item(0);
+  }
   if (plan_.dims.dp() > 1) mesh_->world_group().all_reduce(step_loss, dist::ReduceOp::avg);
   out.loss = step_loss.item(0);
   const double trace_opt_t0 = trace::now_us();
@@ -488,10 +526,12 @@ TrainResult Trainer::train() {
     return {};
   }
   TrainResult result;
+  ReportInput report;  // {dump_folder}/report.html, written by rank 0 at the end
   const auto t_train = Clock::now();
   for (std::int64_t step = start_step_; step <= cfg_.training.steps; ++step) {
     const auto t_step = Clock::now();
     profiler_->step_begin(step);
+    memory_snapshot_->step_begin(step);
     if (ckpt_) ckpt_->poll();  // completes an async save every rank has finished writing
     reset_memory_peak(device_);
     dist::reset_comm_stats();
@@ -509,7 +549,7 @@ TrainResult Trainer::train() {
     result.last_loss = out.loss;
     result.steps = step;
 
-    if (step % cfg_.metrics.log_freq == 0 || step == 1 || step == cfg_.training.steps) {
+    if (is_log_step(step)) {
       StepMetrics m;
       m.step = step;
       m.loss = out.loss;
@@ -521,13 +561,22 @@ TrainResult Trainer::train() {
       const MemoryReading mem = memory_reading(device_, mem_total_);
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
       m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
+      m.memory_reserved_gib = mem.peak_reserved_bytes / double(1ull << 30);
+      m.memory_reserved_pct = 100.0 * mem.peak_reserved_bytes / mem.total_bytes;
+      m.loss_max = out.loss_max;
       m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
       m.state = state_bytes(*fsdp_, *optimizer_);
       if (show_eta_ && step < cfg_.training.steps)
-        m.eta_seconds = seconds_since(t_train) / double(step) * double(cfg_.training.steps - step);
+        m.eta_seconds = seconds_since(t_train) / double(step - start_step_ + 1) * double(cfg_.training.steps - step);
       metrics_->log(m);
+    }
+    {
+      // Every step, not only the logged ones: the report's curves show the whole run.
+      const double secs = seconds_since(t_step);
+      const double tokens = double(plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len);
+      report.rows.push_back({step, out.loss, out.grad_norm, out.lr, secs > 0 ? tokens / secs : 0});
     }
     if (val_windows_ && step % cfg_.validation.freq == 0) {
       TITAN_TRACE_SPAN("validation", "validate");
@@ -535,14 +584,28 @@ TrainResult Trainer::train() {
       const double vloss = validate(*model_, *val_windows_, cfg_.validation.local_batch_size, cfg_.validation.steps,
                                     device_, &used);
       metrics_->log_validation(step, vloss, used);
+      report.validation.emplace_back(step, vloss);
     }
     if (ckpt_ && ckpt_->due(step, cfg_.training.steps)) save_checkpoint(step);
+    memory_snapshot_->step_end(step, step == cfg_.training.steps);
     profiler_->step_end(step);
+    if (has_status_line())
+      set_status_line(progress_line(step, start_step_, cfg_.training.steps, seconds_since(t_train), out.loss));
   }
+  set_status_line("");
   profiler_->finish(cfg_.training.steps);
   if (ckpt_) ckpt_->wait();
-  spdlog::info("training done: {} steps in {:.1f}s, loss {:.4f} -> {:.4f}", result.steps, seconds_since(t_train),
+  const double train_seconds = seconds_since(t_train);
+  spdlog::info("training done: {} steps in {:.1f}s, loss {:.4f} -> {:.4f}", result.steps, train_seconds,
                result.first_loss, result.last_loss);
+  if (world_.rank() == 0 && !report.rows.empty()) {
+    report.title = cfg_.job.description;
+    report.summary = fmt::format("steps {}-{} in {:.1f} s, loss {:.4f} -> {:.4f}; {} rank(s) on {}", start_step_,
+                                 result.steps, train_seconds, result.first_loss, result.last_loss, world_.size(),
+                                 plan_.device);
+    report.plan = plan_text(plan_);
+    write_report(report, (std::filesystem::path(cfg_.job.dump_folder) / "report.html").string());
+  }
   return result;
 }
 

@@ -24,6 +24,7 @@
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
 #include "train/metrics.hpp"
+#include "train/memory_snapshot.hpp"
 #include "train/model_converter.hpp"
 #include "train/plan.hpp"
 #include "train/profiler.hpp"
@@ -58,6 +59,9 @@ class Trainer {
     // Bytes the forward left alive for backward (the graph's saved tensors, logits, gathered root
     // unit), the largest over the micro-batches: what activation checkpointing trades.
     double saved_activation_bytes = 0;
+    // The largest data-parallel rank's loss, on log steps with TensorBoard on (its
+    // loss_metrics/global_max_loss); empty otherwise.
+    std::optional<double> loss_max;
   };
   // One optimizer step (`step` is 1-based): the micro-batches, the global loss, grad-norm
   // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. Throws a
@@ -80,6 +84,10 @@ class Trainer {
   void after_optimizer_step();
   std::int64_t float8_amax_all_reduces() const;
   checkpoint::TrainingState current_state(std::int64_t step);
+  // Steps that log: every metrics.log_freq, the first and the last.
+  bool is_log_step(std::int64_t step) const {
+    return step % cfg_.metrics.log_freq == 0 || step == 1 || step == cfg_.training.steps;
+  }
   void save_checkpoint(std::int64_t step);
 
   const config::JobConfig& cfg_;
@@ -102,6 +110,7 @@ class Trainer {
   std::unique_ptr<llama3::Transformer> model_;
   ModelConverters converters_;
   std::unique_ptr<Profiler> profiler_;
+  std::unique_ptr<MemorySnapshot> memory_snapshot_;
   std::unique_ptr<dist::Fsdp> fsdp_;
   ParallelAccess parallel_;
   std::vector<autograd::Variable*> params_;
@@ -112,6 +121,7 @@ class Trainer {
   std::unique_ptr<data::DataLoader> loader_;
   std::unique_ptr<MetricsLogger> metrics_;
   bool show_eta_ = false;
+  bool tensorboard_ = false;  // metrics.enable_tensorboard
   double mem_total_ = 0;
 
   std::int64_t start_step_ = 1, lr_offset_ = 0;

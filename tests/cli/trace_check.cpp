@@ -5,7 +5,8 @@
 // Checks: the file is JSON with a traceEvents array; every complete ("X") event has a name, a
 // category, ts >= 0, dur >= 0, pid = R and an integer tid, and lies inside one of the train_step
 // events; the train_step events are exactly --steps (args.step), as is otherData.recorded_steps;
-// every recorded step has N forward and N backward spans and one root module span per forward
+// spans of one thread nest (none starts inside another and ends after it); every recorded step
+// has N forward and N backward spans and one root module span per forward
 // ("Transformer"); every --require category occurs. Prints the events per category.
 #include <nlohmann/json.hpp>
 
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<double, double>> spans;  // every X event's [ts, ts + dur]
   std::vector<std::string> names;
   std::vector<std::string> cats;
+  std::vector<long long> tids;
   for (const auto& e : j["traceEvents"]) {
     if (!e.is_object() || !e.contains("ph") || !e["ph"].is_string()) {
       fail("an event without a ph string");
@@ -121,6 +123,28 @@ int main(int argc, char** argv) {
     spans.emplace_back(ts, ts + dur);
     names.push_back(name);
     cats.push_back(cat);
+    tids.push_back(e["tid"].get<long long>());
+  }
+  // Spans of one thread nest: each starts after the previous one ended or ends inside it (what
+  // Perfetto needs to stack them; 0.01 us of slack for the printed rounding).
+  {
+    std::vector<size_t> order(spans.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      if (tids[a] != tids[b]) return tids[a] < tids[b];
+      if (spans[a].first != spans[b].first) return spans[a].first < spans[b].first;
+      return spans[a].second > spans[b].second;
+    });
+    std::vector<size_t> open;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const size_t i = order[k];
+      if (k > 0 && tids[order[k - 1]] != tids[i]) open.clear();
+      while (!open.empty() && spans[open.back()].second <= spans[i].first + 0.01) open.pop_back();
+      if (!open.empty() && spans[i].second > spans[open.back()].second + 0.01)
+        fail("event '" + names[i] + "' (" + cats[i] + ") starts inside '" + names[open.back()] + "' (" +
+             cats[open.back()] + ") but ends after it");
+      open.push_back(i);
+    }
   }
   std::vector<long long> got;
   for (const auto& [s, span] : step_spans) got.push_back(s);

@@ -12,6 +12,7 @@
 
 #include "core/backend.hpp"
 #include "core/device.hpp"
+#include "core/memory_history.hpp"
 #include "core/tensor.hpp"
 
 using namespace titan;
@@ -261,4 +262,29 @@ TEST_CASE("backend: Tensor and probe_devices reach a device only through its reg
     CHECK(resolve_device("auto", info) == "cuda");
   }
   CHECK(fake.alloc.frees == fake.alloc.allocs);  // every storage returned its bytes to the fake
+}
+
+TEST_CASE("memory_history lists live storages while recording, with their step") {
+  memory_history::set_enabled(false);
+  Tensor before = Tensor::empty({1000});  // allocated before recording: not listed
+  memory_history::set_enabled(true);
+  memory_history::set_step(3);
+  Tensor a = Tensor::empty({256, 4});  // 4 KiB
+  {
+    Tensor tmp = Tensor::empty({7});
+    CHECK(memory_history::live_blocks().size() == 2);
+  }
+  memory_history::set_step(4);
+  Tensor b = Tensor::empty({10}, DType::bf16);
+  const auto blocks = memory_history::live_blocks();
+  REQUIRE(blocks.size() == 2);  // tmp was freed
+  CHECK(blocks[0].bytes == 4096);
+  CHECK(blocks[0].step == 3);
+  CHECK(blocks[0].device == Device::cpu());
+  CHECK(blocks[1].bytes == 20);
+  CHECK(blocks[1].step == 4);
+  CHECK(blocks[0].seq < blocks[1].seq);
+  before = Tensor();  // freeing a block recording never saw is harmless
+  memory_history::set_enabled(false);
+  CHECK(memory_history::live_blocks().empty());
 }

@@ -251,7 +251,8 @@ TEST_CASE("sections of TorchTitan features titan.cpp lacks are ignored with a wa
 }
 
 TEST_CASE("keys accepted for compatibility: no-effect warns, unsupported errors") {
-  CHECK(has_warning(parse({"--metrics.enable_tensorboard"}), "metrics.enable_tensorboard"));
+  CHECK(has_warning(parse({"--metrics.enable_wandb"}), "metrics.enable_wandb"));
+  CHECK(parse({"--metrics.enable_tensorboard"}).warnings.empty());
   CHECK(parse({"--parallelism.tensor_parallel_degree=1"}).warnings.empty());
   for (const char* key : {"--parallelism.tensor_parallel_degree=2", "--parallelism.pipeline_parallel_degree=2",
                           "--parallelism.context_parallel_degree=4", "--parallelism.expert_parallel_degree=2"}) {
@@ -420,8 +421,7 @@ TEST_CASE("keys with no effect in titan.cpp warn exactly once, saying what they 
   const Case cases[] = {
       {{"--compile.enable"}, "compile.enable", "TorchTitan runs torch.compile"},
       {{"--compile.components=model"}, "compile.components", "no torch.compile here"},
-      {{"--profiling.enable_memory_snapshot"}, "profiling.enable_memory_snapshot", "memory_viz"},
-      {{"--profiling.save_memory_snapshot_folder=snap"}, "profiling.save_memory_snapshot_folder", "no snapshots are written"},
+      {{"--metrics.enable_wandb"}, "metrics.enable_wandb", "Weights & Biases"},
   };
   for (const auto& c : cases) {
     INFO(c.key);
@@ -445,16 +445,18 @@ TEST_CASE("keys with no effect in titan.cpp warn exactly once, saying what they 
   CHECK(parse({}).warnings.empty());
 }
 
-TEST_CASE("the implemented profiling, printing and determinism keys are Supported and documented") {
+TEST_CASE("the implemented profiling, TensorBoard, printing and determinism keys are Supported and documented") {
   for (const char* key : {"profiling.enable_profiling", "profiling.save_traces_folder", "profiling.profile_freq",
-                          "profiling.profiler_active", "profiling.profiler_warmup", "model.print_after_conversion",
-                          "debug.deterministic"}) {
+                          "profiling.profiler_active", "profiling.profiler_warmup", "profiling.enable_memory_snapshot",
+                          "profiling.save_memory_snapshot_folder", "metrics.enable_tensorboard", "metrics.save_tb_folder",
+                          "model.print_after_conversion", "debug.deterministic"}) {
     INFO(key);
     REQUIRE(find_key(key));
     CHECK(find_key(key)->support == Support::Supported);
     CHECK_THAT(config_reference_markdown(), Contains("| `" + std::string(find_key(key)->name) + "` |"));
   }
-  JobConfig on = parse({"--profiling.enable_profiling", "--debug.deterministic", "--model.print_after_conversion"});
+  JobConfig on = parse({"--profiling.enable_profiling", "--profiling.enable_memory_snapshot", "--metrics.enable_tensorboard",
+                        "--debug.deterministic", "--model.print_after_conversion"});
   validate(on);
   CHECK(on.warnings.empty());  // they do what they say: nothing to warn about
   // The reference marks no-effect keys as such.

@@ -72,7 +72,10 @@ bool ActivationCheckpointing::applies_to(std::int64_t layer_id) const {
 void Transformer::set_activation_checkpointing(ActivationCheckpointing ac) {
   op_sac_ = {};
   if (ac.mode == ActivationCheckpointing::Mode::op && !ac.force_recompute_fqns.empty()) {
-    for (auto& [fqn, m] : named_modules()) {
+    for (auto& entry : named_modules()) {
+      // Named, not a structured binding: clang 14 cannot capture a binding in a lambda.
+      const std::string& fqn = entry.first;
+      auto* m = entry.second;
       const bool listed = std::any_of(ac.force_recompute_fqns.begin(), ac.force_recompute_fqns.end(),
                                       [&](const std::string& f) { return fqn.find(f) != std::string::npos; });
       if (!listed) continue;
