@@ -112,6 +112,19 @@ Tensor Tensor::view_range(std::int64_t start, const Shape& shape) const {
   return t;
 }
 
+Tensor Tensor::view_bytes(std::size_t byte_offset, const Shape& shape, DType dtype) const {
+  const std::size_t bytes = static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype);
+  if (byte_offset + bytes > nbytes() || byte_offset % dtype_size(dtype) != 0)
+    throw std::out_of_range("Tensor::view_bytes: " + std::to_string(bytes) + " bytes at byte " +
+                            std::to_string(byte_offset) + " of a " + std::to_string(nbytes()) +
+                            "-byte tensor (or misaligned for the dtype)");
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.offset_ += byte_offset;
+  return t;
+}
+
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device());
   t.copy_from(*this);

@@ -100,6 +100,10 @@ class Tensor {
   Tensor slice_rows(std::int64_t begin, std::int64_t end) const;
   // The tensor as a flat view of `count` elements starting at element `start`, reshaped.
   Tensor view_range(std::int64_t start, const Shape& shape) const;
+  // The bytes [byte_offset, byte_offset + size) of this tensor read as `dtype` with `shape`: a view
+  // into the same storage (FSDP packs shards of several dtypes into one byte buffer this way).
+  // byte_offset must be a multiple of the dtype's size.
+  Tensor view_bytes(std::size_t byte_offset, const Shape& shape, DType dtype) const;
   // A copy with its own storage.
   Tensor clone() const;
   // Writes go to the shared storage, so they are const on the handle (as in PyTorch).

@@ -20,6 +20,8 @@ struct Fsdp::Param {
   std::shared_ptr<nn::AllGatherExtension> extension;  // null: gathered in the param dtype
   DType wire = DType::f32;           // what travels in the all-gather
   Tensor gathered;                   // [S * rows_per_shard, row_elems]; storage released between uses
+  std::size_t wire_offset = 0;       // bytes into one rank's part of the unit's flat all-gather buffer
+  std::int64_t grad_offset = 0;      // elements into one rank's part of the unit's flat gradient buffer
 
   std::int64_t padded_numel(int shards) const { return shards * rows_per_shard * row_elems; }
   Shape shard_shape() const {
@@ -30,13 +32,32 @@ struct Fsdp::Param {
   Tensor shard_2d() const { return shard.data().view({rows_per_shard, row_elems}); }
 };
 
+// One all-gather per unit (FSDP2's layout): each rank packs its shard of every parameter, in the
+// parameter's wire dtype, into one flat byte buffer (segments 16-byte aligned); the all-gather
+// lays the ranks' buffers end to end, and the copy-out puts rank r's segment of parameter p into
+// rows [r * rows_per_shard, (r + 1) * rows_per_shard) of p's gathered buffer.
+// One reduce-scatter per unit: the gradients go into a flat f32 buffer [S, shard_elems], rank r's
+// part holding rows [r * rows_per_shard, ...) of every parameter's gradient, padding zero; the
+// reduce-scatter leaves this rank's part, of which each parameter's shard gradient is a view.
 struct Fsdp::Unit {
   std::string name;
+  size_t index = 0;  // position in the forward order
   std::vector<nn::Module*> modules;
   bool reshard_after_forward = true;
   std::vector<Param> params;
-  bool gathered = false;
+  std::size_t shard_bytes = 0;     // one rank's part of the flat all-gather buffer
+  std::int64_t shard_elems = 0;    // one rank's part of the flat gradient buffer
+  enum class State { released, in_flight, gathered } state = State::released;
+  Tensor send, recv;               // the flat all-gather's buffers while it is in flight
+  std::unique_ptr<Work> gather_work;
   size_t grads_ready = 0;  // parameters whose gradient arrived in the current backward
+};
+
+// A unit's gradient reduction in flight: the reduce-scatter's buffers and handle.
+struct Fsdp::PendingReduce {
+  Unit* unit;
+  Tensor in, out;
+  std::unique_ptr<Work> work;
 };
 
 Fsdp::Fsdp(DeviceMesh& mesh, FsdpOptions options) : mesh_(mesh), opt_(options) {}
@@ -82,18 +103,30 @@ void Fsdp::add_unit(const std::string& name, const std::vector<nn::Module*>& mod
       p.gathered = Tensor::empty({S * p.rows_per_shard, p.row_elems}, stored, opt_.device);
       p.gathered.storage()->release();  // allocated by the first gather
       p.module_param->set_data(p.gathered.slice_rows(0, p.rows).view(p.shape));
+      p.wire_offset = u->shard_bytes;
+      u->shard_bytes += (std::size_t(p.rows_per_shard * p.row_elems) * dtype_size(p.wire) + 15) / 16 * 16;
+      p.grad_offset = u->shard_elems;
+      u->shard_elems += p.rows_per_shard * p.row_elems;
       u->params.push_back(std::move(p));
     }
   }
+  u->index = units_.size();
 
   for (nn::Module* m : modules) {
-    m->add_forward_pre_hook([this, u](nn::Module&) { gather(*u); });
+    m->add_forward_pre_hook([this, u](nn::Module&) {
+      gather(*u);
+      // Forward prefetch (FSDP2's default): the next unit's all-gather runs while this one
+      // computes. Not for a forward re-run by activation checkpointing inside backward.
+      if (prefetch_ && !autograd::in_backward() && u->index + 1 < units_.size()) start_gather(*units_[u->index + 1]);
+    });
     m->add_forward_hook([this, u, last = modules.back()](nn::Module& self, std::vector<Variable>&) {
       // A forward re-run by activation checkpointing belongs to the backward: keep the parameters.
       if (&self == last && u->reshard_after_forward && !autograd::in_backward()) release(*u);
     });
     m->add_backward_pre_hook([this, u](nn::Module&) {
       gather(*u);
+      // Backward prefetch: the unit whose backward runs next (the previous one in forward order).
+      if (prefetch_ && u->index > 0) start_gather(*units_[u->index - 1]);
       if (!callback_queued_) {
         autograd::queue_callback([this] { finish_backward(); });
         callback_queued_ = true;
@@ -165,74 +198,103 @@ Tensor Fsdp::full_parameter(size_t i) {
   throw std::out_of_range("Fsdp::full_parameter");
 }
 
-void Fsdp::gather(Unit& u) {
-  if (u.gathered) return;
+void Fsdp::start_gather(Unit& u) {
+  if (u.state != Unit::State::released) return;
   ProcessGroup& group = mesh_.shard_group();
   const auto max_over_shards = [&](const Tensor& t) {
     group.all_reduce(t, ReduceOp::max);
     ++extension_all_reduces_;
   };
+  // Pack this rank's shards (a byte buffer; each segment read as its parameter's wire dtype).
+  u.send = Tensor::empty({std::int64_t(u.shard_bytes)}, DType::f8e4m3, opt_.device);
+  for (auto& p : u.params) {
+    Tensor seg = u.send.view_bytes(p.wire_offset, {p.rows_per_shard, p.row_elems}, p.wire);
+    if (p.extension) p.extension->pre_all_gather(p.shard_2d(), seg, max_over_shards);
+    else seg.copy_from(p.shard_2d());  // f32, or rounded to bf16 once here
+  }
+  u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);
+  u.gather_work = group.all_gather_async(u.send, u.recv);
+  u.state = Unit::State::in_flight;
+}
+
+void Fsdp::finish_gather(Unit& u) {
+  if (u.state != Unit::State::in_flight) return;
+  u.gather_work->wait();
+  u.gather_work.reset();
+  const int S = mesh_.shard();
   for (auto& p : u.params) {
     p.gathered.storage()->reallocate();
-    const Tensor out = p.gathered.view({p.gathered.numel()});
-    if (p.extension) {
-      Tensor mine = Tensor::empty({p.rows_per_shard, p.row_elems}, p.wire, opt_.device);
-      p.extension->pre_all_gather(p.shard_2d(), mine, max_over_shards);
-      group.all_gather(mine.view({mine.numel()}), out);
-      p.extension->post_all_gather(p.module_param->data());
-      continue;
-    }
-    const Tensor shard_flat = p.shard.data().view({p.shard.data().numel()});
-    if (p.wire == DType::f32) {
-      group.all_gather(shard_flat, out);
-    } else if (p.gathered.dtype() == p.wire) {
-      group.all_gather(shard_flat.to(p.wire), out);
-    } else {  // bf16 on the wire into an f32 buffer: the rounded values
-      Tensor wire = Tensor::empty({out.numel()}, p.wire, opt_.device);
-      group.all_gather(shard_flat.to(p.wire), wire);
-      out.copy_from(wire);
-    }
+    for (int r = 0; r < S; ++r)
+      p.gathered.slice_rows(r * p.rows_per_shard, (r + 1) * p.rows_per_shard)
+          .copy_from(u.recv.view_bytes(r * u.shard_bytes + p.wire_offset, {p.rows_per_shard, p.row_elems}, p.wire));
+    if (p.extension) p.extension->post_all_gather(p.module_param->data());
   }
-  u.gathered = true;
+  u.send = Tensor();
+  u.recv = Tensor();
+  u.state = Unit::State::gathered;
+}
+
+void Fsdp::gather(Unit& u) {
+  start_gather(u);
+  finish_gather(u);
 }
 
 void Fsdp::release(Unit& u) {
-  if (!u.gathered) return;
+  finish_gather(u);  // a prefetch still in flight: MPI owns its buffers until it completes
+  if (u.state != Unit::State::gathered) return;
   for (auto& p : u.params) p.gathered.storage()->release();
-  u.gathered = false;
+  u.state = Unit::State::released;
 }
 
 void Fsdp::post_backward(Unit& u) {
   u.grads_ready = 0;
   if (sync_grads_) {
     const int S = mesh_.shard();
+    // Pack every gradient into the flat buffer, rank r's rows into rank r's part.
+    Tensor in = Tensor::zeros({S * u.shard_elems}, DType::f32, opt_.device);
     for (auto& p : u.params) {
-      Tensor& g = p.module_param->grad();
-      Tensor padded = Tensor::zeros({p.padded_numel(S)}, DType::f32, opt_.device);
-      if (g.defined()) padded.view_range(0, g.shape()).copy_from(g);
-      Tensor shard_grad = Tensor::empty(p.shard_shape(), DType::f32, opt_.device);
-      // mixed_precision_reduce = bfloat16: each rank's contribution and each reduction's result
-      // are rounded to bf16 (what a bf16 reduce-scatter delivers); MPI sums the rounded values
-      // in f32, so the bytes on the wire are still f32's on the CPU backend.
-      const bool bf16 = opt_.reduce_dtype == DType::bf16;
-      auto round_bf16 = [&](Tensor& t) {
-        if (bf16) t.copy_from(t.to(DType::bf16));
-      };
-      round_bf16(padded);
-      // Averages: every rank's loss is the mean over its own batch slice.
-      mesh_.shard_group().reduce_scatter(padded, shard_grad, ReduceOp::avg);
-      round_bf16(shard_grad);
-      if (mesh_.replicate() > 1) {
-        mesh_.replicate_group().all_reduce(shard_grad, ReduceOp::avg);
-        round_bf16(shard_grad);
+      const Tensor& g = p.module_param->grad();
+      if (!g.defined()) continue;
+      const Tensor g2 = g.view({p.rows, p.row_elems});
+      for (int r = 0; r < S; ++r) {
+        const std::int64_t first = std::min<std::int64_t>(p.rows, r * p.rows_per_shard);
+        const std::int64_t last = std::min<std::int64_t>(p.rows, first + p.rows_per_shard);
+        if (last > first)
+          in.view_range(r * u.shard_elems + p.grad_offset, {last - first, p.row_elems}).copy_from(g2.slice_rows(first, last));
       }
-      Tensor& acc = p.shard.grad();
-      if (acc.defined()) ops::add_(acc, shard_grad);
-      else acc = shard_grad;
       p.module_param->zero_grad();
     }
+    // mixed_precision_reduce = bfloat16: each rank's contribution and each reduction's result
+    // are rounded to bf16 (what a bf16 reduce-scatter delivers); MPI sums the rounded values
+    // in f32, so the bytes on the wire are still f32's on the CPU backend.
+    if (opt_.reduce_dtype == DType::bf16) in.copy_from(in.to(DType::bf16));
+    Tensor out = Tensor::empty({u.shard_elems}, DType::f32, opt_.device);
+    // Averages: every rank's loss is the mean over its own batch slice.
+    auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
+    pending_.push_back(PendingReduce{&u, in, out, std::move(work)});
+    // Overlap: this unit's reduce-scatter runs while the next units' backward computes; the
+    // ones issued before it are finished now (at most two in flight).
+    while (pending_.size() > 1) finish_reduce();
   }
   release(u);
+}
+
+void Fsdp::finish_reduce() {
+  PendingReduce r = std::move(pending_.front());
+  pending_.erase(pending_.begin());
+  r.work->wait();
+  const bool bf16 = opt_.reduce_dtype == DType::bf16;
+  if (bf16) r.out.copy_from(r.out.to(DType::bf16));
+  if (mesh_.replicate() > 1) {  // HSDP: one all-reduce per unit over the replicas
+    mesh_.replicate_group().all_reduce(r.out, ReduceOp::avg);
+    if (bf16) r.out.copy_from(r.out.to(DType::bf16));
+  }
+  for (auto& p : r.unit->params) {
+    const Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
+    Tensor& acc = p.shard.grad();
+    if (acc.defined()) ops::add_(acc, shard_grad);
+    else acc = shard_grad;  // a view of this reduction's buffer: no copy
+  }
 }
 
 void Fsdp::finish_backward() {
@@ -241,6 +303,13 @@ void Fsdp::finish_backward() {
     if (u->grads_ready > 0) post_backward(*u);  // some parameter got no gradient: reduce what there is
     release(*u);
   }
+  while (!pending_.empty()) finish_reduce();
+}
+
+int Fsdp::live_units() const {
+  int n = 0;
+  for (const auto& u : units_) n += u->state != Unit::State::released;
+  return n;
 }
 
 double Fsdp::sum_over_shards(double local) {
@@ -250,6 +319,7 @@ double Fsdp::sum_over_shards(double local) {
 }
 
 void Fsdp::refresh_after_update() {
+  while (!pending_.empty()) finish_reduce();
   for (auto& u : units_) {
     release(*u);
     for (auto& p : u->params)

@@ -99,18 +99,31 @@ class Fsdp {
   std::int64_t extension_all_reduces() const { return extension_all_reduces_; }
   int shard_degree() const;
 
+  // Prefetching (on by default): a unit's forward issues the next unit's all-gather, its
+  // backward the previous unit's, so each gather runs while a unit computes.
+  void set_prefetch(bool on) { prefetch_ = on; }
+  // Units whose full parameters are alive now (gathered, or their all-gather in flight): at most
+  // two while a forward or backward runs (the computing unit and the prefetched one).
+  int live_units() const;
+
   struct Param;
   struct Unit;
+  struct PendingReduce;
 
  private:
+  void start_gather(Unit& u);   // packs the shards and issues the unit's all-gather
+  void finish_gather(Unit& u);  // waits for it and copies the parameters out
   void gather(Unit& u);
   void release(Unit& u);
   void post_backward(Unit& u);
+  void finish_reduce();  // the oldest pending reduce-scatter: wait, replicate all-reduce, accumulate
   void finish_backward();
 
   DeviceMesh& mesh_;
   FsdpOptions opt_;
   std::vector<std::unique_ptr<Unit>> units_;
+  std::vector<PendingReduce> pending_;  // oldest first
+  bool prefetch_ = true;
   bool sync_grads_ = true;
   bool callback_queued_ = false;
   std::int64_t extension_all_reduces_ = 0;

@@ -63,7 +63,7 @@ class MpiProcessGroup;
 class MpiWork final : public Work {
  public:
   MpiWork(const MpiProcessGroup* group, CommStats::Op op, MPI_Request req, std::function<void()> finish)
-      : group_(group), op_(op), req_(req), finish_(std::move(finish)) {}
+      : group_(group), op_(op), req_(req), finish_(std::move(finish)), issued_(Clock::now()) {}
   ~MpiWork() override {
     if (!done_) wait();
   }
@@ -74,6 +74,7 @@ class MpiWork final : public Work {
   CommStats::Op op_;
   MPI_Request req_;
   std::function<void()> finish_;
+  Clock::time_point issued_;
   bool done_ = false;
 };
 
@@ -328,7 +329,9 @@ void MpiWork::wait() {
     else std::this_thread::sleep_for(std::chrono::microseconds(polls < 2000 ? 20 : 200));
   }
   done_ = true;
-  g_stats.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto now = Clock::now();
+  g_stats.wait_seconds += std::chrono::duration<double>(now - t0).count();
+  g_stats.in_flight_seconds += std::chrono::duration<double>(now - issued_).count();
   if (finish_) finish_();
 }
 

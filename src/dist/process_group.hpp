@@ -23,7 +23,10 @@ enum class ReduceOp { sum, avg, max };
 struct CommStats {
   enum Op { all_gather = 0, reduce_scatter, all_reduce, broadcast, barrier, kNumOps };
   std::array<std::int64_t, kNumOps> calls{}, bytes{};
-  double wait_seconds = 0;  // time spent inside collectives (waiting for peers and moving data)
+  double wait_seconds = 0;  // time spent inside collectives (waiting for peers and moving data): exposed
+  // Issue to observed completion, summed over collectives: wait_seconds plus what overlapped
+  // compute (a prefetched gather, a reduce-scatter behind the next unit's backward).
+  double in_flight_seconds = 0;
   std::int64_t total_bytes() const;
   static const char* name(Op op);
 };

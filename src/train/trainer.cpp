@@ -83,9 +83,13 @@ void reset_memory_peak(Device device) {
   if (!device.is_cpu()) reset_cpu_peak_bytes();
 }
 
-// Mean loss over `batches` validation windows (all of them when batches == -1), without recording.
+// Mean loss over `batches` validation batches (all of them when batches == -1), without
+// recording. The batches are split over the data-parallel ranks: rank r evaluates batches r,
+// r + dp, r + 2 dp, ...; the per-batch losses are summed over ranks in one all-reduce, so the
+// result is one process's mean up to summation order. Every rank runs the same number of forwards
+// (FSDP gathers in each), the ones past the last batch on batch 0, not counted.
 double validate(llama3::Transformer& model, const data::TokenWindows& windows, std::int64_t local_batch,
-                std::int64_t batches, Device device, std::int64_t* used) {
+                std::int64_t batches, Device device, int dp_rank, int dp, dist::ProcessGroup& group, std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
   if (available == 0)
@@ -94,15 +98,18 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
                     "; use a smaller batch or seq_len, or more validation data");
   const std::int64_t n = batches < 0 ? available : std::min(batches, available);
   data::DataLoader loader(windows, local_batch, 0, 1, 1);
-  double total = 0;
-  for (std::int64_t b = 0; b < n; ++b) {
+  Tensor total = Tensor::zeros({1}, DType::f64);
+  for (std::int64_t round = 0; round * dp < n; ++round) {
+    const std::int64_t b = round * dp + dp_rank;
+    loader.set_windows_consumed((b < n ? b : 0) * local_batch);
     auto batch = loader.micro_batch(0, device);
     autograd::Variable logits = model.forward_tokens(batch.inputs);
-    total += autograd::cross_entropy(logits, batch.labels).data().item(0);
-    loader.advance();
+    const double loss = autograd::cross_entropy(logits, batch.labels).data().item(0);
+    if (b < n) total.set(0, total.item(0) + loss);
   }
+  if (dp > 1) group.all_reduce(total, dist::ReduceOp::sum);
   *used = n;
-  return n ? total / double(n) : 0.0;
+  return n ? total.item(0) / double(n) : 0.0;
 }
 
 // The model as checkpoints record it (a checkpoint of another shape must not load).
@@ -294,6 +301,7 @@ void Trainer::build_model() {
   fo.reduce_dtype = cfg_.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
   fo.device = device_;
   fsdp_ = std::make_unique<dist::Fsdp>(*mesh_, fo);
+  fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
   llama3::apply_fsdp(model, *fsdp_, cfg_.parallelism.fsdp_reshard_after_forward);
   fsdp_->init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
     llama3::init_parameter(fqn, rows, first, plan_.model, seed_);
@@ -582,7 +590,7 @@ TrainResult Trainer::train() {
       TITAN_TRACE_SPAN("validation", "validate");
       std::int64_t used = 0;
       const double vloss = validate(*model_, *val_windows_, cfg_.validation.local_batch_size, cfg_.validation.steps,
-                                    device_, &used);
+                                    device_, world_.rank(), plan_.dims.dp(), mesh_->world_group(), &used);
       metrics_->log_validation(step, vloss, used);
       report.validation.emplace_back(step, vloss);
     }

@@ -177,7 +177,8 @@ TEST_CASE("fsdp: float8 all-gather gives bit-identical float8 weights and loss; 
       for (auto& [fqn, p] : s.model->named_parameters()) {
         const std::int64_t rows = p->shape()[0], rps = (rows + sh - 1) / sh, row = p->data().numel() / rows;
         const bool f8 = p->data().dtype() == DType::f8e4m3;
-        expect_bytes += sh * rps * row * (f8 ? 1 : 4);  // counted as what arrives (the padded whole)
+        // Counted as what arrives: each rank's segment of the unit's flat buffer, 16-byte aligned.
+        expect_bytes += sh * ((rps * row * (f8 ? 1 : 4) + 15) / 16 * 16);
       }
       CHECK(comm_stats().bytes[CommStats::all_gather] == expect_bytes);
       int compared = 0;
@@ -232,4 +233,54 @@ TEST_CASE("fsdp: what backward keeps alive is references to gathered units, in b
     CHECK(bytes < previous);
     previous = bytes;
   }
+}
+
+TEST_CASE("fsdp: one collective per unit and direction; prefetch issues the next unit's gather before this one computes") {
+  const Batch batch;
+  // Units in forward order: tok_embeddings, layers.0, layers.1, [norm, output].
+  const char* unit_fqns[] = {"tok_embeddings", "layers.0", "layers.1", "output"};
+  const int n_units = 4;
+  for (auto [rep, sh] : meshes(g_world->size()))
+    for (bool prefetch : {true, false}) {
+      INFO("mesh " << rep << " x " << sh << (prefetch ? ", prefetch" : ", no prefetch"));
+      DeviceMesh mesh(*g_world, rep, sh);
+      Sharded s = sharded_model(mesh, false, {});
+      s.fsdp->set_prefetch(prefetch);
+      // Hooks registered after FSDP's: a unit's forward pre-hook sees its own gather done and,
+      // with prefetch, the next one issued; its post-hook runs when its compute has ended.
+      std::map<std::string, std::int64_t> gathers_at_end, gathers_at_backward;
+      int max_live = 0;
+      for (auto& [fqn, m] : s.model->named_modules())
+        for (const char* u : unit_fqns)
+          if (fqn == u) {
+            m->add_forward_pre_hook([&](nn::Module&) { max_live = std::max(max_live, s.fsdp->live_units()); });
+            m->add_forward_hook([&, name = fqn](nn::Module&, std::vector<autograd::Variable>&) {
+              if (!autograd::in_backward()) gathers_at_end[name] = comm_stats().calls[CommStats::all_gather];
+              max_live = std::max(max_live, s.fsdp->live_units());
+            });
+            m->add_backward_pre_hook([&, name = fqn](nn::Module&) {
+              gathers_at_backward[name] = comm_stats().calls[CommStats::all_gather];
+              max_live = std::max(max_live, s.fsdp->live_units());
+            });
+          }
+      reset_comm_stats();
+      loss_of(*s.model, batch, true);
+      // Forward: when unit i finishes computing, units 0..i are gathered and (prefetch) i+1 issued.
+      for (int i = 0; i + 1 < n_units; ++i) {
+        INFO(unit_fqns[i]);
+        CHECK(gathers_at_end[unit_fqns[i]] == i + 1 + (prefetch ? 1 : 0));
+      }
+      // Backward (default policy: the last unit stays gathered, the others re-gather): when
+      // layers.1's backward starts, its own re-gather is done and layers.0's issued.
+      CHECK(gathers_at_backward["layers.1"] == n_units + 1 + (prefetch ? 1 : 0));
+      // One all-gather per unit in forward, one re-gather per resharded unit in backward, one
+      // reduce-scatter per unit, and on replicate > 1 one all-reduce per unit.
+      const CommStats& c = comm_stats();
+      CHECK(c.calls[CommStats::all_gather] == n_units + (n_units - 1));
+      CHECK(c.calls[CommStats::reduce_scatter] == n_units);
+      CHECK(c.calls[CommStats::all_reduce] == (rep > 1 ? n_units : 0));
+      // Memory bound: never more than two units' full parameters alive (the computing one and the
+      // prefetched one); one without prefetch.
+      CHECK(max_live == (prefetch ? 2 : 1));
+    }
 }
