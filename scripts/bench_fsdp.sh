@@ -28,7 +28,7 @@ declare -A model=(
 )
 echo "machine: $(lscpu | sed -n 's/^Model name:\s*//p'), $(nproc) cores; mpirun -np 2, shard 2, 1 thread per rank"
 echo "$STEPS steps per run (median of steps 2..$STEPS), $ROUNDS rounds alternating prefetch on/off"
-for m in debugmodel llama2_271M; do
+for m in ${MODELS:-debugmodel llama2_271M}; do
   for r in $(seq "$ROUNDS"); do
     for mode in on off; do
       flag=--parallelism.fsdp_prefetch; [ "$mode" = off ] && flag=--no-parallelism.fsdp_prefetch
@@ -46,7 +46,7 @@ for m in debugmodel llama2_271M; do
 done
 median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 printf '%-12s %-9s %10s %14s %16s %14s\n' model prefetch "s/step" "exposed comm s" "in-flight comm s" "off/on step"
-for m in debugmodel llama2_271M; do
+for m in ${MODELS:-debugmodel llama2_271M}; do
   on=$(median "$dir/$m-on.step_seconds")
   for mode in on off; do
     st=$(median "$dir/$m-$mode.step_seconds")

@@ -9,6 +9,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin libopenblas-dev libblis-dev libdnnl-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev
   clang libclang-rt-14-dev
+  iproute2
 )
 
 missing=()

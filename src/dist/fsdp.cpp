@@ -135,8 +135,13 @@ void Fsdp::add_unit(const std::string& name, const std::vector<nn::Module*>& mod
   }
   for (auto& p : u->params)
     p.module_param->add_grad_accumulated_hook([this, u](Tensor&) {
+      poll_collectives();  // a prefetched gather or a pending reduce-scatter moves on in backward
       if (++u->grads_ready == u->params.size()) post_backward(*u);
     });
+  // ... and in forward, before each of the unit's layers.
+  for (nn::Module* m : modules)
+    for (auto& [fqn, sub] : m->named_modules())
+      if (sub != m) sub->add_forward_pre_hook([](nn::Module&) { poll_collectives(); });
   units_.push_back(std::move(unit));
 }
 

@@ -3,6 +3,7 @@
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -60,22 +61,40 @@ void scale(const Tensor& t, double f) {
 class MpiProcessGroup;
 
 // One MPI request with its deadline; `finish` runs once the data has arrived (avg scaling).
+class MpiWork;
+// Collectives in flight, for poll_collectives().
+std::vector<MpiWork*> g_in_flight;
+
 class MpiWork final : public Work {
  public:
   MpiWork(const MpiProcessGroup* group, CommStats::Op op, MPI_Request req, std::function<void()> finish)
-      : group_(group), op_(op), req_(req), finish_(std::move(finish)), issued_(Clock::now()) {}
+      : group_(group), op_(op), req_(req), finish_(std::move(finish)), issued_(Clock::now()) {
+    g_in_flight.push_back(this);
+  }
   ~MpiWork() override {
     if (!done_) wait();
+    g_in_flight.erase(std::find(g_in_flight.begin(), g_in_flight.end(), this));
   }
   void wait() override;
+  // One MPI_Test: lets MPI move the collective on; notes when it completed.
+  void poll() {
+    if (completed_) return;
+    int complete = 0;
+    MPI_Test(&req_, &complete, MPI_STATUS_IGNORE);
+    if (complete) {
+      completed_ = true;
+      completed_at_ = Clock::now();
+    }
+  }
 
  private:
   const MpiProcessGroup* group_;
   CommStats::Op op_;
   MPI_Request req_;
   std::function<void()> finish_;
-  Clock::time_point issued_;
-  bool done_ = false;
+  Clock::time_point issued_, completed_at_;
+  bool completed_ = false;  // MPI finished it (seen by poll or wait)
+  bool done_ = false;       // wait() returned
 };
 
 // MPI moves host memory, so a collective on GPU tensors runs on host copies (the "MPI-staged"
@@ -318,12 +337,11 @@ void MpiWork::wait() {
   TITAN_TRACE_SPAN("comm_wait", CommStats::name(op_));  // profiling: waiting for the collective's peers
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::duration<double>(g_timeout_seconds);
-  int complete = 0;
   // Poll: spin briefly (collectives are usually quick), then sleep between tests so that
   // oversubscribed ranks leave the cores to the peers they wait for.
   for (long polls = 0;; ++polls) {
-    MPI_Test(&req_, &complete, MPI_STATUS_IGNORE);
-    if (complete) break;
+    poll();
+    if (completed_) break;
     if (Clock::now() > deadline) group_->timed_out(op_);
     if (polls < 200) std::this_thread::yield();
     else std::this_thread::sleep_for(std::chrono::microseconds(polls < 2000 ? 20 : 200));
@@ -331,11 +349,15 @@ void MpiWork::wait() {
   done_ = true;
   const auto now = Clock::now();
   g_stats.wait_seconds += std::chrono::duration<double>(now - t0).count();
-  g_stats.in_flight_seconds += std::chrono::duration<double>(now - issued_).count();
+  g_stats.in_flight_seconds += std::chrono::duration<double>(completed_at_ - issued_).count();
   if (finish_) finish_();
 }
 
 }  // namespace
+
+void poll_collectives() {
+  for (MpiWork* w : g_in_flight) w->poll();
+}
 
 std::int64_t CommStats::total_bytes() const {
   std::int64_t t = 0;

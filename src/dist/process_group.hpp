@@ -39,6 +39,10 @@ void set_collective_timeout(double seconds, const std::string& key);
 double collective_timeout_seconds();
 const std::string& collective_timeout_key();
 
+// Lets MPI advance every collective in flight (one MPI_Test each). OpenMPI moves a non-blocking
+// collective only inside MPI calls, so FSDP calls this between ops while a unit computes.
+void poll_collectives();
+
 // A collective in flight (the non-blocking variants). wait() blocks until it is done (or the
 // timeout ends the job); the destructor waits too, so buffers are never left in use.
 class Work {
