@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <stdexcept>
+#include <vector>
 
 #include "common.cuh"
 
@@ -153,5 +154,30 @@ void memset_zero(void* dst, std::size_t bytes) {
   require_device();
   TITAN_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, g_stream));
 }
+
+namespace {
+std::vector<cudaEvent_t> g_timing_events;  // the pool (the profiler records from one thread)
+}
+
+void* timing_event_record() {
+  cudaEvent_t e;
+  if (!g_timing_events.empty()) {
+    e = g_timing_events.back();
+    g_timing_events.pop_back();
+  } else {
+    TITAN_CUDA_CHECK(cudaEventCreate(&e));  // with timing (the default flags)
+  }
+  TITAN_CUDA_CHECK(cudaEventRecord(e, g_stream));
+  return e;
+}
+
+double timing_event_elapsed_ms(void* from, void* to) {
+  TITAN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(to)));
+  float ms = 0;
+  TITAN_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(from), static_cast<cudaEvent_t>(to)));
+  return ms;
+}
+
+void timing_event_release(void* event) { g_timing_events.push_back(static_cast<cudaEvent_t>(event)); }
 
 }  // namespace titan::cuda

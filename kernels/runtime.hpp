@@ -45,4 +45,10 @@ void reset_peak_memory();
 void copy(void* dst, const void* src, std::size_t bytes);
 void memset_zero(void* dst, std::size_t bytes);  // asynchronous on the compute stream
 
+// Timing markers on the compute stream (the profiler's GPU spans): a recorded cudaEvent (from a
+// pool), the milliseconds between two (waits for `to`), and the event's return to the pool.
+void* timing_event_record();
+double timing_event_elapsed_ms(void* from, void* to);
+void timing_event_release(void* event);
+
 }  // namespace titan::cuda

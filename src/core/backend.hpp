@@ -63,6 +63,14 @@ class DeviceBackend {
 
   virtual MemoryStats memory_stats(int index) const = 0;
   virtual void reset_peak(int index) = 0;
+
+  // Device timestamps for the profiler's GPU spans (core/trace.hpp, DeviceTimer): a marker
+  // enqueued on device `index`'s work queue (0: this backend has none, e.g. the CPU, whose work
+  // is the host's), the device time between two markers in microseconds (waiting for `to`), and
+  // a marker's release.
+  virtual std::uint64_t timing_marker(int /*index*/) { return 0; }
+  virtual double timing_elapsed_us(std::uint64_t /*from*/, std::uint64_t /*to*/) { return 0; }
+  virtual void timing_release(std::uint64_t /*marker*/) {}
 };
 
 // "cpu", "cuda": the kind as Device::str spells it.

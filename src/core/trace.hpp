@@ -12,6 +12,7 @@
 //   trace::Span s("module", fqn);                 // a name built at run time
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,22 @@ void set_enabled(bool on);
 
 // Microseconds since the tracer's epoch (a steady clock).
 double now_us();
+
+// GPU spans: with a device timer set (the profiler sets the training device backend's on a GPU
+// run), every span also enqueues a marker on the device's work queue at its start and end, and
+// take() turns each pair into a second event on thread kDeviceTid, timed on the device: when the
+// span's work ran there, not when the host issued it. Markers are resolved against one reference
+// marker taken with the host clock when the timer is set, so host and device events share a time
+// axis (to the host-device clock offset at that moment). record: a new marker (0: none);
+// elapsed_us(from, to): device time between two markers, waiting for `to`; release: recycle one.
+struct DeviceTimer {
+  std::function<std::uint64_t()> record;
+  std::function<double(std::uint64_t from, std::uint64_t to)> elapsed_us;
+  std::function<void(std::uint64_t)> release;
+};
+// Installs `timer` (an empty one turns GPU spans off).
+void set_device_timer(DeviceTimer timer);
+constexpr int kDeviceTid = 1000000;  // the thread the GPU spans show on ("device" in the trace)
 
 // Records one complete event (dropped when the buffer holds kMaxEvents already; dropped() counts them).
 void record(const char* category, std::string name, double ts_us, double dur_us, std::string args = {});
@@ -75,6 +92,7 @@ class Span {
   bool active_ = false;
   const char* category_ = nullptr;
   double start_us_ = 0;
+  std::uint64_t device_start_ = 0;  // the device marker at the start (0: no device timer)
   std::string name_, args_;
 };
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <stdexcept>
 #include <thread>
@@ -355,8 +356,80 @@ void MpiWork::wait() {
 
 }  // namespace
 
+namespace {
+struct DeviceGroupEntry {
+  DeviceGroupFactory factory = nullptr;
+  const char* name = "";
+};
+DeviceGroupEntry g_device_groups[2];  // by Device::Kind (cpu, cuda)
+void (*g_device_poller)() = nullptr;
+
+// Host tensors to the MPI group, device tensors to the device group: one ProcessGroup for FSDP,
+// the loss and the gradient norm whatever their tensors live on.
+class RoutingGroup final : public ProcessGroup {
+ public:
+  RoutingGroup(std::unique_ptr<ProcessGroup> host, std::unique_ptr<ProcessGroup> device)
+      : host_(std::move(host)), device_(std::move(device)) {}
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  std::string describe() const override { return host_->describe(); }
+  std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override { return on(t).all_reduce_async(t, op); }
+  std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
+    return on(out).all_gather_async(shard, out);
+  }
+  std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    return on(in).reduce_scatter_async(in, out, op);
+  }
+  std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override { return on(t).broadcast_async(t, root); }
+  std::unique_ptr<Work> barrier_async() override { return host_->barrier_async(); }
+
+ private:
+  ProcessGroup& on(const Tensor& t) { return t.device().is_cpu() ? *host_ : *device_; }
+  std::unique_ptr<ProcessGroup> host_, device_;
+};
+}  // namespace
+
+void register_device_group_factory(Device::Kind kind, DeviceGroupFactory factory, const char* name) {
+  g_device_groups[static_cast<int>(kind)] = {factory, name};
+}
+
+std::string device_group_backend(Device::Kind kind) {
+  const auto& e = g_device_groups[static_cast<int>(kind)];
+  return e.factory ? e.name : "";
+}
+
+void set_device_collective_poller(void (*poll)()) { g_device_poller = poll; }
+
+void collective_timed_out(const std::string& what) {
+  int world_rank = 0, initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  spdlog::default_logger()->flush();
+  std::fprintf(stderr, "error: [rank %d] comm: %s; stopping the job (a rank that died, hung or was stopped; if the "
+                       "step is just slow, raise %s)\n",
+               world_rank, what.c_str(), g_timeout_key.c_str());
+  std::fflush(stderr);
+  if (initialized) MPI_Abort(MPI_COMM_WORLD, kExitRuntimeError);
+  std::exit(kExitRuntimeError);
+}
+
 void poll_collectives() {
   for (MpiWork* w : g_in_flight) w->poll();
+  if (g_device_poller) g_device_poller();
+}
+
+void DeviceMesh::use_device_collectives(Device device) {
+  const auto& e = g_device_groups[static_cast<int>(device.kind)];
+  if (!e.factory)
+    throw UserError("comm: this build has no collectives for " + device.str() +
+                    " tensors; set comm.backend = \"mpi\" (host-staged) or build with the CUDA toolkit");
+  auto wrap = [&](std::unique_ptr<ProcessGroup>& g) {
+    auto dev = e.factory(*g, device.index);
+    g = std::make_unique<RoutingGroup>(std::move(g), std::move(dev));
+  };
+  wrap(world_);
+  wrap(shard_group_);
+  wrap(replicate_group_);
 }
 
 std::int64_t CommStats::total_bytes() const {

@@ -78,6 +78,22 @@ class ProcessGroup {
   void barrier() { barrier_async()->wait(); }
 };
 
+// Device collectives (DESIGN.md section 6: GPU ranks use NCCL): the backend of a device kind
+// registers a factory that makes a process group over the same ranks as `host_group`, for the
+// device `device_index` (a bootstrap such as NCCL's unique id travels over host_group). As with
+// core's backend registry, dist names no device backend: the CUDA side registers itself
+// (src/dist/nccl_process_group.cpp, compiled only with nvcc).
+using DeviceGroupFactory = std::unique_ptr<ProcessGroup> (*)(ProcessGroup& host_group, int device_index);
+void register_device_group_factory(Device::Kind kind, DeviceGroupFactory factory, const char* name);
+// The registered factory's name ("nccl"), or "" when none is registered for `kind`.
+std::string device_group_backend(Device::Kind kind);
+// Called by poll_collectives() too: a device backend's check of its collectives in flight
+// (completion and deadlines).
+void set_device_collective_poller(void (*poll)());
+// The one-line error for a collective that missed its deadline (`what`: which one, on which
+// group, and the backend's own diagnosis), then the job ends (MPI_Abort), as for MPI collectives.
+[[noreturn]] void collective_timed_out(const std::string& what);
+
 class World;
 
 // The (replicate, shard) mesh over the world: rank = replicate_index * shard + shard_index.
@@ -97,6 +113,10 @@ class DeviceMesh {
   ProcessGroup& replicate_group() { return *replicate_group_; }
   // Data-parallel rank among replicate x shard, which is also the world rank.
   int dp_rank() const { return replicate_index_ * shard_ + shard_index_; }
+  // From now on, collectives on tensors of `device` go to its registered device group (NCCL for
+  // CUDA) and host tensors stay with MPI; every rank calls it (the groups are made collectively).
+  // Throws UserError when no device group is registered for the kind.
+  void use_device_collectives(Device device);
 
  private:
   int replicate_, shard_, replicate_index_, shard_index_;

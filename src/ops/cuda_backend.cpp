@@ -86,6 +86,11 @@ class CudaBackend final : public DeviceBackend {
     return m;
   }
   void reset_peak(int) override { cuda::reset_peak_memory(); }
+  std::uint64_t timing_marker(int) override { return reinterpret_cast<std::uint64_t>(cuda::timing_event_record()); }
+  double timing_elapsed_us(std::uint64_t from, std::uint64_t to) override {
+    return 1000.0 * cuda::timing_event_elapsed_ms(reinterpret_cast<void*>(from), reinterpret_cast<void*>(to));
+  }
+  void timing_release(std::uint64_t marker) override { cuda::timing_event_release(reinterpret_cast<void*>(marker)); }
 };
 
 // Registers at static initialisation, before main (the registry is safe to use then).

@@ -85,6 +85,9 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.device_kind = resolve_device(cfg.training.device, devices);
   p.device = describe_device(p.device_kind, devices, 0);
   p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
+  if (cfg.comm.backend == "nccl" && p.device_kind != "cuda")
+    throw UserError("comm.backend = \"nccl\" needs training on a GPU (training.device resolved to " + p.device_kind +
+                    "); use comm.backend = \"auto\" (MPI for the CPU) or train on CUDA");
   // The GEMM library is installed here, before the first GEMM of the run (and its peak measured).
   if (p.device_kind == "cpu") p.cpu_gemm = select_cpu_gemm(cfg.training.cpu_gemm, cfg.training.cpu_bf16_gemm);
   p.seq_len = cfg.training.seq_len;

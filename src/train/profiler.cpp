@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/backend.hpp"
 #include "core/errors.hpp"
 #include "core/trace.hpp"
 #include "nn/module.hpp"
@@ -52,7 +53,7 @@ Profiler::Action Profiler::action(std::int64_t step, std::int64_t freq, std::int
   return Action::none;
 }
 
-Profiler::Profiler(const config::JobConfig& cfg, int rank) : rank_(rank) {
+Profiler::Profiler(const config::JobConfig& cfg, int rank, Device device) : rank_(rank) {
   const auto& p = cfg.profiling;
   enabled_ = p.enable_profiling;
   if (!enabled_) return;
@@ -69,10 +70,21 @@ Profiler::Profiler(const config::JobConfig& cfg, int rank) : rank_(rank) {
   if (ec) throw UserError("profiling: cannot create '" + trace_dir_ + "': " + ec.message());
   spdlog::info("profiling: every {} steps, {} warm-up + {} recorded step(s); traces go to {}/iteration_{{step}}/rank{}_trace.json",
                freq_, warmup_, active_, trace_dir_, rank_);
+  DeviceBackend& backend = backend_for(device);
+  const std::uint64_t probe = backend.timing_marker(device.index);
+  if (probe) {  // the device has timing markers: GPU spans
+    backend.timing_release(probe);
+    const int index = device.index;
+    trace::set_device_timer({[&backend, index] { return backend.timing_marker(index); },
+                             [&backend](std::uint64_t a, std::uint64_t b) { return backend.timing_elapsed_us(a, b); },
+                             [&backend](std::uint64_t m) { backend.timing_release(m); }});
+    device_timer_ = true;
+  }
 }
 
 Profiler::~Profiler() {
   if (enabled_) trace::set_enabled(false);
+  if (device_timer_) trace::set_device_timer({});
 }
 
 void Profiler::attach(nn::Module& root) {
@@ -148,6 +160,9 @@ void Profiler::write(std::int64_t step) {
          "],\"dropped_events\":" + std::to_string(lost) + "},\"traceEvents\":[\n";
   out += "{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":0,\"name\":\"process_name\",\"args\":{\"name\":\"rank " + pid + "\"}},\n";
   out += "{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":0,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":" + pid + "}}";
+  if (device_timer_)
+    out += ",\n{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":" + std::to_string(trace::kDeviceTid) +
+           ",\"name\":\"thread_name\",\"args\":{\"name\":\"device (GPU compute stream)\"}}";
   for (const auto& e : events) {
     out += ",\n{\"ph\":\"X\",\"cat\":\"";
     out += e.category;

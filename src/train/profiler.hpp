@@ -16,7 +16,8 @@
 // per micro-batch, module: "<Type> <fqn>" for every module forward (forward pre/post hooks),
 // module_backward: the same modules' backward (backward pre/post hooks), attention: the attention
 // op and its backward, gemm: the op API's GEMMs, comm: every collective (args.bytes) and its wait,
-// optimizer: clip + AdamW step,
+// optimizer: clip + AdamW step, and on a GPU run every span again on thread "device" (tid
+// 1000000) as the GPU ran it (CUDA events on the compute stream),
 // checkpoint: checkpoint_save, validation: validate.
 #include <cstdint>
 #include <memory>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "config/job_config.hpp"
+#include "core/tensor.hpp"
 
 namespace titan::nn {
 class Module;
@@ -38,8 +40,9 @@ class Profiler {
   // Where step `step` (1-based) falls in the schedule.
   static Action action(std::int64_t step, std::int64_t freq, std::int64_t warmup, std::int64_t active);
 
-  // Disabled (every call a no-op) unless cfg.profiling.enable_profiling.
-  Profiler(const config::JobConfig& cfg, int rank);
+  // Disabled (every call a no-op) unless cfg.profiling.enable_profiling. On a `device` whose
+  // backend has timing markers (CUDA), every span also gets a GPU twin (core/trace.hpp).
+  Profiler(const config::JobConfig& cfg, int rank, Device device = Device::cpu());
   ~Profiler();
   bool enabled() const { return enabled_; }
 
@@ -61,6 +64,7 @@ class Profiler {
   void write(std::int64_t step);
 
   bool enabled_ = false;
+  bool device_timer_ = false;  // GPU spans are on (trace::set_device_timer)
   int rank_ = 0;
   std::int64_t freq_ = 1, warmup_ = 0, active_ = 1;
   std::string trace_dir_;

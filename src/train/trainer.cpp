@@ -291,7 +291,7 @@ void Trainer::build_model() {
   llama3::Transformer& model = *model_;
   model.set_activation_checkpointing(plan_.ac);
   // profiling.enable_profiling: module spans hook in before FSDP, so a unit's span holds its all-gather.
-  profiler_ = std::make_unique<Profiler>(cfg_, world_.rank());
+  profiler_ = std::make_unique<Profiler>(cfg_, world_.rank(), device_);
   profiler_->attach(model);
   // profiling.enable_memory_snapshot: from here on, so it sees the shards FSDP makes next.
   memory_snapshot_ = std::make_unique<MemorySnapshot>(cfg_, world_.rank(), device_);
@@ -300,6 +300,17 @@ void Trainer::build_model() {
   fo.param_dtype = bf16_ ? DType::bf16 : DType::f32;
   fo.reduce_dtype = cfg_.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
   fo.device = device_;
+  // comm.backend: device tensors' collectives on NCCL (nccl; auto when the build has it and each
+  // rank of the node has a GPU of its own: NCCL refuses two ranks on one GPU); mpi keeps them
+  // staged through host memory.
+  if (!device_.is_cpu() && cfg_.comm.backend != "mpi") {
+    const bool own_gpu = world_.local_size() <= backend_for(device_).device_count();
+    if (cfg_.comm.backend == "nccl" || (own_gpu && !dist::device_group_backend(device_.kind).empty())) {
+      mesh_->use_device_collectives(device_);
+      spdlog::info("comm: {} collectives on {} tensors (host tensors: MPI)", dist::device_group_backend(device_.kind),
+                   device_.str());
+    }
+  }
   fsdp_ = std::make_unique<dist::Fsdp>(*mesh_, fo);
   fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
   llama3::apply_fsdp(model, *fsdp_, cfg_.parallelism.fsdp_reshard_after_forward);

@@ -22,6 +22,7 @@ src/ops/              | ops core                                                
 src/autograd/         | autograd ops core                                        | autograd -> ops -> core
 src/nn/               | nn autograd ops core                                     | nn -> autograd -> ops -> core
 src/float8/           | float8 nn autograd ops core                              | float8 sits beside nn, above it
+src/dist/nccl_process_group. | dist core kernels                                 | the NCCL process group drives kernels/nccl_comm (compiled only with nvcc; registers itself)
 src/dist/             | dist nn autograd ops core                                | FSDP knows parameters and all-gather extensions, not float8
 src/optim/            | optim autograd ops core                                  | the optimizer knows parameters and ops, not modules or models
 src/checkpoint/       | checkpoint dist ops core                                 | checkpoint knows tensors, files and collectives, not the config

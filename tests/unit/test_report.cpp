@@ -1,13 +1,17 @@
 // The end-of-run report (train/report.hpp) and the terminal progress line (train/metrics.hpp):
 // chart coordinates follow the data, non-finite points drop out, text is escaped, the progress
-// line's rate and ETA count only this run's steps.
+// line's rate and ETA count only this run's steps. Also the tracer's device spans (core/trace.hpp)
+// with a fake device timer, the part of GPU profiling a CPU can check.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 #include <string>
 
+#include "core/trace.hpp"
 #include "train/metrics.hpp"
 #include "train/report.hpp"
 
@@ -73,4 +77,40 @@ TEST_CASE("svg_line_chart thins a long series but keeps its extremes") {
   const std::string pts = svg.substr(at, svg.find('"', at + 8) - at);
   CHECK(count(pts, ",") <= 2000);
   CHECK(pts.find(",28.0") != std::string::npos);  // the spike still reaches the top of the plot
+}
+
+TEST_CASE("trace: with a device timer every span gets a device twin on the device thread, on the device's clock") {
+  using namespace titan;
+  // A fake device: marker k was recorded at device time 100 * k us; every marker is released.
+  std::uint64_t next = 1;
+  std::vector<std::uint64_t> released;
+  trace::set_device_timer({[&] { return next++; },
+                           [](std::uint64_t a, std::uint64_t b) { return 100.0 * (double(b) - double(a)); },
+                           [&](std::uint64_t m) { released.push_back(m); }});
+  // Marker 1 is the reference, taken at host time ref_us.
+  const double ref_us = trace::now_us();
+  trace::take();
+  trace::set_enabled(true);
+  {
+    trace::Span outer("module", "outer");  // markers 2 .. 5
+    { trace::Span inner("gemm", "inner"); }  // markers 3, 4
+  }
+  trace::set_enabled(false);
+  std::vector<trace::Event> events = trace::take();
+  trace::set_device_timer({});
+  std::vector<trace::Event> device;
+  for (auto& e : events)
+    if (e.tid == trace::kDeviceTid) device.push_back(e);
+  REQUIRE(events.size() == 4);  // two host spans, two device twins
+  REQUIRE(device.size() == 2);
+  // In recording order: inner ended first.
+  CHECK(device[0].name == "inner");
+  CHECK(device[0].dur_us == 100.0);  // markers 3 -> 4
+  CHECK(device[0].ts_us == Approx(ref_us + 200.0).margin(50.0));  // marker 3 is 2 markers after the reference
+  CHECK(device[1].name == "outer");
+  CHECK(device[1].dur_us == 300.0);  // markers 2 -> 5
+  CHECK(std::string(device[1].category) == "module");
+  // Every span marker and the reference go back to the device.
+  std::sort(released.begin(), released.end());
+  CHECK(released == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
 }
