@@ -105,6 +105,7 @@ NcclComm::NcclComm(const NcclId& id, int rank, int size, int device) : impl_(std
 }
 
 NcclComm::~NcclComm() {
+  if (impl_->stream) cudaStreamSynchronize(impl_->stream);  // nothing of ours still runs
   if (impl_->comm) ncclCommDestroy(impl_->comm);
   for (cudaEvent_t e : impl_->free_events) cudaEventDestroy(e);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);

@@ -7,18 +7,22 @@
 // unique id and broadcasts it over the MPI group. Collectives run on the communicator's own
 // stream, ordered after the compute stream's work by an event (kernels/nccl_comm.hpp); wait()
 // does not block the host: it makes the compute stream wait for the collective's completion
-// event and hands the collective to a watchdog. poll_collectives() (FSDP calls it between layers)
-// and every later wait check the watchdog: a collective still incomplete after the comm timeout,
-// or one NCCL reports an asynchronous error for, aborts the communicator and ends the job with
-// the same one-line error as the MPI path.
+// event and hands the collective to a watchdog. poll_collectives() (FSDP calls it between layers),
+// every later wait and a watchdog thread (every 100 ms, for a host blocked in a CUDA sync) check
+// it: a collective still incomplete after the comm timeout, or one NCCL reports an asynchronous
+// error for, aborts the communicator and ends the job with the same one-line error as the MPI path.
 //
 // Compiled and linked, never run yet: no GPU has been lent to this project's sessions with
 // NCCL set up across ranks (docs/fsdp.md says what was verified).
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/errors.hpp"
@@ -36,41 +40,93 @@ struct Watched {
   cuda::NcclComm* comm;
   cuda::NcclComm::Op op;
   Clock::time_point issued;
-  std::string what;  // "all_gather on the shard group (world ranks 0, 1)"
+  std::string what;  // "all_gather on the shard group (world ranks 0, 1) (NCCL)"
 };
-std::vector<Watched> g_watched;
 
-void poll_watched() {
-  for (size_t i = 0; i < g_watched.size();) {
-    Watched& w = g_watched[i];
-    const std::string err = w.comm->async_error();
-    if (!err.empty() ||
-        (!w.comm->complete(w.op) &&
-         std::chrono::duration<double>(Clock::now() - w.issued).count() > collective_timeout_seconds())) {
-      w.comm->abort();
-      collective_timed_out(w.what + " did not complete within " + collective_timeout_key() + " = " +
-                           std::to_string(collective_timeout_seconds()) + " s" +
-                           (err.empty() ? std::string() : " (NCCL: " + err + ")"));
+// The watchdog's state: leaked on purpose (its thread runs until the process ends, past static
+// destruction). The main thread adds waited collectives and polls at op boundaries; the thread
+// polls every 100 ms, because a rank whose host is blocked in a CUDA synchronisation (an .item()
+// after a hung collective) never reaches an op boundary again.
+struct Watchdog {
+  std::mutex mutex;
+  std::vector<Watched> watched;
+  bool thread_started = false;
+};
+Watchdog& watchdog() {
+  static Watchdog* w = new Watchdog;
+  return *w;
+}
+
+// Checks every watched collective (the caller holds the mutex): completed ones are dropped; one
+// past the deadline, or one NCCL reports an error for, aborts its communicator (which releases
+// the stream waiting on it) and ends the process with the one-line error.
+void poll_locked(Watchdog& w, bool from_thread) {
+  for (size_t i = 0; i < w.watched.size();) {
+    Watched& x = w.watched[i];
+    const std::string err = x.comm->async_error();
+    const bool done = err.empty() && x.comm->complete(x.op);
+    if (!done && (!err.empty() || std::chrono::duration<double>(Clock::now() - x.issued).count() >
+                                      collective_timeout_seconds())) {
+      x.comm->abort();
+      const std::string line = x.what + " did not complete within " + collective_timeout_key() + " = " +
+                               std::to_string(collective_timeout_seconds()) + " s" +
+                               (err.empty() ? std::string() : " (NCCL: " + err + ")");
+      if (!from_thread) collective_timed_out(line);
+      // Off the main thread MPI may not be called: print the same line and end the process;
+      // mpirun takes the job down when a rank exits non-zero.
+      std::fprintf(stderr, "error: comm: %s; stopping the job (a rank that died, hung or was stopped; if the step "
+                           "is just slow, raise %s)\n", line.c_str(), collective_timeout_key().c_str());
+      std::fflush(stderr);
+      std::_Exit(kExitRuntimeError);
     }
-    if (w.comm->complete(w.op)) {
-      w.comm->release(w.op);
-      g_watched[i] = g_watched.back();
-      g_watched.pop_back();
+    if (done) {
+      x.comm->release(x.op);
+      w.watched[i] = w.watched.back();
+      w.watched.pop_back();
     } else {
       ++i;
     }
   }
 }
 
+void poll_watched() {
+  Watchdog& w = watchdog();
+  std::lock_guard<std::mutex> lock(w.mutex);
+  poll_locked(w, false);
+}
+
+void start_watchdog_thread() {
+  Watchdog& w = watchdog();
+  std::lock_guard<std::mutex> lock(w.mutex);
+  if (w.thread_started) return;
+  w.thread_started = true;
+  std::thread([&w] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard<std::mutex> guard(w.mutex);
+      try {
+        poll_locked(w, true);
+      } catch (const std::exception& e) {  // a CUDA error while querying: the device is gone
+        std::fprintf(stderr, "error: comm: NCCL watchdog: %s; stopping the job\n", e.what());
+        std::fflush(stderr);
+        std::_Exit(kExitRuntimeError);
+      }
+    }
+  }).detach();
+}
+
 class NcclWork final : public Work {
  public:
   NcclWork(cuda::NcclComm* comm, cuda::NcclComm::Op op, std::string what, std::vector<Tensor> keep_alive)
-      : comm_(comm), op_(op), what_(std::move(what)), keep_alive_(std::move(keep_alive)) {}
+      : comm_(comm), op_(op), what_(std::move(what)), keep_alive_(std::move(keep_alive)), issued_(Clock::now()) {}
   ~NcclWork() override { wait(); }
   void wait() override {
     if (!op_.done) return;
     comm_->order_compute_after(op_);
-    g_watched.push_back({comm_, op_, Clock::now(), what_});
+    {
+      std::lock_guard<std::mutex> lock(watchdog().mutex);
+      watchdog().watched.push_back({comm_, op_, issued_, what_});
+    }
     op_.done = nullptr;
     poll_watched();
     // The tensors stay referenced until here; later frees are ordered after the collective on
@@ -83,6 +139,7 @@ class NcclWork final : public Work {
   cuda::NcclComm::Op op_;
   std::string what_;
   std::vector<Tensor> keep_alive_;
+  Clock::time_point issued_;
 };
 
 cuda::NcclReduce nccl_reduce(ReduceOp op) {
@@ -108,6 +165,20 @@ class NcclProcessGroup final : public ProcessGroup {
     cuda::NcclId got{};
     std::memcpy(got.data(), id.raw(), got.size());
     comm_ = std::make_unique<cuda::NcclComm>(got, rank_, size_, device_index);
+    start_watchdog_thread();
+  }
+  ~NcclProcessGroup() override {
+    // The watchdog must not reach a destroyed communicator: this group's entries leave first.
+    Watchdog& w = watchdog();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    for (size_t i = 0; i < w.watched.size();) {
+      if (w.watched[i].comm == comm_.get()) {
+        w.watched[i] = w.watched.back();
+        w.watched.pop_back();
+      } else {
+        ++i;
+      }
+    }
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -43,6 +44,15 @@ MPI_Datatype mpi_type(DType dt) {
     case DType::f8e4m3: case DType::f8e5m2: return MPI_UINT8_T;
   }
   return MPI_BYTE;
+}
+
+// MPI counts are ints: a larger collective would be silently truncated, so it is an error.
+int mpi_count(std::int64_t n, const char* what) {
+  if (n > std::numeric_limits<int>::max())
+    throw UserError(std::string("comm: ") + what + " of " + std::to_string(n) +
+                    " elements per rank exceeds MPI's int count; raise data_parallel_shard_degree so each rank's "
+                    "part of an FSDP unit stays under 2^31 elements");
+  return static_cast<int>(n);
 }
 
 void check_reducible(const Tensor& t, const char* what) {
@@ -185,7 +195,7 @@ class MpiProcessGroup final : public ProcessGroup {
     if (op == ReduceOp::avg) finish = [t, n = size_] { scale(t, 1.0 / n); };
     if (size_ == 1) return done(finish);
     MPI_Request req;
-    MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), mpi_op(op), comm_, &req);
+    MPI_Iallreduce(MPI_IN_PLACE, t.raw(), mpi_count(t.numel(), "all_reduce"), mpi_type(t.dtype()), mpi_op(op), comm_, &req);
     return std::make_unique<MpiWork>(this, CommStats::all_reduce, req, std::move(finish));
   }
 
@@ -208,8 +218,8 @@ class MpiProcessGroup final : public ProcessGroup {
       return done({});
     }
     MPI_Request req;
-    MPI_Iallgather(shard.raw(), static_cast<int>(shard.numel()), mpi_type(shard.dtype()), out.raw(),
-                   static_cast<int>(shard.numel()), mpi_type(shard.dtype()), comm_, &req);
+    MPI_Iallgather(shard.raw(), mpi_count(shard.numel(), "all_gather"), mpi_type(shard.dtype()), out.raw(),
+                   mpi_count(shard.numel(), "all_gather"), mpi_type(shard.dtype()), comm_, &req);
     return std::make_unique<MpiWork>(this, CommStats::all_gather, req, nullptr);
   }
 
@@ -235,7 +245,7 @@ class MpiProcessGroup final : public ProcessGroup {
       return done(finish);
     }
     MPI_Request req;
-    MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), mpi_type(in.dtype()), mpi_op(op),
+    MPI_Ireduce_scatter_block(in.raw(), out.raw(), mpi_count(out.numel(), "reduce_scatter"), mpi_type(in.dtype()), mpi_op(op),
                               comm_, &req);
     return std::make_unique<MpiWork>(this, CommStats::reduce_scatter, req, std::move(finish));
   }
@@ -250,7 +260,7 @@ class MpiProcessGroup final : public ProcessGroup {
     count(CommStats::broadcast, t.nbytes());
     if (size_ == 1) return done({});
     MPI_Request req;
-    MPI_Ibcast(t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), root, comm_, &req);
+    MPI_Ibcast(t.raw(), mpi_count(t.numel(), "broadcast"), mpi_type(t.dtype()), root, comm_, &req);
     return std::make_unique<MpiWork>(this, CommStats::broadcast, req, nullptr);
   }
 

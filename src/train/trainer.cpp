@@ -304,7 +304,11 @@ void Trainer::build_model() {
   // rank of the node has a GPU of its own: NCCL refuses two ranks on one GPU); mpi keeps them
   // staged through host memory.
   if (!device_.is_cpu() && cfg_.comm.backend != "mpi") {
-    const bool own_gpu = world_.local_size() <= backend_for(device_).device_count();
+    // Making the groups is collective, so every rank must decide the same: NCCL for auto only if
+    // no rank shares a GPU (one MAX over the ranks' "I share one").
+    Tensor shares = Tensor::full({1}, world_.local_size() > backend_for(device_).device_count() ? 1.0 : 0.0, DType::f64);
+    if (world_.size() > 1) mesh_->world_group().all_reduce(shares, dist::ReduceOp::max);
+    const bool own_gpu = shares.item(0) == 0;
     if (cfg_.comm.backend == "nccl" || (own_gpu && !dist::device_group_backend(device_.kind).empty())) {
       mesh_->use_device_collectives(device_);
       spdlog::info("comm: {} collectives on {} tensors (host tensors: MPI)", dist::device_group_backend(device_.kind),
