@@ -53,11 +53,13 @@ struct Fsdp::Unit {
   size_t grads_ready = 0;  // parameters whose gradient arrived in the current backward
 };
 
-// A unit's gradient reduction in flight: the reduce-scatter's buffers and handle.
+// A unit's gradient reduction in flight: the reduce-scatter's buffers and handle, then (HSDP)
+// the replica all-reduce's.
 struct Fsdp::PendingReduce {
   Unit* unit;
   Tensor in, out;
   std::unique_ptr<Work> work;
+  bool over_replicas = false;  // `work` is the replica all-reduce (else the reduce-scatter)
 };
 
 Fsdp::Fsdp(DeviceMesh& mesh, FsdpOptions options) : mesh_(mesh), opt_(options) {}
@@ -278,21 +280,31 @@ void Fsdp::post_backward(Unit& u) {
     auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
     pending_.push_back(PendingReduce{&u, in, out, std::move(work)});
     // Overlap: this unit's reduce-scatter runs while the next units' backward computes; the
-    // ones issued before it are finished now (at most two in flight).
-    while (pending_.size() > 1) finish_reduce();
+    // ones issued before it move on one stage now (a finished reduce-scatter's replica
+    // all-reduce is issued on HSDP, a finished reduction is accumulated), so at most two
+    // units' reductions are in flight (three on HSDP).
+    for (size_t i = 0; i + 1 < pending_.size();) {
+      if (advance_reduce(pending_[i])) pending_.erase(pending_.begin() + std::ptrdiff_t(i));
+      else ++i;
+    }
   }
   release(u);
 }
 
 void Fsdp::finish_reduce() {
-  PendingReduce r = std::move(pending_.front());
+  while (!advance_reduce(pending_.front())) {
+  }
   pending_.erase(pending_.begin());
+}
+
+bool Fsdp::advance_reduce(PendingReduce& r) {
   r.work->wait();
-  const bool bf16 = opt_.reduce_dtype == DType::bf16;
-  if (bf16) r.out.copy_from(r.out.to(DType::bf16));
-  if (mesh_.replicate() > 1) {  // HSDP: one all-reduce per unit over the replicas
-    mesh_.replicate_group().all_reduce(r.out, ReduceOp::avg);
-    if (bf16) r.out.copy_from(r.out.to(DType::bf16));
+  // bf16 reduce: each reduction's result is rounded, as a bf16 collective would deliver it.
+  if (opt_.reduce_dtype == DType::bf16) r.out.copy_from(r.out.to(DType::bf16));
+  if (!r.over_replicas && mesh_.replicate() > 1) {  // HSDP: one all-reduce per unit over the replicas
+    r.work = mesh_.replicate_group().all_reduce_async(r.out, ReduceOp::avg);
+    r.over_replicas = true;
+    return false;
   }
   for (auto& p : r.unit->params) {
     const Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
@@ -300,6 +312,7 @@ void Fsdp::finish_reduce() {
     if (acc.defined()) ops::add_(acc, shard_grad);
     else acc = shard_grad;  // a view of this reduction's buffer: no copy
   }
+  return true;
 }
 
 void Fsdp::finish_backward() {

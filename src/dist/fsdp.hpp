@@ -116,7 +116,10 @@ class Fsdp {
   void gather(Unit& u);
   void release(Unit& u);
   void post_backward(Unit& u);
-  void finish_reduce();  // the oldest pending reduce-scatter: wait, replicate all-reduce, accumulate
+  void finish_reduce();  // the oldest pending reduction, to the end (accumulated into the shard grads)
+  // One stage of a pending reduction: waits for its collective, then issues the replica
+  // all-reduce (HSDP, after the reduce-scatter) or accumulates; true when it is done.
+  bool advance_reduce(PendingReduce& r);
   void finish_backward();
 
   DeviceMesh& mesh_;

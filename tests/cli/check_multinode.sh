@@ -21,7 +21,7 @@ trap cleanup EXIT
 if ! ip netns add "$h1" 2>"$dir/err"; then echo "SKIP: cannot make network namespaces: $(cat "$dir/err")"; exit 77; fi
 ip netns add "$h2"
 if ! ip netns exec "$h2" unshare --uts --mount true 2>"$dir/err"; then echo "SKIP: cannot unshare in a namespace: $(cat "$dir/err")"; exit 77; fi
-ip link add "$v1" type veth peer name "$v2"
+if ! ip link add "$v1" type veth peer name "$v2" 2>"$dir/err"; then echo "SKIP: cannot make a veth pair: $(cat "$dir/err")"; exit 77; fi
 ip link set "$v1" netns "$h1"
 ip link set "$v2" netns "$h2"
 ip -n "$h1" addr add 10.199.0.1/24 dev "$v1"
