@@ -87,35 +87,38 @@ Profiler::~Profiler() {
   if (device_timer_) trace::set_device_timer({});
 }
 
+namespace {
+
+using OpenSpans = std::unordered_map<const nn::Module*, std::vector<double>>;
+
+// A module span starts (its start time, or -1 when not recording, so the close still pairs up).
+void open_span(OpenSpans& open, const nn::Module& mod) {
+  open[&mod].push_back(trace::enabled() ? trace::now_us() : -1.0);
+}
+
+// The module's latest open span ends: recorded as "Type fqn" under `category` if it was recording.
+void close_span(OpenSpans& open, const nn::Module& mod, const char* category) {
+  auto it = open.find(&mod);
+  if (it == open.end() || it->second.empty()) return;
+  const double start = it->second.back();
+  it->second.pop_back();
+  if (start < 0 || !trace::enabled()) return;
+  const std::string& name = mod.fqn();
+  trace::record(category, mod.type_name() + (name.empty() ? "" : " " + name), start, trace::now_us() - start);
+}
+
+}  // namespace
+
 void Profiler::attach(nn::Module& root) {
   if (!enabled_) return;
   for (auto& [fqn, m] : root.named_modules()) {
-    m->add_forward_pre_hook([this](nn::Module& mod) { open_[&mod].push_back(trace::enabled() ? trace::now_us() : -1.0); });
-    m->add_forward_hook([this](nn::Module& mod, std::vector<autograd::Variable>&) {
-      auto it = open_.find(&mod);
-      if (it == open_.end() || it->second.empty()) return;
-      const double start = it->second.back();
-      it->second.pop_back();
-      if (start < 0 || !trace::enabled()) return;
-      const std::string& name = mod.fqn();
-      trace::record("module", mod.type_name() + (name.empty() ? "" : " " + name), start, trace::now_us() - start);
-    });
+    m->add_forward_pre_hook([this](nn::Module& mod) { open_span(open_, mod); });
+    m->add_forward_hook([this](nn::Module& mod, std::vector<autograd::Variable>&) { close_span(open_, mod, "module"); });
     // Backward: from the gradient reaching the module's outputs to its leaving through the
     // inputs. A module whose inputs need no gradient (the embedding's token ids) never closes
     // its span; step_end drops such leftovers.
-    m->add_backward_pre_hook([this](nn::Module& mod) {
-      open_backward_[&mod].push_back(trace::enabled() ? trace::now_us() : -1.0);
-    });
-    m->add_backward_hook([this](nn::Module& mod) {
-      auto it = open_backward_.find(&mod);
-      if (it == open_backward_.end() || it->second.empty()) return;
-      const double start = it->second.back();
-      it->second.pop_back();
-      if (start < 0 || !trace::enabled()) return;
-      const std::string& name = mod.fqn();
-      trace::record("module_backward", mod.type_name() + (name.empty() ? "" : " " + name), start,
-                    trace::now_us() - start);
-    });
+    m->add_backward_pre_hook([this](nn::Module& mod) { open_span(open_backward_, mod); });
+    m->add_backward_hook([this](nn::Module& mod) { close_span(open_backward_, mod, "module_backward"); });
   }
 }
 
