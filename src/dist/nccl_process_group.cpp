@@ -185,14 +185,14 @@ class NcclProcessGroup final : public ProcessGroup {
   std::string describe() const override { return name_ + " (NCCL)"; }
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
-    count(CommStats::all_reduce, t.nbytes());
+    count_collective(CommStats::all_reduce, t.nbytes());
     return work("all_reduce", comm_->all_reduce(t.raw(), std::size_t(t.numel()), t.dtype(), nccl_reduce(op)), {t});
   }
   std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
     if (out.numel() != shard.numel() * size_ || out.dtype() != shard.dtype())
       throw std::invalid_argument("all_gather: output " + shape_str(out.shape()) + " does not hold " +
                                   std::to_string(size_) + " shards of " + shape_str(shard.shape()));
-    count(CommStats::all_gather, out.nbytes());
+    count_collective(CommStats::all_gather, out.nbytes());
     return work("all_gather", comm_->all_gather(shard.raw(), out.raw(), std::size_t(shard.numel()), shard.dtype()),
                 {shard, out});
   }
@@ -200,13 +200,13 @@ class NcclProcessGroup final : public ProcessGroup {
     if (in.numel() != out.numel() * size_ || in.dtype() != out.dtype())
       throw std::invalid_argument("reduce_scatter: input " + shape_str(in.shape()) + " is not " + std::to_string(size_) +
                                   " chunks of " + shape_str(out.shape()));
-    count(CommStats::reduce_scatter, in.nbytes());
+    count_collective(CommStats::reduce_scatter, in.nbytes());
     return work("reduce_scatter",
                 comm_->reduce_scatter(in.raw(), out.raw(), std::size_t(out.numel()), in.dtype(), nccl_reduce(op)),
                 {in, out});
   }
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
-    count(CommStats::broadcast, t.nbytes());
+    count_collective(CommStats::broadcast, t.nbytes());
     return work("broadcast", comm_->broadcast(t.raw(), std::size_t(t.numel()), t.dtype(), root), {t});
   }
   std::unique_ptr<Work> barrier_async() override {
@@ -214,10 +214,6 @@ class NcclProcessGroup final : public ProcessGroup {
   }
 
  private:
-  static void count(CommStats::Op op, std::size_t bytes) {
-    ++comm_stats().calls[op];
-    comm_stats().bytes[op] += static_cast<std::int64_t>(bytes);
-  }
   std::unique_ptr<Work> work(const char* op, cuda::NcclComm::Op handle, std::vector<Tensor> keep) {
     return std::make_unique<NcclWork>(comm_.get(), handle, std::string(op) + " on the " + describe(), std::move(keep));
   }

@@ -190,7 +190,7 @@ class MpiProcessGroup final : public ProcessGroup {
       return std::make_unique<StagedWork>(all_reduce_async(h, op), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
     }
     check_reducible(t, "all_reduce");
-    count(CommStats::all_reduce, t.nbytes());
+    count_collective(CommStats::all_reduce, t.nbytes());
     std::function<void()> finish;
     if (op == ReduceOp::avg) finish = [t, n = size_] { scale(t, 1.0 / n); };
     if (size_ == 1) return done(finish);
@@ -212,7 +212,7 @@ class MpiProcessGroup final : public ProcessGroup {
     if (out.numel() != shard.numel() * size_ || out.dtype() != shard.dtype())
       throw std::invalid_argument("all_gather: output " + shape_str(out.shape()) + " does not hold " +
                                   std::to_string(size_) + " shards of " + shape_str(shard.shape()));
-    count(CommStats::all_gather, out.nbytes());
+    count_collective(CommStats::all_gather, out.nbytes());
     if (size_ == 1) {
       out.copy_from(shard);
       return done({});
@@ -237,7 +237,7 @@ class MpiProcessGroup final : public ProcessGroup {
     if (in.numel() != out.numel() * size_ || in.dtype() != out.dtype())
       throw std::invalid_argument("reduce_scatter: input " + shape_str(in.shape()) + " is not " + std::to_string(size_) +
                                   " chunks of " + shape_str(out.shape()));
-    count(CommStats::reduce_scatter, in.nbytes());
+    count_collective(CommStats::reduce_scatter, in.nbytes());
     std::function<void()> finish;
     if (op == ReduceOp::avg) finish = [out, n = size_] { scale(out, 1.0 / n); };
     if (size_ == 1) {
@@ -257,7 +257,7 @@ class MpiProcessGroup final : public ProcessGroup {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(broadcast_async(h, root), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
     }
-    count(CommStats::broadcast, t.nbytes());
+    count_collective(CommStats::broadcast, t.nbytes());
     if (size_ == 1) return done({});
     MPI_Request req;
     MPI_Ibcast(t.raw(), mpi_count(t.numel(), "broadcast"), mpi_type(t.dtype()), root, comm_, &req);
@@ -266,7 +266,7 @@ class MpiProcessGroup final : public ProcessGroup {
 
   std::unique_ptr<Work> barrier_async() override {
     TITAN_TRACE_SPAN("comm", "barrier");  // profiling: issuing the collective (its wait is MpiWork::wait)
-    count(CommStats::barrier, 0);
+    count_collective(CommStats::barrier, 0);
     if (size_ == 1) return done({});
     MPI_Request req;
     MPI_Ibarrier(comm_, &req);
@@ -294,10 +294,6 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
  private:
-  void count(CommStats::Op op, std::size_t bytes) const {
-    ++g_stats.calls[op];
-    g_stats.bytes[op] += static_cast<std::int64_t>(bytes);
-  }
   static std::unique_ptr<Work> done(const std::function<void()>& finish) {
     if (finish) finish();
     return std::make_unique<DoneWork>();
@@ -454,6 +450,10 @@ const char* CommStats::name(Op op) {
 }
 
 CommStats& comm_stats() { return g_stats; }
+void count_collective(CommStats::Op op, std::size_t bytes) {
+  ++g_stats.calls[op];
+  g_stats.bytes[op] += static_cast<std::int64_t>(bytes);
+}
 void reset_comm_stats() { g_stats = CommStats{}; }
 
 void set_collective_timeout(double seconds, const std::string& key) {

@@ -32,6 +32,8 @@ struct CommStats {
 };
 CommStats& comm_stats();
 void reset_comm_stats();
+// Counts one collective of `bytes` (what every ProcessGroup implementation calls when it issues one).
+void count_collective(CommStats::Op op, std::size_t bytes);
 
 // The deadline of every collective from now on (comm.init_timeout_seconds during set-up and the
 // first step, comm.train_timeout_seconds after it). `key` names the config key in the message.

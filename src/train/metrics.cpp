@@ -20,6 +20,14 @@
 
 namespace titan::train {
 
+namespace {
+// "1:02:03": whole seconds as hours, minutes, seconds.
+std::string hms(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+}  // namespace
+
 MetricsLogger::MetricsLogger(double flops_per_token, double peak_flops, const std::string& jsonl_path,
                              const std::string& tensorboard_folder)
     : flops_per_token_(flops_per_token), peak_flops_(peak_flops), jsonl_path_(jsonl_path) {
@@ -47,11 +55,7 @@ void MetricsLogger::log(const StepMetrics& m) {
   }
   const double mfu = peak_flops_ > 0 ? 100.0 * flops_per_token_ * tps / peak_flops_ : 0;
   const double data_pct = m.step_seconds > 0 ? 100.0 * m.data_seconds / m.step_seconds : 0;
-  std::string eta;
-  if (m.eta_seconds) {
-    const auto s = static_cast<long long>(*m.eta_seconds);
-    eta = fmt::format("  eta {}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
-  }
+  const std::string eta = m.eta_seconds ? "  eta " + hms(*m.eta_seconds) : "";
   const double comm_mib = double(m.comm.total_bytes()) / double(1 << 20);
   spdlog::info("step {:5d}  loss {:8.4f}  grad_norm {:8.4f}  lr {:.4e}  memory {:6.2f}GiB({:.1f}%) act {:.1f}MiB  "
                "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s{}",
@@ -118,10 +122,13 @@ std::string progress_line(std::int64_t step, std::int64_t first, std::int64_t to
   if (done_here > 0 && elapsed > 0) {
     const double per_step = elapsed / double(done_here);
     line += per_step < 1 ? fmt::format("  {:.1f} steps/s", 1.0 / per_step) : fmt::format("  {:.1f} s/step", per_step);
-    const auto eta = static_cast<long long>(per_step * double(total - step) + 0.5);
-    line += fmt::format("  ETA {}:{:02d}:{:02d}", eta / 3600, (eta / 60) % 60, eta % 60);
+    line += "  ETA " + hms(eta_seconds(step, first, total, elapsed) + 0.5);
   }
   return line;
+}
+
+double eta_seconds(std::int64_t step, std::int64_t first, std::int64_t total, double elapsed) {
+  return elapsed / double(step - first + 1) * double(total - step);
 }
 
 void flush_or_throw(std::ostream& out, const std::string& path) {

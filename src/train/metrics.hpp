@@ -67,6 +67,8 @@ class MetricsLogger {
 //   "[##########----------]  50/100  50%  loss 5.2314  1.2 steps/s  ETA 0:00:41"
 // `step` of `total` done; this run started at step `first` and has run `elapsed` seconds (a
 // resumed run's rate counts only its own steps).
+// Seconds left at `step` of `total` for a run that started at step `first` `elapsed` seconds ago.
+double eta_seconds(std::int64_t step, std::int64_t first, std::int64_t total, double elapsed);
 std::string progress_line(std::int64_t step, std::int64_t first, std::int64_t total, double elapsed, double loss,
                           int width = 30);
 

@@ -571,6 +571,10 @@ TrainResult Trainer::train() {
     }
     result.last_loss = out.loss;
     result.steps = step;
+    const double step_seconds = seconds_since(t_step);
+    const std::int64_t step_tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len;  // this rank's
+    // Every step, not only the logged ones: the report's curves show the whole run.
+    report.rows.push_back({step, out.loss, out.grad_norm, out.lr, step_seconds > 0 ? double(step_tokens) / step_seconds : 0});
 
     if (is_log_step(step)) {
       StepMetrics m;
@@ -578,9 +582,9 @@ TrainResult Trainer::train() {
       m.loss = out.loss;
       m.grad_norm = out.grad_norm;
       m.lr = out.lr;
-      m.step_seconds = seconds_since(t_step);
+      m.step_seconds = step_seconds;
       m.data_seconds = out.data_seconds;
-      m.tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len;
+      m.tokens = step_tokens;
       const MemoryReading mem = memory_reading(device_, mem_total_);
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
       m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
@@ -592,20 +596,14 @@ TrainResult Trainer::train() {
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
       m.state = state_bytes(*fsdp_, *optimizer_);
       if (show_eta_ && step < cfg_.training.steps)
-        m.eta_seconds = seconds_since(t_train) / double(step - start_step_ + 1) * double(cfg_.training.steps - step);
+        m.eta_seconds = eta_seconds(step, start_step_, cfg_.training.steps, seconds_since(t_train));
       metrics_->log(m);
-    }
-    {
-      // Every step, not only the logged ones: the report's curves show the whole run.
-      const double secs = seconds_since(t_step);
-      const double tokens = double(plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len);
-      report.rows.push_back({step, out.loss, out.grad_norm, out.lr, secs > 0 ? tokens / secs : 0});
     }
     if (val_windows_ && step % cfg_.validation.freq == 0) {
       TITAN_TRACE_SPAN("validation", "validate");
       std::int64_t used = 0;
       const double vloss = validate(*model_, *val_windows_, cfg_.validation.local_batch_size, cfg_.validation.steps,
-                                    device_, world_.rank(), plan_.dims.dp(), mesh_->world_group(), &used);
+                                    device_, mesh_->dp_rank(), plan_.dims.dp(), mesh_->world_group(), &used);
       metrics_->log_validation(step, vloss, used);
       report.validation.emplace_back(step, vloss);
     }
