@@ -81,6 +81,16 @@ Variable embedding(const Variable& weight, const Tensor& tokens) {
   });
 }
 
+Variable embedding_rows(const Variable& weight, const Tensor& tokens, std::int64_t first_row) {
+  Tensor w = weight.data();
+  return record1("Embedding", {weight}, ops::embedding_rows(w, tokens, first_row),
+                 [tokens, first_row, shape = w.shape(), dev = w.device()](const TV& g) -> TV {
+    Tensor dw = Tensor::zeros(shape, DType::f32, dev);
+    ops::embedding_rows_backward(g[0], tokens, dw, first_row);
+    return {dw};
+  });
+}
+
 Variable rmsnorm(const Variable& x, const Variable& w, double eps) {
   Tensor xd = x.data(), wd = w.data();
   ops::RmsNormOut o = ops::rmsnorm(xd, wd, eps);

@@ -10,6 +10,8 @@ namespace titan::autograd {
 
 Variable linear(const Variable& x, const Variable& w);
 Variable embedding(const Variable& weight, const Tensor& tokens);
+// weight holds rows [first_row, first_row + R) of the table; other tokens give zero rows.
+Variable embedding_rows(const Variable& weight, const Tensor& tokens, std::int64_t first_row);
 Variable rmsnorm(const Variable& x, const Variable& w, double eps);
 Variable rope(const Variable& x, const ops::RopeTable& table);
 Variable attention(const Variable& q, const Variable& k, const Variable& v);

@@ -293,11 +293,14 @@ Metadata parse_metadata(std::string_view text, const std::string& path) {
     s.bad("dtype", &dtype, "\"float32\", \"bfloat16\" or \"float16\"");
   if (!m.model_only && m.dtype != "float32") s.bad("dtype", &dtype, "\"float32\" in a full (not model-only) checkpoint");
 
-  const json& mesh = s.object(s.need(j, "mesh", "mesh", "an object {world, replicate, shard}"), "mesh");
+  const json& mesh = s.object(s.need(j, "mesh", "mesh", "an object {world, replicate, shard, tp}"), "mesh");
   m.mesh_world = s.integer_field(mesh, "world", "mesh.world", 1, 1 << 24);
   m.mesh_replicate = s.integer_field(mesh, "replicate", "mesh.replicate", 1, 1 << 24);
   m.mesh_shard = s.integer_field(mesh, "shard", "mesh.shard", 1, 1 << 24);
-  if (m.mesh_replicate * m.mesh_shard != m.mesh_world) s.bad("mesh", &mesh, "a mesh with world = replicate x shard");
+  // tp: absent in checkpoints written before tensor parallelism (1).
+  m.mesh_tp = mesh.contains("tp") ? s.integer_field(mesh, "tp", "mesh.tp", 1, 1 << 24) : 1;
+  if (m.mesh_replicate * m.mesh_shard * m.mesh_tp != m.mesh_world)
+    s.bad("mesh", &mesh, "a mesh with world = replicate x shard x tp");
 
   m.model = s.object(s.need(j, "model", "model", "an object (flavor and shape)"), "model");
   s.string(s.need(m.model, "flavor", "model.flavor", "a string"), "model.flavor");
@@ -613,7 +616,7 @@ void Checkpointer::finalize(Pending& p) {
     meta["seed"] = p.progress.seed;
     meta["model_only"] = p.model_only;
     meta["dtype"] = p.dtype;
-    meta["mesh"] = {{"world", n}, {"replicate", mesh_.replicate()}, {"shard", mesh_.shard()}};
+    meta["mesh"] = {{"world", n}, {"replicate", mesh_.replicate()}, {"shard", mesh_.shard()}, {"tp", mesh_.tp()}};
     meta["model"] = model_desc_;
     meta["data"] = [&] {
       json d = data_desc_;

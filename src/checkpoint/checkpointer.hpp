@@ -13,7 +13,9 @@
 // middle of a save) is never loaded, and is removed when the next run starts.
 //
 // Loading reads, on each rank, exactly the rows it owns of every tensor from whichever files hold
-// them, so a checkpoint from any (replicate x shard) mesh loads into any other.
+// them, so a checkpoint from any (replicate x shard x tp) mesh loads into any other. Every piece is
+// a range of whole rows of the global tensor: the trainer hands a tensor-parallel parameter split
+// on its columns over as whole rows (gathered over the TP group, written by TP rank 0).
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -84,7 +86,7 @@ struct Metadata {
   TrainProgress progress;
   bool model_only = false;
   std::string dtype = "float32";  // float32, or export_dtype for a model-only save
-  std::int64_t mesh_world = 1, mesh_replicate = 1, mesh_shard = 1;
+  std::int64_t mesh_world = 1, mesh_replicate = 1, mesh_shard = 1, mesh_tp = 1;
   nlohmann::json model = nlohmann::json::object();  // flavor and shape
   nlohmann::json data = nlohmann::json::object();   // seq_len, tokenizer, dataset, num_tokens (empty: older saves)
   nlohmann::json extra = nlohmann::json::object();  // float8 delayed-scaling histories

@@ -5,28 +5,31 @@
 namespace titan::dist {
 
 std::string ParallelDims::describe() const {
+  std::string dp;
   if (replicate > 1 && shard > 1)
-    return "HSDP (replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) + ")";
-  if (shard > 1) return "FSDP (shard " + std::to_string(shard) + ")";
-  if (replicate > 1) return "DDP (replicate " + std::to_string(replicate) + ")";
-  return "single device";
+    dp = "HSDP (replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) + ")";
+  else if (shard > 1) dp = "FSDP (shard " + std::to_string(shard) + ")";
+  else if (replicate > 1) dp = "DDP (replicate " + std::to_string(replicate) + ")";
+  if (tp > 1) return dp.empty() ? "TP " + std::to_string(tp) : dp + " + TP " + std::to_string(tp);
+  return dp.empty() ? "single device" : dp;
 }
 
-ParallelDims resolve_parallel_dims(std::int64_t replicate, std::int64_t shard, int world) {
+ParallelDims resolve_parallel_dims(std::int64_t replicate, std::int64_t shard, std::int64_t tp, int world) {
   const std::string w = std::to_string(world);
+  const std::string r = std::to_string(replicate), t = std::to_string(tp);
   if (shard == -1) {
-    if (world % replicate != 0)
-      throw UserError("parallelism: data_parallel_shard_degree = -1 means world / data_parallel_replicate_degree = " +
-                      w + " / " + std::to_string(replicate) + ", which is not a whole number; choose a "
-                      "data_parallel_replicate_degree that divides the world size " + w);
-    shard = world / replicate;
+    if (world % (replicate * tp) != 0)
+      throw UserError("parallelism: data_parallel_shard_degree = -1 means world / (data_parallel_replicate_degree x "
+                      "tensor_parallel_degree) = " + w + " / (" + r + " x " + t + "), which is not a whole number; "
+                      "choose degrees whose product divides the world size " + w);
+    shard = world / (replicate * tp);
   }
-  if (replicate * shard != world)
-    throw UserError("parallelism: data_parallel_replicate_degree (" + std::to_string(replicate) +
-                    ") x data_parallel_shard_degree (" + std::to_string(shard) + ") = " +
-                    std::to_string(replicate * shard) + ", but the world size is " + w +
-                    "; make the product " + w + " (or set data_parallel_shard_degree = -1)");
-  return ParallelDims{world, static_cast<int>(replicate), static_cast<int>(shard)};
+  if (replicate * shard * tp != world)
+    throw UserError("parallelism: data_parallel_replicate_degree (" + r + ") x data_parallel_shard_degree (" +
+                    std::to_string(shard) + ") x tensor_parallel_degree (" + t + ") = " +
+                    std::to_string(replicate * shard * tp) + ", but the world size is " + w + "; make the product " + w +
+                    " (or set data_parallel_shard_degree = -1)");
+  return ParallelDims{world, static_cast<int>(replicate), static_cast<int>(shard), static_cast<int>(tp)};
 }
 
 BatchPlan resolve_batch(std::int64_t local_batch, std::int64_t global_batch, const ParallelDims& dims) {

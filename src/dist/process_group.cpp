@@ -436,6 +436,8 @@ void DeviceMesh::use_device_collectives(Device device) {
   wrap(world_);
   wrap(shard_group_);
   wrap(replicate_group_);
+  wrap(tp_group_);
+  wrap(dp_group_);
 }
 
 std::int64_t CommStats::total_bytes() const {
@@ -464,25 +466,34 @@ void set_collective_timeout(double seconds, const std::string& key) {
 double collective_timeout_seconds() { return g_timeout_seconds; }
 const std::string& collective_timeout_key() { return g_timeout_key; }
 
-DeviceMesh::DeviceMesh(const World& world, int replicate, int shard) : replicate_(replicate), shard_(shard) {
-  if (replicate * shard != world.size())
-    throw UserError("mesh: replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) +
-                    " does not cover the " + std::to_string(world.size()) + " ranks");
-  replicate_index_ = world.rank() / shard;
-  shard_index_ = world.rank() % shard;
+DeviceMesh::DeviceMesh(const World& world, int replicate, int shard, int tp)
+    : replicate_(replicate), shard_(shard), tp_(tp) {
+  if (replicate * shard * tp != world.size())
+    throw UserError("mesh: replicate " + std::to_string(replicate) + " x shard " + std::to_string(shard) + " x tp " +
+                    std::to_string(tp) + " does not cover the " + std::to_string(world.size()) + " ranks");
+  tp_index_ = world.rank() % tp;
+  shard_index_ = world.rank() / tp % shard;
+  replicate_index_ = world.rank() / (tp * shard);
   if (!world.uses_mpi()) {
     world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "world");
     shard_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "shard");
     replicate_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "replicate");
+    tp_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "tp");
+    dp_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "dp");
     return;
   }
-  MPI_Comm shard_comm, replicate_comm;
-  // Same replicate index -> one shard group (ordered by shard index); same shard index -> one replicate group.
-  MPI_Comm_split(MPI_COMM_WORLD, replicate_index_, shard_index_, &shard_comm);
-  MPI_Comm_split(MPI_COMM_WORLD, shard_index_, replicate_index_, &replicate_comm);
+  // Each split's color is the coordinates the group's members share; its key orders them by the
+  // coordinate they differ in.
+  MPI_Comm shard_comm, replicate_comm, tp_comm, dp_comm;
+  MPI_Comm_split(MPI_COMM_WORLD, replicate_index_ * tp + tp_index_, shard_index_, &shard_comm);
+  MPI_Comm_split(MPI_COMM_WORLD, shard_index_ * tp + tp_index_, replicate_index_, &replicate_comm);
+  MPI_Comm_split(MPI_COMM_WORLD, replicate_index_ * shard + shard_index_, tp_index_, &tp_comm);
+  MPI_Comm_split(MPI_COMM_WORLD, tp_index_, dp_rank(), &dp_comm);
   world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_WORLD, false, "world");
   shard_group_ = std::make_unique<MpiProcessGroup>(shard_comm, true, "shard");
   replicate_group_ = std::make_unique<MpiProcessGroup>(replicate_comm, true, "replicate");
+  tp_group_ = std::make_unique<MpiProcessGroup>(tp_comm, true, "tp");
+  dp_group_ = std::make_unique<MpiProcessGroup>(dp_comm, true, "dp");
 }
 
 DeviceMesh::~DeviceMesh() = default;

@@ -1,8 +1,8 @@
 #pragma once
 // Collectives over a group of ranks (DESIGN.md section 6). ProcessGroup is the interface FSDP
 // uses; MpiProcessGroup implements it with MPI, for CPU tensors directly and for GPU tensors
-// through host copies (an NCCL implementation for device tensors is still to come). DeviceMesh lays the world out as a 2D
-// (replicate, shard) grid and owns the groups along each dimension.
+// through host copies (an NCCL implementation for device tensors is still to come). DeviceMesh lays the world out as a 3D
+// (replicate, shard, tp) grid and owns the groups along each dimension.
 //
 // Every collective is issued non-blocking and waited for with a deadline (comm timeouts): a rank
 // that stops answering ends the job with one line naming the collective, the group and the
@@ -98,22 +98,30 @@ void set_device_collective_poller(void (*poll)());
 
 class World;
 
-// The (replicate, shard) mesh over the world: rank = replicate_index * shard + shard_index.
-// shard_group() holds the ranks with this rank's replicate index (they shard the weights
-// between them); replicate_group() the ranks with its shard index (they hold the same shards).
+// The (replicate, shard, tp) mesh over the world, tp innermost:
+//   rank = (replicate_index * shard + shard_index) * tp + tp_index
+// shard_group() holds the ranks with this rank's replicate and tp indices (they shard the
+// weights between them); replicate_group() the ranks with its shard and tp indices (they hold
+// the same shards); tp_group() the ranks with its replicate and shard indices (adjacent ranks:
+// they split each layer's weights and see the same batch); dp_group() the ranks with its tp index
+// (one per data-parallel rank: the batch and loss reductions).
 class DeviceMesh {
  public:
-  // Throws UserError when replicate * shard != world size.
-  DeviceMesh(const World& world, int replicate, int shard);
+  // Throws UserError when replicate * shard * tp != world size.
+  DeviceMesh(const World& world, int replicate, int shard, int tp = 1);
   ~DeviceMesh();
   int replicate() const { return replicate_; }
   int shard() const { return shard_; }
+  int tp() const { return tp_; }
   int replicate_index() const { return replicate_index_; }
   int shard_index() const { return shard_index_; }
+  int tp_index() const { return tp_index_; }
   ProcessGroup& world_group() { return *world_; }
   ProcessGroup& shard_group() { return *shard_group_; }
   ProcessGroup& replicate_group() { return *replicate_group_; }
-  // Data-parallel rank among replicate x shard, which is also the world rank.
+  ProcessGroup& tp_group() { return *tp_group_; }
+  ProcessGroup& dp_group() { return *dp_group_; }
+  // Data-parallel rank among replicate x shard (the world rank when tp is 1).
   int dp_rank() const { return replicate_index_ * shard_ + shard_index_; }
   // From now on, collectives on tensors of `device` go to its registered device group (NCCL for
   // CUDA) and host tensors stay with MPI; every rank calls it (the groups are made collectively).
@@ -121,8 +129,8 @@ class DeviceMesh {
   void use_device_collectives(Device device);
 
  private:
-  int replicate_, shard_, replicate_index_, shard_index_;
-  std::unique_ptr<ProcessGroup> world_, shard_group_, replicate_group_;
+  int replicate_, shard_, tp_, replicate_index_, shard_index_, tp_index_;
+  std::unique_ptr<ProcessGroup> world_, shard_group_, replicate_group_, tp_group_, dp_group_;
 };
 
 }  // namespace titan::dist

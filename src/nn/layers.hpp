@@ -31,13 +31,23 @@ class Embedding : public Module {
     tokens_ = tokens;
     return call({})[0];
   }
+  // This module holds rows [first_row, first_row + rows) of a larger table (a vocabulary shard):
+  // tokens outside them give zero rows, to be summed with the other shards' lookups.
+  void hold_rows_from(std::int64_t first_row) {
+    first_row_ = first_row;
+    row_shard_ = true;
+  }
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>&) override { return {autograd::embedding(weight, tokens_)}; }
+  std::vector<Variable> forward(const std::vector<Variable>&) override {
+    return {row_shard_ ? autograd::embedding_rows(weight, tokens_, first_row_) : autograd::embedding(weight, tokens_)};
+  }
 
  private:
   Tensor tokens_;
+  std::int64_t first_row_ = 0;
+  bool row_shard_ = false;
 };
 
 class RMSNorm : public Module {

@@ -28,6 +28,7 @@ bool meta_mode() { return t_meta; }
 std::vector<Variable> Module::call(const std::vector<Variable>& inputs) {
   for (auto& h : pre_hooks_) h(*this);
   std::vector<Variable> in = inputs;
+  for (auto& h : input_hooks_) h(*this, in);
   const bool hook_backward = autograd::grad_enabled();
   if (hook_backward && !backward_hooks_.empty()) {
     // Gradients w.r.t. the inputs pass this node once the module's backward is done.

@@ -2,6 +2,8 @@
 // Module tree with TorchTitan's fully qualified names, parameters as autograd leaves, and the
 // hooks FSDP and Float8Linear use (DESIGN.md section 6):
 //   forward pre-hook    before forward (FSDP: all-gather the unit's parameters)
+//   input hook          after the pre-hooks, may replace the inputs (tensor parallel: all-gather
+//                       a sequence-sharded activation)
 //   forward hook        after forward, may replace the outputs (FSDP: free, wrap outputs)
 //   backward pre-hook   when the gradients w.r.t. the outputs arrive, before the module's own
 //                       backward runs (FSDP: re-gather)
@@ -37,6 +39,7 @@ class Module {
  public:
   using PreHook = std::function<void(Module&)>;
   using PostHook = std::function<void(Module&, std::vector<Variable>& outputs)>;
+  using InputHook = std::function<void(Module&, std::vector<Variable>& inputs)>;
   using BackwardHook = std::function<void(Module&)>;
 
   virtual ~Module() = default;
@@ -60,6 +63,7 @@ class Module {
 
   void add_forward_pre_hook(PreHook h) { pre_hooks_.push_back(std::move(h)); }
   void add_forward_hook(PostHook h) { post_hooks_.push_back(std::move(h)); }
+  void add_forward_input_hook(InputHook h) { input_hooks_.push_back(std::move(h)); }
   void add_backward_pre_hook(BackwardHook h) { backward_pre_hooks_.push_back(std::move(h)); }
   void add_backward_hook(BackwardHook h) { backward_hooks_.push_back(std::move(h)); }
 
@@ -102,6 +106,7 @@ class Module {
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   std::vector<PreHook> pre_hooks_;
   std::vector<PostHook> post_hooks_;
+  std::vector<InputHook> input_hooks_;
   std::vector<BackwardHook> backward_pre_hooks_, backward_hooks_;
 };
 

@@ -1,5 +1,6 @@
 #include "ops/ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
@@ -687,6 +688,101 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
                                 logits.size(1), ignore_index, fwd.n_valid, dloss);
   });
   return dx;
+}
+
+// ---- tensor-parallel pieces (CPU only: the plan refuses tensor parallelism on CUDA) ----
+
+namespace {
+// Token i of an int32/int64 token tensor.
+std::int64_t token_at(const Tensor& tokens, std::int64_t i) {
+  return tokens.dtype() == DType::i64 ? tokens.data<std::int64_t>()[i] : std::int64_t(tokens.data<std::int32_t>()[i]);
+}
+}  // namespace
+
+Tensor embedding_rows(const Tensor& weight, const Tensor& tokens, std::int64_t first_row) {
+  require(weight.dim() == 2 && weight.device().is_cpu() && tokens.device().is_cpu(), "embedding_rows",
+          "expects a 2-D weight and tokens on the CPU");
+  if (weight.dtype() == DType::bf16) return to_bf16(embedding_rows(widened(weight), tokens, first_row));
+  require(weight.dtype() == DType::f32, "embedding_rows", "expects float32 or bfloat16 weights");
+  const std::int64_t R = weight.size(0), D = weight.size(1), n = tokens.numel();
+  Shape shape = tokens.shape();
+  shape.push_back(D);
+  Tensor out = Tensor::zeros(shape, DType::f32);
+  const float* w = weight.data<float>();
+  float* o = out.data<float>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t r = token_at(tokens, i) - first_row;
+    if (r >= 0 && r < R) std::copy(w + r * D, w + (r + 1) * D, o + i * D);
+  }
+  return out;
+}
+
+void embedding_rows_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight, std::int64_t first_row) {
+  require(dy.device().is_cpu() && dweight.device().is_cpu() && dweight.dtype() == DType::f32, "embedding_rows_backward",
+          "expects CPU tensors and a float32 dweight");
+  const Tensor g = widened(dy);
+  const std::int64_t R = dweight.size(0), D = dweight.size(1), n = tokens.numel();
+  const float* gy = g.data<float>();
+  float* dw = dweight.data<float>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t r = token_at(tokens, i) - first_row;
+    if (r >= 0 && r < R)
+      for (std::int64_t d = 0; d < D; ++d) dw[r * D + d] += gy[i * D + d];
+  }
+}
+
+Tensor cross_entropy_row_max(const Tensor& logits) {
+  require(logits.dim() == 2 && logits.device().is_cpu(), "cross_entropy_row_max", "expects [N, V] logits on the CPU");
+  const Tensor x = widened(logits);
+  const std::int64_t N = x.size(0), V = x.size(1);
+  Tensor m = Tensor::empty({N}, DType::f64);
+  for (std::int64_t n = 0; n < N; ++n) {
+    const float* row = x.data<float>() + n * V;
+    m.data<double>()[n] = V ? double(*std::max_element(row, row + V)) : -INFINITY;
+  }
+  return m;
+}
+
+Tensor cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets, std::int64_t first_col, const Tensor& row_max) {
+  require(logits.dim() == 2 && logits.device().is_cpu() && targets.dtype() == DType::i64 &&
+              targets.numel() == logits.size(0) && row_max.dtype() == DType::f64,
+          "cross_entropy_shard_sums", "expects [N, V] CPU logits, int64 targets [N] and an f64 row max");
+  const Tensor x = widened(logits);
+  const std::int64_t N = x.size(0), V = x.size(1);
+  Tensor out = Tensor::zeros({2, N}, DType::f64);
+  double* sum = out.data<double>();
+  double* tgt = sum + N;
+  for (std::int64_t n = 0; n < N; ++n) {
+    const float* row = x.data<float>() + n * V;
+    const double m = row_max.data<double>()[n];
+    double s = 0;
+    for (std::int64_t j = 0; j < V; ++j) s += std::exp(double(row[j]) - m);
+    sum[n] = s;
+    const std::int64_t t = targets.data<std::int64_t>()[n] - first_col;
+    if (t >= 0 && t < V) tgt[n] = double(row[t]);
+  }
+  return out;
+}
+
+Tensor cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets, std::int64_t first_col,
+                                    const Tensor& row_max, const Tensor& sum, std::int64_t n_valid, double dloss,
+                                    std::int64_t ignore_index) {
+  require(logits.dim() == 2 && logits.device().is_cpu(), "cross_entropy_shard_backward", "expects [N, V] logits on the CPU");
+  const Tensor x = widened(logits);
+  const std::int64_t N = x.size(0), V = x.size(1);
+  Tensor dx = Tensor::zeros({N, V}, DType::f32);
+  const double g = n_valid ? dloss / double(n_valid) : 0.0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    const std::int64_t target = targets.data<std::int64_t>()[n];
+    if (target == ignore_index) continue;
+    const float* row = x.data<float>() + n * V;
+    float* d = dx.data<float>() + n * V;
+    const double m = row_max.data<double>()[n], k = g / sum.data<double>()[n];
+    for (std::int64_t j = 0; j < V; ++j) d[j] = float(k * std::exp(double(row[j]) - m));
+    const std::int64_t t = target - first_col;
+    if (t >= 0 && t < V) d[t] = float(double(d[t]) - g);
+  }
+  return logits.dtype() == DType::bf16 ? to_bf16(dx) : dx;
 }
 
 }  // namespace titan::ops

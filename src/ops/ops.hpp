@@ -126,6 +126,13 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens);
 // dweight[tokens[i], :] += dy[i, :]
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
 
+// ---- embedding over a vocabulary shard (tensor parallel; CPU tensors) ----
+// weight [R, D] holds rows [first_row, first_row + R) of the table: a token in that range gets
+// its row, any other token (another rank's rows) a zero row; the backward adds only the rows of
+// tokens in range. With first_row 0 and every token in range this is embedding().
+Tensor embedding_rows(const Tensor& weight, const Tensor& tokens, std::int64_t first_row);
+void embedding_rows_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight, std::int64_t first_row);
+
 // ---- RMSNorm over the last dim ----
 struct RmsNormOut {
   Tensor y, rstd;  // rstd [rows] is saved for backward
@@ -172,5 +179,22 @@ struct CrossEntropyOut {
 CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index = -100);
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
                               std::int64_t ignore_index = -100);
+
+// ---- cross-entropy over vocabulary-sharded logits (loss parallel; CPU tensors) ----
+// logits [N, Vs] are columns [first_col, first_col + Vs) of the full [N, V] logits, targets [N]
+// int64 global ids. With m[n] the global row max (the MAX over shards of cross_entropy_row_max),
+// the shard's part of each row is
+//   sums[0, n] = sum_j exp(x[n, j] - m[n])                  (all rows)
+//   sums[1, n] = x[n, t_n - first_col] if t_n is in this shard, else 0
+// and summed over shards: loss_n = m[n] + log(sums[0, n]) - sums[1, n] (ignored rows: none).
+// Everything in float64; m and sums are f64 tensors.
+Tensor cross_entropy_row_max(const Tensor& logits);  // [N] f64
+Tensor cross_entropy_shard_sums(const Tensor& logits, const Tensor& targets, std::int64_t first_col,
+                                const Tensor& row_max);  // [2, N] f64
+// dx[n, j] = g (exp(x[n, j] - m[n]) / sum[n] - [first_col + j == t_n]), g = dloss / n_valid; zero
+// rows for ignored targets; `sum` the global sums[0]; dx in the logits' dtype.
+Tensor cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets, std::int64_t first_col,
+                                    const Tensor& row_max, const Tensor& sum, std::int64_t n_valid, double dloss,
+                                    std::int64_t ignore_index = -100);
 
 }  // namespace titan::ops

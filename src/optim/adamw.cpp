@@ -50,10 +50,10 @@ void AdamW::zero_grad() {
 }
 
 double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
-                      const std::function<double(double)>& sum_over_shards) {
+                      const std::function<double(double)>& sum_over_shards, const std::vector<bool>* counted) {
   double sq = 0;
-  for (auto* p : params)
-    if (p->grad().defined()) sq += ops::sum_squares(p->grad());
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i]->grad().defined() && (!counted || (*counted)[i])) sq += ops::sum_squares(params[i]->grad());
   if (sum_over_shards) sq = sum_over_shards(sq);
   const double norm = std::sqrt(sq);
   if (max_norm > 0 && std::isfinite(norm)) {

@@ -43,8 +43,11 @@ class AdamW {
 // exceeds it, scales every gradient by max_norm / (norm + 1e-6), as torch's clip_grad_norm_.
 // Returns the norm before clipping. With sharded gradients, `sum_over_shards` turns this rank's
 // sum of squares into the global one (one all-reduce), so every rank clips by the global norm.
+// `counted` (one per param; null: all) leaves out of this rank's sum the gradients another rank
+// counts (a tensor-parallel replica's); they are still clipped.
 double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
-                      const std::function<double(double)>& sum_over_shards = nullptr);
+                      const std::function<double(double)>& sum_over_shards = nullptr,
+                      const std::vector<bool>* counted = nullptr);
 
 // TorchTitan's warmup-stable-decay LR multiplier for 0-based scheduler step `step` (the step
 // about to be taken is step + 1). warmup: linear (step + 1) / warmup_steps; stable: 1; decay over

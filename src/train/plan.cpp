@@ -80,7 +80,22 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.params = llama3::count_parameters(p.model);
   p.flops_per_token = llama3::flops_per_token(p.model, cfg.training.seq_len);
   p.dims = dist::resolve_parallel_dims(cfg.parallelism.data_parallel_replicate_degree,
-                                       cfg.parallelism.data_parallel_shard_degree, world_size);
+                                       cfg.parallelism.data_parallel_shard_degree,
+                                       cfg.parallelism.tensor_parallel_degree, world_size);
+  if (p.dims.tp > 1) {
+    const std::int64_t T = p.dims.tp;
+    auto need = [&](std::int64_t n, const std::string& what) {
+      if (n % T != 0)
+        throw UserError("parallelism: tensor_parallel_degree = " + std::to_string(T) + " must divide " + what + " (" +
+                        std::to_string(n) + "); choose a TP degree that divides it");
+    };
+    need(p.model.n_heads, "the model's n_heads");
+    need(p.model.kv_heads(), "the model's n_kv_heads");
+    need(p.model.ffn_hidden(), "the feed-forward hidden size");
+    need(p.model.vocab_size, "the vocabulary size");
+    need(cfg.training.seq_len, "training.seq_len (sequence parallel splits the sequence)");
+    if (cfg.validation.enable) need(cfg.validation.seq_len, "validation.seq_len (sequence parallel splits the sequence)");
+  }
   p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
   p.device_kind = resolve_device(cfg.training.device, devices);
   p.device = describe_device(p.device_kind, devices, 0);
@@ -109,11 +124,16 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       if (std::none_of(p.linears.begin(), p.linears.end(), [](const auto& d) { return d.convert; }))
         spdlog::warn("float8: no Linear of this model qualifies for conversion (see the table); training runs in high precision");
     }
-    // FSDP shards dim 0 of every parameter (padded to whole rows per rank); units as apply_fsdp.
-    const std::int64_t S = p.dims.shard;
+    // Tensor parallel first (parameters become their TP-local parts, as apply_tp), then FSDP
+    // shards dim 0 of every one (padded to whole rows per rank); units as apply_fsdp.
+    const std::int64_t S = p.dims.shard, T = p.dims.tp;
     std::map<std::string, std::int64_t> unit_elems;
     for (auto& [fqn, var] : model.named_parameters()) {
-      const Shape& shape = var->shape();
+      Shape shape = var->shape();
+      if (T > 1 && fqn.find("norm") == std::string::npos) {
+        const bool rowwise = fqn.ends_with("wo.weight") || fqn.ends_with("w2.weight");
+        shape[rowwise ? 1 : 0] /= T;
+      }
       const std::int64_t rows = shape[0], row_elems = numel_of(shape) / rows;
       if (rows < S)
         throw UserError("parallelism: data_parallel_shard_degree = " + std::to_string(S) + " exceeds the " +
@@ -147,6 +167,40 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks,
                                cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4, /*widening_ops=*/!p.on_gpu,
                                /*per_op_sac=*/p.ac.mode == llama3::ActivationCheckpointing::Mode::op);
+  // Tensor parallel with sequence parallel divides every saved activation by T except the
+  // all-gathered inputs of attention, the feed-forward and the output (the whole sequence, once
+  // each per block): an estimate, not measured like the FSDP one.
+  if (p.dims.tp > 1) {
+    const std::int64_t act_bytes = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    const std::int64_t gathered_inputs = act_bytes * p.batch.local_batch * p.seq_len * p.model.dim *
+                                         (2 * (p.model.n_layers - p.checkpointed_blocks) + 1);
+    p.memory.activations = p.memory.activations / p.dims.tp + gathered_inputs * (p.dims.tp - 1) / p.dims.tp;
+  }
+  // Communication per optimizer step and rank, by kind, in the step log's terms (CommStats: an
+  // all-gather counts its gathered buffer, a reduce-scatter its input).
+  {
+    const std::int64_t micro = p.batch.grad_accum;
+    const std::int64_t wire = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    if (p.dims.shard > 1) {
+      // Every unit gathered in forward and again in backward, but [norm, output] under the
+      // default and "never" policies, which stay gathered (and "never": every unit stays).
+      const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
+      const std::int64_t regathered = policy == "never" ? 0 : policy == "always" ? all_units : all_units - root_unit;
+      p.comm.fsdp_all_gather = micro * wire * (all_units + regathered);
+      p.comm.fsdp_reduce_scatter = 4 * all_units;  // f32, after the last micro-batch
+    }
+    if (p.dims.replicate > 1) p.comm.replicate_all_reduce = 4 * shard_elems;
+    if (p.dims.tp > 1) {
+      // Sequence parallel: per block an all-gather and a reduce-scatter around attention and the
+      // feed-forward in forward, the same in backward; the embedding's reduce-scatter and the
+      // output's all-gather, forward and backward. Each moves one [B, S, dim] activation
+      // (all-gathers in the activation dtype, reduce-scatters in f32).
+      const std::int64_t act = p.batch.local_batch * p.seq_len * p.model.dim;
+      const std::int64_t n = 4 * p.model.n_layers + 2;
+      p.comm.tp_all_gather = micro * n * wire * act;
+      p.comm.tp_reduce_scatter = micro * n * 4 * act;
+    }
+  }
   return p;
 }
 
@@ -158,7 +212,7 @@ std::string plan_text(const Plan& p) {
   std::snprintf(
       buf, sizeof buf,
       "plan:\n"
-      "  world        %d rank(s), mesh (replicate %d, shard %d): %s\n"
+      "  world        %d rank(s), mesh (replicate %d, shard %d, tp %d): %s\n"
       "  device       %s\n"
       "  model        %s %s: dim %lld, %lld layers, %lld heads (%lld kv, head_dim %lld), ffn hidden %lld, vocab %lld\n"
       "  parameters   %s (%s), of which embedding %s; %s training FLOPs/token at seq_len %lld\n"
@@ -168,7 +222,7 @@ std::string plan_text(const Plan& p) {
       "  outputs      %s\n"
       "  memory/rank  %s at the peak: params %s + AdamW state %s (f32, sharded over %d) + FSDP gathered units %s + "
       "the larger of grads %s and activations %s (%lld of %lld blocks checkpointed%s)\n",
-      p.dims.world, p.dims.replicate, p.dims.shard, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
+      p.dims.world, p.dims.replicate, p.dims.shard, p.dims.tp, p.dims.describe().c_str(), p.device.c_str(), p.model_name.c_str(),
       p.flavor.c_str(), (long long)m.dim, (long long)m.n_layers, (long long)m.n_heads, (long long)m.kv_heads(),
       (long long)m.head_dim(), (long long)m.ffn_hidden(), (long long)m.vocab_size, with_commas(p.params.total).c_str(),
       human(static_cast<double>(p.params.total)).c_str(), with_commas(p.params.embedding).c_str(),
@@ -179,6 +233,23 @@ std::string plan_text(const Plan& p) {
       bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers,
       p.ac.mode == llama3::ActivationCheckpointing::Mode::op ? ", per op" : "");
   std::string text = buf;
+  if (p.dims.tp > 1)
+    text += "  tensor par.  TP " + std::to_string(p.dims.tp) + " (ranks of a TP group adjacent): TorchTitan's Llama plan, sequence "
+            "parallel, colwise wq/wk/wv/w1/w3/output, rowwise wo/w2, vocab-sharded tok_embeddings\n";
+  const auto& c = p.comm;
+  if (c.total() > 0) {
+    text += "  comm/step    ";
+    std::string parts;
+    auto part = [&](const char* what, std::int64_t b) {
+      if (b > 0) parts += (parts.empty() ? "" : ", ") + std::string(what) + " " + bytes_str(b);
+    };
+    part("FSDP all-gather", c.fsdp_all_gather);
+    part("FSDP reduce-scatter", c.fsdp_reduce_scatter);
+    part("replicate all-reduce", c.replicate_all_reduce);
+    part("TP all-gather", c.tp_all_gather);
+    part("TP reduce-scatter", c.tp_reduce_scatter);
+    text += parts + " per rank\n";
+  }
   if (p.cpu_gemm) text += "  cpu gemm     " + p.cpu_gemm->describe() + "\n";
   text += "  parameters\n";
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
@@ -200,7 +271,13 @@ nlohmann::json plan_json(const Plan& p) {
   const auto& m = p.model;
   return {
       {"world_size", p.dims.world},
-      {"mesh", {{"replicate", p.dims.replicate}, {"shard", p.dims.shard}, {"kind", p.dims.describe()}}},
+      {"mesh", {{"replicate", p.dims.replicate}, {"shard", p.dims.shard}, {"tp", p.dims.tp}, {"kind", p.dims.describe()}}},
+      {"comm_per_step_bytes",
+       {{"fsdp_all_gather", p.comm.fsdp_all_gather},
+        {"fsdp_reduce_scatter", p.comm.fsdp_reduce_scatter},
+        {"replicate_all_reduce", p.comm.replicate_all_reduce},
+        {"tp_all_gather", p.comm.tp_all_gather},
+        {"tp_reduce_scatter", p.comm.tp_reduce_scatter}}},
       {"device", p.device},
       {"device_kind", p.device_kind},
       {"cpu_gemm", p.cpu_gemm ? nlohmann::json{{"library", p.cpu_gemm->library}, {"kernel", p.cpu_gemm->kernel},

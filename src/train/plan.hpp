@@ -51,6 +51,14 @@ struct Plan {
     // activations, so the two barely overlap (measured: the peak is within a few % of this).
     std::int64_t total() const { return params + optimizer + gathered + std::max(grads, activations); }
   } memory;
+  // Bytes per optimizer step and rank by collective kind, as the step log counts them.
+  struct Comm {
+    std::int64_t fsdp_all_gather = 0, fsdp_reduce_scatter = 0, replicate_all_reduce = 0;
+    std::int64_t tp_all_gather = 0, tp_reduce_scatter = 0;
+    std::int64_t total() const {
+      return fsdp_all_gather + fsdp_reduce_scatter + replicate_all_reduce + tp_all_gather + tp_reduce_scatter;
+    }
+  } comm;
 };
 
 // activation_checkpoint.mode / selective_ac_option as a policy.

@@ -89,7 +89,9 @@ void reset_memory_peak(Device device) {
 // result is one process's mean up to summation order. Every rank runs the same number of forwards
 // (FSDP gathers in each), the ones past the last batch on batch 0, not counted.
 double validate(llama3::Transformer& model, const data::TokenWindows& windows, std::int64_t local_batch,
-                std::int64_t batches, Device device, int dp_rank, int dp, dist::ProcessGroup& group, std::int64_t* used) {
+                std::int64_t batches, Device device, int dp_rank, int dp, dist::ProcessGroup& group,
+                const std::function<autograd::Variable(const autograd::Variable&, const Tensor&)>& loss_fn,
+                std::int64_t* used) {
   autograd::NoGradGuard no_grad;
   const std::int64_t available = windows.num_windows() / local_batch;
   if (available == 0)
@@ -104,7 +106,7 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
     loader.set_windows_consumed((b < n ? b : 0) * local_batch);
     auto batch = loader.micro_batch(0, device);
     autograd::Variable logits = model.forward_tokens(batch.inputs);
-    const double loss = autograd::cross_entropy(logits, batch.labels).data().item(0);
+    const double loss = loss_fn(logits, batch.labels).data().item(0);
     if (b < n) total.set(0, total.item(0) + loss);
   }
   if (dp > 1) group.all_reduce(total, dist::ReduceOp::sum);
@@ -125,34 +127,76 @@ nlohmann::json model_description(const Plan& plan) {
   return d;
 }
 
+// All of a tensor-parallel parameter (or moment) from every TP rank's local part, split on `dim`
+// (0: rows, 1: columns): one all-gather over the TP group.
+Tensor gather_tp(const Tensor& local, int dim, dist::ProcessGroup& tp) {
+  const int T = tp.size();
+  const Tensor& src = local;  // views are contiguous slices
+  Tensor buf = Tensor::empty({T * src.numel()}, src.dtype(), src.device());
+  tp.all_gather(src.view({src.numel()}), buf);
+  Shape full = src.shape();
+  full[size_t(dim)] *= T;
+  if (dim == 0) return buf.view(full);
+  const std::int64_t rows = src.size(0), C = src.size(1);
+  Tensor out = Tensor::empty(full, src.dtype(), src.device());
+  for (int t = 0; t < T; ++t)
+    for (std::int64_t r = 0; r < rows; ++r) out.view_range(r * C * T + t * C, {C}).copy_from(buf.view_range((t * rows + r) * C, {C}));
+  return out;
+}
+
 // This rank's share of the training state: the rows of every parameter its FSDP shards own (all
-// of them on a 1x1 mesh) and the matching rows of the AdamW moments, as views (a save copies them).
+// of them on a 1x1 mesh) and the matching rows of the AdamW moments, as global row ranges.
+// Tensor parallel: a parameter split on its rows is a further row offset; one split on its columns
+// travels as whole rows (a checkpoint holds row ranges of the global tensor only): for a save they
+// are gathered over the TP group and only TP rank 0 keeps them; for a load (`fill_after_load`)
+// every TP rank gets a whole-row buffer to fill, whose columns the returned fix-ups copy back.
 checkpoint::TrainingState training_state(const dist::Fsdp& fsdp, const std::vector<autograd::Variable*>& params,
-                                         const std::vector<std::string>& names, optim::AdamW& opt) {
+                                         const std::vector<std::string>& names, optim::AdamW& opt,
+                                         const dist::TpLayout& tp_layout, dist::ProcessGroup& tp, bool for_load,
+                                         std::vector<ColumnFixup>* fixups) {
   checkpoint::TrainingState s;
   for (size_t i = 0; i < params.size(); ++i) {
-    const auto [global, begin, end] = fsdp.shard_rows(i);
-    Shape local = global;
+    const auto [local_global, begin, end] = fsdp.shard_rows(i);
+    const int dim = tp_layout.dim_of(names[i]);
+    const Shape global = tp_layout.global_shape(names[i], local_global);
+    Shape local = local_global;
     local[0] = end - begin;
-    auto rows = [&](const Tensor& t) { return t.view_range(0, local); };  // a shard's real rows come first
-    s.model.push_back({"model." + names[i], global, begin, end, rows(params[i]->data())});
+    const std::int64_t row_offset = dim == 0 ? tp_layout.rank * local_global[0] : 0;
+    auto add = [&](std::vector<checkpoint::ShardedTensor>& list, const std::string& name, const Tensor& t) {
+      const Tensor rows = t.view_range(0, local);  // a shard's real rows come first
+      if (dim != 1) {
+        list.push_back({name, global, begin + row_offset, end + row_offset, rows});
+      } else if (for_load) {
+        Shape whole = local;
+        whole[1] = global[1];
+        Tensor full = Tensor::zeros(whole, rows.dtype(), rows.device());
+        list.push_back({name, global, begin, end, full});
+        fixups->push_back({rows, full, tp_layout.rank * local[1]});
+      } else {
+        Tensor full = gather_tp(rows, 1, tp);
+        if (tp_layout.rank == 0) list.push_back({name, global, begin, end, full});
+      }
+    };
+    add(s.model, "model." + names[i], params[i]->data());
     if (opt.exp_avg()[i].defined()) {
-      s.optimizer.push_back({"optimizer.exp_avg." + names[i], global, begin, end, rows(opt.exp_avg()[i])});
-      s.optimizer.push_back({"optimizer.exp_avg_sq." + names[i], global, begin, end, rows(opt.exp_avg_sq()[i])});
+      add(s.optimizer, "optimizer.exp_avg." + names[i], opt.exp_avg()[i]);
+      add(s.optimizer, "optimizer.exp_avg_sq." + names[i], opt.exp_avg_sq()[i]);
     }
   }
   return s;
 }
 
 // Every parameter's full value by FQN, in host memory on rank 0 (others get an empty map): the
-// ranks of the first replica gather each parameter over their shard group.
+// ranks of the first replica gather each parameter over their shard group (and TP group).
 std::map<std::string, Tensor> full_parameters(dist::Fsdp& fsdp, dist::DeviceMesh& mesh,
-                                              const std::vector<std::string>& names) {
+                                              const std::vector<std::string>& names, const dist::TpLayout& tp_layout) {
   std::map<std::string, Tensor> out;
   if (mesh.replicate_index() != 0) return out;
   for (size_t i = 0; i < names.size(); ++i) {
     Tensor full = fsdp.full_parameter(i);
-    if (mesh.dp_rank() == 0) out.emplace(names[i], full);
+    const int dim = tp_layout.dim_of(names[i]);
+    if (dim >= 0) full = gather_tp(full, dim, mesh.tp_group());
+    if (mesh.dp_rank() == 0 && mesh.tp_index() == 0) out.emplace(names[i], full);
   }
   return out;
 }
@@ -196,7 +240,7 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
   // Collectives during set-up and the first step may wait for slow ranks (data tokenization,
   // first allocations): comm.init_timeout_seconds; afterwards comm.train_timeout_seconds.
   dist::set_collective_timeout(double(cfg.comm.init_timeout_seconds), "comm.init_timeout_seconds");
-  mesh_ = std::make_unique<dist::DeviceMesh>(world, plan.dims.replicate, plan.dims.shard);
+  mesh_ = std::make_unique<dist::DeviceMesh>(world, plan.dims.replicate, plan.dims.shard, plan.dims.tp);
   fault_ = FaultInjection::parse(cfg.debug.fault);
   if (fault_.kind != FaultInjection::Kind::none)
     spdlog::warn("fault injection: world rank {} will {} at step {} (debug.fault)", fault_.rank,
@@ -317,9 +361,14 @@ void Trainer::build_model() {
   }
   fsdp_ = std::make_unique<dist::Fsdp>(*mesh_, fo);
   fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
+  // Tensor parallel first (the parameters become their TP-local parts), then FSDP shards those.
+  loss_parallel_ = plan_.dims.tp > 1 && !cfg_.parallelism.disable_loss_parallel;
+  tp_ = llama3::apply_tp(model, mesh_->tp_group(), loss_parallel_);
   llama3::apply_fsdp(model, *fsdp_, cfg_.parallelism.fsdp_reshard_after_forward);
   fsdp_->init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
-    llama3::init_parameter(fqn, rows, first, plan_.model, seed_);
+    tp_.init_local(fqn, rows, first, [&](Tensor& part, std::int64_t global_first) {
+      llama3::init_parameter(fqn, part, global_first, plan_.model, seed_);
+    });
   });
   params_ = fsdp_->sharded_parameters();
   if (!device_.is_cpu()) {
@@ -342,7 +391,15 @@ void Trainer::build_model() {
                  float8_all_gather ? std::string(" (float8 weights as e4m3") + (precompute_float8 ? ", scales precomputed)" : ")")
                                    : "",
                  cfg_.parallelism.fsdp_reshard_after_forward);
-  for (size_t i = 0; i < params_.size(); ++i) param_names_.push_back(fsdp_->fqn_of(i));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    param_names_.push_back(fsdp_->fqn_of(i));
+    // A TP-replicated parameter's gradient is the same on every TP rank: counted once.
+    in_grad_norm_.push_back(tp_.dim_of(param_names_[i]) >= 0 || tp_.rank == 0);
+  }
+  if (tp_.active())
+    spdlog::info("tensor parallel: TP {} (world ranks {}..{} of this group), sequence parallel, loss parallel {}; "
+                 "colwise wq/wk/wv/w1/w3/output, rowwise wo/w2/tok_embeddings",
+                 tp_.size, world_.rank() - tp_.rank, world_.rank() - tp_.rank + tp_.size - 1, loss_parallel_ ? "on" : "off");
 }
 
 void Trainer::build_optimizer_and_metrics() {
@@ -398,20 +455,18 @@ void Trainer::restore() {
   checkpoint::TrainingState state;
   if (ckpt_) {
     optimizer_->init_state();  // zero moments, as the first step would make them, for the load to fill
-    state = current_state(0);
+    state = current_state(0, /*for_load=*/true);
     loaded = ckpt_->load(state);
     if (!loaded && hf_source_) {
       // Each rank reads only the rows it owns (ranged reads; q/k through whole heads).
       std::vector<checkpoint::ShardedTensor> owned;
-      for (size_t i = 0; i < params_.size(); ++i) {
-        const auto [global, begin, end] = fsdp_->shard_rows(i);
-        Shape local = global;
-        local[0] = end - begin;
-        owned.push_back({param_names_[i], global, begin, end,
-                         local[0] > 0 ? params_[i]->data().view_range(0, local) : Tensor()});
-      }
+      for (auto& t : state.model)
+        owned.push_back({t.name.substr(6), t.global_shape, t.row_begin, t.row_end,  // "model." off
+                         t.row_end > t.row_begin ? t.rows : Tensor()});
       checkpoint::import_hf(*hf_adapter_, hf_source_->first, hf_source_->second, owned);
     }
+    if (loaded || hf_source_) apply_loaded_columns();
+    else column_fixups_.clear();  // nothing was loaded: the initialised shards stay
     // The steps after the resumed one are trained again: their old metrics rows go (file I/O
     // only, so before the agreement: a failure here is this rank's own error line).
     const auto& excluded = cfg_.checkpoint.exclude_from_loading;
@@ -458,8 +513,47 @@ std::int64_t Trainer::float8_amax_all_reduces() const {
   return n;
 }
 
-checkpoint::TrainingState Trainer::current_state(std::int64_t step) {
-  checkpoint::TrainingState s = training_state(*fsdp_, params_, param_names_, *optimizer_);
+void Trainer::apply_loaded_columns() {
+  for (const auto& f : column_fixups_) {
+    const std::int64_t rows = f.local.size(0), c = f.local.size(1), C = f.full.size(1);
+    for (std::int64_t r = 0; r < rows; ++r) f.local.view_range(r * c, {c}).copy_from(f.full.view_range(r * C + f.first_col, {c}));
+  }
+  column_fixups_.clear();
+}
+
+autograd::Variable Trainer::loss_of(const autograd::Variable& logits, const Tensor& labels) {
+  if (loss_parallel_)
+    return dist::vocab_parallel_cross_entropy(logits, labels, tp_.rank * logits.shape().back(), mesh_->tp_group());
+  return autograd::cross_entropy(logits, labels);  // float32, as TorchTitan's .float()
+}
+
+void Trainer::reduce_tp_replicated_gradients() {
+  if (!tp_.active()) return;
+  // Each TP rank's gradient of a replicated parameter covers its sequence shard only: one SUM
+  // all-reduce of all of them, packed.
+  std::int64_t n = 0;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (tp_.dim_of(param_names_[i]) < 0 && params_[i]->grad().defined()) n += params_[i]->grad().numel();
+  if (n == 0) return;
+  Tensor buf = Tensor::empty({n}, DType::f32, device_);
+  std::int64_t at = 0;
+  auto each = [&](auto&& f) {
+    at = 0;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Tensor& g = params_[i]->grad();
+      if (tp_.dim_of(param_names_[i]) >= 0 || !g.defined()) continue;
+      f(g, buf.view_range(at, {g.numel()}));
+      at += g.numel();
+    }
+  };
+  each([](const Tensor& g, Tensor part) { part.copy_from(g.view({g.numel()})); });
+  mesh_->tp_group().all_reduce(buf, dist::ReduceOp::sum);
+  each([](const Tensor& g, Tensor part) { g.view({g.numel()}).copy_from(part); });
+}
+
+checkpoint::TrainingState Trainer::current_state(std::int64_t step, bool for_load) {
+  checkpoint::TrainingState s = training_state(*fsdp_, params_, param_names_, *optimizer_, tp_, mesh_->tp_group(),
+                                               for_load, &column_fixups_);
   const std::int64_t tokens_per_step = plan_.batch.global_batch * plan_.seq_len;
   s.progress = {step,          step * tokens_per_step, loader_->windows_consumed(), optimizer_->steps(),
                 step + lr_offset_, seed_};
@@ -475,7 +569,7 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, doub
     TITAN_TRACE_SPAN("forward", "forward");
     logits = model_->forward_tokens(batch.inputs);  // bf16 under bf16 mixed precision: FSDP gathered bf16 weights
   }
-  autograd::Variable loss = autograd::cross_entropy(logits, batch.labels);  // float32, as TorchTitan's .float()
+  autograd::Variable loss = loss_of(logits, batch.labels);
   const double value = loss.data().item(0);
   if (saved_activation_bytes)
     *saved_activation_bytes = double(backend.memory_stats(device_.index).in_use) - double(in_use_before);
@@ -507,14 +601,25 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
   if (tensorboard_ && is_log_step(step)) {
     Tensor max_loss = step_loss.clone();
-    if (plan_.dims.dp() > 1) mesh_->world_group().all_reduce(max_loss, dist::ReduceOp::max);
+    if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(max_loss, dist::ReduceOp::max);
     out.loss_max = max_loss.item(0);
   }
-  if (plan_.dims.dp() > 1) mesh_->world_group().all_reduce(step_loss, dist::ReduceOp::avg);
+  // (TP ranks computed the same loss: averaged over the data-parallel ranks of their TP index.)
+  if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(step_loss, dist::ReduceOp::avg);
+  reduce_tp_replicated_gradients();
   out.loss = step_loss.item(0);
   const double trace_opt_t0 = trace::now_us();
-  const std::function<double(double)> global_sum = [&](double local) { return fsdp_->sum_over_shards(local); };
-  out.grad_norm = optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum);
+  // Sum of squares over the shard group, then over the TP group (each TP rank holds other elements).
+  const std::function<double(double)> global_sum = [&](double local) {
+    double sum = fsdp_->sum_over_shards(local);
+    if (tp_.active()) {
+      Tensor t = Tensor::full({1}, sum, DType::f64);
+      mesh_->tp_group().all_reduce(t, dist::ReduceOp::sum);
+      sum = t.item(0);
+    }
+    return sum;
+  };
+  out.grad_norm = optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum, &in_grad_norm_);
   if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm))
     throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
                                 "lengthen lr_scheduler.warmup_steps)",
@@ -533,7 +638,7 @@ void Trainer::save_checkpoint(std::int64_t step) {
     // The last save as HF safetensors: the full model on rank 0, in export_dtype.
     ckpt_->wait();
     const auto t0 = Clock::now();
-    const auto full = full_parameters(*fsdp_, *mesh_, param_names_);
+    const auto full = full_parameters(*fsdp_, *mesh_, param_names_, tp_);
     if (world_.rank() == 0)
       checkpoint::export_hf(*hf_adapter_, full, ckpt_->folder(), step, cfg_.checkpoint.export_dtype, t0);
     mesh_->world_group().barrier();
@@ -603,7 +708,8 @@ TrainResult Trainer::train() {
       TITAN_TRACE_SPAN("validation", "validate");
       std::int64_t used = 0;
       const double vloss = validate(*model_, *val_windows_, cfg_.validation.local_batch_size, cfg_.validation.steps,
-                                    device_, mesh_->dp_rank(), plan_.dims.dp(), mesh_->world_group(), &used);
+                                    device_, mesh_->dp_rank(), plan_.dims.dp(), mesh_->dp_group(),
+                                    [this](const autograd::Variable& l, const Tensor& t) { return loss_of(l, t); }, &used);
       metrics_->log_validation(step, vloss, used);
       report.validation.emplace_back(step, vloss);
     }

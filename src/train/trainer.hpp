@@ -20,6 +20,7 @@
 #include "data/dataset.hpp"
 #include "data/tokenizer.hpp"
 #include "dist/fsdp.hpp"
+#include "dist/tensor_parallel.hpp"
 #include "dist/world.hpp"
 #include "models/llama3/model.hpp"
 #include "optim/adamw.hpp"
@@ -30,6 +31,13 @@
 #include "train/profiler.hpp"
 
 namespace titan::train {
+
+// A load of a tensor-parallel parameter split on its columns: the checkpoint holds whole rows, so
+// the load fills `full` [n, C] and this rank's columns go back into `local` [n, C/T].
+struct ColumnFixup {
+  Tensor local, full;
+  std::int64_t first_col = 0;
+};
 
 struct TrainResult {
   std::int64_t steps = 0;
@@ -83,7 +91,14 @@ class Trainer {
   void shards_loaded();
   void after_optimizer_step();
   std::int64_t float8_amax_all_reduces() const;
-  checkpoint::TrainingState current_state(std::int64_t step);
+  // The state a save writes (collective over the TP group when tensor parallel), or, `for_load`,
+  // the buffers a load fills (then apply_loaded_columns()).
+  checkpoint::TrainingState current_state(std::int64_t step, bool for_load = false);
+  void apply_loaded_columns();
+  // The loss of one micro-batch's logits: cross-entropy, or over vocabulary shards (loss parallel).
+  autograd::Variable loss_of(const autograd::Variable& logits, const Tensor& labels);
+  // Tensor parallel: the gradients of TP-replicated parameters (norms) summed over the TP group.
+  void reduce_tp_replicated_gradients();
   // Steps that log: every metrics.log_freq, the first and the last.
   bool is_log_step(std::int64_t step) const {
     return step % cfg_.metrics.log_freq == 0 || step == 1 || step == cfg_.training.steps;
@@ -112,6 +127,10 @@ class Trainer {
   std::unique_ptr<Profiler> profiler_;
   std::unique_ptr<MemorySnapshot> memory_snapshot_;
   std::unique_ptr<dist::Fsdp> fsdp_;
+  dist::TpLayout tp_;           // how the TP plan split the parameters (size 1: no TP)
+  bool loss_parallel_ = false;  // TP with parallelism.disable_loss_parallel = false
+  std::vector<ColumnFixup> column_fixups_;  // a TP load's whole-row buffers
+  std::vector<bool> in_grad_norm_;  // per params_: counted by this rank (TP replicas: rank 0 only)
   ParallelAccess parallel_;
   std::vector<autograd::Variable*> params_;
   std::vector<std::string> param_names_;  // FQNs, in the order of params_

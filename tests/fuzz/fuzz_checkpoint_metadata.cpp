@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     expect(p.step >= 0 && p.tokens_seen >= 0 && p.windows_consumed >= 0 && p.optimizer_steps >= 0 &&
                p.lr_scheduler_steps >= 0,
            "negative progress");
-    expect(m.mesh_replicate * m.mesh_shard == m.mesh_world, "mesh world != replicate x shard");
+    expect(m.mesh_replicate * m.mesh_shard * m.mesh_tp == m.mesh_world, "mesh world != replicate x shard x tp");
     for (const auto& [name, t] : m.tensors) {
       const std::int64_t rows = t.shape.empty() ? 1 : t.shape[0];
       std::int64_t prev_end = 0;

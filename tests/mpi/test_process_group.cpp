@@ -1,4 +1,4 @@
-// Collectives and the (replicate, shard) mesh, on every factorisation of the world size.
+// Collectives and the (replicate, shard, tp) mesh, on every factorisation of the world size.
 #include <catch2/catch.hpp>
 
 #include "dist/process_group.hpp"
@@ -30,6 +30,42 @@ TEST_CASE("mesh: coordinates and group membership") {
     mesh.shard_group().all_gather(mine, all);
     for (int i = 0; i < sh; ++i) CHECK(all.item(i) == mesh.replicate_index() * sh + i);
   }
+}
+
+TEST_CASE("mesh: 3D (replicate, shard, tp) coordinates, tp innermost") {
+  const int n = g_world->size();
+  for (int rep = 1; rep <= n; ++rep)
+    for (int tp = 1; tp <= n; ++tp) {
+      if (n % (rep * tp) != 0) continue;
+      const int sh = n / (rep * tp);
+      INFO("mesh " << rep << " x " << sh << " x " << tp);
+      DeviceMesh mesh(*g_world, rep, sh, tp);
+      // rank = (replicate_index * shard + shard_index) * tp + tp_index
+      CHECK((mesh.replicate_index() * sh + mesh.shard_index()) * tp + mesh.tp_index() == g_world->rank());
+      CHECK(mesh.dp_rank() == g_world->rank() / tp);
+      CHECK(mesh.tp_group().size() == tp);
+      CHECK(mesh.shard_group().size() == sh);
+      CHECK(mesh.replicate_group().size() == rep);
+      CHECK(mesh.dp_group().size() == rep * sh);
+      CHECK(mesh.tp_group().rank() == mesh.tp_index());
+      CHECK(mesh.dp_group().rank() == mesh.dp_rank());
+      // Members by world rank: the TP group is adjacent ranks, the shard group strides by tp.
+      auto members = [&](ProcessGroup& g) {
+        Tensor mine = Tensor::full({1}, g_world->rank(), DType::i64), all = Tensor::empty({g.size()}, DType::i64);
+        g.all_gather(mine, all);
+        std::vector<std::int64_t> out;
+        for (int i = 0; i < g.size(); ++i) out.push_back(std::int64_t(all.item(i)));
+        return out;
+      };
+      const std::int64_t first = g_world->rank() - mesh.tp_index();
+      auto tp_members = members(mesh.tp_group());
+      for (int i = 0; i < tp; ++i) CHECK(tp_members[size_t(i)] == first + i);
+      auto shard_members = members(mesh.shard_group());
+      for (int i = 0; i < sh; ++i)
+        CHECK(shard_members[size_t(i)] == (mesh.replicate_index() * sh + i) * tp + mesh.tp_index());
+      auto rep_members = members(mesh.replicate_group());
+      for (int i = 0; i < rep; ++i) CHECK(rep_members[size_t(i)] == (i * sh + mesh.shard_index()) * tp + mesh.tp_index());
+    }
 }
 
 TEST_CASE("collectives: all_reduce, all_gather, reduce_scatter, broadcast") {

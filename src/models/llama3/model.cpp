@@ -11,9 +11,7 @@
 namespace titan::llama3 {
 
 Attention::Attention(const ModelArgs& a, const ops::RopeTable* rope)
-    : n_heads_(a.n_heads),
-      n_kv_heads_(a.kv_heads()),
-      head_dim_(a.head_dim()),
+    : head_dim_(a.head_dim()),
       rope_(rope) {
   register_module("wq", std::make_unique<nn::Linear>(a.dim, a.n_heads * a.head_dim()));
   register_module("wk", std::make_unique<nn::Linear>(a.dim, a.kv_heads() * a.head_dim()));
@@ -24,13 +22,16 @@ Attention::Attention(const ModelArgs& a, const ops::RopeTable* rope)
 std::vector<Variable> Attention::forward(const std::vector<Variable>& in) {
   const Variable& x = in[0];
   const std::int64_t B = x.shape()[0], S = x.shape()[1];
-  Variable q = autograd::view(wq()(x), {B, S, n_heads_, head_dim_});
-  Variable k = autograd::view(wk()(x), {B, S, n_kv_heads_, head_dim_});
-  Variable v = autograd::view(wv()(x), {B, S, n_kv_heads_, head_dim_});
+  // Heads are counted from the projections' widths, as TorchTitan's view(bs, seqlen, -1, head_dim):
+  // a tensor-parallel plan that gives this rank n_heads / tp of them needs no change here.
+  auto heads = [&](const Variable& proj) { return autograd::view(proj, {B, S, proj.shape().back() / head_dim_, head_dim_}); };
+  Variable q = heads(wq()(x));
+  Variable k = heads(wk()(x));
+  Variable v = heads(wv()(x));
   q = autograd::rope(q, *rope_);
   k = autograd::rope(k, *rope_);
   Variable o = autograd::attention(q, k, v);
-  return {wo()(autograd::view(o, {B, S, n_heads_ * head_dim_}))};
+  return {wo()(autograd::view(o, {B, S, o.shape()[2] * head_dim_}))};
 }
 
 FeedForward::FeedForward(std::int64_t dim, std::int64_t hidden) {
@@ -141,7 +142,8 @@ std::vector<Variable> Transformer::forward(const std::vector<Variable>&) {
       h = (*block)(h);
   }
   Variable logits = output()(norm(h));
-  return {autograd::view(logits, {B * S, args_.vocab_size})};
+  // The width from the tensor: a vocabulary-sharded output (loss parallel) gives vocab / tp.
+  return {autograd::view(logits, {B * S, logits.shape().back()})};
 }
 
 InitSpec init_spec(const std::string& fqn, const ModelArgs& args) {

@@ -30,7 +30,7 @@ class Attention : public nn::Module {
   std::vector<Variable> forward(const std::vector<Variable>& in) override;
 
  private:
-  std::int64_t n_heads_, n_kv_heads_, head_dim_;
+  std::int64_t head_dim_;
   const ops::RopeTable* rope_;
 };
 

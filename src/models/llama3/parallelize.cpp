@@ -1,6 +1,71 @@
 #include "models/llama3/parallelize.hpp"
 
+#include "core/errors.hpp"
+
 namespace titan::llama3 {
+
+namespace {
+
+// The parameter becomes this rank's part of dim `dim` (still a meta tensor: FSDP or a load fills it).
+void shard_parameter(dist::TpLayout& layout, const std::string& fqn, autograd::Variable& w, int dim) {
+  Shape local = w.shape();
+  local[size_t(dim)] /= layout.size;
+  w.set_data(Tensor::meta(local));
+  layout.sharded_dim[fqn] = dim;
+  layout.local_shape[fqn] = local;
+}
+
+void require_divisible(std::int64_t n, int tp, const std::string& what) {
+  if (n % tp != 0)
+    throw UserError("parallelism: tensor_parallel_degree = " + std::to_string(tp) + " must divide " + what + " (" +
+                    std::to_string(n) + "); choose a TP degree that divides it");
+}
+
+// Module input: sequence shards -> the whole sequence; module output: partial sums -> shards.
+void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp) {
+  m.add_forward_input_hook([&tp](nn::Module&, std::vector<autograd::Variable>& in) { in[0] = dist::all_gather_sequence(in[0], tp); });
+  m.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
+}
+
+}  // namespace
+
+dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel) {
+  dist::TpLayout layout;
+  layout.size = tp.size();
+  layout.rank = tp.rank();
+  if (layout.size == 1) return layout;
+  const ModelArgs& a = model.args();
+  const int T = layout.size;
+  require_divisible(a.n_heads, T, "model n_heads");
+  require_divisible(a.kv_heads(), T, "model n_kv_heads");
+  require_divisible(a.ffn_hidden(), T, "the feed-forward hidden size");
+  require_divisible(a.vocab_size, T, "the vocabulary size");
+
+  auto& emb = model.tok_embeddings;
+  shard_parameter(layout, "tok_embeddings.weight", emb.weight, 0);
+  emb.hold_rows_from(layout.rank * (a.vocab_size / T));
+  emb.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
+
+  for (auto& [name, m] : model.layers.named_children()) {
+    auto* block = static_cast<TransformerBlock*>(m);
+    const std::string prefix = "layers." + name + ".";
+    Attention& attn = block->attention;
+    for (const char* w : {"wq", "wk", "wv"}) shard_parameter(layout, prefix + "attention." + w + ".weight", attn.child<nn::Linear>(w).weight, 0);
+    shard_parameter(layout, prefix + "attention.wo.weight", attn.wo().weight, 1);
+    sequence_parallel_region(attn, tp);
+    FeedForward& ffn = block->feed_forward;
+    for (const char* w : {"w1", "w3"}) shard_parameter(layout, prefix + "feed_forward." + w + ".weight", ffn.child<nn::Linear>(w).weight, 0);
+    shard_parameter(layout, prefix + "feed_forward.w2.weight", ffn.w2().weight, 1);
+    sequence_parallel_region(ffn, tp);
+  }
+
+  nn::Linear& out = model.output();
+  shard_parameter(layout, "output.weight", out.weight, 0);
+  out.add_forward_input_hook([&tp](nn::Module&, std::vector<autograd::Variable>& in) { in[0] = dist::all_gather_sequence(in[0], tp); });
+  if (!loss_parallel)
+    out.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& o) { o[0] = dist::all_gather_columns(o[0], tp); });
+  return layout;
+}
 
 void apply_fsdp(Transformer& model, dist::Fsdp& fsdp, const std::string& policy) {
   const bool reshard = policy != "never";

@@ -1,12 +1,27 @@
 #pragma once
-// How Llama 3 is distributed (TorchTitan's parallelize_llama, data parallelism only): the one
-// place that decides the FSDP units and their reshard policy.
+// How Llama 3 is distributed (TorchTitan's parallelize_llama): the one place that decides the
+// tensor-parallel plan, the FSDP units and their reshard policy. The model code knows neither.
 #include <string>
 
 #include "dist/fsdp.hpp"
+#include "dist/tensor_parallel.hpp"
 #include "models/llama3/model.hpp"
 
 namespace titan::llama3 {
+
+// TorchTitan's Llama TP plan over `tp` (T ranks), with sequence parallel:
+//   tok_embeddings  row-wise: vocabulary rows [t V/T, (t+1) V/T); its partial output is
+//                   reduce-scattered to sequence shards
+//   attention_norm, ffn_norm, norm   sequence parallel: run on the rank's sequence shard
+//   attention, feed_forward          input all-gathered from sequence shards; wq/wk/wv, w1/w3
+//                   column-wise (rows of the weight: heads / hidden units), wo/w2 row-wise
+//                   (columns); the partial output reduce-scattered back to sequence shards
+//   output          input all-gathered; column-wise (vocabulary rows); with loss_parallel the
+//                   logits stay vocabulary-sharded for vocab_parallel_cross_entropy, else they
+//                   are all-gathered
+// Call on the meta model, before FSDP: the parameters become their local shapes. Throws
+// UserError when heads, kv heads, hidden units or the vocabulary do not divide by T.
+dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel);
 
 // Units: tok_embeddings, each TransformerBlock, [norm, output] (the root holds no parameters of
 // its own). parallelism.fsdp_reshard_after_forward:

@@ -1,0 +1,60 @@
+#pragma once
+// Tensor parallelism's communication as autograd functions (DESIGN.md section 6), and how a TP
+// plan splits the parameters. The model never calls these: the parallelize step
+// (models/llama3/parallelize.cpp) puts them in module hooks, as TorchTitan's parallelize_module
+// does with DTensor layouts.
+//
+// Layouts, for a TP group of T ranks and activations [B, S, ...]:
+//   sequence shard  [B, S/T, ...]: rank t holds positions [t S/T, (t + 1) S/T) (sequence parallel)
+//   replicated      [B, S, ...] on every rank
+//   partial         [B, S, ...] on every rank, the true value being the sum over ranks (the output
+//                   of a row-wise parallel Linear or a vocabulary-sharded embedding)
+//   column shard    [..., C/T]: rank t holds columns [t C/T, (t + 1) C/T) (a column-wise Linear's output)
+// Reductions run in float32 whatever the activation dtype (bf16 sums rounded once, after).
+#include <functional>
+#include <map>
+#include <string>
+
+#include "autograd/variable.hpp"
+#include "dist/process_group.hpp"
+
+namespace titan::dist {
+
+using autograd::Variable;
+
+// sequence shard -> replicated; backward: reduce-scatter (sum) of the gradient to the shard.
+Variable all_gather_sequence(const Variable& x, ProcessGroup& group);
+// partial -> sequence shard of the sum; backward: all-gather of the gradient.
+Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group);
+// column shard -> replicated; backward: this rank's columns of the gradient (the loss is the same
+// on every rank, so is the gradient of the replicated value).
+Variable all_gather_columns(const Variable& x, ProcessGroup& group);
+// Loss parallel: the mean cross-entropy of logits [N, V/T] that are columns [first_col, ...) of
+// the full logits, without gathering them: one MAX all-reduce of the row maxima, one SUM
+// all-reduce of the rows' exp sums and target logits ([2, N] float64). Every rank gets the same
+// scalar (float32 for bf16 logits); backward needs no communication.
+Variable vocab_parallel_cross_entropy(const Variable& logits, const Tensor& targets, std::int64_t first_col,
+                                      ProcessGroup& group, std::int64_t ignore_index = -100);
+
+// How a TP plan split the parameters: the dim each sharded parameter is split on (0: rows, e.g.
+// a column-wise Linear's weight [out/T, in]; 1: columns, a row-wise Linear's [out, in/T]);
+// parameters not listed are replicated over the TP group, their gradients partial (each rank
+// saw only its sequence shard) until reduce_replicated_gradients sums them.
+struct TpLayout {
+  int size = 1, rank = 0;
+  std::map<std::string, int> sharded_dim;  // FQN -> 0 or 1
+  std::map<std::string, Shape> local_shape;  // FQN -> this rank's part (sharded parameters)
+  // -1 for a replicated parameter.
+  int dim_of(const std::string& fqn) const;
+  bool active() const { return size > 1; }
+  // The full parameter's shape from the local one.
+  Shape global_shape(const std::string& fqn, Shape local) const;
+  // Initialises `rows`, elements [first, first + rows.numel()) of this rank's part of parameter
+  // `fqn`, through `init(part, global_first)`, which fills `part` with the elements of the full
+  // parameter starting at flat index global_first: once for a replicated or row-split parameter,
+  // once per row for a column-split one (its rows are not contiguous in the full parameter).
+  void init_local(const std::string& fqn, Tensor& rows, std::int64_t first,
+                  const std::function<void(Tensor& part, std::int64_t global_first)>& init) const;
+};
+
+}  // namespace titan::dist
