@@ -211,6 +211,10 @@ void Fsdp::start_gather(Unit& u) {
   const auto max_over_shards = [&](const Tensor& t) {
     group.all_reduce(t, ReduceOp::max);
     ++extension_all_reduces_;
+    if (opt_.extension_max_also) {
+      opt_.extension_max_also->all_reduce(t, ReduceOp::max);
+      ++extension_all_reduces_;
+    }
   };
   // Pack this rank's shards (a byte buffer; each segment read as its parameter's wire dtype).
   u.send = Tensor::empty({std::int64_t(u.shard_bytes)}, DType::f8e4m3, opt_.device);

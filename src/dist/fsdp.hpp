@@ -41,6 +41,9 @@ struct FsdpOptions {
   DType param_dtype = DType::f32;   // mixed_precision_param: what travels in the all-gather (f32 or bf16)
   DType reduce_dtype = DType::f32;  // mixed_precision_reduce: precision of the gradient reductions
   Device device = Device::cpu();    // where shards, gathered units and gradients live
+  // The parameters are themselves parts of tensors split over this group too (tensor parallel):
+  // an extension's max_over_shards also takes the MAX over it. Null: whole parameters.
+  ProcessGroup* extension_max_also = nullptr;
 };
 
 // The per-rank footprint of the sharded training state (bytes).

@@ -21,7 +21,8 @@ ParallelDims resolve_parallel_dims(std::int64_t replicate, std::int64_t shard, s
     if (world % (replicate * tp) != 0)
       throw UserError("parallelism: data_parallel_shard_degree = -1 means world / (data_parallel_replicate_degree x "
                       "tensor_parallel_degree) = " + w + " / (" + r + " x " + t + "), which is not a whole number; "
-                      "choose degrees whose product divides the world size " + w);
+                      "launch a multiple of " + std::to_string(replicate * tp) + " ranks, or choose degrees whose "
+                      "product divides the world size " + w);
     shard = world / (replicate * tp);
   }
   if (replicate * shard * tp != world)

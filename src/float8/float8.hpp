@@ -10,6 +10,7 @@
 //   dequantize  float32(data) / scale
 // A Float8Tensor holds the float8 data and its float32 scale: shape [1] (tensorwise), [R, 1]
 // (one per row: amax over the last dim) or [1, C] (one per column: amax over dim 0).
+#include <functional>
 #include <string>
 
 #include "core/tensor.hpp"
@@ -63,6 +64,10 @@ struct Recipe {
   // quantize.linear.float8.emulate: every scaled_mm emulated (dequantize + float32 GEMM) on every
   // device; otherwise only where the op API has no FP8 GEMM (the CPU).
   bool emulate = false;
+  // Tensor parallel (tensorwise dynamic scaling only): the layer's operands are parts of tensors
+  // split over a group, so every tensorwise amax is replaced by its MAX over that group before it
+  // becomes a scale (torchao computes the amax of the whole DTensor). Null: one rank's tensors.
+  std::function<void(const Tensor&)> amax_over_group;
 };
 // tensorwise (default): e4m3 input/weight, e5m2 grad_output, one scale each.
 // rowwise: everything e4m3, axiswise along each GEMM's contraction dim, power-of-2 scales.

@@ -21,7 +21,8 @@ Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1
 // history; the first step's from the current amax, MAX-reduced across the data-parallel ranks when
 // the layer has that reduction), or `fixed_scale` (tensorwise) when given.
 Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_cols, bool pow2, DelayedScaling* delayed,
-                           Role role, const std::optional<float>& fixed_scale = std::nullopt) {
+                           Role role, const std::optional<float>& fixed_scale = std::nullopt,
+                           const std::function<void(const Tensor&)>* amax_over_group = nullptr) {
   const auto layout = over_cols ? ops::Float8Layout::row_major : ops::Float8Layout::transposed;
   ops::Float8Cast c;
   if (fixed_scale || delayed) {
@@ -41,6 +42,11 @@ Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_c
       delayed->record(role, current);
     }
     c = ops::cast_to_float8(x2d, cfg.dtype, Tensor::full({1}, scale, DType::f32, x2d.device()), ScaleAxis::tensor, layout);
+  } else if (amax_over_group && *amax_over_group && cfg.granularity == Granularity::tensorwise) {
+    // A part of a tensor split over a group (tensor parallel): the whole tensor's amax.
+    Tensor amax = ops::amax(x2d, ScaleAxis::tensor);
+    (*amax_over_group)(amax);
+    c = ops::cast_to_float8(x2d, cfg.dtype, ops::amax_to_scale(amax, cfg.dtype, pow2), ScaleAxis::tensor, layout);
   } else {
     const ScaleAxis axis = cfg.granularity == Granularity::tensorwise ? ScaleAxis::tensor
                            : over_cols                               ? ScaleAxis::per_row
@@ -75,7 +81,7 @@ Float8Operand weight_operand(const Tensor& w, const Recipe& r, bool over_cols, D
   if (weight_scale) return precast_weight_operand(w, r, over_cols, *weight_scale);
   if (is_float8(w.dtype())) throw std::invalid_argument("Float8Linear: a float8 weight needs its scale");
   return cast_operand(w, over_cols ? r.weight : r.weight_for_grad_input, over_cols, r.round_scales_to_power_of_2, delayed,
-                      Role::weight);
+                      Role::weight, std::nullopt, &r.amax_over_group);
 }
 
 Tensor scaled_mm(const Float8Operand& a, const Float8Operand& b, DType out_dtype, bool fast_accum, const Recipe& r) {
@@ -86,20 +92,24 @@ Tensor scaled_mm(const Float8Operand& a, const Float8Operand& b, DType out_dtype
 
 std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
                                                              DelayedScaling* delayed, std::optional<float> weight_scale) {
-  return {cast_operand(x2d, r.input, true, r.round_scales_to_power_of_2, delayed, Role::input),
+  return {cast_operand(x2d, r.input, true, r.round_scales_to_power_of_2, delayed, Role::input, std::nullopt,
+                       &r.amax_over_group),
           weight_operand(w, r, true, delayed, weight_scale)};
 }
 
 std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
                                                                  DelayedScaling* delayed, std::optional<float> weight_scale) {
-  return {cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output),
+  return {cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output, std::nullopt,
+                       &r.amax_over_group),
           weight_operand(w, r, false, delayed, weight_scale)};
 }
 
 std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
                                                                   DelayedScaling* delayed) {
-  return {cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::grad_output),
-          cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input)};
+  return {cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::grad_output,
+                       std::nullopt, &r.amax_over_group),
+          cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input, std::nullopt,
+                       &r.amax_over_group)};
 }
 
 float DelayedScaling::scale(Role r, DType f8) const {

@@ -56,6 +56,11 @@ class Float8Linear : public nn::Linear {
   // the value with that scale, which reproduces the gathered bytes exactly, instead of deriving a
   // scale from the weight (tensorwise recipe only).
   void set_precast_weight_scale(std::optional<float> scale) { precast_weight_scale_ = scale; }
+  // Tensor parallel: this layer's input, weight and output gradient are parts of tensors split
+  // over a group; `max_over_group` MAX-reduces a tensorwise amax over it (Recipe::amax_over_group).
+  void set_amax_over_group(std::function<void(const Tensor&)> max_over_group) {
+    recipe_.amax_over_group = std::move(max_over_group);
+  }
 
  protected:
   std::vector<autograd::Variable> forward(const std::vector<autograd::Variable>& in) override;

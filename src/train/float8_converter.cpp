@@ -40,6 +40,16 @@ void Float8Converter::weights_changed(nn::Module& model, const ParallelAccess& p
 // rank; whether a cast is a first-step one depends only on the histories, which the end-of-step
 // sync (and a checkpoint) keeps identical on all ranks.
 void Float8Converter::parallelized(nn::Module& model, const ParallelAccess& parallel) {
+  // Tensor parallel (tensorwise; the plan refuses other recipes with TP): every Linear of the TP
+  // plan is split over the TP group, so each tensorwise amax becomes the whole tensor's (one MAX
+  // all-reduce per cast; for an operand that is replicated over the group it changes nothing).
+  if (parallel.max_over_tp)
+    for (auto& [fqn, m] : model.named_modules())
+      if (auto* f8 = dynamic_cast<float8::Float8Linear*>(m))
+        f8->set_amax_over_group([this, max = parallel.max_over_tp](const Tensor& amax) {
+          max(amax);
+          ++scale_all_reduces_;
+        });
   if (opts_.recipe_name != "delayed" || parallel.data_parallel_size <= 1) return;
   float8::set_first_step_amax_reduction(model, [this, max_over_world = parallel.max_over_world](float amax) {
     const Tensor t = Tensor::full({1}, amax);

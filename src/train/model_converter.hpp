@@ -19,10 +19,13 @@ namespace titan::train {
 struct ParallelAccess {
   // This rank's f32 master shard of a parameter (FSDP's local shard).
   std::function<const Tensor&(const autograd::Variable&)> local_shard;
-  // In-place MAX all-reduce of a float32 tensor over the shard group, and over the whole world.
+  // In-place MAX all-reduce of a float32 tensor over the ranks that hold parts of one weight
+  // (the shard group, and the TP group when tensor parallel), and over the whole world.
   std::function<void(const Tensor&)> max_over_shards;
   std::function<void(const Tensor&)> max_over_world;
-  // Data-parallel ranks (replicate x shard; the world, as there is no tensor parallelism).
+  // Tensor parallel: MAX over the TP group (null without tensor parallelism).
+  std::function<void(const Tensor&)> max_over_tp;
+  // Data-parallel ranks (replicate x shard).
   int data_parallel_size = 1;
 };
 

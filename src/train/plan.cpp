@@ -84,17 +84,18 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
                                        cfg.parallelism.tensor_parallel_degree, world_size);
   if (p.dims.tp > 1) {
     const std::int64_t T = p.dims.tp;
-    auto need = [&](std::int64_t n, const std::string& what) {
+    auto need = [&](std::int64_t n, const std::string& what, const std::string& why) {
       if (n % T != 0)
         throw UserError("parallelism: tensor_parallel_degree = " + std::to_string(T) + " must divide " + what + " (" +
-                        std::to_string(n) + "); choose a TP degree that divides it");
+                        std::to_string(n) + "): " + why + "; choose a TP degree that divides it");
     };
-    need(p.model.n_heads, "the model's n_heads");
-    need(p.model.kv_heads(), "the model's n_kv_heads");
-    need(p.model.ffn_hidden(), "the feed-forward hidden size");
-    need(p.model.vocab_size, "the vocabulary size");
-    need(cfg.training.seq_len, "training.seq_len (sequence parallel splits the sequence)");
-    if (cfg.validation.enable) need(cfg.validation.seq_len, "validation.seq_len (sequence parallel splits the sequence)");
+    const std::string heads = "each TP rank computes whole heads";
+    need(p.model.n_heads, "the model's n_heads", heads);
+    need(p.model.kv_heads(), "the model's n_kv_heads", heads);
+    need(p.model.ffn_hidden(), "the feed-forward hidden size", "w1, w2 and w3 are split on it");
+    need(p.model.vocab_size, "the vocabulary size", "the embedding and output are split on it");
+    need(cfg.training.seq_len, "training.seq_len", "sequence parallel splits the sequence");
+    if (cfg.validation.enable) need(cfg.validation.seq_len, "validation.seq_len", "sequence parallel splits the sequence");
   }
   p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
   p.device_kind = resolve_device(cfg.training.device, devices);
@@ -113,6 +114,10 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   for (std::int64_t i = 0; i < p.model.n_layers; ++i) p.checkpointed_blocks += p.ac.applies_to(i) ? 1 : 0;
   p.float8 = std::find(p.converters.begin(), p.converters.end(), "quantize.linear.float8") != p.converters.end();
   p.float8_recipe = cfg.float8.recipe_name.value_or("tensorwise");
+  if (p.float8 && p.dims.tp > 1 && p.float8_recipe != "tensorwise")
+    throw UserError("quantize.linear.float8.recipe_name = \"" + p.float8_recipe + "\" with tensor_parallel_degree = " +
+                    std::to_string(p.dims.tp) + " is not implemented: float8 with tensor parallelism is tensorwise only in "
+                    "titan.cpp; use the tensorwise recipe or tensor_parallel_degree = 1");
   p.float8_gemms = ops::scaled_mm_implementation(p.device_kind == "cuda" ? Device::cuda(0) : Device::cpu(), cfg.float8.emulate);
   std::int64_t shard_elems = 0, largest_unit = 0, root_unit = 0, all_units = 0;
   {
@@ -192,11 +197,12 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
     if (p.dims.replicate > 1) p.comm.replicate_all_reduce = 4 * shard_elems;
     if (p.dims.tp > 1) {
       // Sequence parallel: per block an all-gather and a reduce-scatter around attention and the
-      // feed-forward in forward, the same in backward; the embedding's reduce-scatter and the
-      // output's all-gather, forward and backward. Each moves one [B, S, dim] activation
-      // (all-gathers in the activation dtype, reduce-scatters in f32).
+      // feed-forward in forward, the same in backward, and the forward's two again in a block
+      // that activation checkpointing recomputes; the embedding's reduce-scatter and the output's
+      // all-gather, forward and backward. Each moves one [B, S, dim] activation (all-gathers in
+      // the activation dtype, reduce-scatters in f32).
       const std::int64_t act = p.batch.local_batch * p.seq_len * p.model.dim;
-      const std::int64_t n = 4 * p.model.n_layers + 2;
+      const std::int64_t n = 4 * p.model.n_layers + 2 * p.checkpointed_blocks + 2;
       p.comm.tp_all_gather = micro * n * wire * act;
       p.comm.tp_reduce_scatter = micro * n * 4 * act;
     }

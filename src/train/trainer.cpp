@@ -148,7 +148,8 @@ Tensor gather_tp(const Tensor& local, int dim, dist::ProcessGroup& tp) {
 // of them on a 1x1 mesh) and the matching rows of the AdamW moments, as global row ranges.
 // Tensor parallel: a parameter split on its rows is a further row offset; one split on its columns
 // travels as whole rows (a checkpoint holds row ranges of the global tensor only): for a save they
-// are gathered over the TP group and only TP rank 0 keeps them; for a load (`fill_after_load`)
+// are gathered over the TP group and only TP rank 0 keeps them (as it alone keeps the parameters
+// replicated over the TP group); for a load (`fill_after_load`)
 // every TP rank gets a whole-row buffer to fill, whose columns the returned fix-ups copy back.
 checkpoint::TrainingState training_state(const dist::Fsdp& fsdp, const std::vector<autograd::Variable*>& params,
                                          const std::vector<std::string>& names, optim::AdamW& opt,
@@ -164,6 +165,7 @@ checkpoint::TrainingState training_state(const dist::Fsdp& fsdp, const std::vect
     const std::int64_t row_offset = dim == 0 ? tp_layout.rank * local_global[0] : 0;
     auto add = [&](std::vector<checkpoint::ShardedTensor>& list, const std::string& name, const Tensor& t) {
       const Tensor rows = t.view_range(0, local);  // a shard's real rows come first
+      if (dim < 0 && !for_load && tp_layout.rank != 0) return;  // TP replicas: rank 0 writes them
       if (dim != 1) {
         list.push_back({name, global, begin + row_offset, end + row_offset, rows});
       } else if (for_load) {
@@ -340,6 +342,10 @@ void Trainer::build_model() {
   // profiling.enable_memory_snapshot: from here on, so it sees the shards FSDP makes next.
   memory_snapshot_ = std::make_unique<MemorySnapshot>(cfg_, world_.rank(), device_);
   model.build_rope_table();
+  if (plan_.dims.tp > 1 && !device_.is_cpu())
+    throw UserError("parallelism.tensor_parallel_degree = " + std::to_string(plan_.dims.tp) +
+                    ": tensor parallelism runs on the CPU backend only in this build (the CUDA path has no TP yet); "
+                    "use training.device = cpu or tensor_parallel_degree = 1");
   dist::FsdpOptions fo;
   fo.param_dtype = bf16_ ? DType::bf16 : DType::f32;
   fo.reduce_dtype = cfg_.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
@@ -359,6 +365,9 @@ void Trainer::build_model() {
                    device_.str());
     }
   }
+  // Under TP each FSDP parameter is itself a part of a weight split over the TP group: an
+  // all-gather extension's scale (float8 all-gather) is the MAX over shard x tp.
+  if (plan_.dims.tp > 1) fo.extension_max_also = &mesh_->tp_group();
   fsdp_ = std::make_unique<dist::Fsdp>(*mesh_, fo);
   fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
   // Tensor parallel first (the parameters become their TP-local parts), then FSDP shards those.
@@ -377,7 +386,11 @@ void Trainer::build_model() {
                  cfg_.training.device);
   }
   parallel_.local_shard = [this](const autograd::Variable& w) -> const Tensor& { return fsdp_->local_shard_of(w); };
-  parallel_.max_over_shards = [this](const Tensor& t) { mesh_->shard_group().all_reduce(t, dist::ReduceOp::max); };
+  parallel_.max_over_shards = [this](const Tensor& t) {
+    mesh_->shard_group().all_reduce(t, dist::ReduceOp::max);
+    if (tp_.active()) mesh_->tp_group().all_reduce(t, dist::ReduceOp::max);
+  };
+  if (tp_.active()) parallel_.max_over_tp = [this](const Tensor& t) { mesh_->tp_group().all_reduce(t, dist::ReduceOp::max); };
   parallel_.max_over_world = [this](const Tensor& t) { mesh_->world_group().all_reduce(t, dist::ReduceOp::max); };
   parallel_.data_parallel_size = plan_.dims.dp();
   for (auto& c : converters_) c->parallelized(*model_, parallel_);

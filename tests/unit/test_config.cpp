@@ -253,8 +253,9 @@ TEST_CASE("sections of TorchTitan features titan.cpp lacks are ignored with a wa
 TEST_CASE("keys accepted for compatibility: no-effect warns, unsupported errors") {
   CHECK(has_warning(parse({"--metrics.enable_wandb"}), "metrics.enable_wandb"));
   CHECK(parse({"--metrics.enable_tensorboard"}).warnings.empty());
-  CHECK(parse({"--parallelism.tensor_parallel_degree=1"}).warnings.empty());
-  for (const char* key : {"--parallelism.tensor_parallel_degree=2", "--parallelism.pipeline_parallel_degree=2",
+  CHECK(parse({"--parallelism.tensor_parallel_degree=2"}).warnings.empty());  // supported
+  CHECK(has_warning(parse({"--parallelism.enable_async_tensor_parallel"}), "parallelism.enable_async_tensor_parallel"));
+  for (const char* key : {"--parallelism.pipeline_parallel_degree=2",
                           "--parallelism.context_parallel_degree=4", "--parallelism.expert_parallel_degree=2"}) {
     INFO(key);
     CHECK_THAT(error_of([&] { parse({key}); }), Contains("is not supported by titan.cpp") && Contains("set it to 1"));

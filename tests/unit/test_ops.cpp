@@ -588,3 +588,53 @@ TEST_CASE("op scaled_mm (CPU: torchao's emulation): tensorwise, rowwise and mixe
   CHECK_THROWS_AS(ops::scaled_mm(a8.data, a8.scale, b8.data, b8.scale, DType::f16, false), std::invalid_argument);  // out dtype
   CHECK(ops::scaled_mm_implementation(Device::cpu(), false).starts_with("emulated"));
 }
+
+// Tensor parallel's pieces: a vocabulary split into shards, combined as the TP group would (MAX
+// of the row maxima, SUM of the shard sums), must give the whole cross-entropy and its gradient.
+TEST_CASE("op cross_entropy over vocabulary shards equals the whole one, forward and backward") {
+  const std::int64_t N = 6, V = 12, T = 3, Vs = V / T;
+  Tensor x64 = randn({N, V}, 31, 2.0);
+  Tensor x = x64.to(DType::f32);
+  Tensor t = Tensor::from_vector({3, -100, 11, 0, 7, 4}, {N}, DType::i64);
+  std::vector<Tensor> shards;
+  for (std::int64_t s = 0; s < T; ++s) {
+    Tensor part = Tensor::empty({N, Vs});
+    for (std::int64_t n = 0; n < N; ++n) part.view_range(n * Vs, {Vs}).copy_from(x.view_range(n * V + s * Vs, {Vs}));
+    shards.push_back(part);
+  }
+  Tensor m = ops::cross_entropy_row_max(shards[0]);
+  for (std::int64_t s = 1; s < T; ++s) {
+    Tensor ms = ops::cross_entropy_row_max(shards[size_t(s)]);
+    for (std::int64_t n = 0; n < N; ++n) m.set(n, std::max(m.item(n), ms.item(n)));
+  }
+  Tensor sums = Tensor::zeros({2, N}, DType::f64);
+  for (std::int64_t s = 0; s < T; ++s) ops::add_(sums, ops::cross_entropy_shard_sums(shards[size_t(s)], t, s * Vs, m));
+  double loss = 0;
+  for (std::int64_t n = 0; n < N; ++n)
+    if (t.item(n) != -100) loss += m.item(n) + std::log(sums.item(n)) - sums.item(N + n);
+  const auto whole = ops::cross_entropy(x.to(DType::f64), t);
+  CHECK(loss / double(whole.n_valid) == Approx(whole.loss).epsilon(1e-6));
+  Tensor dwhole = ops::cross_entropy_backward(x.to(DType::f64), t, whole, 0.5);
+  for (std::int64_t s = 0; s < T; ++s) {
+    Tensor d = ops::cross_entropy_shard_backward(shards[size_t(s)], t, s * Vs, m, sums.view_range(0, {N}), whole.n_valid, 0.5);
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t j = 0; j < Vs; ++j) CHECK(d.item(n * Vs + j) == Approx(dwhole.item(n * V + s * Vs + j)).margin(1e-6));
+  }
+}
+
+TEST_CASE("op embedding over row shards: the shards' lookups sum to the whole one; backward by rows") {
+  Tensor w = randn({10, 3}, 41).to(DType::f32);
+  Tensor tokens = Tensor::from_vector({0, 9, 4, 5, 5, 2}, {2, 3}, DType::i64);
+  Tensor whole = ops::embedding(w, tokens);
+  Tensor sum = Tensor::zeros(whole.shape());
+  Tensor dy = randn(whole.shape(), 42).to(DType::f32);
+  Tensor dwhole = Tensor::zeros({10, 3});
+  ops::embedding_backward(dy, tokens, dwhole);
+  for (std::int64_t first : {0, 5}) {
+    ops::add_(sum, ops::embedding_rows(w.slice_rows(first, first + 5), tokens, first));
+    Tensor dw = Tensor::zeros({5, 3});
+    ops::embedding_rows_backward(dy, tokens, dw, first);
+    for (std::int64_t i = 0; i < 15; ++i) CHECK(dw.item(i) == dwhole.item(first * 3 + i));
+  }
+  for (std::int64_t i = 0; i < whole.numel(); ++i) CHECK(sum.item(i) == whole.item(i));
+}
