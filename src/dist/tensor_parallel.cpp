@@ -64,6 +64,21 @@ Variable all_gather_sequence(const Variable& x, ProcessGroup& group) {
                            [&group](const TV& g) -> TV { return {reduce_scatter_sum(g[0], group)}; });
 }
 
+Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::vector<nn::Linear*>& consumers) {
+  if (group.size() == 1 || consumers.empty()) return all_gather_sequence(x, group);
+  std::shared_ptr<nn::InputGatherCodec> codec = consumers.front()->input_gather_codec();
+  for (nn::Linear* c : consumers) {
+    auto other = c->input_gather_codec();
+    if (!codec || !other || other->kind() != codec->kind()) return all_gather_sequence(x, group);
+  }
+  const Tensor encoded = codec->encode(x.data(), [&group](const Tensor& t) { group.all_reduce(t, ReduceOp::max); });
+  const Tensor gathered = gather_sequence(encoded, group);
+  Tensor value = codec->decode(gathered, x.data().dtype());
+  for (nn::Linear* c : consumers) codec->arrived(*c, value, gathered);
+  return autograd::record1("AllGatherSequence(" + codec->kind() + ")", {x}, value,
+                           [&group](const TV& g) -> TV { return {reduce_scatter_sum(g[0], group)}; });
+}
+
 Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group) {
   if (group.size() == 1) return x;
   return autograd::record1("ReduceScatterSequence", {x}, reduce_scatter_sum(x.data(), group),

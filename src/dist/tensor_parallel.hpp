@@ -17,6 +17,7 @@
 
 #include "autograd/variable.hpp"
 #include "dist/process_group.hpp"
+#include "nn/layers.hpp"
 
 namespace titan::dist {
 
@@ -24,6 +25,10 @@ using autograd::Variable;
 
 // sequence shard -> replicated; backward: reduce-scatter (sum) of the gradient to the shard.
 Variable all_gather_sequence(const Variable& x, ProcessGroup& group);
+// The same, for an input every one of `consumers` will read: when they all supply an input codec
+// of one kind (Float8Linear: e4m3 with the whole tensor's scale), the shard travels encoded (1 byte
+// per element) and the consumers are handed the gathered encoding; otherwise as above.
+Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::vector<nn::Linear*>& consumers);
 // partial -> sequence shard of the sum; backward: all-gather of the gradient.
 Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group);
 // column shard -> replicated; backward: this rank's columns of the gradient (the loss is the same

@@ -183,34 +183,53 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
 }
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
-                                 std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale) {
+                                 std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale,
+                                 const PrecastInput* input) {
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
   if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise ||
                        r.weight_for_grad_input.granularity != Granularity::tensorwise))
     throw std::invalid_argument("Float8Linear: a precast weight scale needs the tensorwise recipe");
   if (!r.input.enabled || !r.weight.enabled || !r.grad_output.enabled || !r.weight_for_grad_input.enabled)
     throw std::invalid_argument("Float8Linear: only the grad_weight GEMM may run in high precision");
+  if (input && (r.delayed || r.input.granularity != Granularity::tensorwise || r.input.dtype != input->data.dtype() ||
+                r.input_for_grad_weight.granularity != Granularity::tensorwise || r.input_for_grad_weight.dtype != r.input.dtype))
+    throw std::invalid_argument("Float8Linear: a precast input needs the tensorwise dynamic recipe");
   // The input and weight as they are (float32, or bf16 storage on the GPU; the weight may be
   // FSDP's gathered e4m3 bytes): backward keeps references to them, not copies, and recasts them.
-  const Tensor xd = x.data(), wd = w.data();
-  const DType x_dtype = xd.dtype();
+  // A precast input is kept as its float8 bytes instead.
+  const Tensor wd = w.data();
+  const Tensor xd = input ? Tensor() : x.data();
+  const Shape x_shape = x.data().shape();
+  const DType x_dtype = x.data().dtype();
   const DType gw_dtype = is_float8(wd.dtype()) ? x_dtype : wd.dtype();
+  const Tensor x8_bytes = input ? as_2d(input->data) : Tensor();
+  const Tensor x8_scale = input ? Tensor::full({1}, input->scale, DType::f32, wd.device()) : Tensor();
   // y = x W^T: x [M, K] and W [N, K], both scaled along K.
-  const auto [x8, w8] = output_gemm_operands(as_2d(xd), wd, r, delayed.get(), weight_scale);
+  const auto [x8, w8] = input ? std::pair<Float8Operand, Float8Operand>{{x8_bytes, x8_scale},
+                                                                        weight_operand(wd, r, true, delayed.get(), weight_scale)}
+                              : output_gemm_operands(as_2d(xd), wd, r, delayed.get(), weight_scale);
   const Tensor y = scaled_mm(x8, w8, x_dtype, r.fast_accum_output, r);
-  Shape out_shape = xd.shape();
+  Shape out_shape = x_shape;
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, wd, r, need_w, delayed, weight_scale, x_dtype, gw_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                           [xd, x_shape, x8_bytes, x8_scale, wd, r, need_w, delayed, weight_scale, x_dtype,
+                            gw_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                              const Tensor gy = as_2d(g[0]);
                              // dx = dy W: dy [M, N] scaled along N, and W^T [K, N] (W scaled along N).
                              const auto [gy8, wt8] = grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale);
-                             const Tensor gx = scaled_mm(gy8, wt8, x_dtype, r.fast_accum_grad_input, r).view(xd.shape());
+                             const Tensor gx = scaled_mm(gy8, wt8, x_dtype, r.fast_accum_grad_input, r).view(x_shape);
                              Tensor gw;
                              if (need_w && r.input_for_grad_weight.enabled && r.grad_output_for_grad_weight.enabled) {
-                               // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M.
-                               const auto [gyt8, xt8] = grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get());
+                               // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M. A
+                               // precast x: its bytes transposed (a tensorwise cast along M makes the same bytes).
+                               auto [gyt8, xt8] = x8_bytes.defined()
+                                                      ? std::pair<Float8Operand, Float8Operand>{
+                                                            cast_operand(gy, r.grad_output_for_grad_weight, false,
+                                                                         r.round_scales_to_power_of_2, delayed.get(),
+                                                                         Role::grad_output, std::nullopt, &r.amax_over_group),
+                                                            {ops::transpose_float8(x8_bytes), x8_scale}}
+                                                      : grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get());
                                gw = scaled_mm(gyt8, xt8, gw_dtype, r.fast_accum_grad_weight, r);
                              } else if (need_w) {  // high precision (rowwise_with_gw_hp): a plain GEMM
                                gw = Tensor::empty(wd.shape(), DType::f32, wd.device());
@@ -222,7 +241,50 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
 }
 
 std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd::Variable>& in) {
-  return {float8_linear(in[0], weight, recipe_, delayed_, precast_weight_scale_)};
+  // A precast input counts only for the input it was announced with (then it is used up).
+  std::optional<PrecastInput> input;
+  if (precast_input_ && precast_value_.raw() == in[0].data().raw() && precast_value_.numel() == in[0].data().numel())
+    input = std::move(precast_input_);
+  precast_input_.reset();
+  precast_value_ = Tensor();
+  return {float8_linear(in[0], weight, recipe_, delayed_, precast_weight_scale_, input ? &*input : nullptr)};
+}
+
+namespace {
+
+// Float8Linear's input codec: e4m3 with the whole tensor's tensorwise scale (the MAX of every
+// rank's amax), the scale torchao's Float8ColwiseParallel input cast uses.
+class Float8InputCodec final : public nn::InputGatherCodec {
+ public:
+  DType wire_dtype() const override { return DType::f8e4m3; }
+  std::string kind() const override { return "float8 e4m3 tensorwise"; }
+  Tensor encode(const Tensor& local, const std::function<void(const Tensor&)>& max_over_group) override {
+    const Tensor x2d = as_2d(local);
+    Tensor amax = ops::amax(x2d, ScaleAxis::tensor);
+    max_over_group(amax);
+    scale_ = ops::amax_to_scale(amax, DType::f8e4m3, false);
+    return ops::cast_to_float8(x2d, DType::f8e4m3, scale_, ScaleAxis::tensor).data.view(local.shape());
+  }
+  Tensor decode(const Tensor& gathered, DType dtype) override {
+    Tensor value = ops::dequantize(as_2d(gathered), scale_, ScaleAxis::tensor).view(gathered.shape());
+    return value.dtype() == dtype ? value : value.to(dtype);
+  }
+  void arrived(nn::Linear& consumer, const Tensor& value, const Tensor& gathered) override {
+    static_cast<Float8Linear&>(consumer).set_precast_input(value, {gathered, static_cast<float>(scale_.item(0))});
+  }
+
+ private:
+  Tensor scale_;
+};
+
+}  // namespace
+
+std::shared_ptr<nn::InputGatherCodec> Float8Linear::input_gather_codec() {
+  const Recipe& r = recipe_;
+  const bool tensorwise_e4m3 = !r.delayed && r.input.granularity == Granularity::tensorwise && r.input.dtype == DType::f8e4m3 &&
+                               r.input_for_grad_weight.enabled && r.input_for_grad_weight.granularity == Granularity::tensorwise &&
+                               r.input_for_grad_weight.dtype == DType::f8e4m3 && !r.round_scales_to_power_of_2;
+  return tensorwise_e4m3 ? std::make_shared<Float8InputCodec>() : nullptr;
 }
 
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,

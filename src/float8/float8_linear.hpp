@@ -44,6 +44,13 @@ struct DelayedScaling {
   std::function<float(float)> first_step_amax_max;
 };
 
+// An input that arrived already cast (tensor parallel: cast to e4m3 on each rank with the whole
+// tensor's scale, then all-gathered as bytes): data [.., K] float8, value = data / scale.
+struct PrecastInput {
+  Tensor data;
+  float scale = 1;
+};
+
 class Float8Linear : public nn::Linear {
  public:
   Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe);
@@ -61,6 +68,15 @@ class Float8Linear : public nn::Linear {
   void set_amax_over_group(std::function<void(const Tensor&)> max_over_group) {
     recipe_.amax_over_group = std::move(max_over_group);
   }
+  // Tensorwise dynamic recipes: a codec that casts the input to e4m3 before a TP all-gather, so
+  // that 1 byte per element travels and the GEMMs take the gathered bytes as they are (the same
+  // bytes this layer's own cast of the gathered input would make). Null for other recipes.
+  std::shared_ptr<nn::InputGatherCodec> input_gather_codec() override;
+  // The next forward's input `value` arrived as `input` (the codec's arrived()).
+  void set_precast_input(const Tensor& value, PrecastInput input) {
+    precast_value_ = value;
+    precast_input_ = std::move(input);
+  }
 
  protected:
   std::vector<autograd::Variable> forward(const std::vector<autograd::Variable>& in) override;
@@ -69,6 +85,8 @@ class Float8Linear : public nn::Linear {
   Recipe recipe_;
   std::shared_ptr<DelayedScaling> delayed_;
   std::optional<float> precast_weight_scale_;
+  Tensor precast_value_;
+  std::optional<PrecastInput> precast_input_;
 };
 
 // One float8 GEMM operand in scaled_mm's layout: data [rows, K] with the GEMM's contraction dim
@@ -95,9 +113,12 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
 // `delayed` is required (and used) when recipe.delayed. `weight_scale`, when given, is the
 // tensorwise scale of both weight casts (FSDP's float8 all-gather): W is then either its e4m3
 // bytes, used as they are, or a high-precision weight cast with that scale.
+// `input`, when given, is x already cast (tensorwise e4m3): the output GEMM takes its bytes and
+// the grad_weight GEMM their transpose, instead of casting x (which backward then does not keep).
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
                                  std::shared_ptr<DelayedScaling> delayed = nullptr,
-                                 std::optional<float> weight_scale = std::nullopt);
+                                 std::optional<float> weight_scale = std::nullopt,
+                                 const PrecastInput* input = nullptr);
 
 // End of a training step for delayed scaling: gathers every Float8Linear's pending amaxes into
 // one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;

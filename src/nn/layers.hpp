@@ -8,11 +8,35 @@
 
 namespace titan::nn {
 
+class Linear;
+
+// How a Linear's input may travel in a tensor-parallel all-gather (the activation counterpart of
+// FSDP's all-gather extension): encoded on each rank (e.g. cast to float8 with a scale that is
+// MAX-reduced over the group), gathered as the encoding's bytes, then handed to the Linears that
+// consume it already encoded. The TP plan moves the bytes without knowing what they encode; the
+// layer that supplies the codec reads them.
+class InputGatherCodec {
+ public:
+  virtual ~InputGatherCodec() = default;
+  // What travels (and whether two consumers' codecs encode alike: the same kind and dtype).
+  virtual DType wire_dtype() const = 0;
+  virtual std::string kind() const = 0;
+  // This rank's part `local` [.., C] -> the same shape in wire_dtype(); `max_over_group` replaces a
+  // float32 tensor by its element-wise MAX over the gather's group (every rank calls encode together).
+  virtual Tensor encode(const Tensor& local, const std::function<void(const Tensor&)>& max_over_group) = 0;
+  // The gathered encoding -> the value the consumers' input variable carries (its dtype `dtype`).
+  virtual Tensor decode(const Tensor& gathered, DType dtype) = 0;
+  // Tells `consumer` that its next input, whose data is `value`, arrived encoded as `gathered`.
+  virtual void arrived(Linear& consumer, const Tensor& value, const Tensor& gathered) = 0;
+};
+
 class Linear : public Module {
  public:
   Linear(std::int64_t in_features, std::int64_t out_features)
       : weight(register_parameter("weight", {out_features, in_features})) {}
   std::string type_name() const override { return "Linear"; }
+  // Null: the input travels in its own dtype (a plain Linear computes with it as it is).
+  virtual std::shared_ptr<InputGatherCodec> input_gather_codec() { return nullptr; }
   std::int64_t in_features() const { return weight.shape()[1]; }
   std::int64_t out_features() const { return weight.shape()[0]; }
   Variable& weight;

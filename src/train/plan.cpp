@@ -201,9 +201,25 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       // that activation checkpointing recomputes; the embedding's reduce-scatter and the output's
       // all-gather, forward and backward. Each moves one [B, S, dim] activation (all-gathers in
       // the activation dtype, reduce-scatters in f32).
+      // A forward all-gather whose consumers are all float8 (tensorwise) Linears travels as e4m3.
       const std::int64_t act = p.batch.local_batch * p.seq_len * p.model.dim;
       const std::int64_t n = 4 * p.model.n_layers + 2 * p.checkpointed_blocks + 2;
-      p.comm.tp_all_gather = micro * n * wire * act;
+      std::map<std::string, bool> f8;
+      for (const auto& d : p.linears) f8[d.fqn] = d.convert;
+      auto input_wire = [&](std::initializer_list<std::string> consumers) {
+        for (const auto& c : consumers)
+          if (!f8[c]) return wire;
+        return std::int64_t(1);
+      };
+      std::int64_t forward = input_wire({"output"});
+      for (std::int64_t i = 0; i < p.model.n_layers; ++i) {
+        const std::string b = "layers." + std::to_string(i) + ".";
+        const std::int64_t block = input_wire({b + "attention.wq", b + "attention.wk", b + "attention.wv"}) +
+                                   input_wire({b + "feed_forward.w1", b + "feed_forward.w3"});
+        forward += block * (p.ac.applies_to(i) ? 2 : 1);  // a checkpointed block gathers again in its recompute
+      }
+      const std::int64_t backward = (2 * p.model.n_layers + 1) * wire;  // gradients of the reduce-scatters
+      p.comm.tp_all_gather = micro * (forward + backward) * act;
       p.comm.tp_reduce_scatter = micro * n * 4 * act;
     }
   }

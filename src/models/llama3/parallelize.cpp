@@ -21,9 +21,12 @@ void require_divisible(std::int64_t n, int tp, const std::string& what) {
                     std::to_string(n) + "); choose a TP degree that divides it");
 }
 
-// Module input: sequence shards -> the whole sequence; module output: partial sums -> shards.
-void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp) {
-  m.add_forward_input_hook([&tp](nn::Module&, std::vector<autograd::Variable>& in) { in[0] = dist::all_gather_sequence(in[0], tp); });
+// Module input: sequence shards -> the whole sequence (encoded as its `consumers`, the Linears
+// that read it, ask: e.g. float8); module output: partial sums -> shards.
+void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector<nn::Linear*> consumers) {
+  m.add_forward_input_hook([&tp, consumers](nn::Module&, std::vector<autograd::Variable>& in) {
+    in[0] = dist::all_gather_sequence(in[0], tp, consumers);
+  });
   m.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
 }
 
@@ -52,16 +55,18 @@ dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_pa
     Attention& attn = block->attention;
     for (const char* w : {"wq", "wk", "wv"}) shard_parameter(layout, prefix + "attention." + w + ".weight", attn.child<nn::Linear>(w).weight, 0);
     shard_parameter(layout, prefix + "attention.wo.weight", attn.wo().weight, 1);
-    sequence_parallel_region(attn, tp);
+    sequence_parallel_region(attn, tp, {&attn.wq(), &attn.wk(), &attn.wv()});
     FeedForward& ffn = block->feed_forward;
     for (const char* w : {"w1", "w3"}) shard_parameter(layout, prefix + "feed_forward." + w + ".weight", ffn.child<nn::Linear>(w).weight, 0);
     shard_parameter(layout, prefix + "feed_forward.w2.weight", ffn.w2().weight, 1);
-    sequence_parallel_region(ffn, tp);
+    sequence_parallel_region(ffn, tp, {&ffn.w1(), &ffn.w3()});
   }
 
   nn::Linear& out = model.output();
   shard_parameter(layout, "output.weight", out.weight, 0);
-  out.add_forward_input_hook([&tp](nn::Module&, std::vector<autograd::Variable>& in) { in[0] = dist::all_gather_sequence(in[0], tp); });
+  out.add_forward_input_hook([&tp, &out](nn::Module&, std::vector<autograd::Variable>& in) {
+    in[0] = dist::all_gather_sequence(in[0], tp, {&out});
+  });
   if (!loss_parallel)
     out.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& o) { o[0] = dist::all_gather_columns(o[0], tp); });
   return layout;

@@ -19,6 +19,8 @@ namespace titan::llama3 {
 //   output          input all-gathered; column-wise (vocabulary rows); with loss_parallel the
 //                   logits stay vocabulary-sharded for vocab_parallel_cross_entropy, else they
 //                   are all-gathered
+// An all-gathered input travels as its consumers' codec encodes it when they all have one
+// (Float8Linear tensorwise: e4m3 bytes with the whole tensor's scale), else in its own dtype.
 // Call on the meta model, before FSDP: the parameters become their local shapes. Throws
 // UserError when heads, kv heads, hidden units or the vocabulary do not divide by T.
 dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel);
