@@ -683,8 +683,9 @@ TrainResult Trainer::train() {
       dist::set_collective_timeout(double(cfg_.comm.train_timeout_seconds), "comm.train_timeout_seconds");
       const StateBytes sb = state_bytes(*fsdp_, *optimizer_);
       spdlog::info("memory/rank: params {:.2f} MiB + grads {:.2f} MiB + AdamW state {:.2f} MiB = {:.2f} MiB (f32, "
-                   "sharded over {})",
-                   mib(sb.params), mib(sb.grads), mib(sb.optimizer), mib(sb.total()), plan_.dims.shard);
+                   "sharded over {}{})",
+                   mib(sb.params), mib(sb.grads), mib(sb.optimizer), mib(sb.total()), plan_.dims.shard,
+                   plan_.dims.tp > 1 ? fmt::format(" x TP {}", plan_.dims.tp) : std::string());
       result.first_loss = out.loss;
     }
     result.last_loss = out.loss;
