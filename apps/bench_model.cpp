@@ -22,6 +22,7 @@
 #include "optim/adamw.hpp"
 #include "train/cpu_gemm.hpp"
 #include "cpu_gemm_env.hpp"
+#include "ops/cpu/threads.hpp"
 
 int main(int argc, char** argv) {
   using namespace titan;
@@ -100,8 +101,14 @@ int main(int argc, char** argv) {
   llama3::ModelArgs args = *found;
   args.max_seq_len = seq;
   if (layers > 0) args.n_layers = layers;
-  llama3::Transformer model(args);
-  if (!float8_recipe.empty()) float8::convert_to_float8(model, {"output"}, float8_recipe);
+  // On the meta device, as the trainer: FSDP materialises the shards (no full f32 copy first).
+  std::unique_ptr<llama3::Transformer> model_holder;
+  {
+    nn::MetaGuard meta;
+    model_holder = std::make_unique<llama3::Transformer>(args);
+    if (!float8_recipe.empty()) float8::convert_to_float8(*model_holder, {"output"}, float8_recipe);
+  }
+  llama3::Transformer& model = *model_holder;
   using Mode = llama3::ActivationCheckpointing::Mode;
   model.set_activation_checkpointing({ac_mode == "full" ? Mode::full : ac_mode == "selective" ? Mode::selective : Mode::none, 2});
   model.build_rope_table();
@@ -115,9 +122,13 @@ int main(int argc, char** argv) {
   dist::Fsdp fsdp(mesh, fo);
   llama3::apply_fsdp(model, fsdp, "default");
   try {
+    const auto t_init = std::chrono::steady_clock::now();
     fsdp.init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
       llama3::init_parameter(fqn, rows, first, args, 0);
     });
+    std::printf("init: %.2f s for %lld parameters on %d CPU thread(s)\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count(),
+                static_cast<long long>(llama3::count_parameters(args).total), ops::cpu::cpu_threads());
     if (!device.is_cpu()) model.move_to(device);  // the RoPE table
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: --device %s: %s\n", device_name.c_str(), e.what());

@@ -102,22 +102,44 @@ double erfinv(double y) {
   return x;
 }
 
-double trunc_normal(std::uint64_t key, std::uint64_t index, double mean, double std, double a, double b) {
-  const double lo = normal_cdf((a - mean) / std), hi = normal_cdf((b - mean) / std);
+namespace {
+
+// The inverse-CDF draw of trunc_normal with the CDF bounds lo, hi already computed.
+double trunc_normal_from(std::uint64_t key, std::uint64_t index, double mean, double std, double a, double b, double lo,
+                         double hi) {
   const double u = lo + (hi - lo) * uniform(key, index);
   double x = mean + std * std::numbers::sqrt2 * erfinv(2.0 * u - 1.0);
   return std::fmin(std::fmax(x, a), b);
 }
 
+// Writes value(i) for every element of t: straight into float32 storage (what Tensor::set does
+// for it, without a dtype dispatch per element), through set() otherwise.
+template <class F>
+void fill_each(Tensor& t, F&& value) {
+  const std::int64_t n = t.numel();
+  if (t.dtype() == DType::f32 && t.device().is_cpu()) {
+    float* out = t.data<float>();
+    for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(value(i));
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) t.set(i, value(i));
+  }
+}
+
+}  // namespace
+
+double trunc_normal(std::uint64_t key, std::uint64_t index, double mean, double std, double a, double b) {
+  return trunc_normal_from(key, index, mean, std, a, b, normal_cdf((a - mean) / std), normal_cdf((b - mean) / std));
+}
+
 void fill_normal(Tensor& t, std::uint64_t key, std::uint64_t first_index, double mean, double std) {
-  const std::int64_t t_numel = t.numel();
-  for (std::int64_t i = 0; i < t_numel; ++i) t.set(i, mean + std * normal(key, first_index + i));
+  fill_each(t, [&](std::int64_t i) { return mean + std * normal(key, first_index + std::uint64_t(i)); });
 }
 
 void fill_trunc_normal(Tensor& t, std::uint64_t key, std::uint64_t first_index, double mean, double std, double a,
                        double b) {
-  const std::int64_t t_numel = t.numel();
-  for (std::int64_t i = 0; i < t_numel; ++i) t.set(i, trunc_normal(key, first_index + i, mean, std, a, b));
+  // The bounds' CDF values are the same for every element: computed once.
+  const double lo = normal_cdf((a - mean) / std), hi = normal_cdf((b - mean) / std);
+  fill_each(t, [&](std::int64_t i) { return trunc_normal_from(key, first_index + std::uint64_t(i), mean, std, a, b, lo, hi); });
 }
 
 }  // namespace titan::rng

@@ -5,11 +5,18 @@
 #include <stdexcept>
 
 #include "core/errors.hpp"
+#include "ops/cpu/threads.hpp"
 #include "ops/ops.hpp"
 
 namespace titan::dist {
 
 using autograd::Variable;
+
+namespace {
+// Elements per chunk of the parallel parameter initialisation (whole rows; 16 KiB of floats:
+// each chunk's RNG work, tens of microseconds, dwarfs handing it to a thread).
+constexpr std::int64_t kInitChunkElements = 1 << 12;
+}  // namespace
 
 struct Fsdp::Param {
   std::string fqn;
@@ -158,7 +165,19 @@ void Fsdp::init_shards(const std::function<void(const std::string&, Tensor&, std
       Shape real_shape = p.shape;
       real_shape[0] = real_rows;
       rows = rows.view(real_shape);
-      if (real_rows > 0) init(p.fqn, rows, first_row * p.row_elems);  // on the host (the RNG streams)
+      // On the host, on every pool thread: the init is a pure function of each element's index
+      // (counter-based RNG), so row chunks filled in any order on any number of threads give
+      // the same bits (test), and a GPU run's billions of parameters start in seconds.
+      if (real_rows > 0) {
+        const std::int64_t chunk_rows = std::max<std::int64_t>(1, kInitChunkElements / std::max<std::int64_t>(1, p.row_elems));
+        Tensor rows2d = rows.view({real_rows, p.row_elems});
+        ops::cpu::parallel_chunks(real_rows, chunk_rows, [&](std::int64_t r0, std::int64_t r1) {
+          Shape part_shape = real_shape;
+          part_shape[0] = r1 - r0;
+          Tensor part = rows2d.slice_rows(r0, r1).view(part_shape);
+          init(p.fqn, part, (first_row + r0) * p.row_elems);
+        });
+      }
       p.shard = Variable(opt_.device.is_cpu() ? shard : shard.to(opt_.device), true, p.fqn);
     }
 }

@@ -64,8 +64,10 @@ class Fsdp {
   void add_unit(const std::string& name, const std::vector<nn::Module*>& modules, bool reshard_after_forward);
 
   // Allocates every master shard and fills it with `init(fqn, rows, first_element)`, where `rows`
-  // is the real (unpadded) part of this rank's shard and `first_element` its flat offset in the
-  // full parameter: no rank ever holds a full parameter.
+  // is a range of whole rows of the real (unpadded) part of this rank's shard and `first_element`
+  // its flat offset in the full parameter: no rank ever holds a full parameter. The ranges are
+  // filled concurrently on the CPU pool (ops/cpu/threads.hpp): `init` must be a pure function of
+  // (fqn, element index), as the counter-based init is.
   void init_shards(const std::function<void(const std::string& fqn, Tensor& rows, std::int64_t first_element)>& init);
 
   // The f32 master shards [ceil(R / S), ...]: what the optimizer and gradient clipping see.

@@ -4,12 +4,15 @@
 // for bit, and the amax all-reduces are counted as the recipe says.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <cmath>
 #include <map>
 #include <optional>
 
 #include "autograd/functions.hpp"
 #include "dist/fsdp.hpp"
+#include "ops/cpu/threads.hpp"
 #include "float8/fsdp_float8.hpp"
 #include "models/llama3/parallelize.hpp"
 #include "mpi_world.hpp"
@@ -133,6 +136,24 @@ TEST_CASE("fsdp: sharded training step equals the full model's, on every mesh an
         CHECK(worst < 1e-5);
       }
     }
+}
+
+TEST_CASE("fsdp: parameter init on several pool threads gives the same bits as on one") {
+  DeviceMesh mesh(*g_world, 1, g_world->size());
+  auto shards = [&](int threads) {
+    ops::cpu::set_cpu_threads(threads);
+    Sharded s = sharded_model(mesh, false, FsdpOptions{});
+    std::vector<Tensor> out;
+    for (auto* p : s.fsdp->sharded_parameters()) out.push_back(p->data().clone());
+    return out;
+  };
+  const auto one = shards(1), four = shards(4);
+  ops::cpu::set_cpu_threads(1);
+  REQUIRE(one.size() == four.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    REQUIRE(one[i].nbytes() == four[i].nbytes());
+    CHECK(std::memcmp(one[i].raw(), four[i].raw(), one[i].nbytes()) == 0);
+  }
 }
 
 TEST_CASE("fsdp: each rank holds 1/shard of the parameters and gradients (padded to whole rows)") {
