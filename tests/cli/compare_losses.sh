@@ -6,7 +6,7 @@
 #   TOL "L/G" gives the grad norms their own tolerance G ("-": not compared); the gradient norm
 #   reacts faster than the loss to float8 rounding flips, so those tests loosen it.
 # COMPARE_B_LAUNCHER (environment), e.g. "mpirun -np 2", prefixes run b (multi-rank runs);
-# COMPARE_A_LAUNCHER likewise run a.
+# COMPARE_A_LAUNCHER likewise run a. COMPARE_A_METRICS, a metrics.jsonl, stands for run a (not run).
 # Losses are read at full precision from each run's metrics.jsonl (needs --metrics.log_freq 1).
 set -eu
 mode=$1; tol=${2%%/*}; gn_tol=${2#*/}; run_train=$3; shift 3
@@ -20,7 +20,11 @@ for arg in "$@"; do
 done
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 read -r -a launcher_a <<< "${COMPARE_A_LAUNCHER:-}"
-"${launcher_a[@]}" "$run_train" "${common[@]}" "${a[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log" || { cat "$dir/a.log"; exit 1; }
+if [ -n "${COMPARE_A_METRICS:-}" ]; then  # run a made elsewhere (the GPU check's carried CPU reference)
+  mkdir -p "$dir/a" && cp "$COMPARE_A_METRICS" "$dir/a/metrics.jsonl"
+else
+  "${launcher_a[@]}" "$run_train" "${common[@]}" "${a[@]}" --job.dump_folder "$dir/a" 2> "$dir/a.log" || { cat "$dir/a.log"; exit 1; }
+fi
 read -r -a launcher <<< "${COMPARE_B_LAUNCHER:-}"
 "${launcher[@]}" "$run_train" "${common[@]}" "${b[@]}" --job.dump_folder "$dir/b" 2> "$dir/b.log" || { cat "$dir/b.log"; exit 1; }
 # Full-precision losses and gradient norms from rank 0's metrics.jsonl (the log line rounds);
