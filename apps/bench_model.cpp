@@ -145,9 +145,11 @@ int main(int argc, char** argv) {
   std::vector<autograd::Variable*> params = fsdp.sharded_parameters();
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0, loss = 0;
+  std::int64_t syncs = 0;  // host waits in the timed steps, not counting the step-end sync()
   backend.reset_peak(device.index);
   for (int it = 0; it < warmup + iters; ++it) {
     for (auto* p : params) p->zero_grad();
+    const std::int64_t syncs_before = backend.host_syncs(device.index);
     const auto t0 = std::chrono::steady_clock::now();
     autograd::Variable logits = model.forward_tokens(tokens);
     autograd::Variable l = autograd::cross_entropy(logits, targets);
@@ -158,10 +160,12 @@ int main(int argc, char** argv) {
       fsdp.refresh_after_update();
       float8::sync_amax_histories(model, [](std::vector<float>&) {});
     }
+    const std::int64_t step_syncs = backend.host_syncs(device.index) - syncs_before;
     sync();  // GPU kernels are asynchronous: the step ends when the stream is done
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     loss = l.data().item(0);
     if (it >= warmup) {
+      syncs += step_syncs;
       best = std::min(best, dt);
       total += dt;
     }
@@ -173,11 +177,11 @@ int main(int argc, char** argv) {
   char mfu[32] = "n/a";
   if (peak_tflops > 0) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / peak_tflops);
   std::printf("titan.cpp %s (%lld layers) on %s batch %lld seq %lld ac %s%s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, "
-              "%.0f tokens/s, %.2f TFLOP/s, MFU %s, peak %.0f MiB\n",
+              "%.0f tokens/s, %.2f TFLOP/s, MFU %s, peak %.0f MiB, %.1f host syncs/step\n",
               flavor.c_str(), (long long)args.n_layers, device.str().c_str(), (long long)batch, (long long)seq, ac_mode.c_str(),
               no_optimizer ? " fwd+bwd" : " full step", bf16 ? " bf16" : " f32",
               float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), loss, total / iters, best, tps, tflops,
               mfu,
-              peak_bytes / (1 << 20));
+              peak_bytes / (1 << 20), double(syncs) / iters);
   return 0;
 }

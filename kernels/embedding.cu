@@ -197,6 +197,7 @@ bool embedding_tokens_out_of_range() {
   TITAN_CUDA_CHECK(cudaGetSymbolAddress(&flag, g_out_of_range));
   TITAN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof host, cudaMemcpyDeviceToHost, stream));
   TITAN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof host, stream));
+  note_host_sync();
   TITAN_CUDA_CHECK(cudaStreamSynchronize(stream));
   return host != 0;
 }

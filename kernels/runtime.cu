@@ -79,8 +79,16 @@ void* stream_handle() {
   return g_stream;
 }
 
+namespace {
+std::atomic<std::int64_t> g_host_syncs{0};
+}  // namespace
+
+std::int64_t host_sync_count() { return g_host_syncs.load(); }
+void note_host_sync() { ++g_host_syncs; }
+
 void synchronize() {
   require_device();
+  note_host_sync();
   TITAN_CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 
@@ -146,6 +154,7 @@ void copy(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   require_device();
   TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, g_stream));
+  note_host_sync();
   TITAN_CUDA_CHECK(cudaStreamSynchronize(g_stream));
 }
 

@@ -26,6 +26,10 @@ void set_device(int index);
 int current_device();  // -1 before set_device
 void* stream_handle();  // the compute stream (a cudaStream_t)
 void synchronize();     // waits for the compute stream
+// Host waits on the device so far: synchronize(), copy() (every copy waits for its bytes), the
+// token-range check; the speed target of a steady-state step is none (docs/cuda.md).
+std::int64_t host_sync_count();
+void note_host_sync();  // a kernel file's own cudaStreamSynchronize
 
 // Stream-ordered allocation on the compute stream (pointers 256-byte aligned).
 void* allocate(std::size_t bytes);

@@ -60,6 +60,9 @@ class DeviceBackend {
   virtual void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) = 0;
   // Waits until all work queued on device `index` is done (a no-op where work is synchronous).
   virtual void synchronize(int index) = 0;
+  // How many times the host has waited for device `index` so far (synchronize, blocking copies,
+  // values read back): the step log's syncs/step. 0 where the host does the work (the CPU).
+  virtual std::int64_t host_syncs(int /*index*/) const { return 0; }
 
   virtual MemoryStats memory_stats(int index) const = 0;
   virtual void reset_peak(int index) = 0;

@@ -75,6 +75,7 @@ class CudaBackend final : public DeviceBackend {
       cuda::convert(src, src_dtype, dst, dst_dtype, n);
   }
   void synchronize(int) override { cuda::synchronize(); }
+  std::int64_t host_syncs(int) const override { return cuda::host_sync_count(); }
   MemoryStats memory_stats(int index) const override {
     const cuda::MemoryStats s = cuda::memory_stats();
     MemoryStats m;

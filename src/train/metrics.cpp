@@ -58,15 +58,15 @@ void MetricsLogger::log(const StepMetrics& m) {
   const std::string eta = m.eta_seconds ? "  eta " + hms(*m.eta_seconds) : "";
   const double comm_mib = double(m.comm.total_bytes()) / double(1 << 20);
   spdlog::info("step {:5d}  loss {:8.4f}  grad_norm {:8.4f}  lr {:.4e}  memory {:6.2f}GiB({:.1f}%) act {:.1f}MiB  "
-               "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s{}",
+               "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s  syncs {}{}",
                m.step, m.loss, m.grad_norm, m.lr, m.memory_peak_gib, m.memory_pct, m.saved_activation_gib * 1024.0, tps,
-               tflops, mfu, data_pct, comm_mib, m.comm.wait_seconds, m.comm.in_flight_seconds, eta);
+               tflops, mfu, data_pct, comm_mib, m.comm.wait_seconds, m.comm.in_flight_seconds, m.host_syncs, eta);
   if (jsonl_.is_open()) {
     nlohmann::json j = {{"step", m.step},          {"loss", m.loss},         {"grad_norm", m.grad_norm},
                         {"lr", m.lr},              {"tps", tps},             {"tflops", tflops},
                         {"mfu", mfu},              {"data_pct", data_pct},   {"memory_gib", m.memory_peak_gib},
                         {"memory_pct", m.memory_pct}, {"step_seconds", m.step_seconds}, {"tokens", m.tokens},
-                        {"saved_activation_gib", m.saved_activation_gib}};
+                        {"saved_activation_gib", m.saved_activation_gib}, {"host_syncs", m.host_syncs}};
     nlohmann::json comm = {{"wait_seconds", m.comm.wait_seconds}, {"in_flight_seconds", m.comm.in_flight_seconds}};
     for (int op = 0; op < dist::CommStats::kNumOps; ++op) {
       const char* name = dist::CommStats::name(static_cast<dist::CommStats::Op>(op));

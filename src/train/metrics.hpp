@@ -37,6 +37,7 @@ struct StepMetrics {
   std::optional<double> eta_seconds;  // shown when stdout is a terminal
   dist::CommStats comm;               // this rank's collectives in the step
   std::int64_t float8_amax_all_reduces = 0;  // FSDP float8 all-gather scale reductions in the step
+  std::int64_t host_syncs = 0;  // times the host waited for the device in the step (0 on the CPU)
   StateBytes state;
 };
 

@@ -677,6 +677,7 @@ TrainResult Trainer::train() {
     reset_memory_peak(device_);
     dist::reset_comm_stats();
     const std::int64_t amax_reduces_before = float8_amax_all_reduces();
+    const std::int64_t syncs_before = backend_for(device_).host_syncs(device_.index);
     fault_.at_step_start(world_.rank(), step);
     const StepOutput out = train_step(step);
     if (step == start_step_) {
@@ -713,6 +714,7 @@ TrainResult Trainer::train() {
       m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
+      m.host_syncs = backend_for(device_).host_syncs(device_.index) - syncs_before;
       m.state = state_bytes(*fsdp_, *optimizer_);
       if (show_eta_ && step < cfg_.training.steps)
         m.eta_seconds = eta_seconds(step, start_step_, cfg_.training.steps, seconds_since(t_train));

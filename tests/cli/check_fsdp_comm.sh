@@ -46,5 +46,11 @@ for counter in reduce_scatter_calls reduce_scatter_bytes; do
     { echo "FAIL: gradient accumulation should reduce-scatter once per step"; status=1; }
 done
 grep -q 'comm [0-9.]*MiB wait [0-9.]*s' "$dir/fp8.log" || { echo "FAIL: the step log shows no comm column"; status=1; }
+# Host waits for a device: none on the CPU backend (the host does the work); the column and the
+# metrics.jsonl field are there for GPU runs (syncs/step).
+if ! grep -q 'device: training on cuda' "$dir/fp8.log"; then
+  grep -q 'syncs 0' "$dir/fp8.log" && [ "$(grep -o '"host_syncs":[0-9]*' "$dir/fp8/metrics.jsonl" | cut -d: -f2 | sort -u)" = "0" ] ||
+    { echo "FAIL: a CPU run should log 0 host syncs per step"; status=1; }
+fi
 [ $status -eq 0 ] && echo "ok"
 exit $status
