@@ -2,7 +2,8 @@
 # The GPU device check in one command (docs/cuda.md, "The device check"): the CUDA backend against
 # the CPU reference, then titan.cpp's GEMM/attention/step benchmarks beside PyTorch on the same
 # chip, as a short table. Made to fit one lent-GPU call: every step runs under `timeout`, the whole
-# check under an overall budget (BUDGET_S, default 420 s: a rerun fits in the 15-minute lease), and
+# check under an overall budget (BUDGET_S, default 360 s: with the machine's start-up, a rerun still
+# fits in a 15-minute lease), and
 # exactly three files come back in $OUT (default ./gpu_logs):
 #   preflight.txt   driver, GPU, CUDA runtime, which libcublasLt/libnccl/libcudnn each binary loads
 #   summary.txt     one line per step (PASS/FAIL/TIMEOUT/SKIP, seconds), then the figures and the
@@ -29,7 +30,7 @@ out=${OUT:-gpu_logs}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 logs=$(mktemp -d)
-budget=${BUDGET_S:-420}
+budget=${BUDGET_S:-360}
 start=$SECONDS
 summary="$out/summary.txt"
 preflight="$out/preflight.txt"
@@ -49,7 +50,7 @@ case $mode in
     # The bundle's libraries and pip's CUDA ones (cuBLAS, cuDNN, NCCL), for titan's binaries only:
     # grep, awk and python keep the system's.
     pylibs=$(python3 -c "import nvidia, os; d = os.path.dirname(nvidia.__path__[0]); print(':'.join(os.path.join(d, 'nvidia', x, 'lib') for x in os.listdir(os.path.join(d, 'nvidia'))))" 2>/dev/null || true)
-    libs="$root/.devlibs:/usr/local/cuda/lib64:$pylibs"
+    libs="$root/.devlibs:/usr/local/cuda/lib64${pylibs:+:$pylibs}"
     refs=$root/.devbundle/ref ;;
   build)
     cmake -S . -B build-gpu.obj -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-gpu.obj -j"$(nproc)" >/dev/null || exit 1
@@ -70,7 +71,8 @@ for b in run_train titan_gpu_tests bench_gemm bench_attention bench_model; do
   if [ $mode = dry ]; then
     printf '#!/bin/sh\ncat "%s/%s.txt" 2>/dev/null || echo "dry run: %s $*"\n' "$bin" "$b" "$b" > "$wrap/$b"
   else
-    printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s/%s" "$@"\n' "$libs" "$bin" "$b" > "$wrap/$b"
+    # No empty entries in the search path (an empty one means the current directory).
+    printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/%s" "$@"\n' "$libs${LD_LIBRARY_PATH:+${libs:+:}$LD_LIBRARY_PATH}" "$bin" "$b" > "$wrap/$b"
   fi
   chmod +x "$wrap/$b"
 done
@@ -89,7 +91,8 @@ export mode
   missing=0
   for b in run_train titan_gpu_tests bench_gemm bench_attention bench_model; do
     if [ $mode = dry ]; then echo "$b: (dry run)"; continue; fi
-    resolved=$(LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$bin/$b" 2>&1)
+    if [ ! -x "$bin/$b" ]; then echo "$b: MISSING binary $bin/$b"; missing=1; continue; fi
+    resolved=$(LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+${libs:+:}$LD_LIBRARY_PATH}" ldd "$bin/$b" 2>&1)
     echo "$b: $(grep -E 'libcudart|libcublasLt|libnccl|libcudnn' <<< "$resolved" | awk '{ printf "%s -> %s  ", $1, $3 }')"
     if grep -q 'not found' <<< "$resolved"; then
       echo "  MISSING: $(grep 'not found' <<< "$resolved" | awk '{ print $1 }' | tr '\n' ' ')"
@@ -167,22 +170,23 @@ step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --
   echo "---- parity (last step: loss cpu gpu)"
   for f in "$logs"/parity_*.log; do echo "$(basename "$f" .log): $(grep -E '^(ok|FAIL)' "$f" | tail -1)"; done
   echo "---- GEMMs, TFLOP/s: titan.cpp (ours / best cuBLASLt heuristic) and PyTorch; ratio = titan / torch"
+  # (numbers compared as numbers: a "nan" from the anchor gives no ratio, not a division by zero)
   awk '
-    FNR == NR && $1 == "anchor" && $2 == "gemm" && NF == 8 { bf[$3] = $6; tw[$3] = $7; rw[$3] = $8; next }
-    FNR != NR && $0 ~ /\|/ && $1 != "layer" {
+    FILENAME == ARGV[1] { if ($1 == "anchor" && $2 == "gemm" && NF == 8) { bf[$3] = $6 + 0; tw[$3] = $7 + 0; rw[$3] = $8 + 0 }; next }
+    $0 ~ /\|/ && $1 != "layer" {
       split($0, c, "|"); split(c[1], h, " "); split(c[2], b, " "); split(c[3], t, " "); split(c[4], r, " ")
       name = h[1]
-      printf "%-8s bf16 %6s (best %6s) torch %6s x%.2f | fp8tw %6s torch %6s x%.2f | fp8rw %6s torch %6s x%.2f\n",
-        name, b[1], b[2], bf[name], (bf[name] > 0 ? b[1] / bf[name] : 0), t[1], tw[name], (tw[name] > 0 ? t[1] / tw[name] : 0),
-        r[1], rw[name], (rw[name] > 0 ? r[1] / rw[name] : 0)
+      printf "%-8s bf16 %6s (best %6s) torch %6.1f x%.2f | fp8tw %6s torch %6.1f x%.2f | fp8rw %6s torch %6.1f x%.2f\n",
+        name, b[1], b[2], bf[name], (bf[name] > 0 && bf[name] == bf[name] ? b[1] / bf[name] : 0), t[1], tw[name], (tw[name] > 0 && tw[name] == tw[name] ? t[1] / tw[name] : 0),
+        r[1], rw[name], (rw[name] > 0 && rw[name] == rw[name] ? r[1] / rw[name] : 0)
     }' "$logs/anchor_torch.log" "$logs/bench_gemm.log" 2>/dev/null
   echo "---- attention (B=1 S=8192 H=32 KV=8 D=128, causal, bf16), forward+backward ms; ratio = best torch / titan"
   awk '
-    FNR == NR && $1 == "anchor" && $2 == "attention" && NF == 7 { ms[$3] = $5; next }
-    FNR != NR && $1 == "forward+backward" {
+    FILENAME == ARGV[1] { if ($1 == "anchor" && $2 == "attention" && NF == 7) ms[$3] = $5 + 0; next }
+    $1 == "forward+backward" {
       best = 0; which = "-"
       for (k in ms) if (ms[k] > 0 && (best == 0 || ms[k] < best)) { best = ms[k]; which = k }
-      printf "titan %s ms, torch %s %s ms, x%.2f\n", $2, which, best, (best > 0 ? best / $2 : 0)
+      printf "titan %s ms, torch %s %.3f ms, x%.2f\n", $2, which, best, (best > 0 ? best / $2 : 0)
     }' "$logs/anchor_torch.log" "$logs/bench_attention.log" 2>/dev/null
   echo "---- training step"
   grep -h -E '^(init|titan\.cpp)' "$logs"/model_*.log 2>/dev/null

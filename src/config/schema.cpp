@@ -156,8 +156,15 @@ void check_number(const KeyInfo& key, const std::string& origin, double v, const
 void check_choice(const KeyInfo& key, const std::string& origin, const std::string& v) {
   const auto& ch = key.check.choices;
   if (key.check.type != Check::Type::OneOf || std::find(ch.begin(), ch.end(), v) != ch.end()) return;
+  // The choice "<N>": any positive integer, written plainly (no sign, no leading zero).
+  const bool plain_int = !v.empty() && v.size() < 10 && v[0] >= '1' && v[0] <= '9' &&
+                         std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (plain_int && std::find(ch.begin(), ch.end(), kPositiveIntChoice) != ch.end()) return;
+  std::vector<std::string> words;
+  for (const auto& c : ch)
+    if (c != kPositiveIntChoice) words.push_back(c);
   std::string msg = "= " + quote(printable(v)) + " is not " + describe_expected(key);
-  if (auto near = closest_match(v, ch)) msg += "; did you mean " + quote(*near) + "?";
+  if (auto near = closest_match(v, words)) msg += "; did you mean " + quote(*near) + "?";
   fail(key, origin, msg);
 }
 
@@ -219,7 +226,8 @@ std::string describe_expected(const KeyInfo& key) {
     case Kind::List: return "a list of strings (TOML array or comma-separated string)";
     case Kind::Enum: case Kind::OptEnum: {
       std::string s = "one of ";
-      for (size_t i = 0; i < c.choices.size(); ++i) s += (i ? ", " : "") + c.choices[i];
+      for (size_t i = 0; i < c.choices.size(); ++i)
+        s += (i ? ", " : "") + (c.choices[i] == kPositiveIntChoice ? std::string("a positive integer N") : c.choices[i]);
       return s;
     }
   }

@@ -29,8 +29,10 @@ Check min(double lo);
 Check greater(double lo);
 Check range(double lo, double hi);
 Check min_or(double lo, double exactly);
+// A choice spelled "<N>" stands for any positive integer (one_of("default|always|never|<N>")).
 Check one_of(std::string_view bar_separated);
 }  // namespace chk
+inline constexpr const char* kPositiveIntChoice = "<N>";
 
 // Pointer to one typed field of a JobConfig.
 using FieldRef = std::variant<bool*, std::int64_t*, double*, std::string*, std::vector<std::string>*,

@@ -56,6 +56,10 @@ struct Fsdp::Unit {
   std::int64_t shard_elems = 0;    // one rank's part of the flat gradient buffer
   enum class State { released, in_flight, gathered } state = State::released;
   Tensor send, recv;               // the flat all-gather's buffers while it is in flight
+  // hpZ: this rank's 1/N of the gathered bytes kept from the forward's gather until the backward
+  // gathers from them (member j of the group keeps ranks [j S/N, (j+1) S/N)'s packed shards, so
+  // the group's all-gather lays them out as the shard group's does).
+  Tensor hpz_part;
   std::unique_ptr<Work> gather_work;
   size_t grads_ready = 0;  // parameters whose gradient arrived in the current backward
 };
@@ -226,6 +230,16 @@ Tensor Fsdp::full_parameter(size_t i) {
 
 void Fsdp::start_gather(Unit& u) {
   if (u.state != Unit::State::released) return;
+  if (!autograd::in_backward()) u.hpz_part = Tensor();  // a forward gathers afresh (and keeps a new part)
+  if (u.hpz_part.defined()) {  // hpZ: the backward gathers from the N-rank group
+    u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);
+    u.send = u.hpz_part;
+    u.gather_work = opt_.hpz_group->all_gather_async(u.send, u.recv);
+    u.hpz_part = Tensor();  // the send buffer holds it until the gather is done
+    ++gather_counts_.hpz_group;
+    u.state = Unit::State::in_flight;
+    return;
+  }
   ProcessGroup& group = mesh_.shard_group();
   const auto max_over_shards = [&](const Tensor& t) {
     group.all_reduce(t, ReduceOp::max);
@@ -244,6 +258,7 @@ void Fsdp::start_gather(Unit& u) {
   }
   u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);
   u.gather_work = group.all_gather_async(u.send, u.recv);
+  ++gather_counts_.shard_group;
   u.state = Unit::State::in_flight;
 }
 
@@ -258,6 +273,13 @@ void Fsdp::finish_gather(Unit& u) {
       p.gathered.slice_rows(r * p.rows_per_shard, (r + 1) * p.rows_per_shard)
           .copy_from(u.recv.view_bytes(r * u.shard_bytes + p.wire_offset, {p.rows_per_shard, p.row_elems}, p.wire));
     if (p.extension) p.extension->post_all_gather(p.module_param->data());
+  }
+  // hpZ: a forward's gather (not a recompute inside backward) keeps this rank's 1/N of the bytes
+  // for the backward's gather. Also under no-grad (an activation-checkpointed block's forward is
+  // one); a validation forward's parts wait for the next forward, which replaces them.
+  if (opt_.hpz_group && u.reshard_after_forward && !autograd::in_backward()) {
+    const std::int64_t block = std::int64_t(u.shard_bytes) * (mesh_.shard() / opt_.hpz_group->size());
+    u.hpz_part = u.recv.view_range(opt_.hpz_group->rank() * block, {block}).clone();
   }
   u.send = Tensor();
   u.recv = Tensor();
@@ -363,6 +385,7 @@ void Fsdp::refresh_after_update() {
   while (!pending_.empty()) finish_reduce();
   for (auto& u : units_) {
     release(*u);
+    u->hpz_part = Tensor();  // encoded from the old shards
     for (auto& p : u->params)
       if (p.extension) p.extension->shards_changed();
   }

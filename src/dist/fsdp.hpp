@@ -44,6 +44,16 @@ struct FsdpOptions {
   // The parameters are themselves parts of tensors split over this group too (tensor parallel):
   // an extension's max_over_shards also takes the MAX over it. Null: whole parameters.
   ProcessGroup* extension_max_also = nullptr;
+  // ZeRO++ hpZ (reshard_after_forward = N, FSDP2's int): a unit that reshards after forward
+  // keeps its gathered bytes sharded over this group of N adjacent shard ranks (each member 1/N
+  // of them, in the all-gather's wire dtype) instead of freeing everything, and its backward
+  // gathers from this group only. Null: units free all after forward.
+  ProcessGroup* hpz_group = nullptr;
+};
+
+// All-gathers FSDP issued, by the group they ran on (the step log's hpZ evidence).
+struct FsdpGatherCounts {
+  std::int64_t shard_group = 0, hpz_group = 0;
 };
 
 // The per-rank footprint of the sharded training state (bytes).
@@ -103,6 +113,7 @@ class Fsdp {
   // All-reduces issued by all-gather extensions (max_over_shards calls) since construction.
   std::int64_t extension_all_reduces() const { return extension_all_reduces_; }
   int shard_degree() const;
+  FsdpGatherCounts gather_counts() const { return gather_counts_; }
 
   // Prefetching (on by default): a unit's forward issues the next unit's all-gather, its
   // backward the previous unit's, so each gather runs while a unit computes.
@@ -135,6 +146,7 @@ class Fsdp {
   bool sync_grads_ = true;
   bool callback_queued_ = false;
   std::int64_t extension_all_reduces_ = 0;
+  FsdpGatherCounts gather_counts_;
 };
 
 }  // namespace titan::dist

@@ -429,15 +429,35 @@ void DeviceMesh::use_device_collectives(Device device) {
   if (!e.factory)
     throw UserError("comm: this build has no collectives for " + device.str() +
                     " tensors; set comm.backend = \"mpi\" (host-staged) or build with the CUDA toolkit");
-  auto wrap = [&](std::unique_ptr<ProcessGroup>& g) {
-    auto dev = e.factory(*g, device.index);
-    g = std::make_unique<RoutingGroup>(std::move(g), std::move(dev));
-  };
-  wrap(world_);
-  wrap(shard_group_);
-  wrap(replicate_group_);
-  wrap(tp_group_);
-  wrap(dp_group_);
+  device_collectives_ = device;
+  // The TP and data-parallel groups carry device tensors only under tensor parallelism (tp 1:
+  // dp_group is the world again, and one communicator per group costs set-up and GPU memory).
+  for (auto* g : {&world_, &shard_group_, &replicate_group_, &shard_subgroup_})
+    if (*g) route_device_collectives(*g);
+  if (tp_ > 1)
+    for (auto* g : {&tp_group_, &dp_group_}) route_device_collectives(*g);
+}
+
+void DeviceMesh::route_device_collectives(std::unique_ptr<ProcessGroup>& g) {
+  const auto& e = g_device_groups[static_cast<int>(device_collectives_->kind)];
+  auto dev = e.factory(*g, device_collectives_->index);
+  g = std::make_unique<RoutingGroup>(std::move(g), std::move(dev));
+}
+
+void DeviceMesh::make_shard_subgroups(int n) {
+  if (n < 1 || shard_ % n != 0)
+    throw std::invalid_argument("DeviceMesh::make_shard_subgroups: " + std::to_string(n) + " does not divide the shard degree " +
+                                std::to_string(shard_));
+  if (!mpi_) {
+    shard_subgroup_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "hpz");
+    return;
+  }
+  // Members share the replicate and tp indices and shard_index / n; ordered by shard index.
+  MPI_Comm comm;
+  MPI_Comm_split(MPI_COMM_WORLD, (replicate_index_ * tp_ + tp_index_) * (shard_ / n) + shard_index_ / n, shard_index_,
+                 &comm);
+  shard_subgroup_ = std::make_unique<MpiProcessGroup>(comm, true, "hpz");
+  if (device_collectives_) route_device_collectives(shard_subgroup_);
 }
 
 std::int64_t CommStats::total_bytes() const {
@@ -474,6 +494,7 @@ DeviceMesh::DeviceMesh(const World& world, int replicate, int shard, int tp)
   tp_index_ = world.rank() % tp;
   shard_index_ = world.rank() / tp % shard;
   replicate_index_ = world.rank() / (tp * shard);
+  mpi_ = world.uses_mpi();
   if (!world.uses_mpi()) {
     world_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "world");
     shard_group_ = std::make_unique<MpiProcessGroup>(MPI_COMM_NULL, false, "shard");

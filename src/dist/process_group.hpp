@@ -10,6 +10,7 @@
 // process-wide CommStats, which the step log reports.
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,10 +128,17 @@ class DeviceMesh {
   // CUDA) and host tensors stay with MPI; every rank calls it (the groups are made collectively).
   // Throws UserError when no device group is registered for the kind.
   void use_device_collectives(Device device);
+  // Splits every shard group into groups of `n` adjacent shard indices (n divides shard(); every
+  // rank calls it): FSDP's hpZ group (reshard_after_forward = n). Null until made.
+  void make_shard_subgroups(int n);
+  ProcessGroup* shard_subgroup() { return shard_subgroup_.get(); }
 
  private:
+  void route_device_collectives(std::unique_ptr<ProcessGroup>& g);
   int replicate_, shard_, tp_, replicate_index_, shard_index_, tp_index_;
-  std::unique_ptr<ProcessGroup> world_, shard_group_, replicate_group_, tp_group_, dp_group_;
+  bool mpi_ = false;
+  std::optional<Device> device_collectives_;
+  std::unique_ptr<ProcessGroup> world_, shard_group_, replicate_group_, tp_group_, dp_group_, shard_subgroup_;
 };
 
 }  // namespace titan::dist

@@ -74,6 +74,8 @@ void MetricsLogger::log(const StepMetrics& m) {
       comm[std::string(name) + "_calls"] = m.comm.calls[size_t(op)];
     }
     comm["float8_amax_all_reduces"] = m.float8_amax_all_reduces;
+    comm["fsdp_all_gathers_shard_group"] = m.fsdp_gathers_shard;
+    comm["fsdp_all_gathers_hpz_group"] = m.fsdp_gathers_hpz;
     j["comm"] = comm;
     j["state_bytes"] = {{"params", m.state.params}, {"grads", m.state.grads}, {"optimizer", m.state.optimizer}};
     jsonl_ << j.dump() << "\n";

@@ -98,6 +98,20 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
     if (cfg.validation.enable) need(cfg.validation.seq_len, "validation.seq_len", "sequence parallel splits the sequence");
   }
   p.batch = dist::resolve_batch(cfg.training.local_batch_size, cfg.training.global_batch_size, p.dims);
+  {
+    // fsdp_reshard_after_forward = N (validated as a positive integer): FSDP2's int, a non-trivial
+    // divisor of the shard degree.
+    const std::string& r = cfg.parallelism.fsdp_reshard_after_forward;
+    if (!r.empty() && r[0] >= '0' && r[0] <= '9') {
+      p.hpz = std::stoll(r);
+      const std::int64_t S = p.dims.shard;
+      if (p.hpz < 2 || p.hpz >= S || S % p.hpz != 0)
+        throw UserError("parallelism: fsdp_reshard_after_forward = " + r + " must be a divisor of data_parallel_shard_degree (" +
+                        std::to_string(S) + ") other than 1 and " + std::to_string(S) +
+                        ": the ranks (e.g. one node's) that keep the parameters sharded between forward and backward; "
+                        "or use default, always or never");
+    }
+  }
   p.device_kind = resolve_device(cfg.training.device, devices);
   p.device = describe_device(p.device_kind, devices, 0);
   p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
@@ -164,9 +178,12 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
     // the param dtype (bf16 under bf16 mixed precision, on every device), plus the unsharded f32
     // gradients of the largest unit.
     const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
-    const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy == "default" ? root_unit : 0);
+    const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy != "always" ? root_unit : 0);
     const std::int64_t param_bytes = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
     p.memory.gathered = param_bytes * alive + 4 * largest_unit;
+    // hpZ: every resharding unit's 1/N copy lives from its forward to its backward (all of them
+    // at once when backward starts).
+    if (p.hpz > 1) p.memory.gathered += param_bytes * (all_units - root_unit) / p.hpz;
   }
   p.memory.activations =
       llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks,
@@ -190,7 +207,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       // Every unit gathered in forward and again in backward, but [norm, output] under the
       // default and "never" policies, which stay gathered (and "never": every unit stays).
       const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
-      const std::int64_t regathered = policy == "never" ? 0 : policy == "always" ? all_units : all_units - root_unit;
+      const std::int64_t regathered = policy == "never" ? 0 : policy == "always" ? all_units : all_units - root_unit;  // N: as default
       p.comm.fsdp_all_gather = micro * wire * (all_units + regathered);
       p.comm.fsdp_reduce_scatter = 4 * all_units;  // f32, after the last micro-batch
     }
@@ -220,6 +237,8 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       }
       const std::int64_t backward = (2 * p.model.n_layers + 1) * wire;  // gradients of the reduce-scatters
       p.comm.tp_all_gather = micro * (forward + backward) * act;
+      // Without loss parallel the vocabulary-sharded logits are all-gathered too (forward only).
+      if (cfg.parallelism.disable_loss_parallel) p.comm.tp_all_gather += micro * wire * act / p.model.dim * p.model.vocab_size;
       p.comm.tp_reduce_scatter = micro * n * 4 * act;
     }
   }

@@ -19,6 +19,8 @@ namespace titan::train {
 
 struct Plan {
   dist::ParallelDims dims;
+  // fsdp_reshard_after_forward = N > 1 (hpZ): the group size; 0 for the named policies.
+  std::int64_t hpz = 0;
   dist::BatchPlan batch;
   std::string device;       // what rank 0 trains on, described
   std::string device_kind;  // training.device resolved: "cpu" or "cuda"

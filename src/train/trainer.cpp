@@ -171,9 +171,13 @@ checkpoint::TrainingState training_state(const dist::Fsdp& fsdp, const std::vect
       } else if (for_load) {
         Shape whole = local;
         whole[1] = global[1];
+        // This rank's columns go in first, so a buffer the load leaves alone (the model under
+        // exclude_from_loading) puts back what was there.
         Tensor full = Tensor::zeros(whole, rows.dtype(), rows.device());
+        const std::int64_t c = local[1], first_col = tp_layout.rank * c;
+        for (std::int64_t r = 0; r < local[0]; ++r) full.view_range(r * global[1] + first_col, {c}).copy_from(rows.view_range(r * c, {c}));
         list.push_back({name, global, begin, end, full});
-        fixups->push_back({rows, full, tp_layout.rank * local[1]});
+        fixups->push_back({rows, full, first_col});
       } else {
         Tensor full = gather_tp(rows, 1, tp);
         if (tp_layout.rank == 0) list.push_back({name, global, begin, end, full});
@@ -335,7 +339,6 @@ void Trainer::build_model() {
     if (cfg_.model.print_after_conversion) spdlog::info("model after conversion:\n{}", describe_model(*model_));
   }
   llama3::Transformer& model = *model_;
-  model.set_activation_checkpointing(plan_.ac);
   // profiling.enable_profiling: module spans hook in before FSDP, so a unit's span holds its all-gather.
   profiler_ = std::make_unique<Profiler>(cfg_, world_.rank(), device_);
   profiler_->attach(model);
@@ -368,11 +371,21 @@ void Trainer::build_model() {
   // Under TP each FSDP parameter is itself a part of a weight split over the TP group: an
   // all-gather extension's scale (float8 all-gather) is the MAX over shard x tp.
   if (plan_.dims.tp > 1) fo.extension_max_also = &mesh_->tp_group();
+  // fsdp_reshard_after_forward = N (ZeRO++ hpZ; the plan checked that N divides the shard degree).
+  if (plan_.hpz > 1) {
+    mesh_->make_shard_subgroups(int(plan_.hpz));
+    fo.hpz_group = mesh_->shard_subgroup();
+    spdlog::info("fsdp: reshard_after_forward = {} (hpZ): after forward each unit stays sharded over {} adjacent ranks "
+                 "(world ranks of this group: {}); the backward all-gathers run within them",
+                 plan_.hpz, plan_.hpz, fo.hpz_group->describe());
+  }
   fsdp_ = std::make_unique<dist::Fsdp>(*mesh_, fo);
   fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
   // Tensor parallel first (the parameters become their TP-local parts), then FSDP shards those.
   loss_parallel_ = plan_.dims.tp > 1 && !cfg_.parallelism.disable_loss_parallel;
   tp_ = llama3::apply_tp(model, mesh_->tp_group(), loss_parallel_);
+  // After TP: per-op AC's forced recomputes match weights by their (TP-local) shapes.
+  model.set_activation_checkpointing(plan_.ac);
   llama3::apply_fsdp(model, *fsdp_, cfg_.parallelism.fsdp_reshard_after_forward);
   fsdp_->init_shards([&](const std::string& fqn, Tensor& rows, std::int64_t first) {
     tp_.init_local(fqn, rows, first, [&](Tensor& part, std::int64_t global_first) {
@@ -678,6 +691,7 @@ TrainResult Trainer::train() {
     dist::reset_comm_stats();
     const std::int64_t amax_reduces_before = float8_amax_all_reduces();
     const std::int64_t syncs_before = backend_for(device_).host_syncs(device_.index);
+    const dist::FsdpGatherCounts gathers_before = fsdp_->gather_counts();
     fault_.at_step_start(world_.rank(), step);
     const StepOutput out = train_step(step);
     if (step == start_step_) {
@@ -692,7 +706,9 @@ TrainResult Trainer::train() {
     result.last_loss = out.loss;
     result.steps = step;
     const double step_seconds = seconds_since(t_step);
-    const std::int64_t step_tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len;  // this rank's
+    // This rank's share of the step's tokens: a TP group's ranks work on the same tokens, each on
+    // 1/tp of every layer (TorchTitan divides by the non-data-parallel size), so tps and mfu are per rank.
+    const std::int64_t step_tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len / plan_.dims.tp;
     // Every step, not only the logged ones: the report's curves show the whole run.
     report.rows.push_back({step, out.loss, out.grad_norm, out.lr, step_seconds > 0 ? double(step_tokens) / step_seconds : 0});
 
@@ -715,6 +731,8 @@ TrainResult Trainer::train() {
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
       m.host_syncs = backend_for(device_).host_syncs(device_.index) - syncs_before;
+      m.fsdp_gathers_shard = fsdp_->gather_counts().shard_group - gathers_before.shard_group;
+      m.fsdp_gathers_hpz = fsdp_->gather_counts().hpz_group - gathers_before.hpz_group;
       m.state = state_bytes(*fsdp_, *optimizer_);
       if (show_eta_ && step < cfg_.training.steps)
         m.eta_seconds = eta_seconds(step, start_step_, cfg_.training.steps, seconds_since(t_train));

@@ -30,6 +30,8 @@ dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_pa
 //   default  every unit but [norm, output] frees its gathered parameters after forward (the last
 //            unit's backward starts right after its forward, so freeing it would only re-gather)
 //   always   every unit frees them;  never  none does (memory for fewer all-gathers)
+//   N        as default, but each unit keeps a copy sharded over N adjacent ranks for its
+//            backward all-gather (ZeRO++ hpZ; the trainer gives FSDP the N-rank group)
 // Every unit frees them after its backward.
 void apply_fsdp(Transformer& model, dist::Fsdp& fsdp, const std::string& reshard_after_forward);
 
