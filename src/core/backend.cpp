@@ -143,6 +143,18 @@ class CpuBackend final : public DeviceBackend {
       for (std::int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
       return;
     }
+    if (src_dtype == DType::f32 && dst_dtype == DType::f16) {
+      const float* s = static_cast<const float*>(src);
+      auto* d = static_cast<std::uint16_t*>(dst);
+      for (std::int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(s[i]);
+      return;
+    }
+    if (src_dtype == DType::f16 && dst_dtype == DType::f32) {
+      const auto* s = static_cast<const std::uint16_t*>(src);
+      float* d = static_cast<float*>(dst);
+      for (std::int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
+      return;
+    }
     if (src_dtype == DType::f64 && dst_dtype == DType::f32) {
       const double* s = static_cast<const double*>(src);
       float* d = static_cast<float*>(dst);

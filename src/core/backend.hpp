@@ -25,6 +25,9 @@ struct DeviceProperties {
   // its peak is calibrated by the trainer (train/cpu_gemm.hpp).
   double peak_bf16_flops = 0;
   double peak_fp8_flops = 0;
+  // Computes bf16 natively (NVIDIA sm_80 and later; the CPU's emulation counts as yes): what
+  // mixed_precision_param = "auto" asks.
+  bool native_bf16 = true;
 };
 
 // The allocator's byte counters for one device.

@@ -20,6 +20,7 @@ DeviceInfo probe_devices(int local_rank) {
       const DeviceProperties props = gpu.properties(local_rank % info.cuda_devices);
       info.gpu_name = props.description;
       info.gpu_memory_bytes = props.total_memory;
+      info.gpu_native_bf16 = props.native_bf16;
     }
   }
   return info;

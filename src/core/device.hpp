@@ -11,6 +11,7 @@ struct DeviceInfo {
   int cuda_devices = 0;     // GPUs visible to this process
   std::string gpu_name;     // description of the GPU this rank would use, if any
   std::size_t gpu_memory_bytes = 0;      // total memory of that GPU (0: none or unknown)
+  bool gpu_native_bf16 = true;           // that GPU computes bf16 natively (sm_80+)
   std::size_t host_available_bytes = 0;  // MemAvailable, or the cgroup's headroom when lower (0: unknown)
 };
 

@@ -101,11 +101,20 @@ float decode_e4m3(std::uint32_t b) {
 
 }  // namespace
 
+// float32 -> float16, round to nearest even, on the bits (float16 activations convert on every CPU
+// op): a normal result rebiases the exponent and rounds the mantissa from 23 to 10 bits (a carry
+// moves into the exponent, up to infinity); a subnormal one is x scaled to the 2^-24 quantum and
+// rounded by the FPU (exact: the scaling is a power of two).
 std::uint16_t f32_to_f16(float x) {
-  const std::uint16_t sign = std::signbit(x) ? 0x8000 : 0;
-  if (std::isnan(x)) return sign | 0x7E00;
-  if (std::isinf(x)) return sign | 0x7C00;
-  return sign | static_cast<std::uint16_t>(encode_magnitude(std::fabs(static_cast<double>(x)), kF16, true));
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(x);
+  const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000);
+  const std::uint32_t u = bits & 0x7FFFFFFF;
+  if (u > 0x7F800000) return sign | 0x7E00;   // NaN
+  if (u >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (inf included) rounds to infinity
+  if (u < 0x38800000)                          // below 2^-14: subnormal or zero
+    return sign | static_cast<std::uint16_t>(std::nearbyint(std::fabs(x) * 0x1p24f));
+  const std::uint32_t v = u - 0x38000000;  // exponent bias 127 -> 15
+  return sign | static_cast<std::uint16_t>((v + 0xFFF + ((v >> 13) & 1)) >> 13);
 }
 
 float f16_to_f32(std::uint16_t bits) {

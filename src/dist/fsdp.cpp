@@ -316,10 +316,10 @@ void Fsdp::post_backward(Unit& u) {
       }
       p.module_param->zero_grad();
     }
-    // mixed_precision_reduce = bfloat16: each rank's contribution and each reduction's result
-    // are rounded to bf16 (what a bf16 reduce-scatter delivers); MPI sums the rounded values
-    // in f32, so the bytes on the wire are still f32's on the CPU backend.
-    if (opt_.reduce_dtype == DType::bf16) in.copy_from(in.to(DType::bf16));
+    // mixed_precision_reduce = bfloat16 / float16: each rank's contribution and each
+    // reduction's result are rounded to it (what a half-precision reduce-scatter delivers); MPI
+    // sums the rounded values in f32, so the bytes on the wire are still f32's on the CPU backend.
+    if (opt_.reduce_dtype != DType::f32) in.copy_from(in.to(opt_.reduce_dtype));
     Tensor out = Tensor::empty({u.shard_elems}, DType::f32, opt_.device);
     // Averages: every rank's loss is the mean over its own batch slice.
     auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
@@ -344,8 +344,8 @@ void Fsdp::finish_reduce() {
 
 bool Fsdp::advance_reduce(PendingReduce& r) {
   r.work->wait();
-  // bf16 reduce: each reduction's result is rounded, as a bf16 collective would deliver it.
-  if (opt_.reduce_dtype == DType::bf16) r.out.copy_from(r.out.to(DType::bf16));
+  // Half-precision reduce: each reduction's result is rounded, as such a collective would deliver it.
+  if (opt_.reduce_dtype != DType::f32) r.out.copy_from(r.out.to(opt_.reduce_dtype));
   if (!r.over_replicas && mesh_.replicate() > 1) {  // HSDP: one all-reduce per unit over the replicas
     r.work = mesh_.replicate_group().all_reduce_async(r.out, ReduceOp::avg);
     r.over_replicas = true;

@@ -38,7 +38,7 @@ namespace titan::dist {
 
 // FSDP's mixed-precision policy and placement.
 struct FsdpOptions {
-  DType param_dtype = DType::f32;   // mixed_precision_param: what travels in the all-gather (f32 or bf16)
+  DType param_dtype = DType::f32;   // mixed_precision_param: what travels in the all-gather (f32, bf16 or f16)
   DType reduce_dtype = DType::f32;  // mixed_precision_reduce: precision of the gradient reductions
   Device device = Device::cpu();    // where shards, gathered units and gradients live
   // The parameters are themselves parts of tensors split over this group too (tensor parallel):

@@ -122,7 +122,8 @@ Variable vocab_parallel_cross_entropy(const Variable& logits, const Tensor& targ
     ++n_valid;
   }
   const double loss = n_valid ? total / double(n_valid) : 0.0;
-  Tensor out = Tensor::full({1}, loss, x.dtype() == DType::bf16 ? DType::f32 : x.dtype(), x.device());
+  const bool half = x.dtype() == DType::bf16 || x.dtype() == DType::f16;
+  Tensor out = Tensor::full({1}, loss, half ? DType::f32 : x.dtype(), x.device());
   Tensor sum = sums.view_range(0, {N});
   return autograd::record1("VocabParallelCrossEntropy", {logits}, out,
                            [x, targets, first_col, m, sum, n_valid, ignore_index](const TV& g) -> TV {

@@ -52,6 +52,7 @@ class CudaBackend final : public DeviceBackend {
     p.name = cp.name;
     p.description = cuda::device_description(index);
     p.total_memory = cp.total_memory;
+    p.native_bf16 = cp.major >= 8;
     const Peaks peaks = peaks_for(cp.name);
     p.peak_bf16_flops = peaks.bf16;
     p.peak_fp8_flops = peaks.fp8;

@@ -56,31 +56,38 @@ void dispatch(const char* op, std::initializer_list<const Tensor*> ts, F&& f) {
 
 std::int64_t rows_of(const Tensor& t) { return t.numel() / t.size(-1); }
 
-// ---- bfloat16 on the CPU: a storage type ----
-// The CPU kernels compute in f32 (or f64). A CPU op given bf16 tensors widens them to f32
-// (exact), runs the f32 kernel, and rounds each output to bf16 once. Those are the rounding
-// points of a CUDA kernel with bf16 inputs/outputs and f32 math, so a bf16 run on the CPU loses
-// precision where the GPU's does, and its activations take bf16's memory. Outputs that stay f32
-// on every device (rmsnorm's rstd, attention's lse, the loss) stay f32 here.
-bool any_cpu_bf16(std::initializer_list<const Tensor*> ts) {
+// ---- bfloat16 and float16 on the CPU: storage types ----
+// The CPU kernels compute in f32 (or f64). A CPU op given bf16 (or f16) tensors widens them to
+// f32 (exact), runs the f32 kernel, and rounds each output to that dtype once. Those are the
+// rounding points of a CUDA kernel with half inputs/outputs and f32 math, so a half-precision run
+// on the CPU loses precision where the GPU's does, and its activations take half the memory.
+// Outputs that stay f32 on every device (rmsnorm's rstd, attention's lse, the loss) stay f32 here.
+// any_cpu_half notes which half dtype the op was given (a run uses one), and to_half rounds to it:
+// nested calls on the widened f32 tensors leave the note alone.
+thread_local DType t_half = DType::bf16;
+bool is_half(DType dt) { return dt == DType::bf16 || dt == DType::f16; }
+bool any_cpu_half(std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts)
-    if (t->defined() && t->device().is_cpu() && t->dtype() == DType::bf16) return true;
+    if (t->defined() && t->device().is_cpu() && is_half(t->dtype())) {
+      t_half = t->dtype();
+      return true;
+    }
   return false;
 }
-Tensor widened(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
+Tensor widened(const Tensor& t) { return t.defined() && is_half(t.dtype()) ? t.to(DType::f32) : t; }
 // A GEMM of two bf16 tensors runs as a native bf16 GEMM with f32 accumulation where the CPU has
 // AVX512_BF16/AMX and training.cpu_bf16_gemm allows (ops/cpu/blas.hpp); the products are exact
-// either way, so it differs from the widened f32 GEMM in summation order only.
+// either way, so it differs from the widened f32 GEMM in summation order only. (f16: widened.)
 bool native_bf16(const Tensor& a, const Tensor& b) {
   return a.dtype() == DType::bf16 && b.dtype() == DType::bf16 && cpu::gemm_bf16_native();
 }
 const std::uint16_t* bf16_bits(const Tensor& t) { return t.data<std::uint16_t>(); }
-Tensor to_bf16(const Tensor& t) { return t.to(DType::bf16); }
+Tensor to_half(const Tensor& t) { return t.to(t_half); }
 
 }  // namespace
 
 bool computes_in(Device device, DType dtype) {
-  if (device.is_cpu()) return dtype == DType::f32 || dtype == DType::f64 || dtype == DType::bf16;
+  if (device.is_cpu()) return dtype == DType::f32 || dtype == DType::f64 || is_half(dtype);
   return dtype == DType::f32 || dtype == DType::bf16;  // the CUDA ops
 }
 
@@ -92,12 +99,12 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   Shape out_shape = x.shape();
   out_shape.back() = w.size(0);
   const std::int64_t M = rows_of(x), N = w.size(0), K = w.size(1);
-  if (any_cpu_bf16({&x, &w})) {
-    if (!native_bf16(x, w)) return to_bf16(linear(widened(x), widened(w)));
+  if (any_cpu_half({&x, &w})) {
+    if (!native_bf16(x, w)) return to_half(linear(widened(x), widened(w)));
     Tensor yf = Tensor::empty(out_shape, DType::f32);
     cpu::gemm_bf16(false, true, int(M), int(N), int(K), 1.f, bf16_bits(x), int(K), bf16_bits(w), int(K), 0.f,
                    yf.data<float>(), int(N));
-    return to_bf16(yf);
+    return to_half(yf);
   }
   Tensor y = Tensor::empty(out_shape, x.dtype());
   dispatch("linear", {&x, &w}, [&](auto t) {
@@ -114,12 +121,12 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
   Shape shape = dy.shape();
   shape.back() = w.size(1);
   const std::int64_t M = rows_of(dy), N = w.size(0), K = w.size(1);
-  if (any_cpu_bf16({&dy, &w})) {
-    if (!native_bf16(dy, w)) return to_bf16(linear_backward_input(widened(dy), widened(w)));
+  if (any_cpu_half({&dy, &w})) {
+    if (!native_bf16(dy, w)) return to_half(linear_backward_input(widened(dy), widened(w)));
     Tensor dxf = Tensor::empty(shape, DType::f32);
     cpu::gemm_bf16(false, false, int(M), int(K), int(N), 1.f, bf16_bits(dy), int(N), bf16_bits(w), int(K), 0.f,
                    dxf.data<float>(), int(K));
-    return to_bf16(dxf);
+    return to_half(dxf);
   }
   Tensor dx = Tensor::empty(shape, dy.dtype());
   dispatch("linear_backward_input", {&dy, &w}, [&](auto t) {
@@ -134,7 +141,7 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
   const std::int64_t M = rows_of(dy), N = dy.size(-1), K = x.size(-1);
   require(rows_of(x) == M && dw.size(0) == N && dw.size(1) == K, "linear_backward_weight", "shape mismatch");
   TITAN_CUDA_DISPATCH(dy, linear_backward_weight(dy, x, dw, accumulate));
-  if (any_cpu_bf16({&dy, &x, &dw})) {
+  if (any_cpu_half({&dy, &x, &dw})) {
     Tensor dwf = dw.dtype() == DType::f32 ? dw : accumulate ? widened(dw) : Tensor::empty(dw.shape(), DType::f32);
     if (native_bf16(dy, x))
       cpu::gemm_bf16(true, false, int(N), int(K), int(M), 1.f, bf16_bits(dy), int(N), bf16_bits(x), int(K),
@@ -163,7 +170,7 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
   require((trans_b ? bc : br) == K && c.size(-2) == M && c.size(-1) == N, "matmul",
           shape_str(a.shape()) + " x " + shape_str(b.shape()) + " -> " + shape_str(c.shape()) + " do not fit");
   TITAN_CUDA_DISPATCH(a, matmul(trans_a, trans_b, alpha, a, b, beta, c));
-  if (any_cpu_bf16({&a, &b, &c})) {
+  if (any_cpu_half({&a, &b, &c})) {
     Tensor cf = c.dtype() == DType::f32 ? c : widened(c);
     if (native_bf16(a, b)) {
       for (std::int64_t i = 0; i < batch; ++i)
@@ -338,9 +345,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
   }
   // One pass, out = a + b (the bits of clone + add_, whose a + 1 * b is a + b, without the copy).
   require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
-  if (any_cpu_bf16({&a, &b})) {
+  if (any_cpu_half({&a, &b})) {
     Tensor sum = add(widened(a), widened(b));
-    return a.dtype() == DType::bf16 ? to_bf16(sum) : sum;
+    return is_half(a.dtype()) ? to_half(sum) : sum;
   }
   Tensor out = Tensor::empty(a.shape(), a.dtype());
   dispatch("add", {&a, &b}, [&](auto t) {
@@ -357,7 +364,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 void add_(Tensor& a, const Tensor& b, double alpha) {
   require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
   TITAN_CUDA_DISPATCH(a, add_(a, b, alpha));
-  if (any_cpu_bf16({&a, &b})) {
+  if (any_cpu_half({&a, &b})) {
     Tensor af = widened(a);
     add_(af, widened(b), alpha);
     if (af.raw() != a.raw()) a.copy_from(af);
@@ -376,7 +383,7 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
 
 void scale_(Tensor& a, double alpha) {
   TITAN_CUDA_DISPATCH(a, scale_(a, alpha));
-  if (any_cpu_bf16({&a})) {
+  if (any_cpu_half({&a})) {
     Tensor af = widened(a);
     scale_(af, alpha);
     a.copy_from(af);
@@ -393,7 +400,7 @@ void scale_(Tensor& a, double alpha) {
 Tensor swiglu(const Tensor& a, const Tensor& b) {
   require(a.shape() == b.shape(), "swiglu", shape_str(a.shape()) + " vs " + shape_str(b.shape()));
   TITAN_CUDA_DISPATCH(a, swiglu(a, b));
-  if (any_cpu_bf16({&a, &b})) return to_bf16(swiglu(widened(a), widened(b)));
+  if (any_cpu_half({&a, &b})) return to_half(swiglu(widened(a), widened(b)));
   Tensor h = Tensor::empty(a.shape(), a.dtype());
   dispatch("swiglu", {&a, &b}, [&](auto t) {
     using T = decltype(t);
@@ -409,11 +416,11 @@ Tensor swiglu(const Tensor& a, const Tensor& b) {
 
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
   TITAN_CUDA_DISPATCH(a, swiglu_backward(dh, a, b, da, db));
-  if (any_cpu_bf16({&dh, &a, &b})) {
+  if (any_cpu_half({&dh, &a, &b})) {
     Tensor daf, dbf;
     swiglu_backward(widened(dh), widened(a), widened(b), daf, dbf);
-    da = to_bf16(daf);
-    db = to_bf16(dbf);
+    da = to_half(daf);
+    db = to_half(dbf);
     return;
   }
   da = Tensor::empty(a.shape(), a.dtype());
@@ -436,7 +443,7 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
 
 double sum(const Tensor& a) {
   TITAN_CUDA_DISPATCH(a, sum(a));
-  if (any_cpu_bf16({&a})) return sum(widened(a));
+  if (any_cpu_half({&a})) return sum(widened(a));
   double s = 0;
   dispatch("sum", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -449,7 +456,7 @@ double sum(const Tensor& a) {
 
 double sum_squares(const Tensor& a) {
   TITAN_CUDA_DISPATCH(a, sum_squares(a));
-  if (any_cpu_bf16({&a})) return sum_squares(widened(a));
+  if (any_cpu_half({&a})) return sum_squares(widened(a));
   double s = 0;
   dispatch("sum_squares", {&a}, [&](auto t) {
     using T = decltype(t);
@@ -501,9 +508,9 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));
   require(tokens.device() == weight.device(), "embedding", "tokens on " + tokens.device().str() + ", weight on " + weight.device().str());
   TITAN_CUDA_DISPATCH(weight, embedding(weight, tokens));
-  if (any_cpu_bf16({&weight})) {  // exact: widening and rounding back give the same bits
+  if (any_cpu_half({&weight})) {  // exact: widening and rounding back give the same bits
     Tensor out = embedding(widened(weight), tokens);
-    return to_bf16(out);
+    return to_half(out);
   }
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
@@ -518,7 +525,7 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight) {
   require(tokens.device() == dy.device(), "embedding_backward", "tokens on " + tokens.device().str() + ", dy on " + dy.device().str());
   TITAN_CUDA_DISPATCH(dy, embedding_backward(dy, tokens, dweight));
-  if (any_cpu_bf16({&dy, &dweight})) {
+  if (any_cpu_half({&dy, &dweight})) {
     Tensor dwf = widened(dweight);
     embedding_backward(widened(dy), tokens, dwf);
     if (dwf.raw() != dweight.raw()) dweight.copy_from(dwf);
@@ -533,9 +540,9 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight)
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   require(w.dim() == 1 && w.size(0) == x.size(-1), "rmsnorm", "x " + shape_str(x.shape()) + " vs w " + shape_str(w.shape()));
   TITAN_CUDA_DISPATCH(x, rmsnorm(x, w, eps));
-  if (any_cpu_bf16({&x, &w})) {
+  if (any_cpu_half({&x, &w})) {
     RmsNormOut o = rmsnorm(widened(x), widened(w), eps);
-    return {to_bf16(o.y), o.rstd};
+    return {to_half(o.y), o.rstd};
   }
   RmsNormOut o{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({rows_of(x)}, x.dtype())};
   dispatch("rmsnorm", {&x, &w}, [&](auto t) {
@@ -547,11 +554,11 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
 
 Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
   TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw));
-  if (any_cpu_bf16({&dy, &x, &w, &dw})) {
+  if (any_cpu_half({&dy, &x, &w, &dw})) {
     Tensor dwf = widened(dw);
     Tensor dx = rmsnorm_backward(widened(dy), widened(x), widened(w), rstd, dwf);
     if (dwf.raw() != dw.raw()) dw.copy_from(dwf);
-    return to_bf16(dx);
+    return to_half(dx);
   }
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
   dispatch("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw}, [&](auto t) {
@@ -600,7 +607,7 @@ Tensor rope(const Tensor& x, const RopeTable& table, bool inverse) {
   require(x.size(1) <= table.cos.size(0) && x.size(3) == 2 * table.cos.size(1), "rope",
           "x " + shape_str(x.shape()) + " does not fit the table " + shape_str(table.cos.shape()));
   TITAN_CUDA_DISPATCH(x, rope(x, table, inverse));
-  if (any_cpu_bf16({&x})) return to_bf16(rope(widened(x), table, inverse));
+  if (any_cpu_half({&x})) return to_half(rope(widened(x), table, inverse));
   require(table.cos.device().is_cpu(), "rope", "a CPU tensor needs the table on the CPU");
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch("rope", {&x}, [&](auto t) {
@@ -618,9 +625,9 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   require(k.size(0) == B && k.size(1) == S && k.size(3) == D && KV > 0 && H % KV == 0, "attention",
           "q " + shape_str(q.shape()) + " and k " + shape_str(k.shape()) + " do not fit (H must be a multiple of KV)");
   TITAN_CUDA_DISPATCH(q, attention(q, k, v));
-  if (any_cpu_bf16({&q, &k, &v})) {
+  if (any_cpu_half({&q, &k, &v})) {
     AttentionOut o = attention(widened(q), widened(k), widened(v));
-    return {to_bf16(o.out), o.lse};
+    return {to_half(o.out), o.lse};
   }
   AttentionOut o{Tensor::empty(q.shape(), q.dtype()), Tensor::empty({B, H, S}, DType::f32)};
   dispatch("attention", {&q, &k, &v}, [&](auto t) {
@@ -635,9 +642,9 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   TITAN_TRACE_SPAN("attention", "attention_backward");  // profiling.enable_profiling (core/trace.hpp)
   const std::int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), KV = k.size(2);
   TITAN_CUDA_DISPATCH(q, attention_backward(dout, q, k, v, fwd));
-  if (any_cpu_bf16({&dout, &q, &k, &v, &fwd.out})) {
+  if (any_cpu_half({&dout, &q, &k, &v, &fwd.out})) {
     AttentionGrads g = attention_backward(widened(dout), widened(q), widened(k), widened(v), {widened(fwd.out), fwd.lse});
-    return {to_bf16(g.dq), to_bf16(g.dk), to_bf16(g.dv)};
+    return {to_half(g.dq), to_half(g.dk), to_half(g.dv)};
   }
   AttentionGrads g{Tensor::empty(q.shape(), q.dtype()), Tensor::empty(k.shape(), k.dtype()),
                    Tensor::empty(v.shape(), v.dtype())};
@@ -661,7 +668,9 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
     require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
             "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " + std::to_string(V));
   CrossEntropyOut o;
-  if (any_cpu_bf16({&logits})) {  // widened row by row: no f32 copy of the logits
+  if (any_cpu_half({&logits})) {
+    if (logits.dtype() == DType::f16) return cross_entropy(widened(logits), targets, ignore_index);
+    // bf16: widened row by row, no f32 copy of the logits
     o.loss = cpu::cross_entropy_forward<float>(logits.data<std::uint16_t>(), tg, N, V, ignore_index, &o.n_valid);
     return o;
   }
@@ -677,7 +686,9 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
   require(targets.device() == logits.device(), "cross_entropy_backward", "targets on " + targets.device().str() + ", logits on " + logits.device().str());
   TITAN_CUDA_DISPATCH(logits, cross_entropy_backward(logits, targets, fwd, dloss, ignore_index));
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype());
-  if (any_cpu_bf16({&logits})) {  // row by row, as the forward
+  if (any_cpu_half({&logits})) {
+    if (logits.dtype() == DType::f16) return to_half(cross_entropy_backward(widened(logits), targets, fwd, dloss, ignore_index));
+    // bf16: row by row, as the forward
     cpu::cross_entropy_backward<float>(logits.data<std::uint16_t>(), targets.data<std::int64_t>(), dx.data<std::uint16_t>(),
                                        logits.size(0), logits.size(1), ignore_index, fwd.n_valid, dloss);
     return dx;
@@ -702,7 +713,7 @@ std::int64_t token_at(const Tensor& tokens, std::int64_t i) {
 Tensor embedding_rows(const Tensor& weight, const Tensor& tokens, std::int64_t first_row) {
   require(weight.dim() == 2 && weight.device().is_cpu() && tokens.device().is_cpu(), "embedding_rows",
           "expects a 2-D weight and tokens on the CPU");
-  if (weight.dtype() == DType::bf16) return to_bf16(embedding_rows(widened(weight), tokens, first_row));
+  if (any_cpu_half({&weight})) return to_half(embedding_rows(widened(weight), tokens, first_row));
   require(weight.dtype() == DType::f32, "embedding_rows", "expects float32 or bfloat16 weights");
   const std::int64_t R = weight.size(0), D = weight.size(1), n = tokens.numel();
   Shape shape = tokens.shape();
@@ -782,7 +793,7 @@ Tensor cross_entropy_shard_backward(const Tensor& logits, const Tensor& targets,
     const std::int64_t t = target - first_col;
     if (t >= 0 && t < V) d[t] = float(double(d[t]) - g);
   }
-  return logits.dtype() == DType::bf16 ? to_bf16(dx) : dx;
+  return any_cpu_half({&logits}) ? to_half(dx) : dx;
 }
 
 }  // namespace titan::ops

@@ -55,7 +55,8 @@ void MetricsLogger::log(const StepMetrics& m) {
   }
   const double mfu = peak_flops_ > 0 ? 100.0 * flops_per_token_ * tps / peak_flops_ : 0;
   const double data_pct = m.step_seconds > 0 ? 100.0 * m.data_seconds / m.step_seconds : 0;
-  const std::string eta = m.eta_seconds ? "  eta " + hms(*m.eta_seconds) : "";
+  const std::string eta = (m.loss_scale ? fmt::format("  scale {:g}{}", *m.loss_scale, m.step_skipped ? " skipped" : "") : "") +
+                          (m.eta_seconds ? "  eta " + hms(*m.eta_seconds) : "");
   const double comm_mib = double(m.comm.total_bytes()) / double(1 << 20);
   spdlog::info("step {:5d}  loss {:8.4f}  grad_norm {:8.4f}  lr {:.4e}  memory {:6.2f}GiB({:.1f}%) act {:.1f}MiB  "
                "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s  syncs {}{}",
@@ -67,6 +68,10 @@ void MetricsLogger::log(const StepMetrics& m) {
                         {"mfu", mfu},              {"data_pct", data_pct},   {"memory_gib", m.memory_peak_gib},
                         {"memory_pct", m.memory_pct}, {"step_seconds", m.step_seconds}, {"tokens", m.tokens},
                         {"saved_activation_gib", m.saved_activation_gib}, {"host_syncs", m.host_syncs}};
+    if (m.loss_scale) {
+      j["loss_scale"] = *m.loss_scale;
+      j["step_skipped"] = m.step_skipped;
+    }
     nlohmann::json comm = {{"wait_seconds", m.comm.wait_seconds}, {"in_flight_seconds", m.comm.in_flight_seconds}};
     for (int op = 0; op < dist::CommStats::kNumOps; ++op) {
       const char* name = dist::CommStats::name(static_cast<dist::CommStats::Op>(op));

@@ -29,6 +29,8 @@ struct StepMetrics {
   std::int64_t step = 0;
   double loss = 0, grad_norm = 0, lr = 0;
   std::optional<double> loss_max;   // the largest data-parallel rank's loss (TensorBoard only)
+  std::optional<double> loss_scale;  // float16's dynamic loss scale this step ran with
+  bool step_skipped = false;         // inf/NaN gradients: the optimizer step was skipped
   double step_seconds = 0, data_seconds = 0;
   std::int64_t tokens = 0;          // tokens this rank processed in the step
   double memory_peak_gib = 0, memory_pct = 0;

@@ -115,6 +115,23 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.device_kind = resolve_device(cfg.training.device, devices);
   p.device = describe_device(p.device_kind, devices, 0);
   p.on_gpu = p.device_kind == "cuda" && devices.cuda_devices > 0;
+  {
+    auto dtype_of = [](const std::string& name) {
+      return name == "bfloat16" ? DType::bf16 : name == "float16" ? DType::f16 : DType::f32;
+    };
+    const std::string& mp = cfg.training.mixed_precision_param;
+    if (mp == "auto") {
+      // The CPU emulates bf16 (its ops round to it), so it counts as native; a GPU before sm_80 does not.
+      const bool native = p.device_kind != "cuda" || devices.cuda_devices == 0 || devices.gpu_native_bf16;
+      p.param_dtype = native ? DType::bf16 : DType::f16;
+      p.precision_note = native ? "auto: bfloat16, which " + std::string(p.device_kind == "cuda" ? "this GPU computes natively"
+                                                                                                  : "the CPU emulates")
+                                : "auto: float16 with dynamic loss scaling (this GPU has no native bfloat16)";
+    } else {
+      p.param_dtype = dtype_of(mp);
+    }
+    p.reduce_dtype = dtype_of(cfg.training.mixed_precision_reduce);
+  }
   if (cfg.comm.backend == "nccl" && p.device_kind != "cuda")
     throw UserError("comm.backend = \"nccl\" needs training on a GPU (training.device resolved to " + p.device_kind +
                     "); use comm.backend = \"auto\" (MPI for the CPU) or train on CUDA");
@@ -179,7 +196,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
     // gradients of the largest unit.
     const std::string& policy = cfg.parallelism.fsdp_reshard_after_forward;
     const std::int64_t alive = policy == "never" ? all_units : largest_unit + (policy != "always" ? root_unit : 0);
-    const std::int64_t param_bytes = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    const std::int64_t param_bytes = std::int64_t(dtype_size(p.param_dtype));
     p.memory.gathered = param_bytes * alive + 4 * largest_unit;
     // hpZ: every resharding unit's 1/N copy lives from its forward to its backward (all of them
     // at once when backward starts).
@@ -187,13 +204,13 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   }
   p.memory.activations =
       llama3::activation_bytes(p.model, p.batch.local_batch, p.seq_len, p.checkpointed_blocks,
-                               cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4, /*widening_ops=*/!p.on_gpu,
+                               std::int64_t(dtype_size(p.param_dtype)), /*widening_ops=*/!p.on_gpu,
                                /*per_op_sac=*/p.ac.mode == llama3::ActivationCheckpointing::Mode::op);
   // Tensor parallel with sequence parallel divides every saved activation by T except the
   // all-gathered inputs of attention, the feed-forward and the output (the whole sequence, once
   // each per block): an estimate, not measured like the FSDP one.
   if (p.dims.tp > 1) {
-    const std::int64_t act_bytes = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    const std::int64_t act_bytes = std::int64_t(dtype_size(p.param_dtype));
     const std::int64_t gathered_inputs = act_bytes * p.batch.local_batch * p.seq_len * p.model.dim *
                                          (2 * (p.model.n_layers - p.checkpointed_blocks) + 1);
     p.memory.activations = p.memory.activations / p.dims.tp + gathered_inputs * (p.dims.tp - 1) / p.dims.tp;
@@ -202,7 +219,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   // all-gather counts its gathered buffer, a reduce-scatter its input).
   {
     const std::int64_t micro = p.batch.grad_accum;
-    const std::int64_t wire = cfg.training.mixed_precision_param == "bfloat16" ? 2 : 4;
+    const std::int64_t wire = std::int64_t(dtype_size(p.param_dtype));
     if (p.dims.shard > 1) {
       // Every unit gathered in forward and again in backward, but [norm, output] under the
       // default and "never" policies, which stay gathered (and "never": every unit stays).
@@ -274,6 +291,10 @@ std::string plan_text(const Plan& p) {
       bytes_str(p.memory.gathered).c_str(), bytes_str(p.memory.grads).c_str(), bytes_str(p.memory.activations).c_str(), (long long)p.checkpointed_blocks, (long long)m.n_layers,
       p.ac.mode == llama3::ActivationCheckpointing::Mode::op ? ", per op" : "");
   std::string text = buf;
+  text += "  precision    compute " + std::string(dtype_name(p.param_dtype)) + ", reduce " + std::string(dtype_name(p.reduce_dtype)) +
+          ", master weights and AdamW float32" +
+          (p.param_dtype == DType::f16 ? ", dynamic loss scaling (GradScaler)" : "") +
+          (p.precision_note.empty() ? "" : " (" + p.precision_note + ")") + "\n";
   if (p.dims.tp > 1)
     text += "  tensor par.  TP " + std::to_string(p.dims.tp) + " (ranks of a TP group adjacent): TorchTitan's Llama plan, sequence "
             "parallel, colwise wq/wk/wv/w1/w3/output, rowwise wo/w2, vocab-sharded tok_embeddings\n";
@@ -321,6 +342,8 @@ nlohmann::json plan_json(const Plan& p) {
         {"tp_reduce_scatter", p.comm.tp_reduce_scatter}}},
       {"device", p.device},
       {"device_kind", p.device_kind},
+      {"precision", {{"param", std::string(dtype_name(p.param_dtype))}, {"reduce", std::string(dtype_name(p.reduce_dtype))},
+                     {"loss_scaling", p.param_dtype == DType::f16}}},
       {"cpu_gemm", p.cpu_gemm ? nlohmann::json{{"library", p.cpu_gemm->library}, {"kernel", p.cpu_gemm->kernel},
                                                {"generic", p.cpu_gemm->generic}, {"threads", p.cpu_gemm->threads},
                                                {"peak_flops_per_core", p.cpu_gemm->peak_flops_per_core()},

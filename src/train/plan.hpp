@@ -24,6 +24,10 @@ struct Plan {
   dist::BatchPlan batch;
   std::string device;       // what rank 0 trains on, described
   std::string device_kind;  // training.device resolved: "cpu" or "cuda"
+  // mixed_precision_param / _reduce resolved ("auto": bf16 where native, else f16); f16 compute
+  // means dynamic loss scaling.
+  DType param_dtype = DType::bf16, reduce_dtype = DType::f32;
+  std::string precision_note;  // how "auto" chose, for the plan
   bool on_gpu = false;  // the ranks train on GPUs (memory is checked against the GPU's)
   std::string model_name, flavor;
   llama3::ModelArgs model;

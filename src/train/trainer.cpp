@@ -251,11 +251,19 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
   if (fault_.kind != FaultInjection::Kind::none)
     spdlog::warn("fault injection: world rank {} will {} at step {} (debug.fault)", fault_.rank,
                  cfg.debug.fault.substr(0, cfg.debug.fault.find(':')), fault_.step);
-  bf16_ = cfg.training.mixed_precision_param == "bfloat16";
-  if (bf16_)
-    spdlog::info("mixed precision: FSDP gathers bfloat16 weights, so activations and their gradients are bfloat16 "
-                 "tensors (ops compute in float32{}); master weights, optimizer state, loss and reductions in float32",
-                 plan.cpu_gemm ? "; GEMMs: " + plan.cpu_gemm->bf16 : std::string());
+  if (plan.param_dtype != DType::f32)
+    spdlog::info("mixed precision: FSDP gathers {} weights, so activations and their gradients are {} tensors where "
+                 "the device's ops take them (ops compute in float32{}); master weights, optimizer state and the loss in "
+                 "float32, reductions in {}{}",
+                 dtype_name(plan.param_dtype), dtype_name(plan.param_dtype),
+                 plan.cpu_gemm && plan.param_dtype == DType::bf16 ? "; GEMMs: " + plan.cpu_gemm->bf16 : std::string(),
+                 dtype_name(plan.reduce_dtype), plan.precision_note.empty() ? "" : " (" + plan.precision_note + ")");
+  if (plan.param_dtype == DType::f16) {
+    scaler_ = GradScalerState{cfg.training.loss_scale_init, 0, 0};
+    spdlog::info("loss scaling: dynamic, initial scale {}, x2 after {} steps without inf/NaN gradients, x0.5 and the "
+                 "step skipped on any (GradScaler's rules)",
+                 cfg.training.loss_scale_init, cfg.training.loss_scale_growth_interval);
+  }
   // debug.deterministic: titan.cpp has no nondeterministic path to switch off (docs/training.md,
   // "Determinism"); the run states the guarantee and what it rests on.
   // A GEMM library may split work differently for another thread count (OpenBLAS 0.3.21's Zen
@@ -350,8 +358,8 @@ void Trainer::build_model() {
                     ": tensor parallelism runs on the CPU backend only in this build (the CUDA path has no TP yet); "
                     "use training.device = cpu or tensor_parallel_degree = 1");
   dist::FsdpOptions fo;
-  fo.param_dtype = bf16_ ? DType::bf16 : DType::f32;
-  fo.reduce_dtype = cfg_.training.mixed_precision_reduce == "bfloat16" ? DType::bf16 : DType::f32;
+  fo.param_dtype = plan_.param_dtype;
+  fo.reduce_dtype = plan_.reduce_dtype;
   fo.device = device_;
   // comm.backend: device tensors' collectives on NCCL (nccl; auto when the build has it and each
   // rank of the node has a GPU of its own: NCCL refuses two ranks on one GPU); mpi keeps them
@@ -413,7 +421,7 @@ void Trainer::build_model() {
   if (plan_.dims.world > 1)
     spdlog::info("fsdp: {} on {} ranks; units tok_embeddings, layers.0..{}, [norm, output]; all-gather in {}{}; "
                  "reshard_after_forward {}",
-                 plan_.dims.describe(), plan_.dims.world, plan_.model.n_layers - 1, bf16_ ? "bfloat16" : "float32",
+                 plan_.dims.describe(), plan_.dims.world, plan_.model.n_layers - 1, dtype_name(plan_.param_dtype),
                  float8_all_gather ? std::string(" (float8 weights as e4m3") + (precompute_float8 ? ", scales precomputed)" : ")")
                                    : "",
                  cfg_.parallelism.fsdp_reshard_after_forward);
@@ -513,6 +521,16 @@ void Trainer::restore() {
     optimizer_->set_steps(pr.optimizer_steps);
     loader_->set_windows_consumed(pr.windows_consumed);
     if (state.extra.contains("float8_delayed")) float8::load_delayed_scaling_state(*model_, state.extra["float8_delayed"]);
+    // The loss scaler continues where it was (a checkpoint without one, or from another
+    // precision, keeps the configured initial scale).
+    if (scaler_ && state.extra.contains("grad_scaler")) {
+      const auto& g = state.extra["grad_scaler"];
+      if (!g.contains("scale") || !g["scale"].is_number() || !(g["scale"].get<double>() > 0) || !g.contains("good_steps") ||
+          !g["good_steps"].is_number_integer() || !g.contains("skipped") || !g["skipped"].is_number_integer())
+        throw UserError("checkpoint: '" + loaded->path + "' metadata.json: extra.grad_scaler must be {scale > 0, good_steps, "
+                        "skipped}; the checkpoint is damaged: load another step (checkpoint.load_step)");
+      scaler_ = GradScalerState{g["scale"].get<double>(), g["good_steps"].get<std::int64_t>(), g["skipped"].get<std::int64_t>()};
+    }
     shards_loaded();  // gathered copies and float8 scales follow the loaded shards
     if (start_step_ > cfg_.training.steps)
       spdlog::warn("checkpoint: the loaded step {} is not below training.steps = {}; nothing left to train", pr.step,
@@ -584,6 +602,8 @@ checkpoint::TrainingState Trainer::current_state(std::int64_t step, bool for_loa
   s.progress = {step,          step * tokens_per_step, loader_->windows_consumed(), optimizer_->steps(),
                 step + lr_offset_, seed_};
   s.extra["float8_delayed"] = float8::delayed_scaling_state(*model_);
+  if (scaler_)
+    s.extra["grad_scaler"] = {{"scale", scaler_->scale}, {"good_steps", scaler_->good_steps}, {"skipped", scaler_->skipped}};
   return s;
 }
 
@@ -599,9 +619,11 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, doub
   const double value = loss.data().item(0);
   if (saved_activation_bytes)
     *saved_activation_bytes = double(backend.memory_stats(device_.index).in_use) - double(in_use_before);
-  // Each micro-batch contributes 1/grad_accum of the step's mean loss.
+  // Each micro-batch contributes 1/grad_accum of the step's mean loss (times the loss scale under
+  // float16: small gradients stay above float16's underflow; the step unscales them).
   TITAN_TRACE_SPAN("backward", "backward");
-  loss.backward(Tensor::full({1}, 1.0 / double(plan_.batch.grad_accum)));
+  const double scale = scaler_ ? scaler_->scale : 1.0;
+  loss.backward(Tensor::full({1}, scale / double(plan_.batch.grad_accum)));
   return value;
 }
 
@@ -645,13 +667,36 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
     }
     return sum;
   };
+  // Float16: unscale before clipping (GradScaler.unscale_); an inf/NaN gradient shows as a
+  // non-finite global norm, the same on every rank (it is one all-reduce), so the ranks agree on
+  // skipping without another collective.
+  if (scaler_)
+    for (auto* p : params_)
+      if (p->grad().defined()) ops::scale_(p->grad(), 1.0 / scaler_->scale);
   out.grad_norm = optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum, &in_grad_norm_);
+  out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
+  if (scaler_) {
+    out.loss_scale = scaler_->scale;
+    if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
+      out.skipped = true;
+      ++scaler_->skipped;
+      scaler_->good_steps = 0;
+      scaler_->scale *= 0.5;
+      spdlog::warn("step {}: inf/NaN gradients at loss scale {}; step skipped (weights unchanged), loss scale -> {}", step,
+                   *out.loss_scale, scaler_->scale);
+      trace::complete("optimizer", "optimizer_step", trace_opt_t0);
+      return out;
+    }
+    if (++scaler_->good_steps == cfg_.training.loss_scale_growth_interval) {
+      scaler_->good_steps = 0;
+      scaler_->scale *= 2.0;
+    }
+  }
   if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm))
     throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
                                 "lengthen lr_scheduler.warmup_steps)",
                                 step, out.loss, out.grad_norm),
                     kExitRuntimeError);
-  out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
   optimizer_->step(out.lr);
   after_optimizer_step();
   trace::complete("optimizer", "optimizer_step", trace_opt_t0);
@@ -727,6 +772,8 @@ TrainResult Trainer::train() {
       m.memory_reserved_gib = mem.peak_reserved_bytes / double(1ull << 30);
       m.memory_reserved_pct = 100.0 * mem.peak_reserved_bytes / mem.total_bytes;
       m.loss_max = out.loss_max;
+      m.loss_scale = out.loss_scale;
+      m.step_skipped = out.skipped;
       m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;

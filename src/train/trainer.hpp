@@ -70,6 +70,9 @@ class Trainer {
     // The largest data-parallel rank's loss, on log steps with TensorBoard on (its
     // loss_metrics/global_max_loss); empty otherwise.
     std::optional<double> loss_max;
+    // Float16: the loss scale the step ran with, and whether inf/NaN gradients skipped it.
+    std::optional<double> loss_scale;
+    bool skipped = false;
   };
   // One optimizer step (`step` is 1-based): the micro-batches, the global loss, grad-norm
   // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. Throws a
@@ -110,7 +113,13 @@ class Trainer {
   const dist::World& world_;
   std::unique_ptr<dist::DeviceMesh> mesh_;  // built after the set-up timeout is set
   FaultInjection fault_;
-  bool bf16_ = false;
+  // Float16's dynamic loss scaling (GradScaler's state; checkpointed in extra.grad_scaler).
+  struct GradScalerState {
+    double scale = 65536;
+    std::int64_t good_steps = 0;  // steps since the scale last changed without inf/NaN gradients
+    std::int64_t skipped = 0;     // steps skipped so far
+  };
+  std::optional<GradScalerState> scaler_;
   std::uint64_t seed_ = 0;
   Device device_ = Device::cpu();
 
