@@ -182,7 +182,7 @@ void Fsdp::init_shards(const std::function<void(const std::string&, Tensor&, std
           init(p.fqn, part, (first_row + r0) * p.row_elems);
         });
       }
-      p.shard = Variable(opt_.device.is_cpu() ? shard : shard.to(opt_.device), true, p.fqn);
+      p.shard = Variable(shard_device().is_cpu() ? shard : shard.to(shard_device()), true, p.fqn);
     }
 }
 
@@ -253,8 +253,12 @@ void Fsdp::start_gather(Unit& u) {
   u.send = Tensor::empty({std::int64_t(u.shard_bytes)}, DType::f8e4m3, opt_.device);
   for (auto& p : u.params) {
     Tensor seg = u.send.view_bytes(p.wire_offset, {p.rows_per_shard, p.row_elems}, p.wire);
-    if (p.extension) p.extension->pre_all_gather(p.shard_2d(), seg, max_over_shards);
-    else seg.copy_from(p.shard_2d());  // f32, or rounded to bf16 once here
+    // Offloaded shards cross to the device here (a plain gather converts on the host first, so
+    // only the param dtype's bytes cross; an extension encodes on the device).
+    if (p.extension)
+      p.extension->pre_all_gather(p.shard_2d().device() == opt_.device ? p.shard_2d() : p.shard_2d().to(opt_.device), seg,
+                                  max_over_shards);
+    else seg.copy_from(p.shard_2d());  // f32, or rounded to the param dtype once here
   }
   u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);
   u.gather_work = group.all_gather_async(u.send, u.recv);
@@ -352,7 +356,8 @@ bool Fsdp::advance_reduce(PendingReduce& r) {
     return false;
   }
   for (auto& p : r.unit->params) {
-    const Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
+    Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
+    if (shard_grad.device() != shard_device()) shard_grad = shard_grad.to(shard_device());  // offload: to the host
     Tensor& acc = p.shard.grad();
     if (acc.defined()) ops::add_(acc, shard_grad);
     else acc = shard_grad;  // a view of this reduction's buffer: no copy

@@ -49,6 +49,10 @@ struct FsdpOptions {
   // of them, in the all-gather's wire dtype) instead of freeing everything, and its backward
   // gathers from this group only. Null: units free all after forward.
   ProcessGroup* hpz_group = nullptr;
+  // CPU offload (FSDP2's CPUOffloadPolicy): master shards and their gradients live in host memory
+  // (the optimizer updates them there); each all-gather copies the shards to `device` as it packs
+  // them, each reduced gradient comes back to the host. With `device` the CPU: nothing changes.
+  bool offload = false;
 };
 
 // All-gathers FSDP issued, by the group they ran on (the step log's hpZ evidence).
@@ -113,6 +117,8 @@ class Fsdp {
   // All-reduces issued by all-gather extensions (max_over_shards calls) since construction.
   std::int64_t extension_all_reduces() const { return extension_all_reduces_; }
   int shard_degree() const;
+  // Where the master shards and their gradients live: the host under offload, else `device`.
+  Device shard_device() const { return opt_.offload ? Device::cpu() : opt_.device; }
   FsdpGatherCounts gather_counts() const { return gather_counts_; }
 
   // Prefetching (on by default): a unit's forward issues the next unit's all-gather, its

@@ -190,6 +190,7 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
   p.memory.params = 4 * shard_elems;
   p.memory.grads = 4 * shard_elems;
   p.memory.optimizer = 8 * shard_elems;  // AdamW: two f32 moments
+  p.memory.offloaded = cfg.training.enable_cpu_offload;
   {
     // FSDP on every mesh (a single process is a 1x1 one): the gathered units alive at once, in
     // the param dtype (bf16 under bf16 mixed precision, on every device), plus the unsharded f32
@@ -312,6 +313,13 @@ std::string plan_text(const Plan& p) {
     part("TP reduce-scatter", c.tp_reduce_scatter);
     text += parts + " per rank\n";
   }
+  if (p.memory.offloaded)
+    text += p.device_kind == "cuda"
+                ? "  cpu offload  the device holds " + bytes_str(p.memory.device_total()) +
+                      " per rank (gathered units + activations); params, grads and AdamW state, " +
+                      bytes_str(p.memory.host_state()) + ", stay in host memory and AdamW runs on the host\n"
+                : std::string("  cpu offload  training on the CPU: the sharded state is in host memory already (the same "
+                              "path, no copies)\n");
   if (p.cpu_gemm) text += "  cpu gemm     " + p.cpu_gemm->describe() + "\n";
   text += "  parameters\n";
   for (const auto& line : p.parameter_shapes) text += "    " + line + "\n";
@@ -376,7 +384,9 @@ nlohmann::json plan_json(const Plan& p) {
         {"optimizer", p.memory.optimizer},
         {"gathered", p.memory.gathered},
         {"activations", p.memory.activations},
-        {"total", p.memory.total()}}},
+        {"total", p.memory.total()},
+        {"device_total", p.memory.device_total()},
+        {"offloaded_to_host", p.memory.offloaded ? p.memory.host_state() : 0}}},
       {"parameters", p.parameter_shapes},
       {"float8", p.float8 ? nlohmann::json{{"recipe", p.float8_recipe}, {"linears", linears_json(p)}} : nlohmann::json(nullptr)},
   };

@@ -56,6 +56,12 @@ struct Plan {
     // The step's peak: gradients are freed at the step's start and fill as backward frees the
     // activations, so the two barely overlap (measured: the peak is within a few % of this).
     std::int64_t total() const { return params + optimizer + gathered + std::max(grads, activations); }
+    // training.enable_cpu_offload: params, grads and AdamW state live in host memory.
+    bool offloaded = false;
+    // What the training device holds: everything, or under offload the gathered units and the
+    // activations (on the CPU backend both are host memory).
+    std::int64_t device_total() const { return offloaded ? gathered + activations : total(); }
+    std::int64_t host_state() const { return params + grads + optimizer; }
   } memory;
   // Bytes per optimizer step and rank by collective kind, as the step log counts them.
   struct Comm {

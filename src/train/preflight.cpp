@@ -42,8 +42,9 @@ std::vector<std::string> input_problems(const config::JobConfig& cfg, const Plan
 
 MemoryFit check_memory(const Plan& plan, const DeviceInfo& devices, int ranks_on_node) {
   MemoryFit fit;
-  const double per_rank = double(plan.memory.total());
+  double per_rank = double(plan.memory.total());
   if (plan.on_gpu) {
+    per_rank = double(plan.memory.device_total());  // offloaded state is in host memory
     if (devices.gpu_memory_bytes == 0) return fit;  // the GPU could not be queried: nothing to compare
     // Ranks of a node share its GPUs (local rank mod count).
     const int per_gpu = (ranks_on_node + devices.cuda_devices - 1) / devices.cuda_devices;

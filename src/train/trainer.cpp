@@ -361,6 +361,12 @@ void Trainer::build_model() {
   fo.param_dtype = plan_.param_dtype;
   fo.reduce_dtype = plan_.reduce_dtype;
   fo.device = device_;
+  fo.offload = cfg_.training.enable_cpu_offload;
+  if (fo.offload)
+    spdlog::info(device_.is_cpu() ? "cpu offload: training on the CPU, the sharded state is in host memory already (the "
+                                    "same path, no copies)"
+                                  : "cpu offload: master weights, gradients and AdamW state in host memory; each all-gather "
+                                    "copies the shards to the GPU, gradients return to the host, AdamW runs on the host");
   // comm.backend: device tensors' collectives on NCCL (nccl; auto when the build has it and each
   // rank of the node has a GPU of its own: NCCL refuses two ranks on one GPU); mpi keeps them
   // staged through host memory.
@@ -579,7 +585,7 @@ void Trainer::reduce_tp_replicated_gradients() {
   for (size_t i = 0; i < params_.size(); ++i)
     if (tp_.dim_of(param_names_[i]) < 0 && params_[i]->grad().defined()) n += params_[i]->grad().numel();
   if (n == 0) return;
-  Tensor buf = Tensor::empty({n}, DType::f32, device_);
+  Tensor buf = Tensor::empty({n}, DType::f32, fsdp_->shard_device());
   std::int64_t at = 0;
   auto each = [&](auto&& f) {
     at = 0;
