@@ -103,6 +103,16 @@ class CpuAllocator final : public Allocator {
 };
 
 // The host: one device, synchronous work, malloc'd memory counted by CpuAllocator.
+// dst[i] = convert_one(src[i]) for n elements of type S (the result type names dst's); true.
+template <class S, class F>
+bool convert_loop(const void* src, void* dst, std::int64_t n, F convert_one) {
+  using D = decltype(convert_one(S{}));
+  const S* s = static_cast<const S*>(src);
+  D* d = static_cast<D*>(dst);
+  for (std::int64_t i = 0; i < n; ++i) d[i] = convert_one(s[i]);
+  return true;
+}
+
 class CpuBackend final : public DeviceBackend {
  public:
   Device::Kind kind() const override { return Device::Kind::cpu; }
@@ -130,43 +140,15 @@ class CpuBackend final : public DeviceBackend {
       std::memmove(dst, src, static_cast<std::size_t>(n) * dtype_size(dst_dtype));
       return;
     }
-    // The conversions bf16 storage makes on every CPU op: one vectorizable loop each.
-    if (src_dtype == DType::f32 && dst_dtype == DType::bf16) {
-      const float* s = static_cast<const float*>(src);
-      auto* d = static_cast<std::uint16_t*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+    // The conversions half-precision storage makes on every CPU op: one vectorizable loop each.
+    auto is = [&](DType from, DType to) { return src_dtype == from && dst_dtype == to; };
+    if ((is(DType::f32, DType::bf16) && convert_loop<float>(src, dst, n, f32_to_bf16)) ||
+        (is(DType::bf16, DType::f32) && convert_loop<std::uint16_t>(src, dst, n, bf16_to_f32)) ||
+        (is(DType::f32, DType::f16) && convert_loop<float>(src, dst, n, f32_to_f16)) ||
+        (is(DType::f16, DType::f32) && convert_loop<std::uint16_t>(src, dst, n, f16_to_f32)) ||
+        (is(DType::f64, DType::f32) && convert_loop<double>(src, dst, n, [](double x) { return static_cast<float>(x); })) ||
+        (is(DType::f32, DType::f64) && convert_loop<float>(src, dst, n, [](float x) { return static_cast<double>(x); })))
       return;
-    }
-    if (src_dtype == DType::bf16 && dst_dtype == DType::f32) {
-      const auto* s = static_cast<const std::uint16_t*>(src);
-      float* d = static_cast<float*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
-      return;
-    }
-    if (src_dtype == DType::f32 && dst_dtype == DType::f16) {
-      const float* s = static_cast<const float*>(src);
-      auto* d = static_cast<std::uint16_t*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(s[i]);
-      return;
-    }
-    if (src_dtype == DType::f16 && dst_dtype == DType::f32) {
-      const auto* s = static_cast<const std::uint16_t*>(src);
-      float* d = static_cast<float*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
-      return;
-    }
-    if (src_dtype == DType::f64 && dst_dtype == DType::f32) {
-      const double* s = static_cast<const double*>(src);
-      float* d = static_cast<float*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
-      return;
-    }
-    if (src_dtype == DType::f32 && dst_dtype == DType::f64) {
-      const float* s = static_cast<const float*>(src);
-      double* d = static_cast<double*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = s[i];
-      return;
-    }
     for (std::int64_t i = 0; i < n; ++i) store_element(dst_dtype, dst, i, load_element(src_dtype, src, i));
   }
   void synchronize(int) override {}

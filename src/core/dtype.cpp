@@ -41,26 +41,6 @@ struct MiniFloat {
   int bias() const { return (1 << (exp_bits - 1)) - 1; }
 };
 
-// Magnitude -> bits (no sign) for a finite, non-negative value already <= the format's max finite
-// value (or, for IEEE formats, any value: overflow gives inf). Exact in double: the value is
-// rounded to the format's quantum at its exponent with nearbyint (ties to even).
-std::uint32_t encode_magnitude(double a, MiniFloat f, bool ieee_inf) {
-  const int min_exp = 1 - f.bias();  // exponent of the smallest normal
-  int e = a > 0 ? std::ilogb(a) : min_exp;
-  if (e < min_exp) e = min_exp;  // subnormal range shares the smallest normal's quantum
-  const double quantum = std::ldexp(1.0, e - f.man_bits);
-  double r = std::nearbyint(a / quantum) * quantum;  // may carry into the next binade: still exact
-  if (r == 0) return 0;
-  int re = std::ilogb(r);
-  if (ieee_inf && re + f.bias() >= (1 << f.exp_bits) - 1) return ((1u << f.exp_bits) - 1) << f.man_bits;  // inf
-  if (re < min_exp) {  // subnormal: exponent field 0, mantissa = r / 2^(min_exp - man_bits)
-    return static_cast<std::uint32_t>(std::ldexp(r, f.man_bits - min_exp));
-  }
-  const std::uint32_t exp_field = static_cast<std::uint32_t>(re + f.bias());
-  const std::uint32_t man = static_cast<std::uint32_t>(std::ldexp(r, f.man_bits - re)) - (1u << f.man_bits);
-  return (exp_field << f.man_bits) | man;
-}
-
 double decode_magnitude(std::uint32_t bits, MiniFloat f) {
   const std::uint32_t exp_field = bits >> f.man_bits;
   const std::uint32_t man = bits & ((1u << f.man_bits) - 1);
@@ -68,7 +48,7 @@ double decode_magnitude(std::uint32_t bits, MiniFloat f) {
   return std::ldexp(1.0 + std::ldexp(static_cast<double>(man), -f.man_bits), static_cast<int>(exp_field) - f.bias());
 }
 
-constexpr MiniFloat kF16{5, 10}, kE4M3{4, 3};
+constexpr MiniFloat kE4M3{4, 3};
 
 template <int N>
 std::array<float, N> make_table(float (*decode)(std::uint32_t)) {
@@ -77,7 +57,7 @@ std::array<float, N> make_table(float (*decode)(std::uint32_t)) {
   return t;
 }
 
-// An IEEE-style format (all-ones exponent: inf when the mantissa is 0, else NaN): f16 and e5m2.
+// An IEEE-style format (all-ones exponent: inf when the mantissa is 0, else NaN): e5m2.
 template <int kExpBits, int kManBits>
 float decode_ieee(std::uint32_t b) {
   constexpr int kBits = 1 + kExpBits + kManBits;
@@ -89,7 +69,6 @@ float decode_ieee(std::uint32_t b) {
   else v = static_cast<float>(decode_magnitude(mag, kFormat));
   return neg ? -v : v;
 }
-float decode_f16(std::uint32_t b) { return decode_ieee<5, 10>(b); }
 float decode_e5m2(std::uint32_t b) { return decode_ieee<5, 2>(b); }
 // e4m3fn has no infinities: only S.1111.111 is NaN.
 float decode_e4m3(std::uint32_t b) {
@@ -100,27 +79,6 @@ float decode_e4m3(std::uint32_t b) {
 }
 
 }  // namespace
-
-// float32 -> float16, round to nearest even, on the bits (float16 activations convert on every CPU
-// op): a normal result rebiases the exponent and rounds the mantissa from 23 to 10 bits (a carry
-// moves into the exponent, up to infinity); a subnormal one is x scaled to the 2^-24 quantum and
-// rounded by the FPU (exact: the scaling is a power of two).
-std::uint16_t f32_to_f16(float x) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(x);
-  const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000);
-  const std::uint32_t u = bits & 0x7FFFFFFF;
-  if (u > 0x7F800000) return sign | 0x7E00;   // NaN
-  if (u >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (inf included) rounds to infinity
-  if (u < 0x38800000)                          // below 2^-14: subnormal or zero
-    return sign | static_cast<std::uint16_t>(std::nearbyint(std::fabs(x) * 0x1p24f));
-  const std::uint32_t v = u - 0x38000000;  // exponent bias 127 -> 15
-  return sign | static_cast<std::uint16_t>((v + 0xFFF + ((v >> 13) & 1)) >> 13);
-}
-
-float f16_to_f32(std::uint16_t bits) {
-  static const auto table = make_table<65536>(decode_f16);
-  return table[bits];
-}
 
 // float32 -> float8 with round-to-nearest-even on the bits (exact, and cheap enough for casting
 // whole activations): a normal result keeps the top mantissa bits of x with the usual

@@ -42,8 +42,43 @@ inline float bf16_to_f32(std::uint16_t bits) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
-std::uint16_t f32_to_f16(float x);
-float f16_to_f32(std::uint16_t bits);
+// float32 -> float16, round to nearest even, on the bits: a normal result rebiases the exponent
+// and rounds the mantissa from 23 to 10 bits (a carry moves into the exponent, up to infinity); a
+// subnormal one is x scaled to the 2^-24 quantum (exact) and rounded to an integer by adding and
+// subtracting 2^23 (round to nearest even in float arithmetic).
+inline std::uint16_t f32_to_f16(float x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000);
+  const std::uint32_t u = bits & 0x7FFFFFFFu;
+  if (u > 0x7F800000u) return sign | 0x7E00;   // NaN
+  if (u >= 0x477FF000u) return sign | 0x7C00;  // >= 65520 (inf included) rounds to infinity
+  if (u < 0x38800000u) {                       // below 2^-14: subnormal or zero
+    float magnitude;
+    std::memcpy(&magnitude, &u, sizeof magnitude);
+    const float quanta = magnitude * 0x1p24f;
+    return sign | static_cast<std::uint16_t>((quanta + 0x1p23f) - 0x1p23f);
+  }
+  const std::uint32_t v = u - 0x38000000u;  // exponent bias 127 -> 15
+  return sign | static_cast<std::uint16_t>((v + 0xFFFu + ((v >> 13) & 1u)) >> 13);
+}
+inline float f16_to_f32(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
+  const std::uint32_t em = h & 0x7FFFu;
+  std::uint32_t u;
+  if (em >= 0x7C00u) {
+    u = sign | 0x7F800000u | ((em & 0x3FFu) << 13);  // inf, NaN (payload kept)
+  } else if (em < 0x400u) {                          // subnormal or zero: em x 2^-24, exact
+    const float v = static_cast<float>(em) * 0x1p-24f;
+    std::memcpy(&u, &v, sizeof u);
+    u |= sign;
+  } else {
+    u = sign | ((em + 0x1C000u) << 13);  // exponent bias 15 -> 127
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 std::uint8_t f32_to_f8e4m3(float x);
 float f8e4m3_to_f32(std::uint8_t bits);
 std::uint8_t f32_to_f8e5m2(float x);

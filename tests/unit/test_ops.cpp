@@ -225,7 +225,8 @@ TEST_CASE("op reductions and in-place arithmetic") {
   CHECK(a.to_vector() == std::vector<double>{1.5, 0, 2.5});
   CHECK_THROWS(ops::add(a, Tensor::zeros({3}, DType::f64)));   // dtype mismatch
   CHECK(ops::sum(Tensor::full({3}, 1.5, DType::bf16)) == 4.5);  // bf16: widened to f32 (below)
-  CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::f16)));         // f16: not an op dtype
+  CHECK(ops::sum(Tensor::full({3}, 1.5, DType::f16)) == 4.5);   // f16 likewise (float16 mixed precision)
+  CHECK_THROWS(ops::sum(Tensor::zeros({3}, DType::i32)));         // i32: not an op dtype
 }
 
 namespace {
