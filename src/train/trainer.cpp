@@ -157,7 +157,10 @@ checkpoint::TrainingState training_state(const dist::Fsdp& fsdp, const std::vect
                                          std::vector<ColumnFixup>* fixups) {
   checkpoint::TrainingState s;
   for (size_t i = 0; i < params.size(); ++i) {
-    const auto [local_global, begin, end] = fsdp.shard_rows(i);
+    // Named, not a structured binding: clang 14 cannot capture a binding in a lambda.
+    const dist::Fsdp::ShardRows shard = fsdp.shard_rows(i);
+    const Shape& local_global = shard.global_shape;
+    const std::int64_t begin = shard.row_begin, end = shard.row_end;
     const int dim = tp_layout.dim_of(names[i]);
     const Shape global = tp_layout.global_shape(names[i], local_global);
     Shape local = local_global;
