@@ -62,6 +62,9 @@ void validate(JobConfig& cfg) {
     cfg.warnings.push_back(
         "quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp has no effect without "
         "quantize.linear.float8.enable_fsdp_float8_all_gather");
+  if (cfg.parallelism.enable_async_tensor_parallel && cfg.parallelism.tensor_parallel_degree == 1)
+    cfg.warnings.push_back("parallelism.enable_async_tensor_parallel has no effect without tensor parallelism "
+                           "(parallelism.tensor_parallel_degree = 1)");
   if (!float8 && any_float8_key_set(cfg))
     cfg.warnings.push_back(
         "[quantize.linear.float8] settings are ignored: model.converters does not list \"quantize.linear.float8\"");

@@ -1,5 +1,6 @@
 #include "dist/tensor_parallel.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/functions.hpp"
@@ -44,11 +45,11 @@ Tensor gather_sequence(const Tensor& x, ProcessGroup& g) {
 }
 
 // Partial [B, S, ...] -> the sum's sequence shard [B, S/T, ...], summed in float32.
+void require_sequence_divisible(std::int64_t S, int T);
+
 Tensor reduce_scatter_sum(const Tensor& x, ProcessGroup& g) {
   const int T = g.size();
-  if (x.size(1) % T != 0)
-    throw std::invalid_argument("tensor parallel: sequence length " + std::to_string(x.size(1)) +
-                                " is not a multiple of the TP degree " + std::to_string(T));
+  require_sequence_divisible(x.size(1), T);
   Tensor in = to_rank_major(x, T, DType::f32);
   const Shape out_shape = with_dim(x.shape(), 1, x.size(1) / T);
   Tensor out = Tensor::empty(out_shape, DType::f32, x.device());
@@ -56,7 +57,186 @@ Tensor reduce_scatter_sum(const Tensor& x, ProcessGroup& g) {
   return x.dtype() == DType::f32 ? out : out.to(x.dtype());
 }
 
+// A sequence-sharded activation as rows: rank t's shard [B, S/T, C] is R = B S/T rows of C, and
+// its row r = b S/T + s is row b S + t S/T + s of the whole [B, S, C].
+struct SequenceRows {
+  std::int64_t Sl;  // S/T
+  int T;
+  // fn(t, local_first, full_first, count) over the contiguous runs of rows [r0, r0 + n) of every rank.
+  template <class F>
+  void runs(std::int64_t r0, std::int64_t n, F&& fn) const {
+    for (int t = 0; t < T; ++t)
+      for (std::int64_t r = r0; r < r0 + n;) {
+        const std::int64_t end = std::min(r0 + n, (r / Sl + 1) * Sl);
+        fn(t, r, (r / Sl) * Sl * T + t * Sl + r % Sl, end - r);
+        r = end;
+      }
+  }
+  // Rows [r0, r0 + n) of every rank, rank-major [T n, C], from the whole `full` [B S, C]; and back.
+  Tensor take(const Tensor& full, std::int64_t r0, std::int64_t n) const {
+    const std::int64_t C = full.shape().back();
+    Tensor out = Tensor::empty({T * n, C}, full.dtype(), full.device());
+    runs(r0, n, [&](int t, std::int64_t r, std::int64_t f, std::int64_t k) {
+      out.view_range((t * n + r - r0) * C, {k * C}).copy_from(full.view_range(f * C, {k * C}));
+    });
+    return out;
+  }
+  void put(const Tensor& rank_major, std::int64_t r0, std::int64_t n, const Tensor& full) const {
+    const std::int64_t C = full.shape().back();
+    runs(r0, n, [&](int t, std::int64_t r, std::int64_t f, std::int64_t k) {
+      full.view_range(f * C, {k * C}).copy_from(rank_major.view_range((t * n + r - r0) * C, {k * C}));
+    });
+  }
+};
+
+// [first row, rows) of each chunk of a shard of R rows.
+std::vector<std::pair<std::int64_t, std::int64_t>> row_chunks(std::int64_t R, int T) {
+  const std::int64_t K = std::max<std::int64_t>(1, std::min<std::int64_t>(R, async_tp_chunks(T)));
+  std::vector<std::pair<std::int64_t, std::int64_t>> chunks;
+  for (std::int64_t j = 0; j < K; ++j) chunks.emplace_back(j * R / K, (j + 1) * R / K - j * R / K);
+  return chunks;
+}
+
+Tensor rows_view(const Tensor& t) { return t.view({t.numel() / t.shape().back(), t.shape().back()}); }
+
+// Chunk by chunk: all-gathers rows of the shard `local` [R, C] (all issued at once), and as chunk
+// j arrives, fn(j, rank-major rows [T n_j, C]) while the later ones are in flight.
+template <class F>
+void gather_chunks(const Tensor& local, ProcessGroup& g, const std::vector<std::pair<std::int64_t, std::int64_t>>& chunks,
+                   F&& fn) {
+  const std::int64_t C = local.shape().back();
+  std::vector<Tensor> bufs;
+  std::vector<std::unique_ptr<Work>> works;
+  for (auto [r0, n] : chunks) {
+    bufs.push_back(Tensor::empty({g.size() * n, C}, local.dtype(), local.device()));
+    works.push_back(g.all_gather_async(local.view_range(r0 * C, {n * C}), bufs.back().view({bufs.back().numel()})));
+  }
+  for (size_t j = 0; j < chunks.size(); ++j) {
+    works[j]->wait();
+    fn(j, bufs[j]);
+    poll_collectives();
+  }
+}
+
+// Chunk by chunk: part(j) gives rank-major rows [T n_j, C] of a partial sum, reduce-scattered (in
+// float32) into rows of `out` [R, C] (float32) while the next chunk's part is computed.
+template <class F>
+void reduce_scatter_chunks(const Tensor& out, ProcessGroup& g, const std::vector<std::pair<std::int64_t, std::int64_t>>& chunks,
+                           F&& part) {
+  const std::int64_t C = out.shape().back();
+  std::vector<Tensor> parts;
+  std::vector<std::unique_ptr<Work>> works;
+  for (size_t j = 0; j < chunks.size(); ++j) {
+    Tensor p = part(j);
+    parts.push_back(p.dtype() == DType::f32 ? p : p.to(DType::f32));
+    works.push_back(g.reduce_scatter_async(parts.back().view({parts.back().numel()}),
+                                           out.view_range(chunks[j].first * C, {chunks[j].second * C}), ReduceOp::sum));
+    poll_collectives();
+  }
+  for (auto& w : works) w->wait();
+}
+
+void require_sequence_divisible(std::int64_t S, int T) {
+  if (S % T != 0)
+    throw std::invalid_argument("tensor parallel: sequence length " + std::to_string(S) +
+                                " is not a multiple of the TP degree " + std::to_string(T));
+}
+
 }  // namespace
+
+int async_tp_chunks(int tp_size) { return std::max(2, tp_size); }
+
+GatheredLinears all_gather_linears(const Variable& x, const std::vector<Variable>& weights, ProcessGroup& group) {
+  const Tensor xd = x.data();
+  const int T = group.size();
+  const SequenceRows rows{xd.size(1), T};
+  const auto chunks = row_chunks(xd.numel() / xd.shape().back(), T);
+  const Tensor gathered = Tensor::empty(with_dim(xd.shape(), 1, xd.size(1) * T), xd.dtype(), xd.device());
+  std::vector<Tensor> wd, ys(weights.size());
+  for (const Variable& w : weights) wd.push_back(w.data());
+  gather_chunks(rows_view(xd), group, chunks, [&](size_t j, const Tensor& chunk) {
+    const auto [r0, n] = chunks[j];
+    rows.put(chunk, r0, n, rows_view(gathered));
+    for (size_t i = 0; i < wd.size(); ++i) {
+      Tensor y = ops::linear(chunk, wd[i]);
+      if (!ys[i].defined()) {
+        Shape shape = gathered.shape();
+        shape.back() = wd[i].size(0);
+        ys[i] = Tensor::empty(shape, y.dtype(), y.device());
+      }
+      rows.put(y, r0, n, rows_view(ys[i]));
+    }
+  });
+  std::vector<Variable> inputs{x};
+  std::vector<bool> need_w;
+  for (const Variable& w : weights) {
+    inputs.push_back(w);
+    need_w.push_back(w.requires_grad());
+  }
+  auto outputs = autograd::record(
+      "AllGatherLinears", inputs, ys, [&group, rows, chunks, gathered, wd, need_w, shape = xd.shape()](const TV& g) -> TV {
+        TV grads(1 + wd.size());
+        Tensor dx = Tensor::empty(shape, DType::f32, gathered.device());
+        DType dx_dtype = DType::f32;
+        reduce_scatter_chunks(rows_view(dx), group, chunks, [&](size_t j) {
+          Tensor part;
+          for (size_t i = 0; i < wd.size(); ++i) {
+            if (!g[i].defined()) continue;
+            Tensor d = ops::linear_backward_input(rows.take(rows_view(g[i]), chunks[j].first, chunks[j].second), wd[i]);
+            part = part.defined() ? ops::add(part, d) : d;
+          }
+          dx_dtype = part.dtype();
+          return part;
+        });
+        // (The weight gradients could run behind the last reduce-scatter; they follow it.)
+        for (size_t i = 0; i < wd.size(); ++i)
+          if (need_w[i] && g[i].defined()) {
+            grads[1 + i] = Tensor::empty(wd[i].shape(), wd[i].dtype(), wd[i].device());
+            ops::linear_backward_weight(g[i], gathered, grads[1 + i], false);
+          }
+        grads[0] = dx_dtype == DType::f32 ? dx : dx.to(dx_dtype);
+        return grads;
+      });
+  return {Variable(gathered), outputs};
+}
+
+Variable linear_reduce_scatter(const Variable& x, const Variable& w, ProcessGroup& group) {
+  const Tensor xd = x.data(), wd = w.data();
+  const int T = group.size();
+  require_sequence_divisible(xd.size(1), T);
+  const SequenceRows rows{xd.size(1) / T, T};
+  const auto chunks = row_chunks(xd.numel() / xd.shape().back() / T, T);
+  Shape out_shape = with_dim(xd.shape(), 1, xd.size(1) / T);
+  out_shape.back() = wd.size(0);
+  const Tensor sum = Tensor::empty(out_shape, DType::f32, xd.device());
+  DType y_dtype = DType::f32;
+  reduce_scatter_chunks(rows_view(sum), group, chunks, [&](size_t j) {
+    Tensor part = ops::linear(rows.take(rows_view(xd), chunks[j].first, chunks[j].second), wd);
+    y_dtype = part.dtype();
+    return part;
+  });
+  const bool need_w = w.requires_grad();
+  return autograd::record1(
+      "LinearReduceScatter", {x, w}, y_dtype == DType::f32 ? sum : sum.to(y_dtype),
+      [&group, rows, chunks, xd, wd, need_w](const TV& g) -> TV {
+        Shape full_shape = xd.shape();
+        full_shape.back() = wd.size(0);
+        const Tensor dy = Tensor::empty(full_shape, g[0].dtype(), g[0].device());
+        Tensor dx;
+        gather_chunks(rows_view(g[0]), group, chunks, [&](size_t j, const Tensor& chunk) {
+          rows.put(chunk, chunks[j].first, chunks[j].second, rows_view(dy));
+          Tensor d = ops::linear_backward_input(chunk, wd);
+          if (!dx.defined()) dx = Tensor::empty(xd.shape(), d.dtype(), d.device());
+          rows.put(d, chunks[j].first, chunks[j].second, rows_view(dx));
+        });
+        Tensor dw;
+        if (need_w) {
+          dw = Tensor::empty(wd.shape(), wd.dtype(), wd.device());
+          ops::linear_backward_weight(dy, xd, dw, false);
+        }
+        return {dx, dw};
+      });
+}
 
 Variable all_gather_sequence(const Variable& x, ProcessGroup& group) {
   if (group.size() == 1) return x;

@@ -41,12 +41,36 @@ Variable all_gather_columns(const Variable& x, ProcessGroup& group);
 Variable vocab_parallel_cross_entropy(const Variable& logits, const Tensor& targets, std::int64_t first_col,
                                       ProcessGroup& group, std::int64_t ignore_index = -100);
 
+// Async TP (parallelism.enable_async_tensor_parallel, TorchTitan's fused all-gather-matmul and
+// matmul-reduce-scatter): each pair decomposed into chunks of the sequence shard's rows, every
+// chunk its own non-blocking collective, so later chunks are in flight while the GEMMs of earlier
+// ones run. Each chunk's rows are one GEMM call on a row block of the whole product: the values
+// are the separate ops' up to the order a GEMM sums in (and to the order of the sum below).
+//
+// All-gather + Linears: sequence shard x [B, S/T, C] and weights W_i [N_i, C] (TP-local, column-
+// wise) -> `gathered`, x over the whole sequence [B, S, C] (no gradient: the gradient reaches x
+// through the outputs), and y_i = gathered W_i^T [B, S, N_i]. Backward: dW_i = dy_i^T gathered,
+// and x's gradient sum_i dy_i W_i reduce-scattered (float32) chunk by chunk as it is computed.
+struct GatheredLinears {
+  Variable gathered;
+  std::vector<Variable> outputs;
+};
+GatheredLinears all_gather_linears(const Variable& x, const std::vector<Variable>& weights, ProcessGroup& group);
+// Linear + reduce-scatter: x [B, S, K] (this rank's columns), W [N, K] (row-wise) -> the sequence
+// shard [B, S/T, N] of the sum over ranks of x W^T (summed in float32). Backward: dy's all-gather
+// chunk by chunk, each chunk's rows of dx computed as it arrives; dW = dy_gathered^T x.
+Variable linear_reduce_scatter(const Variable& x, const Variable& w, ProcessGroup& group);
+// The chunks a rank's sequence shard is split into (TorchTitan's async TP takes one step per rank).
+int async_tp_chunks(int tp_size);
+
 // How a TP plan split the parameters: the dim each sharded parameter is split on (0: rows, e.g.
 // a column-wise Linear's weight [out/T, in]; 1: columns, a row-wise Linear's [out, in/T]);
 // parameters not listed are replicated over the TP group, their gradients partial (each rank
 // saw only its sequence shard) until reduce_replicated_gradients sums them.
 struct TpLayout {
   int size = 1, rank = 0;
+  // Collective + GEMM pairs of the plan, and how many of them run fused (async TP).
+  int pairs = 0, fused_pairs = 0;
   std::map<std::string, int> sharded_dim;  // FQN -> 0 or 1
   std::map<std::string, Shape> local_shape;  // FQN -> this rank's part (sharded parameters)
   // -1 for a replicated parameter.

@@ -55,6 +55,7 @@ class Float8Linear : public nn::Linear {
  public:
   Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe);
   std::string type_name() const override { return "Float8Linear"; }
+  bool honours_product() const override { return false; }  // forward is the float8 product
   const Recipe& recipe() const { return recipe_; }
   // Null unless the recipe is delayed.
   const std::shared_ptr<DelayedScaling>& delayed_state() const { return delayed_; }

@@ -37,12 +37,23 @@ class Linear : public Module {
   std::string type_name() const override { return "Linear"; }
   // Null: the input travels in its own dtype (a plain Linear computes with it as it is).
   virtual std::shared_ptr<InputGatherCodec> input_gather_codec() { return nullptr; }
+  // How forward computes x W^T when something else should compute it (tensor parallel's async
+  // plan fuses the product with its collective); null: autograd::linear. A subclass whose forward
+  // computes otherwise (Float8Linear) ignores it and says so through honours_product().
+  using Product = std::function<Variable(const Variable& x, const Variable& w)>;
+  void set_product(Product product) { product_ = std::move(product); }
+  virtual bool honours_product() const { return true; }
   std::int64_t in_features() const { return weight.shape()[1]; }
   std::int64_t out_features() const { return weight.shape()[0]; }
   Variable& weight;
 
  protected:
-  std::vector<Variable> forward(const std::vector<Variable>& in) override { return {autograd::linear(in[0], weight)}; }
+  std::vector<Variable> forward(const std::vector<Variable>& in) override {
+    return {product_ ? product_(in[0], weight) : autograd::linear(in[0], weight)};
+  }
+
+ private:
+  Product product_;
 };
 
 class Embedding : public Module {

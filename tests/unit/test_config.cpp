@@ -254,7 +254,13 @@ TEST_CASE("keys accepted for compatibility: no-effect warns, unsupported errors"
   CHECK(has_warning(parse({"--metrics.enable_wandb"}), "metrics.enable_wandb"));
   CHECK(parse({"--metrics.enable_tensorboard"}).warnings.empty());
   CHECK(parse({"--parallelism.tensor_parallel_degree=2"}).warnings.empty());  // supported
-  CHECK(has_warning(parse({"--parallelism.enable_async_tensor_parallel"}), "parallelism.enable_async_tensor_parallel"));
+  // Async TP is supported; without TP it only warns that it has no effect.
+  JobConfig async_alone = parse({"--parallelism.enable_async_tensor_parallel"});
+  validate(async_alone);
+  CHECK(has_warning(async_alone, "enable_async_tensor_parallel has no effect without tensor parallelism"));
+  JobConfig async_tp = parse({"--parallelism.enable_async_tensor_parallel", "--parallelism.tensor_parallel_degree=2"});
+  validate(async_tp);
+  CHECK(async_tp.warnings.empty());
   for (const char* key : {"--parallelism.pipeline_parallel_degree=2",
                           "--parallelism.context_parallel_degree=4", "--parallelism.expert_parallel_degree=2"}) {
     INFO(key);

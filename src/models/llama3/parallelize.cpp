@@ -22,17 +22,50 @@ void require_divisible(std::int64_t n, int tp, const std::string& what) {
 }
 
 // Module input: sequence shards -> the whole sequence (encoded as its `consumers`, the Linears
-// that read it, ask: e.g. float8); module output: partial sums -> shards.
-void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector<nn::Linear*> consumers) {
-  m.add_forward_input_hook([&tp, consumers](nn::Module&, std::vector<autograd::Variable>& in) {
-    in[0] = dist::all_gather_sequence(in[0], tp, consumers);
-  });
-  m.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
+// that read it, ask: e.g. float8); module output: partial sums -> shards. `last` is the Linear
+// whose output is the module's (wo, w2).
+void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector<nn::Linear*> consumers,
+                              nn::Linear& last, bool async_tp, dist::TpLayout& layout) {
+  layout.pairs += 2;
+  bool fuse_in = async_tp;
+  for (nn::Linear* c : consumers) fuse_in = fuse_in && c->honours_product();
+  if (fuse_in) {
+    // One fused gather for all consumers; each is handed its output for the input it is called with.
+    auto handed = std::make_shared<std::vector<std::pair<autograd::Variable, autograd::Variable>>>(consumers.size());
+    for (size_t i = 0; i < consumers.size(); ++i)
+      consumers[i]->set_product([handed, i](const autograd::Variable& x, const autograd::Variable& w) {
+        auto& [input, output] = (*handed)[i];
+        if (input.impl() != x.impl()) return autograd::linear(x, w);  // not the gathered input: compute it
+        autograd::Variable y = output;
+        input = output = autograd::Variable();
+        return y;
+      });
+    m.add_forward_input_hook([&tp, consumers, handed](nn::Module&, std::vector<autograd::Variable>& in) {
+      std::vector<autograd::Variable> weights;
+      for (nn::Linear* c : consumers) weights.push_back(c->weight);
+      dist::GatheredLinears r = dist::all_gather_linears(in[0], weights, tp);
+      for (size_t i = 0; i < consumers.size(); ++i) (*handed)[i] = {r.gathered, r.outputs[i]};
+      in[0] = r.gathered;
+    });
+    ++layout.fused_pairs;
+  } else {
+    m.add_forward_input_hook([&tp, consumers](nn::Module&, std::vector<autograd::Variable>& in) {
+      in[0] = dist::all_gather_sequence(in[0], tp, consumers);
+    });
+  }
+  if (async_tp && last.honours_product()) {
+    last.set_product([&tp](const autograd::Variable& x, const autograd::Variable& w) {
+      return dist::linear_reduce_scatter(x, w, tp);
+    });
+    ++layout.fused_pairs;
+  } else {
+    m.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
+  }
 }
 
 }  // namespace
 
-dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel) {
+dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel, bool async_tp) {
   dist::TpLayout layout;
   layout.size = tp.size();
   layout.rank = tp.rank();
@@ -55,18 +88,26 @@ dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_pa
     Attention& attn = block->attention;
     for (const char* w : {"wq", "wk", "wv"}) shard_parameter(layout, prefix + "attention." + w + ".weight", attn.child<nn::Linear>(w).weight, 0);
     shard_parameter(layout, prefix + "attention.wo.weight", attn.wo().weight, 1);
-    sequence_parallel_region(attn, tp, {&attn.wq(), &attn.wk(), &attn.wv()});
+    sequence_parallel_region(attn, tp, {&attn.wq(), &attn.wk(), &attn.wv()}, attn.wo(), async_tp, layout);
     FeedForward& ffn = block->feed_forward;
     for (const char* w : {"w1", "w3"}) shard_parameter(layout, prefix + "feed_forward." + w + ".weight", ffn.child<nn::Linear>(w).weight, 0);
     shard_parameter(layout, prefix + "feed_forward.w2.weight", ffn.w2().weight, 1);
-    sequence_parallel_region(ffn, tp, {&ffn.w1(), &ffn.w3()});
+    sequence_parallel_region(ffn, tp, {&ffn.w1(), &ffn.w3()}, ffn.w2(), async_tp, layout);
   }
 
   nn::Linear& out = model.output();
   shard_parameter(layout, "output.weight", out.weight, 0);
-  out.add_forward_input_hook([&tp, &out](nn::Module&, std::vector<autograd::Variable>& in) {
-    in[0] = dist::all_gather_sequence(in[0], tp, {&out});
-  });
+  ++layout.pairs;
+  if (async_tp && out.honours_product()) {
+    out.set_product([&tp](const autograd::Variable& x, const autograd::Variable& w) {
+      return dist::all_gather_linears(x, {w}, tp).outputs[0];
+    });
+    ++layout.fused_pairs;
+  } else {
+    out.add_forward_input_hook([&tp, &out](nn::Module&, std::vector<autograd::Variable>& in) {
+      in[0] = dist::all_gather_sequence(in[0], tp, {&out});
+    });
+  }
   if (!loss_parallel)
     out.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& o) { o[0] = dist::all_gather_columns(o[0], tp); });
   return layout;

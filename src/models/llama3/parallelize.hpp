@@ -21,9 +21,14 @@ namespace titan::llama3 {
 //                   are all-gathered
 // An all-gathered input travels as its consumers' codec encodes it when they all have one
 // (Float8Linear tensorwise: e4m3 bytes with the whole tensor's scale), else in its own dtype.
+// With async_tp (enable_async_tensor_parallel) each all-gather and the column-wise Linears that
+// read it run as one dist::all_gather_linears, and each row-wise Linear with the reduce-scatter
+// after it as one dist::linear_reduce_scatter (chunked, communication in flight during the GEMMs);
+// a pair whose Linears compute their own product (float8) keeps the separate ops. The layout
+// counts both kinds of pairs.
 // Call on the meta model, before FSDP: the parameters become their local shapes. Throws
 // UserError when heads, kv heads, hidden units or the vocabulary do not divide by T.
-dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel);
+dist::TpLayout apply_tp(Transformer& model, dist::ProcessGroup& tp, bool loss_parallel, bool async_tp = false);
 
 // Units: tok_embeddings, each TransformerBlock, [norm, output] (the root holds no parameters of
 // its own). parallelism.fsdp_reshard_after_forward:

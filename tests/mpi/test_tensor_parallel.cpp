@@ -1,0 +1,103 @@
+// Async TP's fused ops (dist::all_gather_linears, dist::linear_reduce_scatter) against the separate
+// ops the synchronous plan runs, on a TP group of the whole world: values and every gradient, in
+// f32 and bf16, for shards whose rows split unevenly into chunks and whose chunks cross sequences.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "autograd/functions.hpp"
+#include "core/rng.hpp"
+#include "dist/process_group.hpp"
+#include "dist/tensor_parallel.hpp"
+#include "mpi_world.hpp"
+
+using namespace titan;
+using namespace titan::dist;
+using autograd::Variable;
+
+namespace {
+
+// N(0, 1) values, different on every rank (each holds other rows / another weight part).
+Tensor random(const Shape& shape, std::uint64_t key, DType dtype) {
+  Tensor t = Tensor::empty(shape, DType::f32);
+  rng::fill_normal(t, key, std::uint64_t(g_world->rank()) << 32, 0.0, 1.0);
+  return dtype == DType::f32 ? t : t.to(dtype);
+}
+
+// max |a - b| / max |b|, in float64.
+double relative_difference(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const Tensor x = a.to(DType::f64), y = b.to(DType::f64);
+  double diff = 0, scale = 0;
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    diff = std::max(diff, std::abs(x.data<double>()[i] - y.data<double>()[i]));
+    scale = std::max(scale, std::abs(y.data<double>()[i]));
+  }
+  return diff / scale;
+}
+
+}  // namespace
+
+TEST_CASE("tensor parallel: fused all-gather + Linears and Linear + reduce-scatter equal the separate ops") {
+  const int T = g_world->size();
+  DeviceMesh mesh(*g_world, 1, 1, T);
+  ProcessGroup& tp = mesh.tp_group();
+  const std::int64_t C = 12, N1 = 8, N2 = 5;
+  for (DType dt : {DType::f32, DType::bf16})
+    for (auto [B, Sl] : {std::pair<std::int64_t, std::int64_t>{2, 3}, {1, 5}}) {
+      INFO(dtype_name(dt) << ", shard [" << B << ", " << Sl << "] on TP " << T);
+      // bf16 values are rounded once per op on either path; a GEMM's f32 sum over another row
+      // blocking can move one rounding by an ulp (2^-8 relative).
+      const double tol = dt == DType::f32 ? 1e-6 : 1e-2;
+      const Tensor x = random({B, Sl, C}, 1, dt), w1 = random({N1, C}, 2, dt), w2 = random({N2, C}, 3, dt);
+      const Tensor d1 = random({B, Sl * T, N1}, 4, dt), d2 = random({B, Sl * T, N2}, 5, dt);
+      {
+        Variable xa(x, true), w1a(w1, true), w2a(w2, true);
+        Variable gathered = all_gather_sequence(xa, tp);
+        Variable y1 = autograd::linear(gathered, w1a), y2 = autograd::linear(gathered, w2a);
+        autograd::run_backward({y1, y2}, {d1, d2}, false);
+        Variable xb(x, true), w1b(w1, true), w2b(w2, true);
+        GatheredLinears fused = all_gather_linears(xb, {w1b, w2b}, tp);
+        CHECK(relative_difference(fused.gathered.data(), gathered.data()) == 0);  // moved, not computed
+        CHECK(!fused.gathered.requires_grad());
+        CHECK(relative_difference(fused.outputs[0].data(), y1.data()) <= tol);
+        CHECK(relative_difference(fused.outputs[1].data(), y2.data()) <= tol);
+        autograd::run_backward(fused.outputs, {d1, d2}, false);
+        CHECK(relative_difference(xb.grad(), xa.grad()) <= tol);
+        CHECK(relative_difference(w1b.grad(), w1a.grad()) <= tol);
+        CHECK(relative_difference(w2b.grad(), w2a.grad()) <= tol);
+      }
+      {
+        // Row-wise: x over the whole sequence with this rank's columns, the sum's sequence shard out.
+        const Tensor xr = random({B, Sl * T, C}, 6, dt), dy = random({B, Sl, N1}, 7, dt);
+        Variable xa(xr, true), wa(w1, true);
+        Variable y = reduce_scatter_sequence(autograd::linear(xa, wa), tp);
+        autograd::run_backward({y}, {dy}, false);
+        Variable xb(xr, true), wb(w1, true);
+        Variable fused = linear_reduce_scatter(xb, wb, tp);
+        CHECK(fused.shape() == y.shape());
+        CHECK(fused.data().dtype() == y.data().dtype());
+        CHECK(relative_difference(fused.data(), y.data()) <= tol);
+        autograd::run_backward({fused}, {dy}, false);
+        CHECK(relative_difference(xb.grad(), xa.grad()) <= tol);
+        CHECK(relative_difference(wb.grad(), wa.grad()) <= tol);
+      }
+    }
+}
+
+TEST_CASE("tensor parallel: a fused pair's collectives run in chunks, the same bytes as the separate ops") {
+  const int T = g_world->size();
+  if (T == 1) return;  // a group of one communicates nothing
+  DeviceMesh mesh(*g_world, 1, 1, T);
+  ProcessGroup& tp = mesh.tp_group();
+  const Tensor x = random({2, 4, 6}, 1, DType::f32), w = random({3, 6}, 2, DType::f32);
+  reset_comm_stats();
+  Variable gathered = all_gather_sequence(Variable(x), tp);
+  const CommStats separate = comm_stats();
+  reset_comm_stats();
+  GatheredLinears fused = all_gather_linears(Variable(x), {Variable(w)}, tp);
+  const CommStats chunked = comm_stats();
+  CHECK(separate.calls[CommStats::all_gather] == 1);
+  CHECK(chunked.calls[CommStats::all_gather] == async_tp_chunks(T));
+  CHECK(chunked.bytes[CommStats::all_gather] == separate.bytes[CommStats::all_gather]);
+}
