@@ -246,7 +246,7 @@ Variable all_gather_sequence(const Variable& x, ProcessGroup& group) {
 
 Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::vector<nn::Linear*>& consumers) {
   if (group.size() == 1 || consumers.empty()) return all_gather_sequence(x, group);
-  std::shared_ptr<nn::InputGatherCodec> codec = consumers.front()->input_gather_codec();
+  std::shared_ptr<nn::GatherCodec> codec = consumers.front()->input_gather_codec();
   for (nn::Linear* c : consumers) {
     auto other = c->input_gather_codec();
     if (!codec || !other || other->kind() != codec->kind()) return all_gather_sequence(x, group);
@@ -259,10 +259,19 @@ Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::
                            [&group](const TV& g) -> TV { return {reduce_scatter_sum(g[0], group)}; });
 }
 
-Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group) {
+Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group, nn::Linear* producer) {
   if (group.size() == 1) return x;
   return autograd::record1("ReduceScatterSequence", {x}, reduce_scatter_sum(x.data(), group),
-                           [&group](const TV& g) -> TV { return {gather_sequence(g[0], group)}; });
+                           [&group, producer](const TV& g) -> TV {
+                             std::shared_ptr<nn::GatherCodec> codec = producer ? producer->output_grad_gather_codec() : nullptr;
+                             if (!codec) return {gather_sequence(g[0], group)};
+                             const Tensor encoded =
+                                 codec->encode(g[0], [&group](const Tensor& t) { group.all_reduce(t, ReduceOp::max); });
+                             const Tensor gathered = gather_sequence(encoded, group);
+                             Tensor value = codec->decode(gathered, g[0].dtype());
+                             codec->arrived(*producer, value, gathered);
+                             return {value};
+                           });
 }
 
 Variable all_gather_columns(const Variable& x, ProcessGroup& group) {

@@ -29,8 +29,11 @@ Variable all_gather_sequence(const Variable& x, ProcessGroup& group);
 // of one kind (Float8Linear: e4m3 with the whole tensor's scale), the shard travels encoded (1 byte
 // per element) and the consumers are handed the gathered encoding; otherwise as above.
 Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::vector<nn::Linear*>& consumers);
-// partial -> sequence shard of the sum; backward: all-gather of the gradient.
-Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group);
+// partial -> sequence shard of the sum; backward: all-gather of the gradient. When `x` is the
+// output of `producer` (a row-wise Linear) that supplies an output-gradient codec (Float8Linear:
+// e5m2 with the whole tensor's scale), the gradient shard travels encoded and the producer is
+// handed the gathered encoding.
+Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group, nn::Linear* producer = nullptr);
 // column shard -> replicated; backward: this rank's columns of the gradient (the loss is the same
 // on every rank, so is the gradient of the replicated value).
 Variable all_gather_columns(const Variable& x, ProcessGroup& group);

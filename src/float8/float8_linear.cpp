@@ -184,7 +184,7 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
                                  std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale,
-                                 const PrecastInput* input) {
+                                 const PrecastInput* input, std::shared_ptr<PrecastGradOutput> grad_output) {
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
   if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise ||
                        r.weight_for_grad_input.granularity != Granularity::tensorwise))
@@ -213,23 +213,40 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
   out_shape.back() = wd.size(0);
   const bool need_w = w.requires_grad();
   return autograd::record1("Float8Linear(" + r.name + ")", {x, w}, y.view(out_shape),
-                           [xd, x_shape, x8_bytes, x8_scale, wd, r, need_w, delayed, weight_scale, x_dtype,
-                            gw_dtype](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                           [xd, x_shape, x8_bytes, x8_scale, wd, r, need_w, delayed, weight_scale, x_dtype, gw_dtype,
+                            grad_output](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                              const Tensor gy = as_2d(g[0]);
+                             // An output gradient that arrived cast counts for this gradient only (then it is used up).
+                             std::optional<PrecastInput> gy_cast;
+                             if (grad_output && grad_output->cast && grad_output->value.raw() == g[0].raw() &&
+                                 grad_output->value.numel() == g[0].numel())
+                               gy_cast = std::move(grad_output->cast);
+                             if (grad_output) *grad_output = PrecastGradOutput{};
+                             const Tensor gy8_bytes = gy_cast ? as_2d(gy_cast->data) : Tensor();
+                             const Tensor gy8_scale = gy_cast ? Tensor::full({1}, gy_cast->scale, DType::f32, wd.device()) : Tensor();
                              // dx = dy W: dy [M, N] scaled along N, and W^T [K, N] (W scaled along N).
-                             const auto [gy8, wt8] = grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale);
+                             const auto [gy8, wt8] = gy_cast ? std::pair<Float8Operand, Float8Operand>{
+                                                                   {gy8_bytes, gy8_scale},
+                                                                   weight_operand(wd, r, false, delayed.get(), weight_scale)}
+                                                             : grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale);
                              const Tensor gx = scaled_mm(gy8, wt8, x_dtype, r.fast_accum_grad_input, r).view(x_shape);
                              Tensor gw;
                              if (need_w && r.input_for_grad_weight.enabled && r.grad_output_for_grad_weight.enabled) {
                                // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M. A
-                               // precast x: its bytes transposed (a tensorwise cast along M makes the same bytes).
-                               auto [gyt8, xt8] = x8_bytes.defined()
-                                                      ? std::pair<Float8Operand, Float8Operand>{
-                                                            cast_operand(gy, r.grad_output_for_grad_weight, false,
-                                                                         r.round_scales_to_power_of_2, delayed.get(),
-                                                                         Role::grad_output, std::nullopt, &r.amax_over_group),
-                                                            {ops::transpose_float8(x8_bytes), x8_scale}}
-                                                      : grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get());
+                               // precast operand: its bytes transposed (a tensorwise cast along M makes the same bytes).
+                               auto [gyt8, xt8] =
+                                   !x8_bytes.defined() && !gy_cast
+                                       ? grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get())
+                                       : std::pair<Float8Operand, Float8Operand>{
+                                             gy_cast ? Float8Operand{ops::transpose_float8(gy8_bytes), gy8_scale}
+                                                     : cast_operand(gy, r.grad_output_for_grad_weight, false,
+                                                                    r.round_scales_to_power_of_2, delayed.get(),
+                                                                    Role::grad_output, std::nullopt, &r.amax_over_group),
+                                             x8_bytes.defined()
+                                                 ? Float8Operand{ops::transpose_float8(x8_bytes), x8_scale}
+                                                 : cast_operand(as_2d(xd), r.input_for_grad_weight, false,
+                                                                r.round_scales_to_power_of_2, delayed.get(), Role::input,
+                                                                std::nullopt, &r.amax_over_group)};
                                gw = scaled_mm(gyt8, xt8, gw_dtype, r.fast_accum_grad_weight, r);
                              } else if (need_w) {  // high precision (rowwise_with_gw_hp): a plain GEMM
                                gw = Tensor::empty(wd.shape(), DType::f32, wd.device());
@@ -247,44 +264,66 @@ std::vector<autograd::Variable> Float8Linear::forward(const std::vector<autograd
     input = std::move(precast_input_);
   precast_input_.reset();
   precast_value_ = Tensor();
-  return {float8_linear(in[0], weight, recipe_, delayed_, precast_weight_scale_, input ? &*input : nullptr)};
+  return {float8_linear(in[0], weight, recipe_, delayed_, precast_weight_scale_, input ? &*input : nullptr, precast_grad_)};
 }
 
 namespace {
 
-// Float8Linear's input codec: e4m3 with the whole tensor's tensorwise scale (the MAX of every
-// rank's amax), the scale torchao's Float8ColwiseParallel input cast uses.
-class Float8InputCodec final : public nn::InputGatherCodec {
+// Float8Linear's codecs: the whole tensor cast with one tensorwise scale (the MAX of every rank's
+// amax), the casts torchao's float8 TP styles make: the input to e4m3 before the sequence-parallel
+// all-gather, a row-wise layer's output gradient to e5m2 before the backward all-gather.
+class Float8TensorwiseCodec final : public nn::GatherCodec {
  public:
-  DType wire_dtype() const override { return DType::f8e4m3; }
-  std::string kind() const override { return "float8 e4m3 tensorwise"; }
+  enum class Reads { input, grad_output };
+  Float8TensorwiseCodec(DType f8, Reads reads) : f8_(f8), reads_(reads) {}
+  DType wire_dtype() const override { return f8_; }
+  std::string kind() const override { return std::string(dtype_name(f8_)) + " tensorwise"; }
   Tensor encode(const Tensor& local, const std::function<void(const Tensor&)>& max_over_group) override {
     const Tensor x2d = as_2d(local);
     Tensor amax = ops::amax(x2d, ScaleAxis::tensor);
     max_over_group(amax);
-    scale_ = ops::amax_to_scale(amax, DType::f8e4m3, false);
-    return ops::cast_to_float8(x2d, DType::f8e4m3, scale_, ScaleAxis::tensor).data.view(local.shape());
+    scale_ = ops::amax_to_scale(amax, f8_, false);
+    return ops::cast_to_float8(x2d, f8_, scale_, ScaleAxis::tensor).data.view(local.shape());
   }
   Tensor decode(const Tensor& gathered, DType dtype) override {
     Tensor value = ops::dequantize(as_2d(gathered), scale_, ScaleAxis::tensor).view(gathered.shape());
     return value.dtype() == dtype ? value : value.to(dtype);
   }
-  void arrived(nn::Linear& consumer, const Tensor& value, const Tensor& gathered) override {
-    static_cast<Float8Linear&>(consumer).set_precast_input(value, {gathered, static_cast<float>(scale_.item(0))});
+  void arrived(nn::Linear& reader, const Tensor& value, const Tensor& gathered) override {
+    const PrecastInput cast{gathered, static_cast<float>(scale_.item(0))};
+    auto& layer = static_cast<Float8Linear&>(reader);
+    if (reads_ == Reads::input) layer.set_precast_input(value, cast);
+    else layer.set_precast_grad_output(value, cast);
   }
 
  private:
+  DType f8_;
+  Reads reads_;
   Tensor scale_;
 };
 
+// Whether a tensor both GEMMs read through `first` and `for_grad_weight` may arrive precast: one
+// tensorwise dynamic scale and one dtype for both, no power-of-2 rounding.
+bool one_tensorwise_cast(const Recipe& r, const CastConfig& first, const CastConfig& for_grad_weight) {
+  return !r.delayed && !r.round_scales_to_power_of_2 && first.enabled && first.granularity == Granularity::tensorwise &&
+         for_grad_weight.enabled && for_grad_weight.granularity == Granularity::tensorwise &&
+         for_grad_weight.dtype == first.dtype;
+}
+
 }  // namespace
 
-std::shared_ptr<nn::InputGatherCodec> Float8Linear::input_gather_codec() {
+std::shared_ptr<nn::GatherCodec> Float8Linear::input_gather_codec() {
   const Recipe& r = recipe_;
-  const bool tensorwise_e4m3 = !r.delayed && r.input.granularity == Granularity::tensorwise && r.input.dtype == DType::f8e4m3 &&
-                               r.input_for_grad_weight.enabled && r.input_for_grad_weight.granularity == Granularity::tensorwise &&
-                               r.input_for_grad_weight.dtype == DType::f8e4m3 && !r.round_scales_to_power_of_2;
-  return tensorwise_e4m3 ? std::make_shared<Float8InputCodec>() : nullptr;
+  return one_tensorwise_cast(r, r.input, r.input_for_grad_weight) && r.input.dtype == DType::f8e4m3
+             ? std::make_shared<Float8TensorwiseCodec>(DType::f8e4m3, Float8TensorwiseCodec::Reads::input)
+             : nullptr;
+}
+
+std::shared_ptr<nn::GatherCodec> Float8Linear::output_grad_gather_codec() {
+  const Recipe& r = recipe_;
+  return one_tensorwise_cast(r, r.grad_output, r.grad_output_for_grad_weight)
+             ? std::make_shared<Float8TensorwiseCodec>(r.grad_output.dtype, Float8TensorwiseCodec::Reads::grad_output)
+             : nullptr;
 }
 
 std::vector<LinearDecision> plan_float8(nn::Module& root, const std::vector<std::string>& filter_fqns,

@@ -51,6 +51,13 @@ struct PrecastInput {
   float scale = 1;
 };
 
+// Where a backward finds an output gradient that arrived already cast (e5m2 bytes + the whole
+// tensor's scale): it counts only for the gradient tensor `value` (then it is used up).
+struct PrecastGradOutput {
+  Tensor value;
+  std::optional<PrecastInput> cast;
+};
+
 class Float8Linear : public nn::Linear {
  public:
   Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe);
@@ -72,11 +79,19 @@ class Float8Linear : public nn::Linear {
   // Tensorwise dynamic recipes: a codec that casts the input to e4m3 before a TP all-gather, so
   // that 1 byte per element travels and the GEMMs take the gathered bytes as they are (the same
   // bytes this layer's own cast of the gathered input would make). Null for other recipes.
-  std::shared_ptr<nn::InputGatherCodec> input_gather_codec() override;
+  std::shared_ptr<nn::GatherCodec> input_gather_codec() override;
   // The next forward's input `value` arrived as `input` (the codec's arrived()).
   void set_precast_input(const Tensor& value, PrecastInput input) {
     precast_value_ = value;
     precast_input_ = std::move(input);
+  }
+  // Likewise for the output gradient (torchao casts a row-wise TP layer's output gradient to
+  // e5m2 before the backward all-gather): the next backward whose gradient is `value` uses the
+  // bytes of `grad_output` in both of its GEMMs. Tensorwise dynamic recipes; else null.
+  std::shared_ptr<nn::GatherCodec> output_grad_gather_codec() override;
+  void set_precast_grad_output(const Tensor& value, PrecastInput grad_output) {
+    precast_grad_->value = value;
+    precast_grad_->cast = std::move(grad_output);
   }
 
  protected:
@@ -88,6 +103,7 @@ class Float8Linear : public nn::Linear {
   std::optional<float> precast_weight_scale_;
   Tensor precast_value_;
   std::optional<PrecastInput> precast_input_;
+  std::shared_ptr<PrecastGradOutput> precast_grad_ = std::make_shared<PrecastGradOutput>();
 };
 
 // One float8 GEMM operand in scaled_mm's layout: data [rows, K] with the GEMM's contraction dim
@@ -116,10 +132,14 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
 // bytes, used as they are, or a high-precision weight cast with that scale.
 // `input`, when given, is x already cast (tensorwise e4m3): the output GEMM takes its bytes and
 // the grad_weight GEMM their transpose, instead of casting x (which backward then does not keep).
+// `grad_output`, when given, is looked at in backward: if it holds a cast of the gradient tensor
+// backward receives (tensorwise e5m2), the grad_input GEMM takes its bytes and the grad_weight
+// GEMM their transpose, instead of casting the gradient.
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
                                  std::shared_ptr<DelayedScaling> delayed = nullptr,
                                  std::optional<float> weight_scale = std::nullopt,
-                                 const PrecastInput* input = nullptr);
+                                 const PrecastInput* input = nullptr,
+                                 std::shared_ptr<PrecastGradOutput> grad_output = nullptr);
 
 // End of a training step for delayed scaling: gathers every Float8Linear's pending amaxes into
 // one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;

@@ -10,24 +10,26 @@ namespace titan::nn {
 
 class Linear;
 
-// How a Linear's input may travel in a tensor-parallel all-gather (the activation counterpart of
-// FSDP's all-gather extension): encoded on each rank (e.g. cast to float8 with a scale that is
-// MAX-reduced over the group), gathered as the encoding's bytes, then handed to the Linears that
-// consume it already encoded. The TP plan moves the bytes without knowing what they encode; the
-// layer that supplies the codec reads them.
-class InputGatherCodec {
+// How a tensor a Linear reads may travel in a tensor-parallel all-gather (the activation
+// counterpart of FSDP's all-gather extension): its input in forward, or its output gradient in
+// backward. Encoded on each rank (e.g. cast to float8 with a scale that is MAX-reduced over the
+// group), gathered as the encoding's bytes, then handed to the Linear(s) that read it already
+// encoded. The TP plan moves the bytes without knowing what they encode; the layer that supplies
+// the codec reads them.
+class GatherCodec {
  public:
-  virtual ~InputGatherCodec() = default;
+  virtual ~GatherCodec() = default;
   // What travels (and whether two consumers' codecs encode alike: the same kind and dtype).
   virtual DType wire_dtype() const = 0;
   virtual std::string kind() const = 0;
   // This rank's part `local` [.., C] -> the same shape in wire_dtype(); `max_over_group` replaces a
   // float32 tensor by its element-wise MAX over the gather's group (every rank calls encode together).
   virtual Tensor encode(const Tensor& local, const std::function<void(const Tensor&)>& max_over_group) = 0;
-  // The gathered encoding -> the value the consumers' input variable carries (its dtype `dtype`).
+  // The gathered encoding -> the value the tensor carries (its dtype `dtype`).
   virtual Tensor decode(const Tensor& gathered, DType dtype) = 0;
-  // Tells `consumer` that its next input, whose data is `value`, arrived encoded as `gathered`.
-  virtual void arrived(Linear& consumer, const Tensor& value, const Tensor& gathered) = 0;
+  // Tells `reader` that its next input (an input codec) or output gradient (an output-gradient
+  // codec), whose data is `value`, arrived encoded as `gathered`.
+  virtual void arrived(Linear& reader, const Tensor& value, const Tensor& gathered) = 0;
 };
 
 class Linear : public Module {
@@ -36,7 +38,10 @@ class Linear : public Module {
       : weight(register_parameter("weight", {out_features, in_features})) {}
   std::string type_name() const override { return "Linear"; }
   // Null: the input travels in its own dtype (a plain Linear computes with it as it is).
-  virtual std::shared_ptr<InputGatherCodec> input_gather_codec() { return nullptr; }
+  virtual std::shared_ptr<GatherCodec> input_gather_codec() { return nullptr; }
+  // The same for the gradient of this Linear's output when a TP all-gather brings it (the
+  // backward of a reduce-scatter after a row-wise Linear). Null: in its own dtype.
+  virtual std::shared_ptr<GatherCodec> output_grad_gather_codec() { return nullptr; }
   // How forward computes x W^T when something else should compute it (tensor parallel's async
   // plan fuses the product with its collective); null: autograd::linear. A subclass whose forward
   // computes otherwise (Float8Linear) ignores it and says so through honours_product().

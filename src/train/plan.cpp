@@ -236,7 +236,8 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
       // that activation checkpointing recomputes; the embedding's reduce-scatter and the output's
       // all-gather, forward and backward. Each moves one [B, S, dim] activation (all-gathers in
       // the activation dtype, reduce-scatters in f32).
-      // A forward all-gather whose consumers are all float8 (tensorwise) Linears travels as e4m3.
+      // A forward all-gather whose consumers are all float8 (tensorwise) Linears travels as e4m3,
+      // a backward one bringing a float8 Linear's output gradient as e5m2.
       const std::int64_t act = p.batch.local_batch * p.seq_len * p.model.dim;
       const std::int64_t n = 4 * p.model.n_layers + 2 * p.checkpointed_blocks + 2;
       std::map<std::string, bool> f8;
@@ -253,7 +254,12 @@ Plan make_plan(const config::JobConfig& cfg, int world_size, const DeviceInfo& d
                                    input_wire({b + "feed_forward.w1", b + "feed_forward.w3"});
         forward += block * (p.ac.applies_to(i) ? 2 : 1);  // a checkpointed block gathers again in its recompute
       }
-      const std::int64_t backward = (2 * p.model.n_layers + 1) * wire;  // gradients of the reduce-scatters
+      // Gradients of the reduce-scatters: wo's and w2's as e5m2 when they are float8 (tensorwise), the embedding's in high precision.
+      std::int64_t backward = wire;
+      for (std::int64_t i = 0; i < p.model.n_layers; ++i) {
+        const std::string b = "layers." + std::to_string(i) + ".";
+        backward += input_wire({b + "attention.wo"}) + input_wire({b + "feed_forward.w2"});
+      }
       p.comm.tp_all_gather = micro * (forward + backward) * act;
       // Without loss parallel the vocabulary-sharded logits are all-gathered too (forward only).
       if (cfg.parallelism.disable_loss_parallel) p.comm.tp_all_gather += micro * wire * act / p.model.dim * p.model.vocab_size;

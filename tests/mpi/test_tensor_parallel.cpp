@@ -9,6 +9,7 @@
 #include "core/rng.hpp"
 #include "dist/process_group.hpp"
 #include "dist/tensor_parallel.hpp"
+#include "float8/float8_linear.hpp"
 #include "mpi_world.hpp"
 
 using namespace titan;
@@ -100,4 +101,32 @@ TEST_CASE("tensor parallel: a fused pair's collectives run in chunks, the same b
   CHECK(separate.calls[CommStats::all_gather] == 1);
   CHECK(chunked.calls[CommStats::all_gather] == async_tp_chunks(T));
   CHECK(chunked.bytes[CommStats::all_gather] == separate.bytes[CommStats::all_gather]);
+}
+
+TEST_CASE("tensor parallel: a float8 row-wise layer's output gradient travels as e5m2, same gradients bit for bit") {
+  const int T = g_world->size();
+  if (T == 1) return;
+  DeviceMesh mesh(*g_world, 1, 1, T);
+  ProcessGroup& tp = mesh.tp_group();
+  const std::int64_t B = 2, Sl = 3, K = 8, N = 16;  // wo-like: this rank's K columns, the whole sequence
+  const Tensor x = random({B, Sl * T, K}, 11, DType::f32), w = random({N, K}, 12, DType::f32);
+  const Tensor dy = random({B, Sl, N}, 13, DType::f32);
+  struct Result {
+    Tensor dx, dw;
+    std::int64_t gather_bytes;
+  };
+  auto run = [&](bool announce_producer) {
+    float8::Float8Linear layer(K, N, float8::recipe_from_name("tensorwise"));
+    layer.set_amax_over_group([&](const Tensor& t) { tp.all_reduce(t, ReduceOp::max); });
+    layer.weight.set_data(w);
+    Variable xv(x, true);
+    Variable y = reduce_scatter_sequence(layer(xv), tp, announce_producer ? &layer : nullptr);
+    reset_comm_stats();
+    autograd::run_backward({y}, {dy}, false);
+    return Result{xv.grad(), layer.weight.grad(), comm_stats().bytes[CommStats::all_gather]};
+  };
+  const Result high = run(false), e5m2 = run(true);
+  CHECK(relative_difference(e5m2.dx, high.dx) == 0);
+  CHECK(relative_difference(e5m2.dw, high.dw) == 0);
+  CHECK(high.gather_bytes == 4 * e5m2.gather_bytes);  // f32 -> 1 byte per element
 }

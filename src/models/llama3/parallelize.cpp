@@ -23,7 +23,8 @@ void require_divisible(std::int64_t n, int tp, const std::string& what) {
 
 // Module input: sequence shards -> the whole sequence (encoded as its `consumers`, the Linears
 // that read it, ask: e.g. float8); module output: partial sums -> shards. `last` is the Linear
-// whose output is the module's (wo, w2).
+// whose output is the module's (wo, w2): the backward all-gather brings its output gradient in
+// the encoding it asks for (float8: e5m2).
 void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector<nn::Linear*> consumers,
                               nn::Linear& last, bool async_tp, dist::TpLayout& layout) {
   layout.pairs += 2;
@@ -59,7 +60,9 @@ void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector
     });
     ++layout.fused_pairs;
   } else {
-    m.add_forward_hook([&tp](nn::Module&, std::vector<autograd::Variable>& out) { out[0] = dist::reduce_scatter_sequence(out[0], tp); });
+    m.add_forward_hook([&tp, &last](nn::Module&, std::vector<autograd::Variable>& out) {
+      out[0] = dist::reduce_scatter_sequence(out[0], tp, &last);
+    });
   }
 }
 

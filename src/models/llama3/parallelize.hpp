@@ -20,7 +20,9 @@ namespace titan::llama3 {
 //                   logits stay vocabulary-sharded for vocab_parallel_cross_entropy, else they
 //                   are all-gathered
 // An all-gathered input travels as its consumers' codec encodes it when they all have one
-// (Float8Linear tensorwise: e4m3 bytes with the whole tensor's scale), else in its own dtype.
+// (Float8Linear tensorwise: e4m3 bytes with the whole tensor's scale), else in its own dtype; the
+// output gradient of wo/w2, all-gathered in backward, likewise as their output-gradient codec
+// encodes it (Float8Linear tensorwise: e5m2).
 // With async_tp (enable_async_tensor_parallel) each all-gather and the column-wise Linears that
 // read it run as one dist::all_gather_linears, and each row-wise Linear with the reduce-scatter
 // after it as one dist::linear_reduce_scatter (chunked, communication in flight during the GEMMs);
