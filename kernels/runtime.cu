@@ -150,12 +150,31 @@ void reset_peak_memory() {
   }
 }
 
-void copy(void* dst, const void* src, std::size_t bytes) {
+void copy(void* dst, const void* src, std::size_t bytes, bool host_waits) {
   if (bytes == 0) return;
   require_device();
   TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, g_stream));
+  if (!host_waits) return;
   note_host_sync();
   TITAN_CUDA_CHECK(cudaStreamSynchronize(g_stream));
+}
+
+void* host_allocate_pinned(std::size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocDefault);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw std::runtime_error("out of page-locked host memory: asked for " + std::to_string(bytes >> 20) +
+                             " MiB for CPU offload; raise the shard degree or turn training.enable_cpu_offload off");
+  }
+  TITAN_CUDA_CHECK(err);
+  return p;
+}
+
+void host_free_pinned(void* ptr) noexcept {
+  if (!ptr) return;
+  if (g_stream && cudaStreamSynchronize(g_stream) != cudaSuccess) cudaGetLastError();
+  if (cudaFreeHost(ptr) != cudaSuccess) cudaGetLastError();
 }
 
 void memset_zero(void* dst, std::size_t bytes) {

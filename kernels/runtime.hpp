@@ -26,8 +26,7 @@ void set_device(int index);
 int current_device();  // -1 before set_device
 void* stream_handle();  // the compute stream (a cudaStream_t)
 void synchronize();     // waits for the compute stream
-// Host waits on the device so far: synchronize(), copy() (every copy waits for its bytes), the
-// token-range check; the speed target of a steady-state step is none (docs/cuda.md).
+// Host waits on the device so far: synchronize(), copy() into host memory, the token-range check; the speed target of a steady-state step is none (docs/cuda.md).
 std::int64_t host_sync_count();
 void note_host_sync();  // a kernel file's own cudaStreamSynchronize
 
@@ -45,8 +44,16 @@ MemoryStats memory_stats();
 void reset_peak_memory();
 
 // Copies `bytes` between any two of host and device memory (direction inferred by the driver's
-// unified addressing), ordered on the compute stream; returns when the copy is complete.
-void copy(void* dst, const void* src, std::size_t bytes);
+// unified addressing), ordered on the compute stream. With `host_waits` it returns when the copy
+// is complete (the host is about to read dst: one host sync). Without, it returns once the copy
+// is queued: later work on the stream sees the bytes, and the source may be reused at once unless
+// it is pinned host memory (cudaMemcpyAsync stages pageable memory before it returns; pinned
+// memory is read by DMA when the stream gets there, so it must stay unchanged until then).
+void copy(void* dst, const void* src, std::size_t bytes, bool host_waits = true);
+// Page-locked host memory (cudaHostAlloc), which copies to and from the device read and write by
+// DMA without staging; the free waits for the stream first (a queued copy may still read it).
+void* host_allocate_pinned(std::size_t bytes);
+void host_free_pinned(void* ptr) noexcept;
 void memset_zero(void* dst, std::size_t bytes);  // asynchronous on the compute stream
 
 // Timing markers on the compute stream (the profiler's GPU spans): a recorded cudaEvent (from a

@@ -51,9 +51,16 @@ class DeviceBackend {
   // outlive every storage: backends hand out allocators that live until the process ends).
   virtual Allocator& allocator(int index) = 0;
 
-  // `bytes` from src to dst, either of which may be host memory (the other is this backend's);
-  // returns when dst holds the bytes.
+  // `bytes` from src to dst, either of which may be host memory (the other is this backend's).
+  // Into host memory it returns when dst holds the bytes. Into device memory it may return once
+  // the copy is queued before the device's later work (CUDA: no host sync); the source may be
+  // reused at once, except memory from pinned_host_allocator(), which must stay unchanged until
+  // the device's queue has passed the copy (FSDP's offloaded shards: the host writes them only
+  // in the optimizer step, after the backward's gradient copies to the host waited).
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = 0;
+  // Host memory this backend's devices copy to and from without staging (CUDA: page-locked),
+  // for host tensors that cross every step (CPU offload); null: ordinary host memory serves.
+  virtual Allocator* pinned_host_allocator() { return nullptr; }
   // dst[0..bytes) = 0: all-zero bits are zero in every dtype, so this serves Tensor::zeros.
   virtual void zero(void* dst, std::size_t bytes) = 0;
   // dst[i] = value rounded to dtype, for n elements.

@@ -57,6 +57,18 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype, Device device) {
+  Allocator* pinned = device.is_cpu() ? nullptr : backend_for(device).pinned_host_allocator();
+  if (!pinned) return empty(shape, dtype, Device::cpu());
+  for (auto d : shape)
+    if (d < 0) throw std::invalid_argument("Tensor::empty_pinned: negative dimension in " + shape_str(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), *pinned);
+  return t;
+}
+
 Tensor Tensor::meta(const Shape& shape, DType dtype) {
   Tensor t;
   t.shape_ = shape;

@@ -69,6 +69,9 @@ class Tensor {
  public:
   Tensor() = default;  // undefined tensor
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // A host tensor in the memory `device` copies to and from fastest: its backend's pinned host
+  // memory where it has one (CUDA), else ordinary host memory (core/backend.hpp).
+  static Tensor empty_pinned(const Shape& shape, DType dtype, Device device);
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   // A CPU tensor holding `values` converted to `dtype`.

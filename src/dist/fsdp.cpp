@@ -182,8 +182,18 @@ void Fsdp::init_shards(const std::function<void(const std::string&, Tensor&, std
           init(p.fqn, part, (first_row + r0) * p.row_elems);
         });
       }
-      p.shard = Variable(shard_device().is_cpu() ? shard : shard.to(shard_device()), true, p.fqn);
+      p.shard = Variable(to_shard_memory(shard), true, p.fqn);
     }
+}
+
+Tensor Fsdp::to_shard_memory(const Tensor& t) const {
+  if (t.device() == shard_device() && !(opt_.offload && !opt_.device.is_cpu())) return t;
+  // Offloaded to the host of a GPU: page-locked memory, so the gathers' copies to the device and
+  // the gradients' copies back run as DMA without staging (FSDP2's CPUOffloadPolicy pin_memory).
+  Tensor out = opt_.offload ? Tensor::empty_pinned(t.shape(), t.dtype(), opt_.device)
+                            : Tensor::empty(t.shape(), t.dtype(), shard_device());
+  out.copy_from(t);
+  return out;
 }
 
 std::vector<Variable*> Fsdp::sharded_parameters() {
@@ -357,7 +367,7 @@ bool Fsdp::advance_reduce(PendingReduce& r) {
   }
   for (auto& p : r.unit->params) {
     Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
-    if (shard_grad.device() != shard_device()) shard_grad = shard_grad.to(shard_device());  // offload: to the host
+    if (shard_grad.device() != shard_device()) shard_grad = to_shard_memory(shard_grad);  // offload: to the host
     Tensor& acc = p.shard.grad();
     if (acc.defined()) ops::add_(acc, shard_grad);
     else acc = shard_grad;  // a view of this reduction's buffer: no copy

@@ -119,6 +119,9 @@ class Fsdp {
   int shard_degree() const;
   // Where the master shards and their gradients live: the host under offload, else `device`.
   Device shard_device() const { return opt_.offload ? Device::cpu() : opt_.device; }
+  // `t` in shard memory: shard_device(), page-locked host memory when offloading from a GPU
+  // (the same tensor when it is there already).
+  Tensor to_shard_memory(const Tensor& t) const;
   FsdpGatherCounts gather_counts() const { return gather_counts_; }
 
   // Prefetching (on by default): a unit's forward issues the next unit's all-gather, its

@@ -12,51 +12,6 @@ namespace {
 
 using TV = std::vector<Tensor>;
 
-// [B, S, R...] -> [T, B, S/T, R...] (rank t's sequence block first) and back: B x T contiguous
-// blocks of S/T rows each, copied one by one.
-Tensor to_rank_major(const Tensor& x, int T, DType dtype) {
-  const std::int64_t B = x.size(0), S = x.size(1), row = x.numel() / (B * S), Sl = S / T;
-  Tensor out = Tensor::empty({x.numel()}, dtype, x.device());
-  for (int t = 0; t < T; ++t)
-    for (std::int64_t b = 0; b < B; ++b)
-      out.view_range(((t * B + b) * Sl) * row, {Sl * row}).copy_from(x.view_range((b * S + t * Sl) * row, {Sl * row}));
-  return out;
-}
-Tensor from_rank_major(const Tensor& buf, const Shape& shape, DType dtype, int T) {
-  const std::int64_t B = shape[0], S = shape[1], row = numel_of(shape) / (B * S), Sl = S / T;
-  Tensor out = Tensor::empty(shape, dtype, buf.device());
-  for (int t = 0; t < T; ++t)
-    for (std::int64_t b = 0; b < B; ++b)
-      out.view_range((b * S + t * Sl) * row, {Sl * row}).copy_from(buf.view_range(((t * B + b) * Sl) * row, {Sl * row}));
-  return out;
-}
-
-Shape with_dim(Shape s, size_t d, std::int64_t v) {
-  s[d] = v;
-  return s;
-}
-
-// Sequence shard [B, S/T, ...] -> [B, S, ...] in the shard's dtype.
-Tensor gather_sequence(const Tensor& x, ProcessGroup& g) {
-  const int T = g.size();
-  Tensor buf = Tensor::empty({T * x.numel()}, x.dtype(), x.device());
-  g.all_gather(x.view({x.numel()}), buf);
-  return from_rank_major(buf, with_dim(x.shape(), 1, x.size(1) * T), x.dtype(), T);
-}
-
-// Partial [B, S, ...] -> the sum's sequence shard [B, S/T, ...], summed in float32.
-void require_sequence_divisible(std::int64_t S, int T);
-
-Tensor reduce_scatter_sum(const Tensor& x, ProcessGroup& g) {
-  const int T = g.size();
-  require_sequence_divisible(x.size(1), T);
-  Tensor in = to_rank_major(x, T, DType::f32);
-  const Shape out_shape = with_dim(x.shape(), 1, x.size(1) / T);
-  Tensor out = Tensor::empty(out_shape, DType::f32, x.device());
-  g.reduce_scatter(in, out.view({out.numel()}), ReduceOp::sum);
-  return x.dtype() == DType::f32 ? out : out.to(x.dtype());
-}
-
 // A sequence-sharded activation as rows: rank t's shard [B, S/T, C] is R = B S/T rows of C, and
 // its row r = b S/T + s is row b S + t S/T + s of the whole [B, S, C].
 struct SequenceRows {
@@ -89,6 +44,42 @@ struct SequenceRows {
   }
 };
 
+Shape with_dim(Shape s, size_t d, std::int64_t v) {
+  s[d] = v;
+  return s;
+}
+
+Tensor rows_view(const Tensor& t) { return t.view({t.numel() / t.shape().back(), t.shape().back()}); }
+
+void require_sequence_divisible(std::int64_t S, int T) {
+  if (S % T != 0)
+    throw std::invalid_argument("tensor parallel: sequence length " + std::to_string(S) +
+                                " is not a multiple of the TP degree " + std::to_string(T));
+}
+
+// Sequence shard [B, S/T, ...] -> [B, S, ...] in the shard's dtype.
+Tensor gather_sequence(const Tensor& x, ProcessGroup& g) {
+  const int T = g.size();
+  const std::int64_t R = x.numel() / x.shape().back();
+  Tensor buf = Tensor::empty({T * R, x.shape().back()}, x.dtype(), x.device());
+  g.all_gather(x.view({x.numel()}), buf.view({buf.numel()}));
+  Tensor out = Tensor::empty(with_dim(x.shape(), 1, x.size(1) * T), x.dtype(), x.device());
+  SequenceRows{x.size(1), T}.put(buf, 0, R, rows_view(out));
+  return out;
+}
+
+// Partial [B, S, ...] -> the sum's sequence shard [B, S/T, ...], summed in float32.
+Tensor reduce_scatter_sum(const Tensor& x, ProcessGroup& g) {
+  const int T = g.size();
+  require_sequence_divisible(x.size(1), T);
+  const std::int64_t R = x.numel() / x.shape().back() / T;
+  Tensor in = SequenceRows{x.size(1) / T, T}.take(rows_view(x), 0, R);
+  if (in.dtype() != DType::f32) in = in.to(DType::f32);
+  Tensor out = Tensor::empty(with_dim(x.shape(), 1, x.size(1) / T), DType::f32, x.device());
+  g.reduce_scatter(in.view({in.numel()}), out.view({out.numel()}), ReduceOp::sum);
+  return x.dtype() == DType::f32 ? out : out.to(x.dtype());
+}
+
 // [first row, rows) of each chunk of a shard of R rows.
 std::vector<std::pair<std::int64_t, std::int64_t>> row_chunks(std::int64_t R, int T) {
   const std::int64_t K = std::max<std::int64_t>(1, std::min<std::int64_t>(R, async_tp_chunks(T)));
@@ -96,8 +87,6 @@ std::vector<std::pair<std::int64_t, std::int64_t>> row_chunks(std::int64_t R, in
   for (std::int64_t j = 0; j < K; ++j) chunks.emplace_back(j * R / K, (j + 1) * R / K - j * R / K);
   return chunks;
 }
-
-Tensor rows_view(const Tensor& t) { return t.view({t.numel() / t.shape().back(), t.shape().back()}); }
 
 // Chunk by chunk: all-gathers rows of the shard `local` [R, C] (all issued at once), and as chunk
 // j arrives, fn(j, rank-major rows [T n_j, C]) while the later ones are in flight.
@@ -119,10 +108,11 @@ void gather_chunks(const Tensor& local, ProcessGroup& g, const std::vector<std::
 }
 
 // Chunk by chunk: part(j) gives rank-major rows [T n_j, C] of a partial sum, reduce-scattered (in
-// float32) into rows of `out` [R, C] (float32) while the next chunk's part is computed.
-template <class F>
+// float32) into rows of `out` [R, C] (float32) while the next chunk's part is computed; then
+// meanwhile() runs while the last ones are still in flight.
+template <class F, class G>
 void reduce_scatter_chunks(const Tensor& out, ProcessGroup& g, const std::vector<std::pair<std::int64_t, std::int64_t>>& chunks,
-                           F&& part) {
+                           F&& part, G&& meanwhile) {
   const std::int64_t C = out.shape().back();
   std::vector<Tensor> parts;
   std::vector<std::unique_ptr<Work>> works;
@@ -133,13 +123,8 @@ void reduce_scatter_chunks(const Tensor& out, ProcessGroup& g, const std::vector
                                            out.view_range(chunks[j].first * C, {chunks[j].second * C}), ReduceOp::sum));
     poll_collectives();
   }
+  meanwhile();
   for (auto& w : works) w->wait();
-}
-
-void require_sequence_divisible(std::int64_t S, int T) {
-  if (S % T != 0)
-    throw std::invalid_argument("tensor parallel: sequence length " + std::to_string(S) +
-                                " is not a multiple of the TP degree " + std::to_string(T));
 }
 
 }  // namespace
@@ -173,31 +158,43 @@ GatheredLinears all_gather_linears(const Variable& x, const std::vector<Variable
     inputs.push_back(w);
     need_w.push_back(w.requires_grad());
   }
+  // `gathered` is an output too: a consumer that computes its own product from it (one whose
+  // forward runs behind an identity node, say) sends its gradient back through this node.
+  std::vector<Tensor> outs{gathered};
+  outs.insert(outs.end(), ys.begin(), ys.end());
   auto outputs = autograd::record(
-      "AllGatherLinears", inputs, ys, [&group, rows, chunks, gathered, wd, need_w, shape = xd.shape()](const TV& g) -> TV {
+      "AllGatherLinears", inputs, outs, [&group, rows, chunks, gathered, wd, need_w, shape = xd.shape()](const TV& g) -> TV {
         TV grads(1 + wd.size());
+        bool any = false;
+        for (const Tensor& gi : g) any = any || gi.defined();
+        if (!any) return grads;
         Tensor dx = Tensor::empty(shape, DType::f32, gathered.device());
         DType dx_dtype = DType::f32;
-        reduce_scatter_chunks(rows_view(dx), group, chunks, [&](size_t j) {
-          Tensor part;
-          for (size_t i = 0; i < wd.size(); ++i) {
-            if (!g[i].defined()) continue;
-            Tensor d = ops::linear_backward_input(rows.take(rows_view(g[i]), chunks[j].first, chunks[j].second), wd[i]);
-            part = part.defined() ? ops::add(part, d) : d;
-          }
-          dx_dtype = part.dtype();
-          return part;
-        });
-        // (The weight gradients could run behind the last reduce-scatter; they follow it.)
-        for (size_t i = 0; i < wd.size(); ++i)
-          if (need_w[i] && g[i].defined()) {
-            grads[1 + i] = Tensor::empty(wd[i].shape(), wd[i].dtype(), wd[i].device());
-            ops::linear_backward_weight(g[i], gathered, grads[1 + i], false);
-          }
+        reduce_scatter_chunks(
+            rows_view(dx), group, chunks,
+            [&](size_t j) {
+              // This chunk's rows of the gathered input's gradient: sum_i dy_i W_i (+ the direct one).
+              const auto [r0, n] = chunks[j];
+              Tensor part = g[0].defined() ? rows.take(rows_view(g[0]), r0, n) : Tensor();
+              for (size_t i = 0; i < wd.size(); ++i) {
+                if (!g[1 + i].defined()) continue;
+                Tensor d = ops::linear_backward_input(rows.take(rows_view(g[1 + i]), r0, n), wd[i]);
+                part = part.defined() ? ops::add(part, d) : d;
+              }
+              dx_dtype = part.dtype();
+              return part;
+            },
+            [&] {  // while the last chunks reduce: the weight gradients
+              for (size_t i = 0; i < wd.size(); ++i)
+                if (need_w[i] && g[1 + i].defined()) {
+                  grads[1 + i] = Tensor::empty(wd[i].shape(), wd[i].dtype(), wd[i].device());
+                  ops::linear_backward_weight(g[1 + i], gathered, grads[1 + i], false);
+                }
+            });
         grads[0] = dx_dtype == DType::f32 ? dx : dx.to(dx_dtype);
         return grads;
       });
-  return {Variable(gathered), outputs};
+  return {outputs[0], std::vector<Variable>(outputs.begin() + 1, outputs.end())};
 }
 
 Variable linear_reduce_scatter(const Variable& x, const Variable& w, ProcessGroup& group) {
@@ -214,11 +211,12 @@ Variable linear_reduce_scatter(const Variable& x, const Variable& w, ProcessGrou
     Tensor part = ops::linear(rows.take(rows_view(xd), chunks[j].first, chunks[j].second), wd);
     y_dtype = part.dtype();
     return part;
-  });
+  }, [] {});
   const bool need_w = w.requires_grad();
   return autograd::record1(
       "LinearReduceScatter", {x, w}, y_dtype == DType::f32 ? sum : sum.to(y_dtype),
       [&group, rows, chunks, xd, wd, need_w](const TV& g) -> TV {
+        if (!g[0].defined()) return {Tensor(), Tensor()};
         Shape full_shape = xd.shape();
         full_shape.back() = wd.size(0);
         const Tensor dy = Tensor::empty(full_shape, g[0].dtype(), g[0].device());

@@ -98,18 +98,24 @@ std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, 
 }
 
 std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
-                                                                 DelayedScaling* delayed, std::optional<float> weight_scale) {
-  return {cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output, std::nullopt,
-                       &r.amax_over_group),
+                                                                 DelayedScaling* delayed, std::optional<float> weight_scale,
+                                                                 const Float8Operand* gy_cast) {
+  return {gy_cast ? *gy_cast
+                  : cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output,
+                                 std::nullopt, &r.amax_over_group),
           weight_operand(w, r, false, delayed, weight_scale)};
 }
 
 std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
-                                                                  DelayedScaling* delayed) {
-  return {cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::grad_output,
-                       std::nullopt, &r.amax_over_group),
-          cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input, std::nullopt,
-                       &r.amax_over_group)};
+                                                                  DelayedScaling* delayed, const Float8Operand* gy_cast,
+                                                                  const Float8Operand* x_cast) {
+  // A precast operand [M, C] is used transposed: a tensorwise cast along M makes the same bytes.
+  return {gy_cast ? Float8Operand{ops::transpose_float8(gy_cast->data), gy_cast->scale}
+                  : cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed,
+                                 Role::grad_output, std::nullopt, &r.amax_over_group),
+          x_cast ? Float8Operand{ops::transpose_float8(x_cast->data), x_cast->scale}
+                 : cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input,
+                                std::nullopt, &r.amax_over_group)};
 }
 
 float DelayedScaling::scale(Role r, DType f8) const {
@@ -222,31 +228,22 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
                                  grad_output->value.numel() == g[0].numel())
                                gy_cast = std::move(grad_output->cast);
                              if (grad_output) *grad_output = PrecastGradOutput{};
-                             const Tensor gy8_bytes = gy_cast ? as_2d(gy_cast->data) : Tensor();
-                             const Tensor gy8_scale = gy_cast ? Tensor::full({1}, gy_cast->scale, DType::f32, wd.device()) : Tensor();
+                             const std::optional<Float8Operand> gy8_cast =
+                                 gy_cast ? std::optional<Float8Operand>(Float8Operand{
+                                               as_2d(gy_cast->data), Tensor::full({1}, gy_cast->scale, DType::f32, wd.device())})
+                                         : std::nullopt;
+                             const std::optional<Float8Operand> x8_cast =
+                                 x8_bytes.defined() ? std::optional<Float8Operand>(Float8Operand{x8_bytes, x8_scale}) : std::nullopt;
                              // dx = dy W: dy [M, N] scaled along N, and W^T [K, N] (W scaled along N).
-                             const auto [gy8, wt8] = gy_cast ? std::pair<Float8Operand, Float8Operand>{
-                                                                   {gy8_bytes, gy8_scale},
-                                                                   weight_operand(wd, r, false, delayed.get(), weight_scale)}
-                                                             : grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale);
+                             const auto [gy8, wt8] = grad_input_gemm_operands(gy, wd, r, delayed.get(), weight_scale,
+                                                                              gy8_cast ? &*gy8_cast : nullptr);
                              const Tensor gx = scaled_mm(gy8, wt8, x_dtype, r.fast_accum_grad_input, r).view(x_shape);
                              Tensor gw;
                              if (need_w && r.input_for_grad_weight.enabled && r.grad_output_for_grad_weight.enabled) {
-                               // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M. A
-                               // precast operand: its bytes transposed (a tensorwise cast along M makes the same bytes).
-                               auto [gyt8, xt8] =
-                                   !x8_bytes.defined() && !gy_cast
-                                       ? grad_weight_gemm_operands(gy, as_2d(xd), r, delayed.get())
-                                       : std::pair<Float8Operand, Float8Operand>{
-                                             gy_cast ? Float8Operand{ops::transpose_float8(gy8_bytes), gy8_scale}
-                                                     : cast_operand(gy, r.grad_output_for_grad_weight, false,
-                                                                    r.round_scales_to_power_of_2, delayed.get(),
-                                                                    Role::grad_output, std::nullopt, &r.amax_over_group),
-                                             x8_bytes.defined()
-                                                 ? Float8Operand{ops::transpose_float8(x8_bytes), x8_scale}
-                                                 : cast_operand(as_2d(xd), r.input_for_grad_weight, false,
-                                                                r.round_scales_to_power_of_2, delayed.get(), Role::input,
-                                                                std::nullopt, &r.amax_over_group)};
+                               // dW = dy^T x: dy^T [N, M] and x^T [K, M], both scaled along M.
+                               auto [gyt8, xt8] = grad_weight_gemm_operands(gy, xd.defined() ? as_2d(xd) : Tensor(), r,
+                                                                            delayed.get(), gy8_cast ? &*gy8_cast : nullptr,
+                                                                            x8_cast ? &*x8_cast : nullptr);
                                gw = scaled_mm(gyt8, xt8, gw_dtype, r.fast_accum_grad_weight, r);
                              } else if (need_w) {  // high precision (rowwise_with_gw_hp): a plain GEMM
                                gw = Tensor::empty(wd.shape(), DType::f32, wd.device());

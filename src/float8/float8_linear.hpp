@@ -120,11 +120,16 @@ struct Float8Operand {
 std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
                                                              DelayedScaling* delayed = nullptr,
                                                              std::optional<float> weight_scale = std::nullopt);
+// A `*_cast` operand, when given, is that tensor already cast ([M, C] bytes and a tensorwise
+// scale: TP's precast input / output gradient), used instead of casting it (transposed for grad_weight).
 std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
                                                                  DelayedScaling* delayed = nullptr,
-                                                                 std::optional<float> weight_scale = std::nullopt);
+                                                                 std::optional<float> weight_scale = std::nullopt,
+                                                                 const Float8Operand* gy_cast = nullptr);
 std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
-                                                                  DelayedScaling* delayed = nullptr);
+                                                                  DelayedScaling* delayed = nullptr,
+                                                                  const Float8Operand* gy_cast = nullptr,
+                                                                  const Float8Operand* x_cast = nullptr);
 
 // y = x W^T with x [.., K] and W [N, K] through the recipe's float8 casts; differentiable.
 // `delayed` is required (and used) when recipe.delayed. `weight_scale`, when given, is the

@@ -5,6 +5,8 @@
 // into this file by name, so an archive member would be dropped by the linker and the build
 // would silently behave as if it had no CUDA backend. tests/unit/test_backend.cpp checks that it
 // registered.
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +31,48 @@ class CudaAllocator final : public Allocator {
 
  private:
   int index_;
+};
+
+// Page-locked host memory for the host tensors that cross every step (CPU offload's shards and
+// gradients). cudaHostAlloc is slow (it maps pages), so freed blocks are kept by size and reused;
+// the sizes repeat every step. A kept block is handed out again only after the stream has passed
+// every copy queued from it (host_free_pinned's rule, kept by waiting here when one might not have).
+class PinnedHostAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(bytes);
+    if (it != free_.end()) {
+      void* p = it->second;
+      free_.erase(it);
+      if (copies_queued_) {
+        cuda::synchronize();
+        copies_queued_ = false;
+      }
+      return p;
+    }
+    return cuda::host_allocate_pinned(bytes);
+  }
+  void deallocate(void* ptr, std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.emplace(bytes, ptr);
+  }
+  Device device() const override { return Device::cpu(); }
+  // A copy that may read pinned memory was queued without the host waiting for it; the host
+  // waited for the whole stream.
+  void note_queued_copy() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    copies_queued_ = true;
+  }
+  void note_stream_drained() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    copies_queued_ = false;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<std::size_t, void*> free_;
+  bool copies_queued_ = false;
 };
 
 // Dense tensor-core peaks (no sparsity) by product name, FLOP/s; 0 for GPUs not listed, so the
@@ -65,17 +109,28 @@ class CudaBackend final : public DeviceBackend {
     return alloc;
   }
   // cudaMemcpyDefault infers the direction from unified addressing, so one call serves
-  // host -> device, device -> host and device -> device.
-  void copy(void* dst, Device, const void* src, Device, std::size_t bytes) override { cuda::copy(dst, src, bytes); }
+  // host -> device, device -> host and device -> device. The host waits only for copies into
+  // host memory (it is about to read them): copies into device memory stay queued (issue 17's
+  // sync-free step; every later kernel is ordered after them on the one compute stream).
+  void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) override {
+    const bool host_waits = dst_device.is_cpu();
+    if (!host_waits && src_device.is_cpu()) pinned_.note_queued_copy();  // the source may be pinned
+    cuda::copy(dst, src, bytes, host_waits);
+    if (host_waits) pinned_.note_stream_drained();
+  }
+  Allocator* pinned_host_allocator() override { return &pinned_; }
   void zero(void* dst, std::size_t bytes) override { cuda::memset_zero(dst, bytes); }
   void fill(void* dst, DType dtype, std::int64_t n, double value) override { cuda::fill(dst, dtype, n, value); }
   void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) override {
     if (src_dtype == dst_dtype)
-      cuda::copy(dst, src, static_cast<std::size_t>(n) * dtype_size(dst_dtype));
+      cuda::copy(dst, src, static_cast<std::size_t>(n) * dtype_size(dst_dtype), /*host_waits=*/false);
     else
       cuda::convert(src, src_dtype, dst, dst_dtype, n);
   }
-  void synchronize(int) override { cuda::synchronize(); }
+  void synchronize(int) override {
+    cuda::synchronize();
+    pinned_.note_stream_drained();
+  }
   std::int64_t host_syncs(int) const override { return cuda::host_sync_count(); }
   MemoryStats memory_stats(int index) const override {
     const cuda::MemoryStats s = cuda::memory_stats();
@@ -93,6 +148,9 @@ class CudaBackend final : public DeviceBackend {
     return 1000.0 * cuda::timing_event_elapsed_ms(reinterpret_cast<void*>(from), reinterpret_cast<void*>(to));
   }
   void timing_release(std::uint64_t marker) override { cuda::timing_event_release(reinterpret_cast<void*>(marker)); }
+
+ private:
+  PinnedHostAllocator pinned_;
 };
 
 // Registers at static initialisation, before main (the registry is safe to use then).

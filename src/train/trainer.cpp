@@ -400,7 +400,10 @@ void Trainer::build_model() {
   fsdp_->set_prefetch(cfg_.parallelism.fsdp_prefetch);
   // Tensor parallel first (the parameters become their TP-local parts), then FSDP shards those.
   loss_parallel_ = plan_.dims.tp > 1 && !cfg_.parallelism.disable_loss_parallel;
-  tp_ = llama3::apply_tp(model, mesh_->tp_group(), loss_parallel_, cfg_.parallelism.enable_async_tensor_parallel);
+  // Async TP's fused pairs compute their GEMMs outside per-op AC's policy (which saves chosen
+  // matmuls' outputs), so per-op AC keeps the separate ops.
+  const bool async_tp = cfg_.parallelism.enable_async_tensor_parallel && plan_.ac.mode != llama3::ActivationCheckpointing::Mode::op;
+  tp_ = llama3::apply_tp(model, mesh_->tp_group(), loss_parallel_, async_tp);
   // After TP: per-op AC's forced recomputes match weights by their (TP-local) shapes.
   model.set_activation_checkpointing(plan_.ac);
   llama3::apply_fsdp(model, *fsdp_, cfg_.parallelism.fsdp_reshard_after_forward);
@@ -443,7 +446,11 @@ void Trainer::build_model() {
     spdlog::info("tensor parallel: TP {} (world ranks {}..{} of this group), sequence parallel, loss parallel {}; "
                  "colwise wq/wk/wv/w1/w3/output, rowwise wo/w2/tok_embeddings",
                  tp_.size, world_.rank() - tp_.rank, world_.rank() - tp_.rank + tp_.size - 1, loss_parallel_ ? "on" : "off");
-  if (tp_.active() && cfg_.parallelism.enable_async_tensor_parallel)
+  if (tp_.active() && cfg_.parallelism.enable_async_tensor_parallel && tp_.fused_pairs == 0)
+    spdlog::warn("tensor parallel: enable_async_tensor_parallel has no effect with per-op activation checkpointing "
+                 "(selective_ac_option = \"op\"): its policy saves chosen matmul outputs, which the fused pairs would "
+                 "bypass; the TP collectives run separately");
+  if (tp_.active() && tp_.fused_pairs > 0)
     spdlog::info("tensor parallel: async TP: {} of {} collective/GEMM pairs fused, each in {} chunks per rank{}; on MPI "
                  "a chunk's collective moves while it is polled between the chunks' GEMMs, not during one",
                  tp_.fused_pairs, tp_.pairs, dist::async_tp_chunks(tp_.size),

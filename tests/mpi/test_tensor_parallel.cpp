@@ -51,22 +51,27 @@ TEST_CASE("tensor parallel: fused all-gather + Linears and Linear + reduce-scatt
       // blocking can move one rounding by an ulp (2^-8 relative).
       const double tol = dt == DType::f32 ? 1e-6 : 1e-2;
       const Tensor x = random({B, Sl, C}, 1, dt), w1 = random({N1, C}, 2, dt), w2 = random({N2, C}, 3, dt);
+      const Tensor w3 = random({N2, C}, 8, dt);
       const Tensor d1 = random({B, Sl * T, N1}, 4, dt), d2 = random({B, Sl * T, N2}, 5, dt);
+      const Tensor d3 = random({B, Sl * T, N2}, 9, dt);
       {
-        Variable xa(x, true), w1a(w1, true), w2a(w2, true);
+        Variable xa(x, true), w1a(w1, true), w2a(w2, true), w3a(w3, true);
         Variable gathered = all_gather_sequence(xa, tp);
         Variable y1 = autograd::linear(gathered, w1a), y2 = autograd::linear(gathered, w2a);
-        autograd::run_backward({y1, y2}, {d1, d2}, false);
-        Variable xb(x, true), w1b(w1, true), w2b(w2, true);
+        Variable y3 = autograd::linear(gathered, w3a);
+        autograd::run_backward({y1, y2, y3}, {d1, d2, d3}, false);
+        Variable xb(x, true), w1b(w1, true), w2b(w2, true), w3b(w3, true);
         GatheredLinears fused = all_gather_linears(xb, {w1b, w2b}, tp);
         CHECK(relative_difference(fused.gathered.data(), gathered.data()) == 0);  // moved, not computed
-        CHECK(!fused.gathered.requires_grad());
         CHECK(relative_difference(fused.outputs[0].data(), y1.data()) <= tol);
         CHECK(relative_difference(fused.outputs[1].data(), y2.data()) <= tol);
-        autograd::run_backward(fused.outputs, {d1, d2}, false);
+        // A reader of the gathered input outside the fused pair sends its gradient back through it.
+        Variable y3b = autograd::linear(fused.gathered, w3b);
+        autograd::run_backward({fused.outputs[0], fused.outputs[1], y3b}, {d1, d2, d3}, false);
         CHECK(relative_difference(xb.grad(), xa.grad()) <= tol);
         CHECK(relative_difference(w1b.grad(), w1a.grad()) <= tol);
         CHECK(relative_difference(w2b.grad(), w2a.grad()) <= tol);
+        CHECK(relative_difference(w3b.grad(), w3a.grad()) <= tol);
       }
       {
         // Row-wise: x over the whole sequence with this rank's columns, the sum's sequence shard out.

@@ -83,9 +83,49 @@ struct FakeBackend final : DeviceBackend {
   void synchronize(int) override { ++syncs; }
   MemoryStats memory_stats(int) const override { return {}; }
   void reset_peak(int) override {}
+  // Host memory it would pin (a counting malloc), when a test asks for one.
+  struct PinnedAlloc final : Allocator {
+    int allocs = 0, frees = 0;
+    void* allocate(std::size_t bytes) override {
+      ++allocs;
+      return std::malloc(bytes + 1);
+    }
+    void deallocate(void* p, std::size_t) override {
+      ++frees;
+      std::free(p);
+    }
+    Device device() const override { return Device::cpu(); }
+  } pinned;
+  bool has_pinned = false;
+  Allocator* pinned_host_allocator() override { return has_pinned ? &pinned : nullptr; }
 };
 
 }  // namespace
+
+TEST_CASE("backend: pinned host tensors come from the device backend's pinned allocator, else plain host memory") {
+  FakeBackend fake;
+  ScopedBackend scoped(Device::Kind::cuda, &fake);
+  {
+    Tensor plain = Tensor::empty_pinned({4, 3}, DType::bf16, Device::cuda(0));  // no pinned allocator
+    CHECK(plain.device().is_cpu());
+    CHECK(fake.alloc.allocs == 0);
+  }
+  fake.has_pinned = true;
+  {
+    Tensor pinned = Tensor::empty_pinned({4, 3}, DType::f32, Device::cuda(0));
+    CHECK(pinned.device().is_cpu());  // host memory, usable by host code as any CPU tensor
+    CHECK(pinned.shape() == Shape{4, 3});
+    CHECK(fake.pinned.allocs == 1);
+    pinned.fill(2.5);
+    CHECK(pinned.item(11) == 2.5);
+    Tensor on_device = pinned.to(Device::cuda(0));  // crosses through the backend's copy
+    CHECK(fake.copies == 1);
+    CHECK(on_device.to(Device::cpu()).item(5) == 2.5);
+    Tensor for_cpu = Tensor::empty_pinned({2}, DType::f32, Device::cpu());  // the CPU pins nothing
+    CHECK(fake.pinned.allocs == 1);
+  }
+  CHECK(fake.pinned.frees == 1);
+}
 
 TEST_CASE("backend: the CPU backend is registered in core") {
   REQUIRE(has_backend(Device::Kind::cpu));

@@ -35,9 +35,13 @@ void sequence_parallel_region(nn::Module& m, dist::ProcessGroup& tp, std::vector
     auto handed = std::make_shared<std::vector<std::pair<autograd::Variable, autograd::Variable>>>(consumers.size());
     for (size_t i = 0; i < consumers.size(); ++i)
       consumers[i]->set_product([handed, i](const autograd::Variable& x, const autograd::Variable& w) {
+        // The gathered input, possibly behind identity nodes (module backward hooks, e.g. the
+        // profiler's): the same tensor. Anything else is computed here; a product from the
+        // gathered variable itself is still right, as its gradient flows back through the gather.
         auto& [input, output] = (*handed)[i];
-        if (input.impl() != x.impl()) return autograd::linear(x, w);  // not the gathered input: compute it
-        autograd::Variable y = output;
+        const bool arrived = output.defined() && x.data().raw() == input.data().raw() &&
+                             x.data().numel() == input.data().numel();
+        autograd::Variable y = arrived ? output : autograd::linear(x, w);
         input = output = autograd::Variable();
         return y;
       });
