@@ -17,6 +17,7 @@
 #include "kernels/reduce.hpp"
 #include "kernels/rmsnorm.hpp"
 #include "kernels/rope.hpp"
+#include "kernels/runtime.hpp"
 #include "kernels/swiglu.hpp"
 
 namespace titan::ops::cuda_impl {
@@ -50,15 +51,10 @@ void check_shape(const char* op, const Tensor& t, const Shape& want, const char*
   require(t.shape() == want, op, std::string(what) + " is " + shape_str(t.shape()) + ", expected " + shape_str(want));
 }
 
-// Token ids are checked on the host, as the CPU op does (one small copy per call): an id outside
-// the vocabulary is an error, never a silently zeroed row.
-void check_tokens(const char* op, const Tensor& tokens, std::int64_t V) {
-  const std::vector<double> ids = tokens.to_vector();
-  for (size_t i = 0; i < ids.size(); ++i)
-    if (ids[i] < 0 || ids[i] >= double(V))
-      throw std::out_of_range(std::string(op) + ": token " + std::to_string(std::int64_t(ids[i])) + " at position " +
-                              std::to_string(i) + " is outside the vocabulary of " + std::to_string(V));
-}
+// Token ids are checked by the kernels, not copied to the host (a host sync per call): an id
+// outside the vocabulary writes a zero row and raises the device flag that raise_device_errors()
+// reads. The vocabulary size of the latest call, for its message.
+std::int64_t g_last_vocab = 0;
 
 }  // namespace
 
@@ -153,6 +149,23 @@ double sum_squares(const Tensor& a) {
   check("sum_squares", {&a});
   check_float("sum_squares", a);
   return cuda::sum_squares(a.raw(), a.dtype(), a.numel());
+}
+
+void raise_device_errors() {
+  if (cuda::current_device() < 0) return;  // nothing ran on a GPU yet
+  if (cuda::embedding_tokens_out_of_range())
+    throw std::out_of_range("embedding: a token id outside the vocabulary of " + std::to_string(g_last_vocab) +
+                            " reached the GPU (its row was not used); the tokenizer and model.vocab_size disagree");
+}
+
+Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
+  Tensor out = Tensor::empty({std::int64_t(tensors.size())}, DType::f64, tensors.front().device());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    check("sum_squares_each", {&tensors[i]});
+    check_float("sum_squares_each", tensors[i]);
+    cuda::sum_squares_async(tensors[i].raw(), tensors[i].dtype(), tensors[i].numel(), out.data<double>() + i);
+  }
+  return out;
 }
 
 namespace {
@@ -251,7 +264,7 @@ Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   check("embedding", {&weight, &tokens});
   check_float("embedding", weight);
   require(tokens.dtype() == DType::i32 || tokens.dtype() == DType::i64, "embedding", "tokens must be int32 or int64");
-  check_tokens("embedding", tokens, weight.size(0));
+  g_last_vocab = weight.size(0);
   Shape shape = tokens.shape();
   shape.push_back(weight.size(1));
   Tensor out = Tensor::empty(shape, weight.dtype(), weight.device());
@@ -266,7 +279,7 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight)
   require(dy.numel() == tokens.numel() * dweight.size(1), "embedding_backward",
           "dy " + shape_str(dy.shape()) + " does not match " + std::to_string(tokens.numel()) + " tokens of width " +
               std::to_string(dweight.size(1)));
-  check_tokens("embedding_backward", tokens, dweight.size(0));
+  g_last_vocab = dweight.size(0);
   // The scatter-add accumulates in f32; a bf16 weight gradient gets an f32 buffer added to it.
   Tensor acc = dweight.dtype() == DType::f32 ? dweight : Tensor::zeros(dweight.shape(), DType::f32, dweight.device());
   cuda::embedding_backward(dy.raw(), tokens.raw(), tokens.dtype(), acc.data<float>(), tokens.numel(), dweight.size(0),

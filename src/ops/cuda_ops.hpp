@@ -17,6 +17,8 @@ Tensor swiglu(const Tensor& a, const Tensor& b);
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db);
 double sum(const Tensor& a);
 double sum_squares(const Tensor& a);
+Tensor sum_squares_each(const std::vector<Tensor>& tensors);
+void raise_device_errors();
 Tensor amax(const Tensor& x, ScaleAxis axis);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout);

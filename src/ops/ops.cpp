@@ -467,6 +467,17 @@ double sum_squares(const Tensor& a) {
   return s;
 }
 
+Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
+  if (tensors.empty()) return Tensor::empty({0}, DType::f64);
+  const Device device = tensors.front().device();
+  for (const Tensor& t : tensors)
+    require(t.device() == device, "sum_squares_each", "tensors on " + device.str() + " and " + t.device().str());
+  TITAN_CUDA_DISPATCH(tensors.front(), sum_squares_each(tensors));
+  Tensor out = Tensor::empty({std::int64_t(tensors.size())}, DType::f64);
+  for (size_t i = 0; i < tensors.size(); ++i) out.data<double>()[i] = sum_squares(tensors[i]);
+  return out;
+}
+
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
                 const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp) {
   require(grads.size() == params.size() && exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
@@ -501,6 +512,14 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
   cuda_impl::adamw_step(gpu[0], gpu[1], gpu[2], gpu[3], b1, b2, step_size, decay, eps, inv_bias2_sqrt);
 #else
   require_cpu("adamw_step", gpu[0].front());
+#endif
+}
+
+void raise_device_errors(Device device) {
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) cuda_impl::raise_device_errors();
+#else
+  (void)device;
 #endif
 }
 

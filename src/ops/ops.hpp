@@ -102,6 +102,10 @@ void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor&
 // ---- reductions ----
 double sum(const Tensor& a);          // accumulated in double
 double sum_squares(const Tensor& a);  // accumulated in double (grad-norm building block)
+// sum_squares of each tensor (all on one device): an f64 [n] tensor on that device. On a GPU
+// every sum is computed before the host reads any, so a whole gradient norm costs one host sync
+// instead of one per tensor; the values are sum_squares's, bit for bit.
+Tensor sum_squares_each(const std::vector<Tensor>& tensors);
 
 // ---- optimizer ----
 // One AdamW step (PyTorch's algorithm, decoupled weight decay) on every index i of the four lists:
@@ -121,10 +125,17 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
                 const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp);
 
 // ---- embedding ----
-// out[.., D] = weight[tokens[..], :]; tokens are int32 or int64.
+// out[.., D] = weight[tokens[..], :]; tokens are int32 or int64. A token id outside the
+// vocabulary is an error, never a silently used row: the CPU throws at once; a GPU writes a zero
+// row and flags it on the device, and raise_device_errors throws it later (so that the host need
+// not wait for the tokens).
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 // dweight[tokens[i], :] += dy[i, :]
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
+// Throws what the ops on `device` flagged since the last call without the host waiting for them
+// (an out-of-range token id): call it where the host reads results anyway (the trainer: with the
+// step's losses, before the optimizer step). One host sync on a GPU; nothing on the CPU.
+void raise_device_errors(Device device);
 
 // ---- embedding over a vocabulary shard (tensor parallel; CPU tensors) ----
 // weight [R, D] holds rows [first_row, first_row + R) of the table: a token in that range gets

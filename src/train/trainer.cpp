@@ -107,6 +107,7 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
     auto batch = loader.micro_batch(0, device);
     autograd::Variable logits = model.forward_tokens(batch.inputs);
     const double loss = loss_fn(logits, batch.labels).data().item(0);
+    ops::raise_device_errors(device);
     if (b < n) total.set(0, total.item(0) + loss);
   }
   if (dp > 1) group.all_reduce(total, dist::ReduceOp::sum);
@@ -628,7 +629,7 @@ checkpoint::TrainingState Trainer::current_state(std::int64_t step, bool for_loa
   return s;
 }
 
-double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes) {
+Tensor Trainer::forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes) {
   const DeviceBackend& backend = backend_for(device_);
   const std::size_t in_use_before = backend.memory_stats(device_.index).in_use;
   autograd::Variable logits;
@@ -637,7 +638,6 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, doub
     logits = model_->forward_tokens(batch.inputs);  // bf16 under bf16 mixed precision: FSDP gathered bf16 weights
   }
   autograd::Variable loss = loss_of(logits, batch.labels);
-  const double value = loss.data().item(0);
   if (saved_activation_bytes)
     *saved_activation_bytes = double(backend.memory_stats(device_.index).in_use) - double(in_use_before);
   // Each micro-batch contributes 1/grad_accum of the step's mean loss (times the loss scale under
@@ -645,13 +645,15 @@ double Trainer::forward_backward_step(const data::DataLoader::Batch& batch, doub
   TITAN_TRACE_SPAN("backward", "backward");
   const double scale = scaler_ ? scaler_->scale : 1.0;
   loss.backward(Tensor::full({1}, scale / double(plan_.batch.grad_accum)));
-  return value;
+  return loss.data();
 }
 
 Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   StepOutput out;
   optimizer_->zero_grad();
-  double loss_sum = 0;
+  // The micro-batches' losses side by side where they were computed, read in one copy after the
+  // last (one host sync per step for all of them on a GPU).
+  Tensor losses;
   for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
     const auto t0 = Clock::now();
     const double trace_t0 = trace::now_us();
@@ -661,11 +663,16 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
     // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
     fsdp_->set_requires_gradient_sync(micro == plan_.batch.grad_accum - 1);
     double saved = 0;
-    loss_sum += forward_backward_step(batch, &saved);
+    const Tensor loss = forward_backward_step(batch, &saved);
+    if (!losses.defined()) losses = Tensor::empty({plan_.batch.grad_accum}, loss.dtype(), loss.device());
+    losses.view_range(micro, {1}).copy_from(loss.view({1}));
     out.saved_activation_bytes = std::max(out.saved_activation_bytes, saved);
   }
   loader_->advance();
   // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
+  double loss_sum = 0;
+  for (const double l : losses.to_vector()) loss_sum += l;
+  ops::raise_device_errors(device_);  // before anything is reduced or stepped
   Tensor step_loss = Tensor::full({1}, loss_sum / double(plan_.batch.grad_accum), DType::f64);
   // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
   if (tensorboard_ && is_log_step(step)) {

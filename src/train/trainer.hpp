@@ -55,8 +55,10 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   // One micro-batch: forward, loss, backward (the gradient scaled by 1/grad_accum). Returns the
-  // loss; `saved_activation_bytes`, if given, gets the bytes the forward left alive for backward.
-  double forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes = nullptr);
+  // micro-batch's mean loss as a one-element tensor where it was computed (on a GPU not read
+  // back, so no host sync: train_step reads the step's losses together); `saved_activation_bytes`,
+  // if given, gets the bytes the forward left alive for backward.
+  Tensor forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes = nullptr);
 
   // What one optimizer step reports to the log.
   struct StepOutput {

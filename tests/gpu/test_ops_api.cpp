@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/variable.hpp"
+#include "core/backend.hpp"
 #include "core/tensor.hpp"
 #include "dist/process_group.hpp"
 #include "dist/world.hpp"
@@ -106,6 +107,14 @@ TEST_CASE("cuda ops: elementwise, reductions, norm, rope, swiglu, embedding vs t
     require_close(ga, ca, tol, "scale_");
     REQUIRE(ops::sum(a.to(kGpu)) == Approx(ops::sum(f32_cpu(a))).epsilon(1e-9).margin(1e-9));
     REQUIRE(ops::sum_squares(a.to(kGpu)) == Approx(ops::sum_squares(f32_cpu(a))).epsilon(1e-9));
+    {  // all sums queued, one read: each equals sum_squares on the GPU exactly (same kernel)
+      const std::int64_t syncs_before = backend_for(kGpu).host_syncs(kGpu.index);
+      const Tensor each = ops::sum_squares_each({a.to(kGpu), b.to(kGpu)});
+      const Tensor host = each.to(Device::cpu());
+      REQUIRE(backend_for(kGpu).host_syncs(kGpu.index) - syncs_before == 1);
+      REQUIRE(host.item(0) == ops::sum_squares(a.to(kGpu)));
+      REQUIRE(host.item(1) == ops::sum_squares(b.to(kGpu)));
+    }
 
     require_close(ops::swiglu(a.to(kGpu), b.to(kGpu)), ops::swiglu(f32_cpu(a), f32_cpu(b)), tol, "swiglu");
     const Tensor dh = random_tensor({37, 129}, 12, dt);
@@ -140,6 +149,20 @@ TEST_CASE("cuda ops: elementwise, reductions, norm, rope, swiglu, embedding vs t
     ops::embedding_backward(f32_cpu(dy), tokens, demb_ref);
     require_close(demb, demb_ref, tol, "embedding backward");
   }
+}
+
+TEST_CASE("cuda ops: an out-of-range token id is not waited for, and raise_device_errors throws it once", "[gpu]") {
+  ops::raise_device_errors(kGpu);  // nothing stale
+  const Tensor emb = Tensor::full({10, 8}, 1.0, DType::f32, kGpu);
+  const Tensor good = Tensor::from_vector({1, 2, 3}, {3}, DType::i64).to(kGpu);
+  const Tensor bad = Tensor::from_vector({1, 12, 3}, {3}, DType::i64).to(kGpu);
+  const std::int64_t syncs = backend_for(kGpu).host_syncs(kGpu.index);
+  Tensor out = ops::embedding(emb, good);
+  out = ops::embedding(emb, bad);
+  REQUIRE(backend_for(kGpu).host_syncs(kGpu.index) == syncs);  // no token copied back
+  REQUIRE_THROWS_WITH(ops::raise_device_errors(kGpu), Catch::Contains("outside the vocabulary of 10"));
+  REQUIRE(out.to(Device::cpu()).item(8) == 0.0);  // the bad id's row is zeros, never a neighbour's
+  REQUIRE_NOTHROW(ops::raise_device_errors(kGpu));  // reading cleared it
 }
 
 TEST_CASE("cuda ops: attention and cross-entropy vs the CPU", "[gpu]") {

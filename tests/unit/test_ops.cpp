@@ -218,6 +218,12 @@ TEST_CASE("op reductions and in-place arithmetic") {
   Tensor a = Tensor::from_vector({1, -2, 3}, {3}, DType::f32);
   CHECK(ops::sum(a) == 2.0);
   CHECK(ops::sum_squares(a) == 14.0);
+  // Per tensor, as sum_squares (f64, bit for bit), in the order given; any float dtype.
+  const Tensor h = Tensor::from_vector({0.5, -1.25, 3.0, 7.0}, {2, 2}, DType::bf16);
+  const Tensor each = ops::sum_squares_each({a, h, a});
+  CHECK(each.dtype() == DType::f64);
+  CHECK(each.to_vector() == std::vector<double>{14.0, ops::sum_squares(h), 14.0});
+  CHECK(ops::sum_squares_each({}).numel() == 0);
   Tensor b = Tensor::from_vector({1, 1, 1}, {3}, DType::f32);
   ops::add_(a, b, 2.0);
   CHECK(a.to_vector() == std::vector<double>{3, 0, 5});
