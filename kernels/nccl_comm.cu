@@ -117,6 +117,12 @@ NcclComm::Op NcclComm::all_reduce(void* buf, std::size_t count, DType dtype, Ncc
   return impl_->finish();
 }
 
+void NcclComm::copy_to_device(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  impl_->after_compute();  // dst may have just been allocated on the compute stream
+  TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl_->stream));
+}
+
 NcclComm::Op NcclComm::all_gather(const void* in, void* out, std::size_t count, DType dtype) {
   impl_->after_compute();
   check(ncclAllGather(in, out, count, nccl_type(dtype), impl_->comm, impl_->stream), "ncclAllGather");

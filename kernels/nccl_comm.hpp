@@ -46,6 +46,9 @@ class NcclComm {
   Op reduce_scatter(const void* in, void* out, std::size_t count, DType dtype, NcclReduce op);
   Op broadcast(void* buf, std::size_t count, DType dtype, int root);
 
+  // bytes from host memory to device memory on the communication stream (after the compute
+  // stream's work so far, before this communicator's next collective); returns once queued.
+  void copy_to_device(void* dst, const void* src, std::size_t bytes);
   bool complete(const Op& op) const;        // cudaEventQuery: done on the device
   void order_compute_after(const Op& op);   // the compute stream waits for it (the host does not)
   void release(Op& op);                     // the event goes back to this communicator's pool

@@ -268,7 +268,7 @@ void Fsdp::start_gather(Unit& u) {
     if (p.extension)
       p.extension->pre_all_gather(p.shard_2d().device() == opt_.device ? p.shard_2d() : p.shard_2d().to(opt_.device), seg,
                                   max_over_shards);
-    else seg.copy_from(p.shard_2d());  // f32, or rounded to the param dtype once here
+    else group.copy_in(seg, p.shard_2d());  // f32, or rounded to the param dtype once here (offload: off the compute stream)
   }
   u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);
   u.gather_work = group.all_gather_async(u.send, u.recv);

@@ -184,6 +184,14 @@ class NcclProcessGroup final : public ProcessGroup {
   int size() const override { return size_; }
   std::string describe() const override { return name_ + " (NCCL)"; }
 
+  void copy_in(const Tensor& dst, const Tensor& src) override {
+    if (!src.device().is_cpu() || dst.device().is_cpu() || dst.numel() != src.numel()) return dst.copy_from(src);
+    // Pageable memory (a host conversion) is staged before cudaMemcpyAsync returns; pinned
+    // memory (offloaded shards) is read when the stream gets there, and the host changes it only
+    // after the step's waits have drained that stream.
+    const Tensor host = src.dtype() == dst.dtype() ? src : src.to(dst.dtype());
+    comm_->copy_to_device(dst.raw(), host.raw(), dst.nbytes());
+  }
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     count_collective(CommStats::all_reduce, t.nbytes());
     return work("all_reduce", comm_->all_reduce(t.raw(), std::size_t(t.numel()), t.dtype(), nccl_reduce(op)), {t});

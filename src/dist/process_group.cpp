@@ -388,6 +388,7 @@ class RoutingGroup final : public ProcessGroup {
   }
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override { return on(t).broadcast_async(t, root); }
   std::unique_ptr<Work> barrier_async() override { return host_->barrier_async(); }
+  void copy_in(const Tensor& dst, const Tensor& src) override { on(dst).copy_in(dst, src); }
 
  private:
   ProcessGroup& on(const Tensor& t) { return t.device().is_cpu() ? *host_ : *device_; }

@@ -73,6 +73,12 @@ class ProcessGroup {
   virtual std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) = 0;
   virtual std::unique_ptr<Work> barrier_async() = 0;
 
+  // dst = src, for a buffer a collective on this group reads next (FSDP's offloaded shards packed
+  // into the all-gather's send buffer). A GPU group queues a host-to-device copy on its own
+  // communication stream, off the compute stream and ordered before its next collective (src
+  // converted to dst's dtype on the host first); otherwise Tensor::copy_from.
+  virtual void copy_in(const Tensor& dst, const Tensor& src) { dst.copy_from(src); }
+
   // Blocking forms: start and wait.
   void all_reduce(const Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
   void all_gather(const Tensor& shard, const Tensor& out) { all_gather_async(shard, out)->wait(); }
