@@ -20,6 +20,7 @@
 #include "core/errors.hpp"
 #include "models/llama3/hf.hpp"
 #include "models/llama3/model.hpp"
+#include "ops/ops.hpp"
 
 namespace fs = std::filesystem;
 using namespace titan;
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
       Loaded l = load(dir, S);
       autograd::NoGradGuard no_grad;
       const Tensor logits = l.model->forward_tokens(tokens.view({1, S})).data();
+      ops::raise_device_errors(logits.device());  // a token outside the vocabulary is an error here too
       if (!logits_out.empty()) checkpoint::write_safetensors(logits_out, {{"logits", logits}, {"tokens", tokens}});
       if (!golden.empty()) {
         const Tensor want = ref.tensors.at("logits");

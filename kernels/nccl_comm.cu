@@ -117,10 +117,16 @@ NcclComm::Op NcclComm::all_reduce(void* buf, std::size_t count, DType dtype, Ncc
   return impl_->finish();
 }
 
-void NcclComm::copy_to_device(void* dst, const void* src, std::size_t bytes) {
-  if (bytes == 0) return;
+NcclComm::Op NcclComm::copy_to_device(void* dst, const void* src, std::size_t bytes) {
   impl_->after_compute();  // dst may have just been allocated on the compute stream
-  TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl_->stream));
+  if (bytes > 0) TITAN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl_->stream));
+  return impl_->finish();
+}
+
+void NcclComm::wait_host(const Op& op) {
+  if (!op.done) return;
+  note_host_sync();
+  TITAN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(op.done)));
 }
 
 NcclComm::Op NcclComm::all_gather(const void* in, void* out, std::size_t count, DType dtype) {

@@ -47,8 +47,10 @@ class NcclComm {
   Op broadcast(void* buf, std::size_t count, DType dtype, int root);
 
   // bytes from host memory to device memory on the communication stream (after the compute
-  // stream's work so far, before this communicator's next collective); returns once queued.
-  void copy_to_device(void* dst, const void* src, std::size_t bytes);
+  // stream's work so far, before this communicator's next collective); returns once queued, with
+  // the copy's completion event (src must stay unchanged until it completes).
+  Op copy_to_device(void* dst, const void* src, std::size_t bytes);
+  void wait_host(const Op& op);             // cudaEventSynchronize: the host waits for it
   bool complete(const Op& op) const;        // cudaEventQuery: done on the device
   void order_compute_after(const Op& op);   // the compute stream waits for it (the host does not)
   void release(Op& op);                     // the event goes back to this communicator's pool

@@ -119,8 +119,8 @@ class Fsdp {
   int shard_degree() const;
   // Where the master shards and their gradients live: the host under offload, else `device`.
   Device shard_device() const { return opt_.offload ? Device::cpu() : opt_.device; }
-  // `t` in shard memory: shard_device(), page-locked host memory when offloading from a GPU
-  // (the same tensor when it is there already).
+  // `t` in shard memory: shard_device(), or a copy in page-locked host memory when offloading
+  // from a GPU; otherwise the same tensor when it is there already.
   Tensor to_shard_memory(const Tensor& t) const;
   FsdpGatherCounts gather_counts() const { return gather_counts_; }
 

@@ -14,6 +14,7 @@
 //
 // Compiled and linked, never run yet: no GPU has been lent to this project's sessions with
 // NCCL set up across ranks (docs/fsdp.md says what was verified).
+#include <deque>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -168,6 +169,11 @@ class NcclProcessGroup final : public ProcessGroup {
     start_watchdog_thread();
   }
   ~NcclProcessGroup() override {
+    for (auto& s : staged_) {
+      comm_->wait_host(s.done);
+      comm_->release(s.done);
+    }
+    staged_.clear();
     // The watchdog must not reach a destroyed communicator: this group's entries leave first.
     Watchdog& w = watchdog();
     std::lock_guard<std::mutex> lock(w.mutex);
@@ -186,11 +192,14 @@ class NcclProcessGroup final : public ProcessGroup {
 
   void copy_in(const Tensor& dst, const Tensor& src) override {
     if (!src.device().is_cpu() || dst.device().is_cpu() || dst.numel() != src.numel()) return dst.copy_from(src);
-    // Pageable memory (a host conversion) is staged before cudaMemcpyAsync returns; pinned
-    // memory (offloaded shards) is read when the stream gets there, and the host changes it only
-    // after the step's waits have drained that stream.
-    const Tensor host = src.dtype() == dst.dtype() ? src : src.to(dst.dtype());
-    comm_->copy_to_device(dst.raw(), host.raw(), dst.nbytes());
+    // Through a pinned staging buffer of dst's dtype (the host converts into it): a copy from
+    // pageable memory could block until the comm stream, queued behind the compute stream, got
+    // there. The buffer goes back to the allocator only once its copy has run, so the host never
+    // writes memory a queued copy still reads, and src may change as soon as this returns.
+    release_finished_staging();
+    Tensor host = Tensor::empty_pinned(dst.shape(), dst.dtype(), dst.device());
+    host.copy_from(src);
+    staged_.push_back({host, comm_->copy_to_device(dst.raw(), host.raw(), dst.nbytes())});
   }
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     count_collective(CommStats::all_reduce, t.nbytes());
@@ -225,10 +234,23 @@ class NcclProcessGroup final : public ProcessGroup {
   std::unique_ptr<Work> work(const char* op, cuda::NcclComm::Op handle, std::vector<Tensor> keep) {
     return std::make_unique<NcclWork>(comm_.get(), handle, std::string(op) + " on the " + describe(), std::move(keep));
   }
+  // Staging buffers whose copies have run go back to the pinned allocator (oldest first: the
+  // copies run in order on the one comm stream).
+  void release_finished_staging() {
+    while (!staged_.empty() && comm_->complete(staged_.front().done)) {
+      comm_->release(staged_.front().done);
+      staged_.pop_front();
+    }
+  }
 
   int rank_, size_;
   std::string name_;
   std::unique_ptr<cuda::NcclComm> comm_;
+  struct Staged {
+    Tensor host;
+    cuda::NcclComm::Op done;
+  };
+  std::deque<Staged> staged_;
 };
 
 std::unique_ptr<ProcessGroup> make_nccl_group(ProcessGroup& host_group, int device_index) {

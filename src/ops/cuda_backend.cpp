@@ -5,6 +5,7 @@
 // into this file by name, so an archive member would be dropped by the linker and the build
 // would silently behave as if it had no CUDA backend. tests/unit/test_backend.cpp checks that it
 // registered.
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -42,27 +43,35 @@ class PinnedHostAllocator final : public Allocator {
   void* allocate(std::size_t bytes) override {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = free_.find(bytes);
+    void* p = nullptr;
     if (it != free_.end()) {
-      void* p = it->second;
+      p = it->second;
       free_.erase(it);
       if (copies_queued_) {
         cuda::synchronize();
         copies_queued_ = false;
       }
-      return p;
+    } else {
+      p = cuda::host_allocate_pinned(bytes);
     }
-    return cuda::host_allocate_pinned(bytes);
+    live_[static_cast<const char*>(p)] = bytes;
+    return p;
   }
   void deallocate(void* ptr, std::size_t bytes) override {
     std::lock_guard<std::mutex> lock(mutex_);
+    live_.erase(static_cast<const char*>(ptr));
     free_.emplace(bytes, ptr);
   }
   Device device() const override { return Device::cpu(); }
-  // A copy that may read pinned memory was queued without the host waiting for it; the host
-  // waited for the whole stream.
-  void note_queued_copy() {
+  // A copy from `src` was queued on the compute stream without the host waiting for it: noted
+  // when src lies in a live pinned block (pageable sources are staged before the call returns).
+  // (Copies on other streams go through NcclProcessGroup::copy_in, which returns its staging
+  // blocks only once their copies have run.) And: the host waited for the whole compute stream.
+  void note_queued_copy(const void* src) {
     std::lock_guard<std::mutex> lock(mutex_);
-    copies_queued_ = true;
+    const char* s = static_cast<const char*>(src);
+    auto it = live_.upper_bound(s);
+    if (it != live_.begin() && s < std::prev(it)->first + std::prev(it)->second) copies_queued_ = true;
   }
   void note_stream_drained() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -72,6 +81,7 @@ class PinnedHostAllocator final : public Allocator {
  private:
   std::mutex mutex_;
   std::multimap<std::size_t, void*> free_;
+  std::map<const char*, std::size_t> live_;  // blocks handed out: start -> bytes
   bool copies_queued_ = false;
 };
 
@@ -114,7 +124,7 @@ class CudaBackend final : public DeviceBackend {
   // sync-free step; every later kernel is ordered after them on the one compute stream).
   void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) override {
     const bool host_waits = dst_device.is_cpu();
-    if (!host_waits && src_device.is_cpu()) pinned_.note_queued_copy();  // the source may be pinned
+    if (!host_waits && src_device.is_cpu()) pinned_.note_queued_copy(src);
     cuda::copy(dst, src, bytes, host_waits);
     if (host_waits) pinned_.note_stream_drained();
   }

@@ -672,7 +672,9 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
   double loss_sum = 0;
   for (const double l : losses.to_vector()) loss_sum += l;
-  ops::raise_device_errors(device_);  // before anything is reduced or stepped
+  // A flagged token (its embedding rows were zeros, its gradient dropped) stops the job before the
+  // loss is reported or the optimizer steps.
+  ops::raise_device_errors(device_);
   Tensor step_loss = Tensor::full({1}, loss_sum / double(plan_.batch.grad_accum), DType::f64);
   // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
   if (tensorboard_ && is_log_step(step)) {
