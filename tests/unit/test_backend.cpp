@@ -37,20 +37,25 @@ class ScopedBackend {
   DeviceBackend* previous_;
 };
 
+// Host memory (malloc) that counts its allocations, reported as `where`'s.
+struct CountingAlloc final : Allocator {
+  explicit CountingAlloc(Device where) : where(where) {}
+  Device where;
+  int allocs = 0, frees = 0;
+  void* allocate(std::size_t bytes) override {
+    ++allocs;
+    return std::malloc(bytes + 1);
+  }
+  void deallocate(void* p, std::size_t) override {
+    ++frees;
+    std::free(p);
+  }
+  Device device() const override { return where; }
+};
+
 // A pretend accelerator over host memory that counts what reaches it.
 struct FakeBackend final : DeviceBackend {
-  struct Alloc final : Allocator {
-    int allocs = 0, frees = 0;
-    void* allocate(std::size_t bytes) override {
-      ++allocs;
-      return std::malloc(bytes + 1);
-    }
-    void deallocate(void* p, std::size_t) override {
-      ++frees;
-      std::free(p);
-    }
-    Device device() const override { return Device::cuda(0); }
-  } alloc;
+  CountingAlloc alloc{Device::cuda(0)};
   int copies = 0, zeros = 0, fills = 0, converts = 0, syncs = 0;
 
   Device::Kind kind() const override { return Device::Kind::cuda; }
@@ -83,19 +88,8 @@ struct FakeBackend final : DeviceBackend {
   void synchronize(int) override { ++syncs; }
   MemoryStats memory_stats(int) const override { return {}; }
   void reset_peak(int) override {}
-  // Host memory it would pin (a counting malloc), when a test asks for one.
-  struct PinnedAlloc final : Allocator {
-    int allocs = 0, frees = 0;
-    void* allocate(std::size_t bytes) override {
-      ++allocs;
-      return std::malloc(bytes + 1);
-    }
-    void deallocate(void* p, std::size_t) override {
-      ++frees;
-      std::free(p);
-    }
-    Device device() const override { return Device::cpu(); }
-  } pinned;
+  // Host memory it would pin, when a test asks for one.
+  CountingAlloc pinned{Device::cpu()};
   bool has_pinned = false;
   Allocator* pinned_host_allocator() override { return has_pinned ? &pinned : nullptr; }
 };
