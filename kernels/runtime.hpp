@@ -26,7 +26,8 @@ void set_device(int index);
 int current_device();  // -1 before set_device
 void* stream_handle();  // the compute stream (a cudaStream_t)
 void synchronize();     // waits for the compute stream
-// Host waits on the device so far: synchronize(), copy() into host memory, the token-range check; the speed target of a steady-state step is none (docs/cuda.md).
+// Host waits on the device so far: synchronize(), copy() into host memory, the token-range
+// check; the speed target of a steady-state step is none (docs/cuda.md).
 std::int64_t host_sync_count();
 void note_host_sync();  // a kernel file's own cudaStreamSynchronize
 

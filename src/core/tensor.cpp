@@ -47,26 +47,21 @@ std::string shape_str(const Shape& shape) {
   return s + "]";
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::empty_in(const Shape& shape, DType dtype, Allocator& alloc) {
   for (auto d : shape)
     if (d < 0) throw std::invalid_argument("Tensor::empty: negative dimension in " + shape_str(shape));
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), allocator_for(device));
+  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), alloc);
   return t;
 }
 
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) { return empty_in(shape, dtype, allocator_for(device)); }
+
 Tensor Tensor::empty_pinned(const Shape& shape, DType dtype, Device device) {
   Allocator* pinned = device.is_cpu() ? nullptr : backend_for(device).pinned_host_allocator();
-  if (!pinned) return empty(shape, dtype, Device::cpu());
-  for (auto d : shape)
-    if (d < 0) throw std::invalid_argument("Tensor::empty_pinned: negative dimension in " + shape_str(shape));
-  Tensor t;
-  t.shape_ = shape;
-  t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype), *pinned);
-  return t;
+  return empty_in(shape, dtype, pinned ? *pinned : allocator_for(Device::cpu()));
 }
 
 Tensor Tensor::meta(const Shape& shape, DType dtype) {

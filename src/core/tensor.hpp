@@ -123,6 +123,8 @@ class Tensor {
   void set(std::int64_t i, double value) const;
 
  private:
+  // An uninitialised tensor whose storage comes from `alloc` (empty and empty_pinned).
+  static Tensor empty_in(const Shape& shape, DType dtype, Allocator& alloc);
   std::shared_ptr<Storage> storage_;
   std::size_t offset_ = 0;
   Shape shape_;

@@ -14,11 +14,11 @@
 //
 // Compiled and linked, never run yet: no GPU has been lent to this project's sessions with
 // NCCL set up across ranks (docs/fsdp.md says what was verified).
-#include <deque>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 #include <memory>
 #include <mutex>

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "autograd/functions.hpp"
 #include "ops/ops.hpp"
@@ -27,10 +28,11 @@ struct SequenceRows {
         r = end;
       }
   }
-  // Rows [r0, r0 + n) of every rank, rank-major [T n, C], from the whole `full` [B S, C]; and back.
-  Tensor take(const Tensor& full, std::int64_t r0, std::int64_t n) const {
+  // Rows [r0, r0 + n) of every rank, rank-major [T n, C], from the whole `full` [B S, C] (in
+  // `dtype`, converted as they are copied; default full's); and back.
+  Tensor take(const Tensor& full, std::int64_t r0, std::int64_t n, std::optional<DType> dtype = std::nullopt) const {
     const std::int64_t C = full.shape().back();
-    Tensor out = Tensor::empty({T * n, C}, full.dtype(), full.device());
+    Tensor out = Tensor::empty({T * n, C}, dtype.value_or(full.dtype()), full.device());
     runs(r0, n, [&](int t, std::int64_t r, std::int64_t f, std::int64_t k) {
       out.view_range((t * n + r - r0) * C, {k * C}).copy_from(full.view_range(f * C, {k * C}));
     });
@@ -68,13 +70,23 @@ Tensor gather_sequence(const Tensor& x, ProcessGroup& g) {
   return out;
 }
 
+// The same through `codec`: the shard encoded (its amaxes MAX-reduced over the group), the
+// encoding gathered, and `readers` told what arrived; returns the decoded value in x's dtype.
+Tensor gather_sequence_encoded(const Tensor& x, nn::GatherCodec& codec, ProcessGroup& g,
+                               const std::vector<nn::Linear*>& readers) {
+  const Tensor encoded = codec.encode(x, [&g](const Tensor& t) { g.all_reduce(t, ReduceOp::max); });
+  const Tensor gathered = gather_sequence(encoded, g);
+  const Tensor value = codec.decode(gathered, x.dtype());
+  for (nn::Linear* r : readers) codec.arrived(*r, value, gathered);
+  return value;
+}
+
 // Partial [B, S, ...] -> the sum's sequence shard [B, S/T, ...], summed in float32.
 Tensor reduce_scatter_sum(const Tensor& x, ProcessGroup& g) {
   const int T = g.size();
   require_sequence_divisible(x.size(1), T);
   const std::int64_t R = x.numel() / x.shape().back() / T;
-  Tensor in = SequenceRows{x.size(1) / T, T}.take(rows_view(x), 0, R);
-  if (in.dtype() != DType::f32) in = in.to(DType::f32);
+  const Tensor in = SequenceRows{x.size(1) / T, T}.take(rows_view(x), 0, R, DType::f32);
   Tensor out = Tensor::empty(with_dim(x.shape(), 1, x.size(1) / T), DType::f32, x.device());
   g.reduce_scatter(in.view({in.numel()}), out.view({out.numel()}), ReduceOp::sum);
   return x.dtype() == DType::f32 ? out : out.to(x.dtype());
@@ -249,10 +261,7 @@ Variable all_gather_sequence(const Variable& x, ProcessGroup& group, const std::
     auto other = c->input_gather_codec();
     if (!codec || !other || other->kind() != codec->kind()) return all_gather_sequence(x, group);
   }
-  const Tensor encoded = codec->encode(x.data(), [&group](const Tensor& t) { group.all_reduce(t, ReduceOp::max); });
-  const Tensor gathered = gather_sequence(encoded, group);
-  Tensor value = codec->decode(gathered, x.data().dtype());
-  for (nn::Linear* c : consumers) codec->arrived(*c, value, gathered);
+  const Tensor value = gather_sequence_encoded(x.data(), *codec, group, consumers);
   return autograd::record1("AllGatherSequence(" + codec->kind() + ")", {x}, value,
                            [&group](const TV& g) -> TV { return {reduce_scatter_sum(g[0], group)}; });
 }
@@ -263,12 +272,7 @@ Variable reduce_scatter_sequence(const Variable& x, ProcessGroup& group, nn::Lin
                            [&group, producer](const TV& g) -> TV {
                              std::shared_ptr<nn::GatherCodec> codec = producer ? producer->output_grad_gather_codec() : nullptr;
                              if (!codec) return {gather_sequence(g[0], group)};
-                             const Tensor encoded =
-                                 codec->encode(g[0], [&group](const Tensor& t) { group.all_reduce(t, ReduceOp::max); });
-                             const Tensor gathered = gather_sequence(encoded, group);
-                             Tensor value = codec->decode(gathered, g[0].dtype());
-                             codec->arrived(*producer, value, gathered);
-                             return {value};
+                             return {gather_sequence_encoded(g[0], *codec, group, {producer})};
                            });
 }
 

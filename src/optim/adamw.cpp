@@ -1,6 +1,5 @@
 #include "optim/adamw.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
@@ -56,18 +55,8 @@ double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max
   std::vector<Tensor> grads;
   for (size_t i = 0; i < params.size(); ++i)
     if (params[i]->grad().defined() && (!counted || (*counted)[i])) grads.push_back(params[i]->grad());
-  // (All on one device in practice; grouped by device in case some live elsewhere.)
-  std::vector<std::pair<Device, std::vector<Tensor>>> by_device;
-  for (const Tensor& g : grads) {
-    auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == g.device(); });
-    if (it == by_device.end()) by_device.push_back({g.device(), {g}});
-    else it->second.push_back(g);
-  }
   double sq = 0;
-  for (auto& [device, group] : by_device) {
-    const Tensor parts = ops::sum_squares_each(group).to(Device::cpu());
-    for (std::int64_t i = 0; i < parts.numel(); ++i) sq += parts.data<double>()[i];
-  }
+  for (const double part : ops::sum_squares_each(grads).to_vector()) sq += part;
   if (sum_over_shards) sq = sum_over_shards(sq);
   const double norm = std::sqrt(sq);
   if (max_norm > 0 && std::isfinite(norm)) {
