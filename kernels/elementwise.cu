@@ -75,6 +75,18 @@ __global__ void scale_kernel(T* a, std::int64_t n, float alpha) {
     a[i] = from_f32<T>(to_f32(a[i]) * alpha);
 }
 
+// Every thread works the coefficient out from *total_sq itself (one cached load): no second
+// kernel and no host read between the norm and the scaling.
+template <class T>
+__global__ void scale_by_clip_coef_kernel(T* a, std::int64_t n, const double* total_sq, double max_norm) {
+  const double norm = sqrt(*total_sq);
+  const double coef = max_norm / (norm + 1e-6);
+  if (!isfinite(norm) || !(coef < 1.0)) return;
+  const float alpha = static_cast<float>(coef);
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
+    a[i] = from_f32<T>(to_f32(a[i]) * alpha);
+}
+
 }  // namespace
 
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) {
@@ -110,6 +122,16 @@ void scale(void* a, DType dtype, std::int64_t n, float alpha) {
   dispatch_float(dtype, "cuda::scale", [&](auto t) {
     using T = decltype(t);
     scale_kernel<<<grid_for(n, kThreads), kThreads, 0, compute_stream()>>>(static_cast<T*>(a), n, alpha);
+  });
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+void scale_by_clip_coef(void* a, DType dtype, std::int64_t n, const double* total_sq, double max_norm) {
+  if (n == 0) return;
+  dispatch_float(dtype, "cuda::scale_by_clip_coef", [&](auto t) {
+    using T = decltype(t);
+    scale_by_clip_coef_kernel<<<grid_for(n, kThreads), kThreads, 0, compute_stream()>>>(static_cast<T*>(a), n, total_sq,
+                                                                                         max_norm);
   });
   TITAN_CUDA_LAUNCH_CHECK();
 }

@@ -1,5 +1,5 @@
 #pragma once
-// Elementwise CUDA launchers (plain C++ header): dtype conversion, fill, axpy, scale.
+// Elementwise CUDA launchers (plain C++ header): dtype conversion, fill, axpy, scale, clip.
 #include <cstdint>
 
 #include "core/dtype.hpp"
@@ -15,5 +15,9 @@ void fill(void* dst, DType dtype, std::int64_t n, double value);
 void add_scaled(void* a, DType a_dtype, const void* b, DType b_dtype, std::int64_t n, float alpha);
 // a[i] *= alpha
 void scale(void* a, DType dtype, std::int64_t n, float alpha);
+// Gradient clipping from a sum of squares in device memory, without the host reading it: with
+// norm = sqrt(*total_sq) and coef = max_norm / (norm + 1e-6), a[i] *= float(coef) when the norm is
+// finite and coef < 1, else a is left as it is (scale()'s arithmetic; torch's clip_grad_norm_).
+void scale_by_clip_coef(void* a, DType dtype, std::int64_t n, const double* total_sq, double max_norm);
 
 }  // namespace titan::cuda

@@ -7,7 +7,7 @@
 // Forward: one 128-thread block per token (grid-stride over tokens) copies the row's bytes (no
 // conversion: same dtype), 16 bytes per access when D * sizeof(T) is a multiple of 16 and both
 // pointers are 16-byte aligned. A token outside [0, V) is not read: its out row becomes zeros and
-// a device flag is raised (embedding_tokens_out_of_range reads and clears it).
+// a device flag is raised (embedding_take_out_of_range_async takes and clears it).
 //
 // Backward, deterministic without float atomics:
 //   1. keys[i] = tok_i (or V for an out-of-range token, which also raises the flag), vals[i] = i;
@@ -190,16 +190,16 @@ void embedding_backward(const void* dy, const void* tokens, DType token_dtype, f
   });
 }
 
-bool embedding_tokens_out_of_range() {
-  cudaStream_t stream = compute_stream();
-  unsigned int host = 0;
-  void* flag = nullptr;
-  TITAN_CUDA_CHECK(cudaGetSymbolAddress(&flag, g_out_of_range));
-  TITAN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof host, cudaMemcpyDeviceToHost, stream));
-  TITAN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof host, stream));
-  note_host_sync();
-  TITAN_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host != 0;
+namespace {
+__global__ void take_out_of_range_kernel(double* out) {
+  *out = g_out_of_range ? 1.0 : 0.0;
+  g_out_of_range = 0u;
+}
+}  // namespace
+
+void embedding_take_out_of_range_async(double* out) {
+  take_out_of_range_kernel<<<1, 1, 0, compute_stream()>>>(out);
+  TITAN_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace titan::cuda

@@ -20,8 +20,9 @@ void embedding_forward(const void* weight, const void* tokens, DType token_dtype
 void embedding_backward(const void* dy, const void* tokens, DType token_dtype, float* dweight, std::int64_t n_tokens,
                         std::int64_t V, std::int64_t D, DType dtype);
 
-// True if any embedding kernel launched since the last call met a token outside [0, V); clears the
-// flag. Synchronizes with the compute stream.
-bool embedding_tokens_out_of_range();
+// Whether any embedding kernel launched since the last call met a token outside [0, V), without
+// the host waiting: the flag goes into *out (device memory; 1.0 raised, 0.0 not) and is cleared,
+// both queued on the compute stream, to be read back with other values.
+void embedding_take_out_of_range_async(double* out);
 
 }  // namespace titan::cuda

@@ -42,6 +42,12 @@ __global__ void final_sum(const double* partial, double* out) {
   if (threadIdx.x == 0) *out = total;
 }
 
+__global__ void sum_in_order_kernel(const double* x, std::int64_t n, double* out) {
+  double acc = 0;
+  for (std::int64_t i = 0; i < n; ++i) acc += x[i];
+  *out = acc;
+}
+
 template <bool kSquare>
 void reduce(const void* x, DType dtype, std::int64_t n, double* out) {
   double* partial = static_cast<double*>(allocate(kBlocks * sizeof(double)));
@@ -68,6 +74,10 @@ double to_host(void (*f)(const void*, DType, std::int64_t, double*), const void*
 
 void sum_async(const void* x, DType dtype, std::int64_t n, double* out) { reduce<false>(x, dtype, n, out); }
 void sum_squares_async(const void* x, DType dtype, std::int64_t n, double* out) { reduce<true>(x, dtype, n, out); }
+void sum_in_order_async(const double* x, std::int64_t n, double* out) {
+  sum_in_order_kernel<<<1, 1, 0, compute_stream()>>>(x, n, out);
+  TITAN_CUDA_LAUNCH_CHECK();
+}
 double sum(const void* x, DType dtype, std::int64_t n) { return to_host(sum_async, x, dtype, n); }
 double sum_squares(const void* x, DType dtype, std::int64_t n) { return to_host(sum_squares_async, x, dtype, n); }
 

@@ -390,11 +390,7 @@ int Fsdp::live_units() const {
   return n;
 }
 
-double Fsdp::sum_over_shards(double local) {
-  Tensor t = Tensor::full({1}, local, DType::f64);
-  mesh_.shard_group().all_reduce(t, ReduceOp::sum);
-  return t.item(0);
-}
+void Fsdp::sum_over_shards(Tensor& t) { mesh_.shard_group().all_reduce(t, ReduceOp::sum); }
 
 void Fsdp::refresh_after_update() {
   while (!pending_.empty()) finish_reduce();

@@ -106,8 +106,9 @@ class Fsdp {
   // (no communication); true (the default) reduces them at the end of the backward.
   void set_requires_gradient_sync(bool sync) { sync_grads_ = sync; }
 
-  // Sum over the shard group of a local value (global sum of squares for the gradient norm).
-  double sum_over_shards(double local);
+  // Sums `t` over the shard group in place (the global sum of squares for the gradient norm; a
+  // device tensor stays on its device).
+  void sum_over_shards(Tensor& t);
 
   // After the shards changed (initialisation, an optimizer step, a load): gathered copies are
   // stale; every all-gather extension is told (shards_changed).

@@ -22,10 +22,13 @@ Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce
   return {c.data, c.scale, c.axis};
 }
 
-Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale) {
-  const ops::Float8Cast c =
-      ops::cast_to_float8(x, f8, Tensor::full({1}, scale, DType::f32, x.device()), ops::ScaleAxis::tensor);
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, const Tensor& scale) {
+  const ops::Float8Cast c = ops::cast_to_float8(x, f8, scale, ops::ScaleAxis::tensor);
   return {c.data, c.scale, c.axis};
+}
+
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale) {
+  return cast_to_float8_with_scale(x, f8, Tensor::full({1}, scale, DType::f32, x.device()));
 }
 
 Tensor fake_quantize(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2,

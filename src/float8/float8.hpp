@@ -45,7 +45,9 @@ struct Float8Tensor {
 Tensor amax(const Tensor& x, Granularity g, int reduce_dim);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
 Float8Tensor cast_to_float8(const Tensor& x, DType f8, Granularity g, int reduce_dim, bool round_to_power_of_2);
-// Casts a 2-D tensor with a given tensorwise scale (delayed scaling, FSDP's float8 all-gather).
+// Casts a 2-D tensor with a given tensorwise scale (delayed scaling, FSDP's float8 all-gather):
+// an f32 [1] tensor on x's device (not read by the host), or a host value.
+Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, const Tensor& scale);
 Float8Tensor cast_to_float8_with_scale(const Tensor& x, DType f8, float scale);
 
 // The recipes (quantize.linear.float8.recipe_name): the cast of each operand of the three GEMMs

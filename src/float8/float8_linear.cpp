@@ -15,32 +15,33 @@ using Role = DelayedScaling::Role;
 
 Tensor as_2d(const Tensor& t) { return t.view({t.numel() / t.size(-1), t.size(-1)}); }
 
+// A scale where its GEMM runs (an offloaded shard's scale is made on the host): queued copy, no wait.
+Tensor scale_on(const Tensor& scale, Device device) { return scale.device() == device ? scale : scale.to(device); }
+
 // x2d [R, C] cast per `cfg` for a GEMM that contracts it over its columns (`over_cols`: scaled_mm
 // takes it as it is) or over its rows (scaled_mm takes the transposed copy [C, R]); axiswise
 // scales run along that contraction dim. The scale is dynamic, the delayed one (from the amax
 // history; the first step's from the current amax, MAX-reduced across the data-parallel ranks when
 // the layer has that reduction), or `fixed_scale` (tensorwise) when given.
 Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_cols, bool pow2, DelayedScaling* delayed,
-                           Role role, const std::optional<float>& fixed_scale = std::nullopt,
+                           Role role, const Tensor& fixed_scale = Tensor(),
                            const std::function<void(const Tensor&)>* amax_over_group = nullptr) {
   const auto layout = over_cols ? ops::Float8Layout::row_major : ops::Float8Layout::transposed;
   ops::Float8Cast c;
-  if (fixed_scale || delayed) {
+  if (fixed_scale.defined()) {
+    c = ops::cast_to_float8(x2d, cfg.dtype, scale_on(fixed_scale, x2d.device()), ScaleAxis::tensor, layout);
+  } else if (delayed) {
+    const float current = static_cast<float>(ops::amax(x2d, ScaleAxis::tensor).item(0));
     float scale = 0;
-    if (fixed_scale) {
-      scale = *fixed_scale;
+    if (delayed->history[role].empty()) {
+      // torchao's amax initialisation: the global amax where there are several ranks. The
+      // history records the local amax still; the end-of-step sync takes the MAX of those.
+      const float first = delayed->first_step_amax_max ? delayed->first_step_amax_max(current) : current;
+      scale = amax_to_scale(Tensor::full({1}, first), cfg.dtype, false).item(0);
     } else {
-      const float current = static_cast<float>(ops::amax(x2d, ScaleAxis::tensor).item(0));
-      if (delayed->history[role].empty()) {
-        // torchao's amax initialisation: the global amax where there are several ranks. The
-        // history records the local amax still; the end-of-step sync takes the MAX of those.
-        const float first = delayed->first_step_amax_max ? delayed->first_step_amax_max(current) : current;
-        scale = amax_to_scale(Tensor::full({1}, first), cfg.dtype, false).item(0);
-      } else {
-        scale = delayed->scale(role, cfg.dtype);
-      }
-      delayed->record(role, current);
+      scale = delayed->scale(role, cfg.dtype);
     }
+    delayed->record(role, current);
     c = ops::cast_to_float8(x2d, cfg.dtype, Tensor::full({1}, scale, DType::f32, x2d.device()), ScaleAxis::tensor, layout);
   } else if (amax_over_group && *amax_over_group && cfg.granularity == Granularity::tensorwise) {
     // A part of a tensor split over a group (tensor parallel): the whole tensor's amax.
@@ -65,23 +66,23 @@ bool is_float8(DType dt) { return dt == DType::f8e4m3 || dt == DType::f8e5m2; }
 // they are; grad_input takes their byte transpose with the same scale (the values do not change,
 // so it is exactly the dequantize + recast it replaces, without the float32 round trip). A
 // high-precision weight is cast with that scale instead of its own amax.
-Float8Operand precast_weight_operand(const Tensor& w, const Recipe& r, bool over_cols, float weight_scale) {
+Float8Operand precast_weight_operand(const Tensor& w, const Recipe& r, bool over_cols, const Tensor& weight_scale) {
   const CastConfig& cfg = over_cols ? r.weight : r.weight_for_grad_input;
   if (!is_float8(w.dtype())) return cast_operand(w, cfg, over_cols, false, nullptr, Role::weight, weight_scale);
   if (w.dtype() != cfg.dtype)
     throw std::invalid_argument("Float8Linear: a " + std::string(dtype_name(w.dtype())) + " weight does not fit the recipe's " +
                                 std::string(dtype_name(cfg.dtype)) + " weight cast");
-  const Tensor scale = Tensor::full({1}, weight_scale, DType::f32, w.device());
+  const Tensor scale = scale_on(weight_scale, w.device());
   if (over_cols) return {w, scale};
   return {ops::transpose_float8(w), scale};
 }
 
 Float8Operand weight_operand(const Tensor& w, const Recipe& r, bool over_cols, DelayedScaling* delayed,
-                             const std::optional<float>& weight_scale) {
-  if (weight_scale) return precast_weight_operand(w, r, over_cols, *weight_scale);
+                             const Tensor& weight_scale) {
+  if (weight_scale.defined()) return precast_weight_operand(w, r, over_cols, weight_scale);
   if (is_float8(w.dtype())) throw std::invalid_argument("Float8Linear: a float8 weight needs its scale");
   return cast_operand(w, over_cols ? r.weight : r.weight_for_grad_input, over_cols, r.round_scales_to_power_of_2, delayed,
-                      Role::weight, std::nullopt, &r.amax_over_group);
+                      Role::weight, Tensor(), &r.amax_over_group);
 }
 
 Tensor scaled_mm(const Float8Operand& a, const Float8Operand& b, DType out_dtype, bool fast_accum, const Recipe& r) {
@@ -91,18 +92,18 @@ Tensor scaled_mm(const Float8Operand& a, const Float8Operand& b, DType out_dtype
 }  // namespace
 
 std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
-                                                             DelayedScaling* delayed, std::optional<float> weight_scale) {
-  return {cast_operand(x2d, r.input, true, r.round_scales_to_power_of_2, delayed, Role::input, std::nullopt,
+                                                             DelayedScaling* delayed, const Tensor& weight_scale) {
+  return {cast_operand(x2d, r.input, true, r.round_scales_to_power_of_2, delayed, Role::input, Tensor(),
                        &r.amax_over_group),
           weight_operand(w, r, true, delayed, weight_scale)};
 }
 
 std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
-                                                                 DelayedScaling* delayed, std::optional<float> weight_scale,
+                                                                 DelayedScaling* delayed, const Tensor& weight_scale,
                                                                  const Float8Operand* gy_cast) {
   return {gy_cast ? *gy_cast
                   : cast_operand(gy2d, r.grad_output, true, r.round_scales_to_power_of_2, delayed, Role::grad_output,
-                                 std::nullopt, &r.amax_over_group),
+                                 Tensor(), &r.amax_over_group),
           weight_operand(w, r, false, delayed, weight_scale)};
 }
 
@@ -112,10 +113,10 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
   // A precast operand [M, C] is used transposed: a tensorwise cast along M makes the same bytes.
   return {gy_cast ? Float8Operand{ops::transpose_float8(gy_cast->data), gy_cast->scale}
                   : cast_operand(gy2d, r.grad_output_for_grad_weight, false, r.round_scales_to_power_of_2, delayed,
-                                 Role::grad_output, std::nullopt, &r.amax_over_group),
+                                 Role::grad_output, Tensor(), &r.amax_over_group),
           x_cast ? Float8Operand{ops::transpose_float8(x_cast->data), x_cast->scale}
                  : cast_operand(x2d, r.input_for_grad_weight, false, r.round_scales_to_power_of_2, delayed, Role::input,
-                                std::nullopt, &r.amax_over_group)};
+                                Tensor(), &r.amax_over_group)};
 }
 
 float DelayedScaling::scale(Role r, DType f8) const {
@@ -189,10 +190,10 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
 }
 
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& r,
-                                 std::shared_ptr<DelayedScaling> delayed, std::optional<float> weight_scale,
+                                 std::shared_ptr<DelayedScaling> delayed, const Tensor& weight_scale,
                                  const PrecastInput* input, std::shared_ptr<PrecastGradOutput> grad_output) {
   if (r.delayed && !delayed) throw std::invalid_argument("Float8Linear: the delayed recipe needs its amax state");
-  if (weight_scale && (r.delayed || r.weight.granularity != Granularity::tensorwise ||
+  if (weight_scale.defined() && (r.delayed || r.weight.granularity != Granularity::tensorwise ||
                        r.weight_for_grad_input.granularity != Granularity::tensorwise))
     throw std::invalid_argument("Float8Linear: a precast weight scale needs the tensorwise recipe");
   if (!r.input.enabled || !r.weight.enabled || !r.grad_output.enabled || !r.weight_for_grad_input.enabled)

@@ -69,8 +69,9 @@ class Float8Linear : public nn::Linear {
   // FSDP's float8 all-gather hands the layer its weight already cast (e4m3 bytes, or their
   // dequantized value) together with the scale: the GEMMs take the bytes as they are, or recast
   // the value with that scale, which reproduces the gathered bytes exactly, instead of deriving a
-  // scale from the weight (tensorwise recipe only).
-  void set_precast_weight_scale(std::optional<float> scale) { precast_weight_scale_ = scale; }
+  // scale from the weight (tensorwise recipe only). The scale is an f32 [1] tensor, left where FSDP
+  // computed it (on a GPU: never read by the host); undefined: none.
+  void set_precast_weight_scale(Tensor scale) { precast_weight_scale_ = std::move(scale); }
   // Tensor parallel: this layer's input, weight and output gradient are parts of tensors split
   // over a group; `max_over_group` MAX-reduces a tensorwise amax over it (Recipe::amax_over_group).
   void set_amax_over_group(std::function<void(const Tensor&)> max_over_group) {
@@ -100,7 +101,7 @@ class Float8Linear : public nn::Linear {
  private:
   Recipe recipe_;
   std::shared_ptr<DelayedScaling> delayed_;
-  std::optional<float> precast_weight_scale_;
+  Tensor precast_weight_scale_;
   Tensor precast_value_;
   std::optional<PrecastInput> precast_input_;
   std::shared_ptr<PrecastGradOutput> precast_grad_ = std::make_shared<PrecastGradOutput>();
@@ -119,12 +120,12 @@ struct Float8Operand {
 //   grad_weight: dW = dy^T x   a = dy^T [N, M],  b = x^T [K, M]  (float8 recipes only)
 std::pair<Float8Operand, Float8Operand> output_gemm_operands(const Tensor& x2d, const Tensor& w, const Recipe& r,
                                                              DelayedScaling* delayed = nullptr,
-                                                             std::optional<float> weight_scale = std::nullopt);
+                                                             const Tensor& weight_scale = Tensor());
 // A `*_cast` operand, when given, is that tensor already cast ([M, C] bytes and a tensorwise
 // scale: TP's precast input / output gradient), used instead of casting it (transposed for grad_weight).
 std::pair<Float8Operand, Float8Operand> grad_input_gemm_operands(const Tensor& gy2d, const Tensor& w, const Recipe& r,
                                                                  DelayedScaling* delayed = nullptr,
-                                                                 std::optional<float> weight_scale = std::nullopt,
+                                                                 const Tensor& weight_scale = Tensor(),
                                                                  const Float8Operand* gy_cast = nullptr);
 std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& gy2d, const Tensor& x2d, const Recipe& r,
                                                                   DelayedScaling* delayed = nullptr,
@@ -132,8 +133,8 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
                                                                   const Float8Operand* x_cast = nullptr);
 
 // y = x W^T with x [.., K] and W [N, K] through the recipe's float8 casts; differentiable.
-// `delayed` is required (and used) when recipe.delayed. `weight_scale`, when given, is the
-// tensorwise scale of both weight casts (FSDP's float8 all-gather): W is then either its e4m3
+// `delayed` is required (and used) when recipe.delayed. `weight_scale`, when defined, is the
+// tensorwise scale (f32 [1], on any device) of both weight casts (FSDP's float8 all-gather): W is then either its e4m3
 // bytes, used as they are, or a high-precision weight cast with that scale.
 // `input`, when given, is x already cast (tensorwise e4m3): the output GEMM takes its bytes and
 // the grad_weight GEMM their transpose, instead of casting x (which backward then does not keep).
@@ -142,7 +143,7 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
 // GEMM their transpose, instead of casting the gradient.
 autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Variable& w, const Recipe& recipe,
                                  std::shared_ptr<DelayedScaling> delayed = nullptr,
-                                 std::optional<float> weight_scale = std::nullopt,
+                                 const Tensor& weight_scale = Tensor(),
                                  const PrecastInput* input = nullptr,
                                  std::shared_ptr<PrecastGradOutput> grad_output = nullptr);
 

@@ -1,6 +1,5 @@
 #include "float8/fsdp_float8.hpp"
 
-#include <optional>
 #include <vector>
 
 namespace titan::float8 {
@@ -15,23 +14,24 @@ class Float8WeightAllGather : public nn::AllGatherExtension {
 
   void pre_all_gather(const Tensor& shard, const Tensor& out,
                       const std::function<void(const Tensor&)>& max_over_shards) override {
-    if (!scale_) {  // torchao without precompute: the global amax at the weight's gather
+    if (!scale_.defined()) {  // torchao without precompute: the global amax at the weight's gather
       const Tensor global_amax = amax(shard, Granularity::tensorwise, 0);
       max_over_shards(global_amax);
-      scale_ = amax_to_scale(global_amax, DType::f8e4m3, false).item(0);
+      scale_ = amax_to_scale(global_amax, DType::f8e4m3, false);
     }
-    out.copy_from(cast_to_float8_with_scale(shard, DType::f8e4m3, *scale_).data);
+    out.copy_from(cast_to_float8_with_scale(shard, DType::f8e4m3, scale_).data);
   }
 
-  void post_all_gather(const Tensor&) override { layer_.set_precast_weight_scale(*scale_); }
+  void post_all_gather(const Tensor&) override { layer_.set_precast_weight_scale(scale_); }
 
-  void shards_changed() override { scale_.reset(); }
+  void shards_changed() override { scale_ = Tensor(); }
 
-  void set_scale(float s) { scale_ = s; }
+  // An f32 [1] tensor where the shard is: the host never reads it (no sync on a GPU).
+  void set_scale(Tensor s) { scale_ = std::move(s); }
 
  private:
   Float8Linear& layer_;
-  std::optional<float> scale_;
+  Tensor scale_;
 };
 
 }  // namespace
@@ -55,16 +55,17 @@ int precompute_float8_dynamic_scale_for_fsdp(nn::Module& root,
       if (auto* ext = dynamic_cast<Float8WeightAllGather*>(f8->all_gather_extension("weight").get()))
         weights.emplace_back(ext, &local_shard(f8->weight));
   if (weights.empty()) return 0;
-  Tensor amaxes = Tensor::empty({static_cast<std::int64_t>(weights.size())});
+  // Every weight's amax side by side where the shards are (queued: the host reads none of them).
+  const Device device = weights.front().second->device();
+  Tensor amaxes = Tensor::empty({static_cast<std::int64_t>(weights.size())}, DType::f32, device);
   for (size_t i = 0; i < weights.size(); ++i) {
     const Tensor& shard = *weights[i].second;
     const Tensor shard_2d = shard.view({shard.size(0), shard.numel() / shard.size(0)});
-    const Tensor a = amax(shard_2d, Granularity::tensorwise, 0);
-    amaxes.set(std::int64_t(i), a.item(0));
+    amaxes.view_range(std::int64_t(i), {1}).copy_from(amax(shard_2d, Granularity::tensorwise, 0));
   }
   max_over_shards(amaxes);  // every weight's global amax in ONE all-reduce
   const Tensor scales = amax_to_scale(amaxes, DType::f8e4m3, false);
-  for (size_t i = 0; i < weights.size(); ++i) weights[i].first->set_scale(static_cast<float>(scales.item(std::int64_t(i))));
+  for (size_t i = 0; i < weights.size(); ++i) weights[i].first->set_scale(scales.view_range(std::int64_t(i), {1}));
   return 1;
 }
 

@@ -151,11 +151,15 @@ double sum_squares(const Tensor& a) {
   return cuda::sum_squares(a.raw(), a.dtype(), a.numel());
 }
 
+Tensor take_device_errors(Device device) {
+  Tensor out = Tensor::empty({1}, DType::f64, device);
+  cuda::embedding_take_out_of_range_async(out.data<double>());
+  return out;
+}
+
 void raise_device_errors() {
-  if (cuda::current_device() < 0) return;  // nothing ran on a GPU yet
-  if (cuda::embedding_tokens_out_of_range())
-    throw std::out_of_range("embedding: a token id outside the vocabulary of " + std::to_string(g_last_vocab) +
-                            " reached the GPU (its row was not used); the tokenizer and model.vocab_size disagree");
+  throw std::out_of_range("embedding: a token id outside the vocabulary of " + std::to_string(g_last_vocab) +
+                          " reached the GPU (its row was not used); the tokenizer and model.vocab_size disagree");
 }
 
 Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
@@ -166,6 +170,21 @@ Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
     cuda::sum_squares_async(tensors[i].raw(), tensors[i].dtype(), tensors[i].numel(), out.data<double>() + i);
   }
   return out;
+}
+
+Tensor sum_squares_total(const std::vector<Tensor>& tensors) {
+  const Tensor each = sum_squares_each(tensors);
+  Tensor out = Tensor::empty({1}, DType::f64, each.device());
+  cuda::sum_in_order_async(each.data<double>(), each.numel(), out.data<double>());
+  return out;  // `each` goes back to the stream-ordered pool after the kernel that reads it
+}
+
+void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_sq, double max_norm) {
+  for (const Tensor& t : tensors) {
+    check("clip_to_max_norm_", {&t});
+    check_float("clip_to_max_norm_", t);
+    cuda::scale_by_clip_coef(t.raw(), t.dtype(), t.numel(), total_sq.data<double>(), max_norm);
+  }
 }
 
 namespace {

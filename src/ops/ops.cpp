@@ -478,6 +478,30 @@ Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
   return out;
 }
 
+Tensor sum_squares_total(const std::vector<Tensor>& tensors, Device device) {
+  for (const Tensor& t : tensors)
+    require(t.device() == device, "sum_squares_total", "tensors on " + device.str() + " and " + t.device().str());
+  if (tensors.empty()) return Tensor::zeros({1}, DType::f64, device);
+  TITAN_CUDA_DISPATCH(tensors.front(), sum_squares_total(tensors));
+  double total = 0;
+  for (const double part : sum_squares_each(tensors).to_vector()) total += part;
+  return Tensor::full({1}, total, DType::f64);
+}
+
+void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_sq, double max_norm) {
+  require(total_sq.numel() == 1 && total_sq.dtype() == DType::f64, "clip_to_max_norm_",
+          "total_sq must be a one-element float64 tensor (sum_squares_total)");
+  for (const Tensor& t : tensors)
+    require(t.device() == total_sq.device(), "clip_to_max_norm_",
+            "a tensor on " + t.device().str() + ", total_sq on " + total_sq.device().str());
+  if (tensors.empty() || max_norm <= 0) return;
+  TITAN_CUDA_DISPATCH(total_sq, clip_to_max_norm_(tensors, total_sq, max_norm));
+  const double norm = std::sqrt(total_sq.item(0));
+  const double coef = max_norm / (norm + 1e-6);
+  if (!std::isfinite(norm) || !(coef < 1.0)) return;
+  for (Tensor t : tensors) scale_(t, coef);
+}
+
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
                 const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp) {
   require(grads.size() == params.size() && exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
@@ -515,13 +539,23 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 #endif
 }
 
-void raise_device_errors(Device device) {
+Tensor take_device_errors(Device device) {
 #ifdef TITAN_WITH_CUDA
-  if (!device.is_cpu()) cuda_impl::raise_device_errors();
-#else
-  (void)device;
+  if (!device.is_cpu()) return cuda_impl::take_device_errors(device);
 #endif
+  return Tensor::zeros({1}, DType::f64, device);
 }
+
+void raise_device_errors(const Tensor& taken) {
+  require(taken.numel() == 1, "raise_device_errors", "expects what take_device_errors returned");
+  if (taken.item(0) == 0) return;
+#ifdef TITAN_WITH_CUDA
+  cuda_impl::raise_device_errors();
+#endif
+  throw std::logic_error("raise_device_errors: a flag was raised, but this build has no GPU ops to raise it");
+}
+
+void raise_device_errors(Device device) { raise_device_errors(take_device_errors(device)); }
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {
   require(weight.dim() == 2, "embedding", "weight must be 2-D, got " + shape_str(weight.shape()));

@@ -106,6 +106,14 @@ double sum_squares(const Tensor& a);  // accumulated in double (grad-norm buildi
 // every sum is computed before the host reads any, so a whole gradient norm costs one host sync
 // instead of one per tensor; the values are sum_squares's, bit for bit.
 Tensor sum_squares_each(const std::vector<Tensor>& tensors);
+// Gradient clipping without the host reading the norm (a steady-state GPU step has no host sync):
+//   sum_squares_total: the sum over `tensors` (all on `device`) of sum_squares, added in list order
+//     in double: an f64 [1] tensor on `device` (0 for no tensors);
+//   clip_to_max_norm_: with norm = sqrt(total_sq[0]) and coef = max_norm / (norm + 1e-6), every
+//     tensor *= coef when the norm is finite and coef < 1 (torch's clip_grad_norm_), bit for bit
+//     scale_(t, coef); total_sq stays where it is (the CPU reads it, a GPU reads it in the kernel).
+Tensor sum_squares_total(const std::vector<Tensor>& tensors, Device device);
+void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_sq, double max_norm);
 
 // ---- optimizer ----
 // One AdamW step (PyTorch's algorithm, decoupled weight decay) on every index i of the four lists:
@@ -132,9 +140,15 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 // dweight[tokens[i], :] += dy[i, :]
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
-// Throws what the ops on `device` flagged since the last call without the host waiting for them
-// (an out-of-range token id): call it where the host reads results anyway (the trainer: with the
-// step's losses, before the optimizer step). One host sync on a GPU; nothing on the CPU.
+// Errors the ops on a GPU flag instead of waiting for the host (an out-of-range token id):
+//   take_device_errors: what `device`'s ops flagged since the last take, cleared, as an f64 [1]
+//     tensor on `device` (nonzero: something was flagged; always 0 on the CPU, which throws at
+//     once), without the host waiting; read it back with other values (the trainer: with the
+//     step's losses, one copy);
+//   raise_device_errors(taken): throws for a nonzero value (reading `taken` if it is on a GPU);
+//   raise_device_errors(device): both, one host sync on a GPU (validation, hf_check).
+Tensor take_device_errors(Device device);
+void raise_device_errors(const Tensor& taken);
 void raise_device_errors(Device device);
 
 // ---- embedding over a vocabulary shard (tensor parallel; CPU tensors) ----

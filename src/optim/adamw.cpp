@@ -49,24 +49,24 @@ void AdamW::zero_grad() {
   for (auto* p : params_) p->zero_grad();
 }
 
-double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
-                      const std::function<double(double)>& sum_over_shards, const std::vector<bool>* counted) {
-  // Every tensor's sum of squares first (on a GPU: one host sync for all), summed in order in double.
-  std::vector<Tensor> grads;
-  for (size_t i = 0; i < params.size(); ++i)
-    if (params[i]->grad().defined() && (!counted || (*counted)[i])) grads.push_back(params[i]->grad());
-  double sq = 0;
-  for (const double part : ops::sum_squares_each(grads).to_vector()) sq += part;
-  if (sum_over_shards) sq = sum_over_shards(sq);
-  const double norm = std::sqrt(sq);
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0)
-      for (auto* p : params)
-        if (p->grad().defined()) ops::scale_(p->grad(), coef);
+Tensor clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
+                      const std::function<void(Tensor&)>& all_reduce_sum, const std::vector<bool>* counted) {
+  std::vector<Tensor> counted_grads, all_grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i]->grad().defined()) continue;
+    all_grads.push_back(params[i]->grad());
+    if (!counted || (*counted)[i]) counted_grads.push_back(params[i]->grad());
   }
-  return norm;
+  const Device device = !all_grads.empty() ? all_grads.front().device()
+                        : !params.empty()  ? params.front()->data().device()
+                                           : Device::cpu();
+  Tensor total_sq = ops::sum_squares_total(counted_grads, device);
+  if (all_reduce_sum) all_reduce_sum(total_sq);
+  ops::clip_to_max_norm_(all_grads, total_sq, max_norm);
+  return total_sq;
 }
+
+double norm_from_sum_squares(const Tensor& total_sq) { return std::sqrt(total_sq.item(0)); }
 
 LrSchedule LrSchedule::build(std::int64_t total_steps, std::int64_t warmup_steps, const double* decay_ratio,
                              const std::string& decay_type, double min_lr_factor, std::vector<std::string>* warnings) {

@@ -41,13 +41,17 @@ class AdamW {
 
 // Global L2 norm of all gradients (sum of squares in double). If max_norm > 0 and the norm
 // exceeds it, scales every gradient by max_norm / (norm + 1e-6), as torch's clip_grad_norm_.
-// Returns the norm before clipping. With sharded gradients, `sum_over_shards` turns this rank's
-// sum of squares into the global one (one all-reduce), so every rank clips by the global norm.
+// Returns the global sum of squares before clipping (the norm is its square root) as an f64 [1]
+// tensor where the gradients are: nothing is read back, so on a GPU the host does not wait (the
+// trainer reads it with the step's losses). With sharded gradients, `all_reduce_sum` sums this
+// rank's tensor over the ranks in place (one all-reduce), so every rank clips by the global norm.
 // `counted` (one per param; null: all) leaves out of this rank's sum the gradients another rank
 // counts (a tensor-parallel replica's); they are still clipped.
-double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
-                      const std::function<double(double)>& sum_over_shards = nullptr,
+Tensor clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm,
+                      const std::function<void(Tensor&)>& all_reduce_sum = nullptr,
                       const std::vector<bool>* counted = nullptr);
+// sqrt(total_sq[0]), read back (a host sync on a GPU).
+double norm_from_sum_squares(const Tensor& total_sq);
 
 // TorchTitan's warmup-stable-decay LR multiplier for 0-based scheduler step `step` (the step
 // about to be taken is step + 1). warmup: linear (step + 1) / warmup_steps; stable: 1; decay over

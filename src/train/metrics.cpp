@@ -59,7 +59,7 @@ void MetricsLogger::log(const StepMetrics& m) {
                           (m.eta_seconds ? "  eta " + hms(*m.eta_seconds) : "");
   const double comm_mib = double(m.comm.total_bytes()) / double(1 << 20);
   spdlog::info("step {:5d}  loss {:8.4f}  grad_norm {:8.4f}  lr {:.4e}  memory {:6.2f}GiB({:.1f}%) act {:.1f}MiB  "
-               "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s  syncs {}{}",
+               "tps {:.0f}  tflops {:.3f}  mfu {:.2f}%  data {:.1f}%  comm {:.2f}MiB wait {:.3f}s of {:.3f}s  syncs {:.3g}{}",
                m.step, m.loss, m.grad_norm, m.lr, m.memory_peak_gib, m.memory_pct, m.saved_activation_gib * 1024.0, tps,
                tflops, mfu, data_pct, comm_mib, m.comm.wait_seconds, m.comm.in_flight_seconds, m.host_syncs, eta);
   if (jsonl_.is_open()) {

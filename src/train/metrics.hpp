@@ -39,7 +39,7 @@ struct StepMetrics {
   std::optional<double> eta_seconds;  // shown when stdout is a terminal
   dist::CommStats comm;               // this rank's collectives in the step
   std::int64_t float8_amax_all_reduces = 0;  // FSDP float8 all-gather scale reductions in the step
-  std::int64_t host_syncs = 0;  // times the host waited for the device in the step (0 on the CPU)
+  double host_syncs = 0;  // times the host waited for the device per step, averaged since the last log (0 on the CPU)
   // FSDP unit all-gathers in the step on the shard group, and on the hpZ group (reshard_after_forward = N).
   std::int64_t fsdp_gathers_shard = 0, fsdp_gathers_hpz = 0;
   StateBytes state;

@@ -648,11 +648,64 @@ Tensor Trainer::forward_backward_step(const data::DataLoader::Batch& batch, doub
   return loss.data();
 }
 
+bool Trainer::reads_values(std::int64_t step) const {
+  return scaler_ || is_log_step(step) || (val_windows_ && step % cfg_.validation.freq == 0) ||
+         (ckpt_ && ckpt_->due(step, cfg_.training.steps));
+}
+
+std::vector<Trainer::StepValues> Trainer::read_pending(std::optional<double>* loss_max) {
+  const std::int64_t accum = plan_.batch.grad_accum, k = std::int64_t(pending_.size());
+  const DType loss_dtype = pending_.front().losses.dtype();
+  // One buffer where the values are: the k sums of squares and the error flags (f64) first, then
+  // the k x accum losses in their own dtype (byte views: no conversion on the device).
+  const std::int64_t f64s = k + 1, loss_bytes = k * accum * std::int64_t(dtype_size(loss_dtype));
+  Tensor buf = Tensor::empty({f64s + (loss_bytes + 7) / 8}, DType::f64, device_);
+  for (std::int64_t i = 0; i < k; ++i) {
+    buf.view_range(i, {1}).copy_from(pending_[i].grad_sq);
+    buf.view_bytes(std::size_t(f64s * 8 + i * accum * dtype_size(loss_dtype)), {accum}, loss_dtype)
+        .copy_from(pending_[i].losses);
+  }
+  buf.view_range(k, {1}).copy_from(ops::take_device_errors(device_));
+  const Tensor host = buf.to(Device::cpu());  // the one host sync of a reading step on a GPU
+  // A flagged token (its embedding rows were zeros, its gradient dropped) stops the job before the
+  // loss is reported or the optimizer steps.
+  ops::raise_device_errors(host.view_range(k, {1}));
+  const Tensor losses = host.view_bytes(std::size_t(f64s * 8), {k, accum}, loss_dtype);
+  // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
+  Tensor step_loss = Tensor::empty({k}, DType::f64);
+  for (std::int64_t i = 0; i < k; ++i) {
+    double loss_sum = 0;
+    for (std::int64_t m = 0; m < accum; ++m) loss_sum += losses.item(i * accum + m);
+    step_loss.set(i, loss_sum / double(accum));
+  }
+  // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
+  if (loss_max) {
+    Tensor max_loss = step_loss.view_range(k - 1, {1}).clone();
+    if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(max_loss, dist::ReduceOp::max);
+    *loss_max = max_loss.item(0);
+  }
+  // (TP ranks computed the same loss: averaged over the data-parallel ranks of their TP index.)
+  if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(step_loss, dist::ReduceOp::avg);
+  std::vector<StepValues> values;
+  for (std::int64_t i = 0; i < k; ++i) {
+    values.push_back({pending_[i].step, step_loss.item(i), std::sqrt(host.item(i))});
+    // Float16 decides on its own step (it reads every step): a non-finite value skips it.
+    const StepValues& v = values.back();
+    if (!scaler_ && (!std::isfinite(v.loss) || !std::isfinite(v.grad_norm)))
+      throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
+                                  "lengthen lr_scheduler.warmup_steps)",
+                                  v.step, v.loss, v.grad_norm),
+                      kExitRuntimeError);
+  }
+  pending_.clear();
+  return values;
+}
+
 Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   StepOutput out;
   optimizer_->zero_grad();
-  // The micro-batches' losses side by side where they were computed, read in one copy after the
-  // last (one host sync per step for all of them on a GPU).
+  // The micro-batches' losses side by side where they were computed (read with the step's other
+  // values, and only on a step that reads them).
   Tensor losses;
   for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
     const auto t0 = Clock::now();
@@ -669,33 +722,13 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
     out.saved_activation_bytes = std::max(out.saved_activation_bytes, saved);
   }
   loader_->advance();
-  // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
-  double loss_sum = 0;
-  for (const double l : losses.to_vector()) loss_sum += l;
-  // A flagged token (its embedding rows were zeros, its gradient dropped) stops the job before the
-  // loss is reported or the optimizer steps.
-  ops::raise_device_errors(device_);
-  Tensor step_loss = Tensor::full({1}, loss_sum / double(plan_.batch.grad_accum), DType::f64);
-  // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
-  if (tensorboard_ && is_log_step(step)) {
-    Tensor max_loss = step_loss.clone();
-    if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(max_loss, dist::ReduceOp::max);
-    out.loss_max = max_loss.item(0);
-  }
-  // (TP ranks computed the same loss: averaged over the data-parallel ranks of their TP index.)
-  if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(step_loss, dist::ReduceOp::avg);
   reduce_tp_replicated_gradients();
-  out.loss = step_loss.item(0);
   const double trace_opt_t0 = trace::now_us();
-  // Sum of squares over the shard group, then over the TP group (each TP rank holds other elements).
-  const std::function<double(double)> global_sum = [&](double local) {
-    double sum = fsdp_->sum_over_shards(local);
-    if (tp_.active()) {
-      Tensor t = Tensor::full({1}, sum, DType::f64);
-      mesh_->tp_group().all_reduce(t, dist::ReduceOp::sum);
-      sum = t.item(0);
-    }
-    return sum;
+  // The sum of squares over the shard group, then over the TP group (each TP rank holds other
+  // elements); on the device, like the clipping.
+  const std::function<void(Tensor&)> global_sum = [&](Tensor& t) {
+    fsdp_->sum_over_shards(t);
+    if (tp_.active()) mesh_->tp_group().all_reduce(t, dist::ReduceOp::sum);
   };
   // Float16: unscale before clipping (GradScaler.unscale_); an inf/NaN gradient shows as a
   // non-finite global norm, the same on every rank (it is one all-reduce), so the ranks agree on
@@ -703,11 +736,13 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   if (scaler_)
     for (auto* p : params_)
       if (p->grad().defined()) ops::scale_(p->grad(), 1.0 / scaler_->scale);
-  out.grad_norm = optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum, &in_grad_norm_);
+  pending_.push_back({step, losses, optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum, &in_grad_norm_)});
   out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
+  if (reads_values(step)) out.values = read_pending(tensorboard_ && is_log_step(step) ? &out.loss_max : nullptr);
   if (scaler_) {
+    const StepValues& now = out.values.back();
     out.loss_scale = scaler_->scale;
-    if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
+    if (!std::isfinite(now.grad_norm) || !std::isfinite(now.loss)) {
       out.skipped = true;
       ++scaler_->skipped;
       scaler_->good_steps = 0;
@@ -722,11 +757,6 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
       scaler_->scale *= 2.0;
     }
   }
-  if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm))
-    throw UserError(fmt::format("step {}: loss is {} and grad norm {}; training diverged (lower optimizer.lr or "
-                                "lengthen lr_scheduler.warmup_steps)",
-                                step, out.loss, out.grad_norm),
-                    kExitRuntimeError);
   optimizer_->step(out.lr);
   after_optimizer_step();
   trace::complete("optimizer", "optimizer_step", trace_opt_t0);
@@ -757,6 +787,23 @@ TrainResult Trainer::train() {
   TrainResult result;
   ReportInput report;  // {dump_folder}/report.html, written by rank 0 at the end
   const auto t_train = Clock::now();
+  // The steps since the last read of the device's values (their lr, the report's rows wait for
+  // their losses) and since the last log line. On a GPU the host runs ahead of the device between
+  // reads, so one step's host time means little: the log and the report show the average over the
+  // steps the read or the log covers (TorchTitan averages over the log interval too).
+  struct Unread {
+    std::int64_t step;
+    double lr;
+  };
+  std::vector<Unread> unread;
+  double unread_seconds = 0;
+  std::int64_t log_steps = 0;
+  double log_seconds = 0, log_data_seconds = 0;
+  std::int64_t log_syncs_start = backend_for(device_).host_syncs(device_.index);
+  bool have_loss = false;
+  // This rank's share of a step's tokens: a TP group's ranks work on the same tokens, each on 1/tp
+  // of every layer (TorchTitan divides by the non-data-parallel size), so tps and mfu are per rank.
+  const std::int64_t step_tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len / plan_.dims.tp;
   for (std::int64_t step = start_step_; step <= cfg_.training.steps; ++step) {
     const auto t_step = Clock::now();
     profiler_->step_begin(step);
@@ -765,7 +812,6 @@ TrainResult Trainer::train() {
     reset_memory_peak(device_);
     dist::reset_comm_stats();
     const std::int64_t amax_reduces_before = float8_amax_all_reduces();
-    const std::int64_t syncs_before = backend_for(device_).host_syncs(device_.index);
     const dist::FsdpGatherCounts gathers_before = fsdp_->gather_counts();
     fault_.at_step_start(world_.rank(), step);
     const StepOutput out = train_step(step);
@@ -776,25 +822,37 @@ TrainResult Trainer::train() {
                    "sharded over {}{})",
                    mib(sb.params), mib(sb.grads), mib(sb.optimizer), mib(sb.total()), plan_.dims.shard,
                    plan_.dims.tp > 1 ? fmt::format(" x TP {}", plan_.dims.tp) : std::string());
-      result.first_loss = out.loss;
     }
-    result.last_loss = out.loss;
     result.steps = step;
     const double step_seconds = seconds_since(t_step);
-    // This rank's share of the step's tokens: a TP group's ranks work on the same tokens, each on
-    // 1/tp of every layer (TorchTitan divides by the non-data-parallel size), so tps and mfu are per rank.
-    const std::int64_t step_tokens = plan_.batch.local_batch * plan_.batch.grad_accum * plan_.seq_len / plan_.dims.tp;
-    // Every step, not only the logged ones: the report's curves show the whole run.
-    report.rows.push_back({step, out.loss, out.grad_norm, out.lr, step_seconds > 0 ? double(step_tokens) / step_seconds : 0});
+    unread.push_back({step, out.lr});
+    unread_seconds += step_seconds;
+    ++log_steps;
+    log_seconds += step_seconds;
+    log_data_seconds += out.data_seconds;
+    if (!out.values.empty()) {
+      if (!have_loss) result.first_loss = out.values.front().loss;
+      have_loss = true;
+      result.last_loss = out.values.back().loss;
+      // Every step, not only the logged ones: the report's curves show the whole run.
+      const double seconds = unread_seconds / double(unread.size());
+      for (size_t i = 0; i < out.values.size(); ++i) {
+        const StepValues& v = out.values[i];
+        report.rows.push_back({v.step, v.loss, v.grad_norm, unread[i].lr, seconds > 0 ? double(step_tokens) / seconds : 0});
+      }
+      unread.clear();
+      unread_seconds = 0;
+    }
 
     if (is_log_step(step)) {
+      const StepValues& now = out.values.back();
       StepMetrics m;
       m.step = step;
-      m.loss = out.loss;
-      m.grad_norm = out.grad_norm;
+      m.loss = now.loss;
+      m.grad_norm = now.grad_norm;
       m.lr = out.lr;
-      m.step_seconds = step_seconds;
-      m.data_seconds = out.data_seconds;
+      m.step_seconds = log_seconds / double(log_steps);
+      m.data_seconds = log_data_seconds / double(log_steps);
       m.tokens = step_tokens;
       const MemoryReading mem = memory_reading(device_, mem_total_);
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
@@ -807,13 +865,17 @@ TrainResult Trainer::train() {
       m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
-      m.host_syncs = backend_for(device_).host_syncs(device_.index) - syncs_before;
+      const std::int64_t syncs_now = backend_for(device_).host_syncs(device_.index);
+      m.host_syncs = double(syncs_now - log_syncs_start) / double(log_steps);
       m.fsdp_gathers_shard = fsdp_->gather_counts().shard_group - gathers_before.shard_group;
       m.fsdp_gathers_hpz = fsdp_->gather_counts().hpz_group - gathers_before.hpz_group;
       m.state = state_bytes(*fsdp_, *optimizer_);
       if (show_eta_ && step < cfg_.training.steps)
         m.eta_seconds = eta_seconds(step, start_step_, cfg_.training.steps, seconds_since(t_train));
       metrics_->log(m);
+      log_steps = 0;
+      log_seconds = log_data_seconds = 0;
+      log_syncs_start = syncs_now;
     }
     if (val_windows_ && step % cfg_.validation.freq == 0) {
       TITAN_TRACE_SPAN("validation", "validate");
@@ -828,7 +890,7 @@ TrainResult Trainer::train() {
     memory_snapshot_->step_end(step, step == cfg_.training.steps);
     profiler_->step_end(step);
     if (has_status_line())
-      set_status_line(progress_line(step, start_step_, cfg_.training.steps, seconds_since(t_train), out.loss));
+      set_status_line(progress_line(step, start_step_, cfg_.training.steps, seconds_since(t_train), result.last_loss));
   }
   set_status_line("");
   profiler_->finish(cfg_.training.steps);

@@ -60,10 +60,19 @@ class Trainer {
   // if given, gets the bytes the forward left alive for backward.
   Tensor forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes = nullptr);
 
-  // What one optimizer step reports to the log.
-  struct StepOutput {
+  // The values a step computes on the device, once read back.
+  struct StepValues {
+    std::int64_t step = 0;
     double loss = 0;       // global mean over the step's batch
     double grad_norm = 0;  // global, before clipping
+  };
+  // What one optimizer step reports to the log.
+  struct StepOutput {
+    // The losses and gradient norms stay where they were computed until a step that needs them
+    // (reads_values: a log, validation, checkpoint or last step, every step under float16): it
+    // reads those of every step since the previous read in one copy, so on a GPU the steps
+    // between make the host wait for nothing. Oldest first, this step last; empty otherwise.
+    std::vector<StepValues> values;
     double lr = 0;
     double data_seconds = 0;
     // Bytes the forward left alive for backward (the graph's saved tensors, logits, gathered root
@@ -77,8 +86,9 @@ class Trainer {
     bool skipped = false;
   };
   // One optimizer step (`step` is 1-based): the micro-batches, the global loss, grad-norm
-  // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. Throws a
-  // UserError (exit code 1) naming the step for a non-finite loss or gradient norm.
+  // clipping, AdamW, then FSDP's refresh and the converters' post-optimizer hooks. When it reads
+  // values, throws a UserError (exit code 1) naming the first step with a non-finite loss or
+  // gradient norm, before this step's optimizer update (so no checkpoint holds a diverged model).
   StepOutput train_step(std::int64_t step);
 
   // The training loop from the restored step to training.steps (or the seed checkpoint only).
@@ -108,6 +118,21 @@ class Trainer {
   bool is_log_step(std::int64_t step) const {
     return step % cfg_.metrics.log_freq == 0 || step == 1 || step == cfg_.training.steps;
   }
+  // Steps that read the device's values back: logging, validation and checkpoint steps, and every
+  // step under float16 (its loss scaler decides on the step's own gradients). The same on every
+  // rank (the read carries the loss all-reduce).
+  bool reads_values(std::int64_t step) const;
+  // A step's values while still on the device: the micro-batches' losses [grad_accum] and the
+  // global sum of squares of the gradients (f64 [1]).
+  struct PendingValues {
+    std::int64_t step = 0;
+    Tensor losses, grad_sq;
+  };
+  // Reads every pending step's values and the device's error flags in one copy, averages the
+  // losses over the data-parallel ranks (one all-reduce for all of them) and throws for a flagged
+  // error or (unless float16 handles it) a non-finite value; `loss_max` gets the newest step's
+  // largest rank loss.
+  std::vector<StepValues> read_pending(std::optional<double>* loss_max);
   void save_checkpoint(std::int64_t step);
 
   const config::JobConfig& cfg_;
@@ -155,6 +180,7 @@ class Trainer {
   double mem_total_ = 0;
 
   std::int64_t start_step_ = 1, lr_offset_ = 0;
+  std::vector<PendingValues> pending_;
 };
 
 // Builds a Trainer and runs it (apps/run_train.cpp's entry).

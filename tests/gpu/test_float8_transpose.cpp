@@ -67,8 +67,9 @@ TEST_CASE("the grad_input operand from a gathered e4m3 weight on the GPU is the 
   const float scale = 600.0f;  // some weights saturate
   const Tensor w8 = ops::cast_to_float8(w, DType::f8e4m3, Tensor::full({1}, scale), ops::ScaleAxis::tensor).data;
   const Tensor gy = Tensor::zeros({8, 96});
-  const auto cpu = float8::grad_input_gemm_operands(gy, w8, r, nullptr, scale).second;
-  const auto gpu = float8::grad_input_gemm_operands(gy.to(kGpu), w8.to(kGpu), r, nullptr, scale).second;
+  const auto cpu = float8::grad_input_gemm_operands(gy, w8, r, nullptr, Tensor::full({1}, scale)).second;
+  // (a host scale: the operand takes it to the GPU)
+  const auto gpu = float8::grad_input_gemm_operands(gy.to(kGpu), w8.to(kGpu), r, nullptr, Tensor::full({1}, scale)).second;
   REQUIRE(gpu.data.device() == kGpu);
   CHECK(host_bytes(gpu.data) == host_bytes(cpu.data));
   CHECK(gpu.scale.to(Device::cpu()).item(0) == scale);

@@ -223,6 +223,18 @@ TEST_CASE("cuda swiglu forward and backward match ops::swiglu on the CPU", "[gpu
 // ---------------------------------------------------------------------------------------------
 // Embedding
 
+namespace {
+// The embedding kernels' out-of-range flag, taken (cleared) and read back.
+bool take_out_of_range_flag() {
+  double* d = static_cast<double*>(cuda::allocate(sizeof(double)));
+  cuda::embedding_take_out_of_range_async(d);
+  double h = -1;
+  cuda::copy(&h, d, sizeof h);
+  cuda::deallocate(d, sizeof(double));
+  return h != 0;
+}
+}  // namespace
+
 TEST_CASE("cuda embedding forward and backward match the CPU reference", "[gpu]") {
   const std::int64_t V = 1031, n_tokens = 301;
   std::mt19937 gen(51);
@@ -233,7 +245,7 @@ TEST_CASE("cuda embedding forward and backward match the CPU reference", "[gpu]"
   tokens[1] = V - 1;
   for (std::int64_t i = 200; i < 260; ++i) tokens[i] = 5;  // one heavy token
   std::vector<double> tokens_d(tokens.begin(), tokens.end());
-  cuda::embedding_tokens_out_of_range();  // clears any stale flag
+  take_out_of_range_flag();  // clears any stale flag
 
   for (std::int64_t D : {257, 256})
     for (DType dt : kFloatTypes)
@@ -256,7 +268,7 @@ TEST_CASE("cuda embedding forward and backward match the CPU reference", "[gpu]"
         cuda::embedding_backward(gdy.get(), gtok.get(), tok_dt, gdw.as<float>(), n_tokens, V, D, dt);
         const std::vector<float> dw_got = gdw.download();
         require_close(dw_got, dw_ref, 1e-6, "embedding dweight");
-        REQUIRE_FALSE(cuda::embedding_tokens_out_of_range());
+        REQUIRE_FALSE(take_out_of_range_flag());
 
         DeviceBuffer gdw2(dw0, DType::f32);  // deterministic
         cuda::embedding_backward(gdy.get(), gtok.get(), tok_dt, gdw2.as<float>(), n_tokens, V, D, dt);
@@ -268,15 +280,15 @@ TEST_CASE("cuda embedding forward and backward match the CPU reference", "[gpu]"
 TEST_CASE("cuda embedding skips out-of-range tokens and raises the flag", "[gpu]") {
   const std::int64_t V = 37, D = 24, n_tokens = 6;
   const std::vector<std::int64_t> tokens = {3, -1, 36, 37, 3, 1000};
-  cuda::embedding_tokens_out_of_range();  // clear
+  take_out_of_range_flag();  // clear
   for (DType tok_dt : {DType::i32, DType::i64}) {
     INFO("tokens " << dtype_name(tok_dt));
     const std::vector<float> weight = random_vector(V * D, 61), dy = random_vector(n_tokens * D, 62);
     DeviceBuffer gw(weight, DType::f32), gtok(n_tokens, tok_dt), gout(n_tokens * D, DType::f32);
     gtok.upload_ints(tokens);
     cuda::embedding_forward(gw.get(), gtok.get(), tok_dt, gout.get(), n_tokens, V, D, DType::f32);
-    REQUIRE(cuda::embedding_tokens_out_of_range());
-    REQUIRE_FALSE(cuda::embedding_tokens_out_of_range());  // the read cleared it
+    REQUIRE(take_out_of_range_flag());
+    REQUIRE_FALSE(take_out_of_range_flag());  // the read cleared it
     const std::vector<float> out = gout.download();
     std::vector<float> out_ref(n_tokens * D, 0.0f);  // out-of-range rows are zeros
     for (std::int64_t i = 0; i < n_tokens; ++i)
@@ -286,7 +298,7 @@ TEST_CASE("cuda embedding skips out-of-range tokens and raises the flag", "[gpu]
 
     DeviceBuffer gdw(std::vector<float>(V * D, 0.0f), DType::f32), gdy(dy, DType::f32);
     cuda::embedding_backward(gdy.get(), gtok.get(), tok_dt, gdw.as<float>(), n_tokens, V, D, DType::f32);
-    REQUIRE(cuda::embedding_tokens_out_of_range());
+    REQUIRE(take_out_of_range_flag());
     std::vector<float> dw_ref(V * D, 0.0f);
     for (std::int64_t i = 0; i < n_tokens; ++i)
       if (tokens[i] >= 0 && tokens[i] < V)

@@ -371,7 +371,7 @@ TEST_CASE("FSDP's gathered e4m3 weight: the grad_input GEMM takes its byte trans
     const Tensor s = Tensor::full({1}, scale);
     const Tensor w8 = ops::cast_to_float8(w, DType::f8e4m3, s, ops::ScaleAxis::tensor).data;
     const Tensor gy = randn({7, shape[0]}, ++seed);
-    const auto [gy8, wt8] = grad_input_gemm_operands(gy, w8, r, nullptr, scale);
+    const auto [gy8, wt8] = grad_input_gemm_operands(gy, w8, r, nullptr, s);
     // What precast_weight_operand did before: float32 values, recast with the same scale, transposed.
     const Tensor before = ops::cast_to_float8(ops::dequantize(w8, s, ops::ScaleAxis::tensor), DType::f8e4m3, s,
                                               ops::ScaleAxis::tensor, ops::Float8Layout::transposed)
@@ -381,8 +381,8 @@ TEST_CASE("FSDP's gathered e4m3 weight: the grad_input GEMM takes its byte trans
     CHECK(bit_mismatches(wt8.data, before) == 0);
     CHECK(same_bits(wt8.scale.item(0), scale));
     // The high-precision weight cast with that scale (a gather in f32) gives the same operand.
-    CHECK(bit_mismatches(grad_input_gemm_operands(gy, w, r, nullptr, scale).second.data, before) == 0);
+    CHECK(bit_mismatches(grad_input_gemm_operands(gy, w, r, nullptr, s).second.data, before) == 0);
     // The output GEMM takes the gathered bytes themselves.
-    CHECK(output_gemm_operands(randn({3, shape[1]}, ++seed), w8, r, nullptr, scale).second.data.raw() == w8.raw());
+    CHECK(output_gemm_operands(randn({3, shape[1]}, ++seed), w8, r, nullptr, s).second.data.raw() == w8.raw());
   }
 }

@@ -2,6 +2,7 @@
 // and the golden check against the float64 PyTorch reference (scripts/reference/llama3_reference.py).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -11,6 +12,7 @@
 #include "checkpoint/safetensors.hpp"
 #include "models/llama3/hf.hpp"
 #include "models/llama3/model.hpp"
+#include "ops/cpu/threads.hpp"
 
 using namespace titan;
 using namespace titan::llama3;
@@ -115,6 +117,27 @@ TEST_CASE("llama3 init: TorchTitan's distributions, identical for any sharding")
   Tensor other = Tensor::empty({100, 256});
   init_parameter("layers.2.attention.wq.weight", other, 100 * 256, a, 43);
   CHECK(other.item(0) != shard.item(0));
+}
+
+TEST_CASE("llama3 init on the CPU pool: the same bits on 1 and 3 threads, and as a small shard made alone") {
+  const ModelArgs a = *find_flavor("llama3", "debugmodel");
+  const std::string fqn = "layers.1.feed_forward.w1.weight";
+  const Shape shape{1000, 600};  // 600,000 values: 3 chunks of the pool
+  const int saved = ops::cpu::cpu_threads();
+  std::vector<std::vector<double>> runs;
+  for (const int threads : {1, 3}) {
+    ops::cpu::set_cpu_threads(threads);
+    Tensor t = Tensor::empty(shape);
+    init_parameter(fqn, t, 0, a, 7);
+    runs.push_back(t.to_vector());
+  }
+  ops::cpu::set_cpu_threads(saved);
+  CHECK(runs[0] == runs[1]);
+  // Rows [430, 450) straddle the first chunk boundary (element 262,144): one fill, no chunks.
+  Tensor rows = Tensor::empty({20, 600});
+  init_parameter(fqn, rows, 430 * 600, a, 7);
+  const std::vector<double> alone = rows.to_vector();
+  CHECK(std::equal(alone.begin(), alone.end(), runs[1].begin() + 430 * 600));
 }
 
 TEST_CASE("llama3 golden: logits, loss and every gradient match the float64 PyTorch reference") {

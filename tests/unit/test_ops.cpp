@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <functional>
 
@@ -214,6 +215,37 @@ TEST_CASE("op cross_entropy: mean over non-ignored rows, backward") {
   CHECK_THROWS(ops::cross_entropy(x, Tensor::from_vector({9, 0, 0, 0, 0, 0}, {6}, DType::i64)));
 }
 
+TEST_CASE("op clip_to_max_norm_ scales by max_norm / (norm + 1e-6) exactly as scale_, only when it shrinks") {
+  const Tensor g1 = Tensor::from_vector({3, -4, 0.1}, {3}, DType::f32), g2 = Tensor::from_vector({1e-3, 12}, {2}, DType::f32);
+  const Tensor total = ops::sum_squares_total({g1, g2}, Device::cpu());
+  const double norm = std::sqrt(total.item(0));
+  auto clipped = [&](double max_norm, const Tensor& sq) {
+    std::vector<Tensor> gs = {g1.clone(), g2.clone()};
+    ops::clip_to_max_norm_(gs, sq, max_norm);
+    return gs;
+  };
+  // Above max_norm: every tensor as scale_ makes it, bit for bit.
+  const auto c = clipped(1.0, total);
+  Tensor want1 = g1.clone(), want2 = g2.clone();
+  ops::scale_(want1, 1.0 / (norm + 1e-6));
+  ops::scale_(want2, 1.0 / (norm + 1e-6));
+  CHECK(c[0].to_vector() == want1.to_vector());
+  CHECK(c[1].to_vector() == want2.to_vector());
+  // At or under max_norm, with max_norm <= 0 (clipping off) and with a non-finite norm: untouched.
+  for (const double max_norm : {norm + 1.0, 0.0, -1.0}) CHECK(clipped(max_norm, total)[1].to_vector() == g2.to_vector());
+  for (const double bad : {std::numeric_limits<double>::infinity(), std::nan("")})
+    CHECK(clipped(1.0, Tensor::full({1}, bad, DType::f64))[0].to_vector() == g1.to_vector());
+}
+
+TEST_CASE("op take_device_errors: nothing to take on the CPU (it throws at once), a nonzero flag throws") {
+  const Tensor taken = ops::take_device_errors(Device::cpu());
+  CHECK(taken.numel() == 1);
+  CHECK(taken.item(0) == 0.0);
+  CHECK_NOTHROW(ops::raise_device_errors(taken));
+  CHECK_NOTHROW(ops::raise_device_errors(Device::cpu()));
+  CHECK_THROWS(ops::raise_device_errors(Tensor::full({1}, 1.0, DType::f64)));
+}
+
 TEST_CASE("op reductions and in-place arithmetic") {
   Tensor a = Tensor::from_vector({1, -2, 3}, {3}, DType::f32);
   CHECK(ops::sum(a) == 2.0);
@@ -224,6 +256,12 @@ TEST_CASE("op reductions and in-place arithmetic") {
   CHECK(each.dtype() == DType::f64);
   CHECK(each.to_vector() == std::vector<double>{14.0, ops::sum_squares(h), 14.0});
   CHECK(ops::sum_squares_each({}).numel() == 0);
+  // The total adds the parts in list order from 0, in double: what a host loop over each gives.
+  const Tensor total = ops::sum_squares_total({h, a, h}, Device::cpu());
+  CHECK(total.dtype() == DType::f64);
+  CHECK(total.item(0) == (0.0 + ops::sum_squares(h)) + 14.0 + ops::sum_squares(h));
+  CHECK(ops::sum_squares_total({}, Device::cpu()).item(0) == 0.0);
+  CHECK_THROWS(ops::clip_to_max_norm_({a}, Tensor::full({1}, 1.0, DType::f32), 1.0));  // not f64
   Tensor b = Tensor::from_vector({1, 1, 1}, {3}, DType::f32);
   ops::add_(a, b, 2.0);
   CHECK(a.to_vector() == std::vector<double>{3, 0, 5});

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <regex>
 #include <stdexcept>
 
 #include "core/errors.hpp"
 #include "core/rng.hpp"
+#include "ops/cpu/threads.hpp"
 
 namespace titan::llama3 {
 
@@ -164,15 +166,40 @@ InitSpec init_spec(const std::string& fqn, const ModelArgs& args) {
   throw std::invalid_argument("llama3: no initialisation rule for parameter '" + fqn + "'");
 }
 
+namespace {
+
+// fill(part, offset) over `out` in chunks on the CPU pool (training.cpu_threads). The random
+// streams are counter-based (element i's value depends only on the key and its index), so every
+// split gives the same bits: an 8B-shaped model's ~1.5e9 values take seconds on all cores, not
+// minutes on one.
+void fill_in_chunks(Tensor& out, const std::function<void(Tensor&, std::int64_t)>& fill) {
+  constexpr std::int64_t kGrain = 1 << 18;  // ~20 ms of trunc_normal per chunk
+  if (!out.device().is_cpu() || out.numel() <= kGrain) return fill(out, 0);
+  const Tensor flat = out.view({out.numel()});
+  ops::cpu::parallel_chunks(out.numel(), kGrain, [&](std::int64_t begin, std::int64_t end) {
+    Tensor part = flat.view_range(begin, {end - begin});
+    fill(part, begin);
+  });
+}
+
+}  // namespace
+
 void init_parameter(const std::string& fqn, Tensor& out, std::int64_t first_element, const ModelArgs& args,
                     std::uint64_t seed) {
   const InitSpec spec = init_spec(fqn, args);
   const auto key = rng::make_key(seed, fqn);
+  const auto first = static_cast<std::uint64_t>(first_element);
   switch (spec.kind) {
     case InitSpec::Kind::ones: out.fill(1.0); break;
-    case InitSpec::Kind::normal: rng::fill_normal(out, key, static_cast<std::uint64_t>(first_element), 0.0, spec.std); break;
+    case InitSpec::Kind::normal:
+      fill_in_chunks(out, [&](Tensor& part, std::int64_t at) {
+        rng::fill_normal(part, key, first + std::uint64_t(at), 0.0, spec.std);
+      });
+      break;
     case InitSpec::Kind::trunc_normal:
-      rng::fill_trunc_normal(out, key, static_cast<std::uint64_t>(first_element), 0.0, spec.std, spec.a, spec.b);
+      fill_in_chunks(out, [&](Tensor& part, std::int64_t at) {
+        rng::fill_trunc_normal(part, key, first + std::uint64_t(at), 0.0, spec.std, spec.a, spec.b);
+      });
       break;
   }
 }
