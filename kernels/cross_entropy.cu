@@ -2,7 +2,7 @@
 //
 // Math, per row n with target t (logits x, f32 arithmetic):
 //   lse = log(sum_j exp(x_j)),  loss = lse - x_t
-//   dx_j = (exp(x_j - lse) - [j == t]) * grad_scale      (= (softmax - onehot) * grad_scale)
+//   dx_j = (exp(x_j - lse) - [j == t]) * g      (= (softmax - onehot) * g, g = dloss / valid rows)
 // Rows with t == ignore_index: loss 0, lse 0, dx 0 (their logits are never read in forward).
 //
 // Layout: logits / dlogits [N, V] row-major (f32 or bf16), targets int64 [N], loss_rows and
@@ -26,6 +26,8 @@
 
 namespace titan::cuda {
 namespace {
+
+__device__ unsigned int g_target_out_of_range = 0;
 
 // exp(m_old - m_new) with equal maxima (both -inf or both +inf) giving 1 instead of NaN.
 __device__ __forceinline__ float rescale(float m_old, float m_new) {
@@ -117,15 +119,20 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ logits, const
     if (threadIdx.x == 0) {
       const float lse = m + logf(s);
       lse_rows[n] = lse;
-      loss_rows[n] = (t >= 0 && t < V) ? lse - to_f32(row[t]) : NAN;
+      const bool in_range = t >= 0 && t < V;
+      if (!in_range) g_target_out_of_range = 1u;
+      loss_rows[n] = in_range ? lse - to_f32(row[t]) : NAN;
     }
   }
 }
 
 template <class T, int VEC>
 __global__ void cross_entropy_backward_kernel(const T* logits, const std::int64_t* __restrict__ targets,
-                                              const float* __restrict__ lse_rows, float g, T* dlogits, std::int64_t N,
+                                              const float* __restrict__ lse_rows, double dloss,
+                                              const double* __restrict__ valid_rows, T* dlogits, std::int64_t N,
                                               std::int64_t V, std::int64_t ignore_index) {
+  const double count = *valid_rows;
+  const float g = count > 0 ? static_cast<float>(dloss / count) : 0.0f;
   for (std::int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const std::int64_t t = targets[n];
     const T* row = logits + n * V;
@@ -163,6 +170,38 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const std::int64_
   }
 }
 
+constexpr int kMeanThreads = 1024;
+
+__global__ void cross_entropy_mean_kernel(const float* __restrict__ loss_rows, const std::int64_t* __restrict__ targets,
+                                          std::int64_t N, std::int64_t ignore_index, float* loss, double* valid_rows) {
+  __shared__ double sum[kMeanThreads], count[kMeanThreads];
+  double s = 0, c = 0;
+  for (std::int64_t n = threadIdx.x; n < N; n += kMeanThreads)
+    if (targets[n] != ignore_index) {
+      s += loss_rows[n];
+      c += 1;
+    }
+  sum[threadIdx.x] = s;
+  count[threadIdx.x] = c;
+  __syncthreads();
+  for (int half = kMeanThreads / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) {
+      sum[threadIdx.x] += sum[threadIdx.x + half];
+      count[threadIdx.x] += count[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    *valid_rows = count[0];
+    *loss = count[0] > 0 ? static_cast<float>(sum[0] / count[0]) : 0.0f;
+  }
+}
+
+__global__ void take_target_flag_kernel(double* out) {
+  if (g_target_out_of_range) *out += 2.0;
+  g_target_out_of_range = 0u;
+}
+
 int threads_for(std::int64_t items) {
   std::int64_t t = (items + 31) / 32 * 32;
   if (t < 32) t = 32;
@@ -191,8 +230,16 @@ void cross_entropy_forward(const void* logits, const std::int64_t* targets, std:
   });
 }
 
-void cross_entropy_backward(const void* logits, const std::int64_t* targets, const float* lse_rows, float grad_scale,
-                            void* dlogits, std::int64_t N, std::int64_t V, std::int64_t ignore_index, DType dtype) {
+void cross_entropy_mean(const float* loss_rows, const std::int64_t* targets, std::int64_t N, std::int64_t ignore_index,
+                        float* loss, double* valid_rows) {
+  if (N < 0) throw_usage_error("cross_entropy_mean: negative size");
+  cross_entropy_mean_kernel<<<1, kMeanThreads, 0, compute_stream()>>>(loss_rows, targets, N, ignore_index, loss, valid_rows);
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+void cross_entropy_backward(const void* logits, const std::int64_t* targets, const float* lse_rows, double dloss,
+                            const double* valid_rows, void* dlogits, std::int64_t N, std::int64_t V,
+                            std::int64_t ignore_index, DType dtype) {
   if (N < 0 || V < 0) throw_usage_error("cross_entropy_backward: negative size");
   if (N == 0) return;
   if (V == 0) throw_usage_error("cross_entropy_backward: V must be positive");
@@ -205,12 +252,17 @@ void cross_entropy_backward(const void* logits, const std::int64_t* targets, con
         (reinterpret_cast<std::uintptr_t>(logits) & 15u) == (reinterpret_cast<std::uintptr_t>(dlogits) & 15u);
     if (same_phase)
       cross_entropy_backward_kernel<T, VEC><<<row_grid(N), threads_for((V + VEC - 1) / VEC), 0, compute_stream()>>>(
-          lp, targets, lse_rows, grad_scale, dp, N, V, ignore_index);
+          lp, targets, lse_rows, dloss, valid_rows, dp, N, V, ignore_index);
     else
       cross_entropy_backward_kernel<T, 1><<<row_grid(N), threads_for(V), 0, compute_stream()>>>(
-          lp, targets, lse_rows, grad_scale, dp, N, V, ignore_index);
+          lp, targets, lse_rows, dloss, valid_rows, dp, N, V, ignore_index);
     TITAN_CUDA_LAUNCH_CHECK();
   });
+}
+
+void cross_entropy_take_out_of_range_async(double* out) {
+  take_target_flag_kernel<<<1, 1, 0, compute_stream()>>>(out);
+  TITAN_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace titan::cuda

@@ -141,10 +141,8 @@ Variable view(const Variable& x, const Shape& shape) {
 Variable cross_entropy(const Variable& logits, const Tensor& targets, std::int64_t ignore_index) {
   Tensor ld = logits.data();
   ops::CrossEntropyOut o = ops::cross_entropy(ld, targets, ignore_index);
-  // The loss is kept in f32 even for bf16 logits (TorchTitan's .float() before the loss).
-  const bool half = ld.dtype() == DType::bf16 || ld.dtype() == DType::f16;
-  Tensor loss = Tensor::full({1}, o.loss, half ? DType::f32 : ld.dtype(), ld.device());
-  return record1("CrossEntropy", {logits}, loss, [ld, targets, o, ignore_index](const TV& g) -> TV {
+  // The loss is f32 even for bf16 logits (TorchTitan's .float() before the loss), where the logits are.
+  return record1("CrossEntropy", {logits}, o.loss, [ld, targets, o, ignore_index](const TV& g) -> TV {
     return {ops::cross_entropy_backward(ld, targets, o, g[0].item(0), ignore_index)};
   });
 }

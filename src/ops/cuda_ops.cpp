@@ -55,6 +55,7 @@ void check_shape(const char* op, const Tensor& t, const Shape& want, const char*
 // outside the vocabulary writes a zero row and raises the device flag that raise_device_errors()
 // reads. The vocabulary size of the latest call, for its message.
 std::int64_t g_last_vocab = 0;
+std::int64_t g_last_targets_vocab = 0;  // likewise for cross_entropy's targets
 
 }  // namespace
 
@@ -151,15 +152,24 @@ double sum_squares(const Tensor& a) {
   return cuda::sum_squares(a.raw(), a.dtype(), a.numel());
 }
 
+// The flags' bits: 1 an embedding token, 2 a cross-entropy target outside the vocabulary.
 Tensor take_device_errors(Device device) {
   Tensor out = Tensor::empty({1}, DType::f64, device);
-  cuda::embedding_take_out_of_range_async(out.data<double>());
+  cuda::embedding_take_out_of_range_async(out.data<double>());     // writes 0 or 1
+  cuda::cross_entropy_take_out_of_range_async(out.data<double>());  // adds 2
   return out;
 }
 
-void raise_device_errors() {
-  throw std::out_of_range("embedding: a token id outside the vocabulary of " + std::to_string(g_last_vocab) +
-                          " reached the GPU (its row was not used); the tokenizer and model.vocab_size disagree");
+void raise_device_errors(double flags) {
+  const int bits = static_cast<int>(flags);
+  std::string what;
+  if (bits & 1)
+    what = "embedding: a token id outside the vocabulary of " + std::to_string(g_last_vocab) +
+           " reached the GPU (its row was not used)";
+  if (bits & 2)
+    what += (what.empty() ? "" : "; ") + std::string("cross_entropy: a target outside the vocabulary of ") +
+            std::to_string(g_last_targets_vocab) + " reached the GPU (its loss is NaN)";
+  throw std::out_of_range(what + "; the tokenizer and model.vocab_size disagree");
 }
 
 Tensor sum_squares_each(const std::vector<Tensor>& tensors) {
@@ -378,21 +388,18 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
   check("cross_entropy", {&logits, &targets});
   check_float("cross_entropy", logits);
   const std::int64_t N = logits.size(0), V = logits.size(1);
-  // Targets are checked on the host (a small copy: one int64 per row), as the CPU op does.
-  const Tensor host_targets = targets.to(Device::cpu());
-  const std::int64_t* tg = host_targets.data<std::int64_t>();
+  // Targets are not copied back (a host sync per call): the kernel flags one outside the
+  // vocabulary for take_device_errors, and the mean is taken on the device.
+  g_last_targets_vocab = V;
   CrossEntropyOut o;
-  for (std::int64_t n = 0; n < N; ++n) {
-    require(tg[n] == ignore_index || (tg[n] >= 0 && tg[n] < V), "cross_entropy",
-            "target " + std::to_string(tg[n]) + " at row " + std::to_string(n) + " is outside the vocabulary of " +
-                std::to_string(V));
-    if (tg[n] != ignore_index) ++o.n_valid;
-  }
   Tensor loss_rows = Tensor::empty({N}, DType::f32, logits.device());
   o.lse = Tensor::empty({N}, DType::f32, logits.device());
+  o.loss = Tensor::empty({1}, DType::f32, logits.device());
+  o.valid_rows = Tensor::empty({1}, DType::f64, logits.device());
   cuda::cross_entropy_forward(logits.raw(), targets.data<std::int64_t>(), N, V, ignore_index, loss_rows.data<float>(),
                               o.lse.data<float>(), logits.dtype());
-  o.loss = o.n_valid > 0 ? cuda::sum(loss_rows.raw(), DType::f32, N) / double(o.n_valid) : 0.0;
+  cuda::cross_entropy_mean(loss_rows.data<float>(), targets.data<std::int64_t>(), N, ignore_index, o.loss.data<float>(),
+                           o.valid_rows.data<double>());
   return o;
 }
 
@@ -400,13 +407,14 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
                               std::int64_t ignore_index) {
   check("cross_entropy_backward", {&logits, &targets});
   check_float("cross_entropy_backward", logits);
-  require(fwd.lse.defined() && fwd.lse.device() == logits.device(), "cross_entropy_backward",
-          "needs the forward's per-row log-sum-exp on the same device");
+  require(fwd.lse.defined() && fwd.lse.device() == logits.device() && fwd.valid_rows.defined() &&
+              fwd.valid_rows.device() == logits.device(),
+          "cross_entropy_backward", "needs the forward's per-row log-sum-exp and row count on the same device");
   check_shape("cross_entropy_backward", fwd.lse, {logits.size(0)}, "lse");
   Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
-  const float grad_scale = fwd.n_valid > 0 ? float(dloss / double(fwd.n_valid)) : 0.f;
-  cuda::cross_entropy_backward(logits.raw(), targets.data<std::int64_t>(), fwd.lse.data<float>(), grad_scale, dx.raw(),
-                               logits.size(0), logits.size(1), ignore_index, logits.dtype());
+  cuda::cross_entropy_backward(logits.raw(), targets.data<std::int64_t>(), fwd.lse.data<float>(), dloss,
+                               fwd.valid_rows.data<double>(), dx.raw(), logits.size(0), logits.size(1), ignore_index,
+                               logits.dtype());
   return dx;
 }
 

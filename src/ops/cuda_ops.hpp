@@ -21,8 +21,8 @@ Tensor sum_squares_each(const std::vector<Tensor>& tensors);
 Tensor sum_squares_total(const std::vector<Tensor>& tensors);
 void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_sq, double max_norm);
 Tensor take_device_errors(Device device);
-// Throws the flagged error (ops::raise_device_errors found the taken flags nonzero).
-[[noreturn]] void raise_device_errors();
+// Throws the flagged errors (ops::raise_device_errors found the taken flags nonzero).
+[[noreturn]] void raise_device_errors(double flags);
 Tensor amax(const Tensor& x, ScaleAxis axis);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout);

@@ -548,9 +548,10 @@ Tensor take_device_errors(Device device) {
 
 void raise_device_errors(const Tensor& taken) {
   require(taken.numel() == 1, "raise_device_errors", "expects what take_device_errors returned");
-  if (taken.item(0) == 0) return;
+  const double flags = taken.item(0);
+  if (flags == 0) return;
 #ifdef TITAN_WITH_CUDA
-  cuda_impl::raise_device_errors();
+  cuda_impl::raise_device_errors(flags);
 #endif
   throw std::logic_error("raise_device_errors: a flag was raised, but this build has no GPU ops to raise it");
 }
@@ -723,13 +724,14 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::
   CrossEntropyOut o;
   if (any_cpu_half({&logits})) {
     if (logits.dtype() == DType::f16) return cross_entropy(widened(logits), targets, ignore_index);
-    // bf16: widened row by row, no f32 copy of the logits
-    o.loss = cpu::cross_entropy_forward<float>(logits.data<std::uint16_t>(), tg, N, V, ignore_index, &o.n_valid);
+    // bf16: widened row by row, no f32 copy of the logits; the loss in f32
+    o.loss = Tensor::full({1}, cpu::cross_entropy_forward<float>(logits.data<std::uint16_t>(), tg, N, V, ignore_index, &o.n_valid));
     return o;
   }
   dispatch("cross_entropy", {&logits}, [&](auto t) {
     using T = decltype(t);
-    o.loss = cpu::cross_entropy_forward<T>(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid);
+    o.loss = Tensor::full({1}, cpu::cross_entropy_forward<T>(logits.data<T>(), tg, N, V, ignore_index, &o.n_valid),
+                          logits.dtype());
   });
   return o;
 }

@@ -140,7 +140,8 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 // dweight[tokens[i], :] += dy[i, :]
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
-// Errors the ops on a GPU flag instead of waiting for the host (an out-of-range token id):
+// Errors the ops on a GPU flag instead of waiting for the host (an out-of-range token id or
+// cross-entropy target):
 //   take_device_errors: what `device`'s ops flagged since the last take, cleared, as an f64 [1]
 //     tensor on `device` (nonzero: something was flagged; always 0 on the CPU, which throws at
 //     once), without the host waiting; read it back with other values (the trainer: with the
@@ -196,11 +197,15 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
 
 // ---- loss ----
 struct CrossEntropyOut {
-  double loss = 0;          // mean over rows whose target != ignore_index
-  std::int64_t n_valid = 0;
-  Tensor lse;               // CUDA only: per-row log-sum-exp [N] f32, saved for backward
+  // The mean over rows whose target != ignore_index: [1] where the logits are, f32 (f64 logits:
+  // f64). On a GPU it is computed there, and the host waits for nothing (targets included).
+  Tensor loss;
+  std::int64_t n_valid = 0;  // the CPU's count of those rows (a GPU keeps it in `valid_rows`)
+  Tensor lse;                // CUDA only: per-row log-sum-exp [N] f32, saved for backward
+  Tensor valid_rows;         // CUDA only: that count, f64 [1] on the device
 };
-// logits [N, V], targets [N] int64.
+// logits [N, V], targets [N] int64. A target outside [0, V) other than ignore_index is an error:
+// the CPU throws at once, a GPU flags it for take_device_errors (its loss is NaN).
 CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index = -100);
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const CrossEntropyOut& fwd, double dloss,
                               std::int64_t ignore_index = -100);

@@ -371,13 +371,19 @@ TEST_CASE("cuda cross_entropy forward and backward match the CPU reference", "[g
       const std::vector<float> loss = gloss.download();
       require_close(loss, loss_ref, 1e-5, "cross_entropy loss_rows");
       require_close(glse.download(), lse_ref, 1e-5, "cross_entropy lse_rows");
-      double mean = 0;
-      for (float l : loss) mean += l;
-      mean /= double(n_valid);
+      // The mean on the device: the valid rows counted there, the loss within f32 of the CPU's.
+      DeviceBuffer gmean(1, DType::f32), gvalid(1, DType::f64);
+      cuda::cross_entropy_mean(gloss.as<float>(), gt.as<std::int64_t>(), N, ignore, gmean.as<float>(), gvalid.as<double>());
+      double valid = 0;
+      cuda::copy(&valid, gvalid.get(), sizeof valid);
+      REQUIRE(valid == double(n_valid));
+      const double mean = gmean.download()[0];
       REQUIRE(std::fabs(mean - mean_ref) <= 1e-5 * std::fabs(mean_ref));
 
-      const float g = float(1.0 / double(n_valid));
-      cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), g, gdx.get(), N, V, ignore, dt);
+      // dloss 1 over the device's count: g = 1 / n_valid, as the CPU's.
+      const double dloss = 1.0;
+      const double* gv = gvalid.as<double>();
+      cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), dloss, gv, gdx.get(), N, V, ignore, dt);
       const std::vector<float> dx = gdx.download();
       require_close(dx, dx_ref, tolerance_for(dt), "cross_entropy dlogits");
       for (std::int64_t j = 0; j < V; ++j) {  // ignored rows are exact zeros (not left poisoned)
@@ -387,10 +393,10 @@ TEST_CASE("cuda cross_entropy forward and backward match the CPU reference", "[g
 
       // dlogits at a different 16-byte phase than logits (scalar path), and in place.
       OffsetBuffer odx(N * V, dt);
-      cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), g, odx.get(), N, V, ignore, dt);
+      cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), dloss, gv, odx.get(), N, V, ignore, dt);
       require_close(odx.download(), dx_ref, tolerance_for(dt), "cross_entropy dlogits (misaligned)");
       DeviceBuffer gin(x, dt);
-      cuda::cross_entropy_backward(gin.get(), gt.as<std::int64_t>(), glse.as<float>(), g, gin.get(), N, V, ignore, dt);
+      cuda::cross_entropy_backward(gin.get(), gt.as<std::int64_t>(), glse.as<float>(), dloss, gv, gin.get(), N, V, ignore, dt);
       require_close(gin.download(), dx_ref, tolerance_for(dt), "cross_entropy dlogits (in place)");
 
       // Logits at an odd element offset: every row's head/body/tail split differs.
@@ -412,8 +418,16 @@ TEST_CASE("cuda cross_entropy: NaN logits and bad targets poison only their row"
   DeviceBuffer gx(x, DType::f32), gt(N, DType::i64), gloss(N, DType::f32), glse(N, DType::f32);
   DeviceBuffer gdx(N * V, DType::f32);
   gt.upload_ints(targets);
+  DeviceBuffer flag(1, DType::f64);
+  const double zero = 0;
+  cuda::cross_entropy_take_out_of_range_async(flag.as<double>());  // clears a stale flag
+  cuda::copy(flag.get(), &zero, sizeof zero);
   cuda::cross_entropy_forward(gx.get(), gt.as<std::int64_t>(), N, V, ignore, gloss.as<float>(), glse.as<float>(),
                               DType::f32);
+  cuda::cross_entropy_take_out_of_range_async(flag.as<double>());  // row 3's target raised it
+  double raised = 0;
+  cuda::copy(&raised, flag.get(), sizeof raised);
+  CHECK(raised == 2.0);
   const std::vector<float> loss = gloss.download();
   CHECK(std::isnan(loss[0]));
   CHECK(std::isnan(loss[2]));
@@ -424,8 +438,12 @@ TEST_CASE("cuda cross_entropy: NaN logits and bad targets poison only their row"
     const double want = ops::cpu::cross_entropy_forward<float>(x.data() + n * V, &targets[n], 1, V, ignore, &nv);
     CHECK(std::fabs(loss[n] - want) <= 1e-5 * std::fabs(want));
   }
-  cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), 0.25f, gdx.get(), N, V, ignore,
-                               DType::f32);
+  // 5 valid rows and dloss 1.25: g = 0.25 exactly.
+  DeviceBuffer gmean(1, DType::f32), gvalid(1, DType::f64);
+  cuda::cross_entropy_mean(gloss.as<float>(), gt.as<std::int64_t>(), N, ignore, gmean.as<float>(), gvalid.as<double>());
+  CHECK(std::isnan(gmean.download()[0]));  // a NaN row makes the mean NaN
+  cuda::cross_entropy_backward(gx.get(), gt.as<std::int64_t>(), glse.as<float>(), 1.25, gvalid.as<double>(), gdx.get(), N,
+                               V, ignore, DType::f32);
   const std::vector<float> dx = gdx.download();
   for (std::int64_t j = 0; j < V; ++j) {
     REQUIRE(std::isnan(dx[2 * V + j]));
