@@ -185,15 +185,17 @@ class MpiProcessGroup final : public ProcessGroup {
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     trace::Span span("comm", "all_reduce");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (span.active()) span.set_args(bytes_arg(t.nbytes()));
-    if (on_device(t)) {
+    // A group of one exchanges nothing: its tensors stay where they are (a GPU tensor is not
+    // staged through the host, which would make the host wait).
+    if (on_device(t) && size_ > 1) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(all_reduce_async(h, op), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
     }
     check_reducible(t, "all_reduce");
     count_collective(CommStats::all_reduce, t.nbytes());
+    if (size_ == 1) return done({});  // the sum, max and mean of one value
     std::function<void()> finish;
     if (op == ReduceOp::avg) finish = [t, n = size_] { scale(t, 1.0 / n); };
-    if (size_ == 1) return done(finish);
     MPI_Request req;
     MPI_Iallreduce(MPI_IN_PLACE, t.raw(), mpi_count(t.numel(), "all_reduce"), mpi_type(t.dtype()), mpi_op(op), comm_, &req);
     return std::make_unique<MpiWork>(this, CommStats::all_reduce, req, std::move(finish));
@@ -202,7 +204,7 @@ class MpiProcessGroup final : public ProcessGroup {
   std::unique_ptr<Work> all_gather_async(const Tensor& shard, const Tensor& out) override {
     trace::Span span("comm", "all_gather");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (span.active()) span.set_args(bytes_arg(out.nbytes()));
-    if (on_device(shard) || on_device(out)) {
+    if ((on_device(shard) || on_device(out)) && size_ > 1) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
       if (on_device(out)) back.push_back({h, out});
@@ -226,7 +228,7 @@ class MpiProcessGroup final : public ProcessGroup {
   std::unique_ptr<Work> reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
     trace::Span span("comm", "reduce_scatter");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (span.active()) span.set_args(bytes_arg(in.nbytes()));
-    if (on_device(in) || on_device(out)) {
+    if ((on_device(in) || on_device(out)) && size_ > 1) {
       const Tensor h = host_output(out);
       std::vector<std::pair<Tensor, Tensor>> back;
       if (on_device(out)) back.push_back({h, out});
@@ -238,12 +240,12 @@ class MpiProcessGroup final : public ProcessGroup {
       throw std::invalid_argument("reduce_scatter: input " + shape_str(in.shape()) + " is not " + std::to_string(size_) +
                                   " chunks of " + shape_str(out.shape()));
     count_collective(CommStats::reduce_scatter, in.nbytes());
-    std::function<void()> finish;
-    if (op == ReduceOp::avg) finish = [out, n = size_] { scale(out, 1.0 / n); };
     if (size_ == 1) {
       out.copy_from(in);
-      return done(finish);
+      return done({});
     }
+    std::function<void()> finish;
+    if (op == ReduceOp::avg) finish = [out, n = size_] { scale(out, 1.0 / n); };
     MPI_Request req;
     MPI_Ireduce_scatter_block(in.raw(), out.raw(), mpi_count(out.numel(), "reduce_scatter"), mpi_type(in.dtype()), mpi_op(op),
                               comm_, &req);
@@ -253,7 +255,7 @@ class MpiProcessGroup final : public ProcessGroup {
   std::unique_ptr<Work> broadcast_async(const Tensor& t, int root) override {
     trace::Span span("comm", "broadcast");  // profiling: issuing the collective (its wait is MpiWork::wait)
     if (span.active()) span.set_args(bytes_arg(t.nbytes()));
-    if (on_device(t)) {
+    if (on_device(t) && size_ > 1) {
       const Tensor h = host_input(t);
       return std::make_unique<StagedWork>(broadcast_async(h, root), std::vector<std::pair<Tensor, Tensor>>{{h, t}});
     }

@@ -254,7 +254,7 @@ TEST_CASE("cuda AdamW: one multi-tensor launch matches the CPU optimizer", "[gpu
     require_close(gpu_ptrs[i]->data(), cpu_ptrs[i]->data(), 1e-6, "AdamW parameter " + std::to_string(i));
 }
 
-TEST_CASE("MPI-staged collectives: GPU tensors travel through host copies and come back", "[gpu]") {
+TEST_CASE("MPI collectives in a group of one: GPU tensors stay on the GPU, the host waits for nothing", "[gpu]") {
   int argc = 0;
   char** argv = nullptr;
   dist::World world(&argc, &argv);  // a world of one outside mpirun
@@ -262,6 +262,15 @@ TEST_CASE("MPI-staged collectives: GPU tensors travel through host copies and co
   dist::ProcessGroup& pg = mesh.world_group();
   const Tensor host = Tensor::from_vector({1.5, -2.0, 3.25, 4.0}, {4});
   Tensor t = host.to(kGpu);
+  {
+    const std::int64_t syncs = backend_for(kGpu).host_syncs(kGpu.index);
+    Tensor g = Tensor::zeros({4}, DType::f32, kGpu), r = Tensor::zeros({4}, DType::f32, kGpu);
+    pg.all_reduce(t, dist::ReduceOp::sum);
+    pg.all_gather(t, g);
+    pg.reduce_scatter(g, r, dist::ReduceOp::avg);
+    REQUIRE(backend_for(kGpu).host_syncs(kGpu.index) == syncs);
+    REQUIRE(r.to_vector() == host.to_vector());
+  }
   pg.all_reduce(t, dist::ReduceOp::avg);
   REQUIRE(t.device() == kGpu);
   REQUIRE(t.to_vector() == host.to_vector());
