@@ -1,6 +1,7 @@
 #pragma once
 // Elementwise CUDA launchers (plain C++ header): dtype conversion, fill, axpy, scale, clip.
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.hpp"
 
@@ -19,5 +20,11 @@ void scale(void* a, DType dtype, std::int64_t n, float alpha);
 // norm = sqrt(*total_sq) and coef = max_norm / (norm + 1e-6), a[i] *= float(coef) when the norm is
 // finite and coef < 1, else a is left as it is (scale()'s arithmetic; torch's clip_grad_norm_).
 void scale_by_clip_coef(void* a, DType dtype, std::int64_t n, const double* total_sq, double max_norm);
+// The same over many f32 tensors (a model's gradients): one launch per 48 tensors, not one each.
+struct F32Span {
+  float* data;
+  std::int64_t n;
+};
+void scale_by_clip_coef(const std::vector<F32Span>& tensors, const double* total_sq, double max_norm);
 
 }  // namespace titan::cuda

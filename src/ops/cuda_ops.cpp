@@ -190,11 +190,14 @@ Tensor sum_squares_total(const std::vector<Tensor>& tensors) {
 }
 
 void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_sq, double max_norm) {
+  std::vector<cuda::F32Span> f32;  // the usual case (f32 gradients): one launch per 48 tensors
   for (const Tensor& t : tensors) {
     check("clip_to_max_norm_", {&t});
     check_float("clip_to_max_norm_", t);
-    cuda::scale_by_clip_coef(t.raw(), t.dtype(), t.numel(), total_sq.data<double>(), max_norm);
+    if (t.dtype() == DType::f32) f32.push_back({t.data<float>(), t.numel()});
+    else cuda::scale_by_clip_coef(t.raw(), t.dtype(), t.numel(), total_sq.data<double>(), max_norm);
   }
+  cuda::scale_by_clip_coef(f32, total_sq.data<double>(), max_norm);
 }
 
 namespace {

@@ -83,6 +83,24 @@ void reset_memory_peak(Device device) {
   if (!device.is_cpu()) reset_cpu_peak_bytes();
 }
 
+// Reads `parts` (tensors on `device`, any dtypes and shapes) back in one copy: they are packed
+// into one buffer there (8-byte aligned), so a GPU makes the host wait once for all of them.
+// Returns host tensors, in order.
+std::vector<Tensor> read_together(const std::vector<Tensor>& parts, Device device) {
+  std::vector<std::size_t> at;
+  std::size_t bytes = 0;
+  for (const Tensor& p : parts) {
+    at.push_back(bytes);
+    bytes += (p.nbytes() + 7) / 8 * 8;
+  }
+  Tensor buf = Tensor::empty({std::int64_t(bytes / 8)}, DType::f64, device);
+  for (size_t i = 0; i < parts.size(); ++i) buf.view_bytes(at[i], parts[i].shape(), parts[i].dtype()).copy_from(parts[i]);
+  const Tensor host = buf.to(Device::cpu());
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < parts.size(); ++i) out.push_back(host.view_bytes(at[i], parts[i].shape(), parts[i].dtype()));
+  return out;
+}
+
 // Mean loss over `batches` validation batches (all of them when batches == -1), without
 // recording. The batches are split over the data-parallel ranks: rank r evaluates batches r,
 // r + dp, r + 2 dp, ...; the per-batch losses are summed over ranks in one all-reduce, so the
@@ -100,16 +118,22 @@ double validate(llama3::Transformer& model, const data::TokenWindows& windows, s
                     "; use a smaller batch or seq_len, or more validation data");
   const std::int64_t n = batches < 0 ? available : std::min(batches, available);
   data::DataLoader loader(windows, local_batch, 0, 1, 1);
-  Tensor total = Tensor::zeros({1}, DType::f64);
+  // This rank's losses stay where they are computed and are read in one copy at the end (on a GPU:
+  // one host sync for the whole validation, not one per batch).
+  std::vector<Tensor> losses;
   for (std::int64_t round = 0; round * dp < n; ++round) {
     const std::int64_t b = round * dp + dp_rank;
     loader.set_windows_consumed((b < n ? b : 0) * local_batch);
     auto batch = loader.micro_batch(0, device);
     autograd::Variable logits = model.forward_tokens(batch.inputs);
-    const double loss = loss_fn(logits, batch.labels).data().item(0);
-    ops::raise_device_errors(device);
-    if (b < n) total.set(0, total.item(0) + loss);
+    const Tensor loss = loss_fn(logits, batch.labels).data();
+    if (b < n) losses.push_back(loss);
   }
+  losses.push_back(ops::take_device_errors(device));
+  const std::vector<Tensor> host = read_together(losses, device);
+  ops::raise_device_errors(host.back());
+  Tensor total = Tensor::zeros({1}, DType::f64);
+  for (size_t i = 0; i + 1 < host.size(); ++i) total.set(0, total.item(0) + host[i].item(0));
   if (dp > 1) group.all_reduce(total, dist::ReduceOp::sum);
   *used = n;
   return n ? total.item(0) / double(n) : 0.0;
@@ -655,29 +679,23 @@ bool Trainer::reads_values(std::int64_t step) const {
 
 std::vector<Trainer::StepValues> Trainer::read_pending(std::optional<double>* loss_max) {
   const std::int64_t accum = plan_.batch.grad_accum, k = std::int64_t(pending_.size());
-  const DType loss_dtype = pending_.front().losses.dtype();
-  // One buffer where the values are: the k sums of squares and the error flags (f64) first, then
-  // the k x accum losses in their own dtype (byte views: no conversion on the device).
-  const std::int64_t f64s = k + 1, loss_bytes = k * accum * std::int64_t(dtype_size(loss_dtype));
-  Tensor buf = Tensor::empty({f64s + (loss_bytes + 7) / 8}, DType::f64, device_);
-  for (std::int64_t i = 0; i < k; ++i) {
-    buf.view_range(i, {1}).copy_from(pending_[i].grad_sq);
-    buf.view_bytes(std::size_t(f64s * 8 + i * accum * dtype_size(loss_dtype)), {accum}, loss_dtype)
-        .copy_from(pending_[i].losses);
+  std::vector<Tensor> parts;
+  for (const PendingValues& p : pending_) {
+    parts.push_back(p.losses);
+    parts.push_back(p.grad_sq);
   }
-  buf.view_range(k, {1}).copy_from(ops::take_device_errors(device_));
-  const Tensor host = buf.to(Device::cpu());  // the one host sync of a reading step on a GPU
-  // A flagged token (its embedding rows were zeros, its gradient dropped) stops the job before the
-  // loss is reported or the optimizer steps.
-  ops::raise_device_errors(host.view_range(k, {1}));
-  const Tensor losses = host.view_bytes(std::size_t(f64s * 8), {k, accum}, loss_dtype);
+  parts.push_back(ops::take_device_errors(device_));
+  const std::vector<Tensor> host = read_together(parts, device_);  // the one host sync of a reading step on a GPU
   // The logged loss is the global mean: every data-parallel rank's mean over its slice, averaged.
-  Tensor step_loss = Tensor::empty({k}, DType::f64);
+  // The error flags ride along (element k): a rank that found one must not leave the others
+  // waiting in this all-reduce, so every rank learns of it here and all of them stop.
+  Tensor step_loss = Tensor::empty({k + 1}, DType::f64);
   for (std::int64_t i = 0; i < k; ++i) {
     double loss_sum = 0;
-    for (std::int64_t m = 0; m < accum; ++m) loss_sum += losses.item(i * accum + m);
+    for (std::int64_t m = 0; m < accum; ++m) loss_sum += host[size_t(2 * i)].item(m);
     step_loss.set(i, loss_sum / double(accum));
   }
+  step_loss.set(k, host.back().item(0));
   // TensorBoard's loss_metrics/global_max_loss: one more scalar collective, on its log steps only.
   if (loss_max) {
     Tensor max_loss = step_loss.view_range(k - 1, {1}).clone();
@@ -686,9 +704,17 @@ std::vector<Trainer::StepValues> Trainer::read_pending(std::optional<double>* lo
   }
   // (TP ranks computed the same loss: averaged over the data-parallel ranks of their TP index.)
   if (plan_.dims.dp() > 1) mesh_->dp_group().all_reduce(step_loss, dist::ReduceOp::avg);
+  // A flagged token or target (its embedding row was zeros, its loss NaN) stops the job, on this
+  // read: before the loss is reported, this step's optimizer update and any checkpoint save (the
+  // updates of the steps since the last read have run).
+  ops::raise_device_errors(host.back());
+  if (step_loss.item(k) != 0)
+    throw UserError("another data-parallel rank met a token id or target outside the vocabulary (its error line says "
+                    "which); the tokenizer and model.vocab_size disagree",
+                    kExitRuntimeError);
   std::vector<StepValues> values;
   for (std::int64_t i = 0; i < k; ++i) {
-    values.push_back({pending_[i].step, step_loss.item(i), std::sqrt(host.item(i))});
+    values.push_back({pending_[i].step, step_loss.item(i), std::sqrt(host[size_t(2 * i + 1)].item(0))});
     // Float16 decides on its own step (it reads every step): a non-finite value skips it.
     const StepValues& v = values.back();
     if (!scaler_ && (!std::isfinite(v.loss) || !std::isfinite(v.grad_norm)))
@@ -799,7 +825,7 @@ TrainResult Trainer::train() {
   double unread_seconds = 0;
   std::int64_t log_steps = 0;
   double log_seconds = 0, log_data_seconds = 0;
-  std::int64_t log_syncs_start = backend_for(device_).host_syncs(device_.index);
+  std::int64_t log_syncs = 0;  // host syncs inside the train steps since the last log (not validation's or saves')
   bool have_loss = false;
   // This rank's share of a step's tokens: a TP group's ranks work on the same tokens, each on 1/tp
   // of every layer (TorchTitan divides by the non-data-parallel size), so tps and mfu are per rank.
@@ -814,7 +840,9 @@ TrainResult Trainer::train() {
     const std::int64_t amax_reduces_before = float8_amax_all_reduces();
     const dist::FsdpGatherCounts gathers_before = fsdp_->gather_counts();
     fault_.at_step_start(world_.rank(), step);
+    const std::int64_t syncs_before = backend_for(device_).host_syncs(device_.index);
     const StepOutput out = train_step(step);
+    log_syncs += backend_for(device_).host_syncs(device_.index) - syncs_before;
     if (step == start_step_) {
       dist::set_collective_timeout(double(cfg_.comm.train_timeout_seconds), "comm.train_timeout_seconds");
       const StateBytes sb = state_bytes(*fsdp_, *optimizer_);
@@ -865,8 +893,7 @@ TrainResult Trainer::train() {
       m.saved_activation_gib = out.saved_activation_bytes / double(1ull << 30);
       m.comm = dist::comm_stats();
       m.float8_amax_all_reduces = float8_amax_all_reduces() - amax_reduces_before;
-      const std::int64_t syncs_now = backend_for(device_).host_syncs(device_.index);
-      m.host_syncs = double(syncs_now - log_syncs_start) / double(log_steps);
+      m.host_syncs = double(log_syncs) / double(log_steps);
       m.fsdp_gathers_shard = fsdp_->gather_counts().shard_group - gathers_before.shard_group;
       m.fsdp_gathers_hpz = fsdp_->gather_counts().hpz_group - gathers_before.hpz_group;
       m.state = state_bytes(*fsdp_, *optimizer_);
@@ -875,7 +902,7 @@ TrainResult Trainer::train() {
       metrics_->log(m);
       log_steps = 0;
       log_seconds = log_data_seconds = 0;
-      log_syncs_start = syncs_now;
+      log_syncs = 0;
     }
     if (val_windows_ && step % cfg_.validation.freq == 0) {
       TITAN_TRACE_SPAN("validation", "validate");
