@@ -153,6 +153,12 @@ for p in float32:llama3_debugmodel.toml:0.01 bfloat16:llama3_debugmodel.toml:0.0
     step "parity_$name" 90 "$ref tests/cli/check_gpu_training.sh $wrap/titan_gpu_tests $tol $wrap/run_train $parity --job.config_file configs/$config --training.mixed_precision_param $precision"
   fi
 done
+# A steady-state step makes no host sync: one per log interval (tests/cli/check_gpu_syncs.sh).
+if [ $mode = dry ]; then
+  step syncs_bf16 30 "echo 'dry run: check_gpu_syncs.sh (bf16)'; echo 'ok: 0.200000 host syncs per step (one read every 5 steps)'"
+else
+  step syncs_bf16 60 "tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml --model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
+fi
 # The same-chip anchor, then titan.cpp at the same shapes.
 step anchor_torch 150 "if [ \$mode = dry ]; then cat tests/assets/gpu_check/anchor.txt; else python3 scripts/bench/torch_gpu_anchor.py --iters 10; fi"
 step bench_gemm 90 "$wrap/bench_gemm 10"
@@ -169,6 +175,8 @@ step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --
   for f in "$logs"/gpu_tests_*.log; do echo "$(basename "$f" .log): $(grep -h -E 'test cases|All tests passed' "$f" | tail -1)"; done
   echo "---- parity (last step: loss cpu gpu)"
   for f in "$logs"/parity_*.log; do echo "$(basename "$f" .log): $(grep -E '^(ok|FAIL)' "$f" | tail -1)"; done
+  echo "---- host syncs per steady-state step (want 1 per log interval of 5: 0.2)"
+  grep -h -E '^(ok|FAIL)' "$logs/syncs_bf16.log" 2>/dev/null | tail -1
   echo "---- GEMMs, TFLOP/s: titan.cpp (ours / best cuBLASLt heuristic) and PyTorch; ratio = titan / torch"
   # (numbers compared as numbers: a "nan" from the anchor gives no ratio, not a division by zero)
   awk '
