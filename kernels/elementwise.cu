@@ -8,6 +8,7 @@
 
 #include "common.cuh"
 #include "elementwise.hpp"
+#include "multi_tensor.cuh"
 
 namespace titan::cuda {
 
@@ -87,54 +88,25 @@ __global__ void scale_by_clip_coef_kernel(T* a, std::int64_t n, const double* to
     a[i] = from_f32<T>(to_f32(a[i]) * alpha);
 }
 
-// Multi-tensor form, packed as kernels/adamw.cu packs AdamW's: block c finds its tensor in the
-// chunk prefix table and scales elements [c_start, c_start + kClipChunk) of it.
-constexpr int kClipMaxTensors = 48;
-constexpr std::int64_t kClipChunk = 65536;
-struct ClipBatch {
-  F32Span t[kClipMaxTensors];
-  int chunk_begin[kClipMaxTensors + 1];
-  int count;
-};
-
-__global__ void scale_by_clip_coef_multi_kernel(const __grid_constant__ ClipBatch batch, const double* total_sq,
-                                                double max_norm) {
+// Multi-tensor form (multi_tensor.cuh): block c scales its chunk of one tensor.
+__global__ void scale_by_clip_coef_multi_kernel(const __grid_constant__ MultiTensorBatch<F32Span> batch,
+                                                const double* total_sq, double max_norm) {
   const double norm = sqrt(*total_sq);
   const double coef = max_norm / (norm + 1e-6);
   if (!isfinite(norm) || !(coef < 1.0)) return;
   const float alpha = static_cast<float>(coef);
-  int lo = 0, hi = batch.count - 1;
-  const int c = blockIdx.x;
-  while (lo < hi) {  // last tensor whose first chunk is <= c
-    const int mid = (lo + hi + 1) / 2;
-    if (batch.chunk_begin[mid] <= c) lo = mid;
-    else hi = mid - 1;
-  }
-  const F32Span& t = batch.t[lo];
-  const std::int64_t begin = std::int64_t(c - batch.chunk_begin[lo]) * kClipChunk;
-  const std::int64_t end = begin + kClipChunk < t.n ? begin + kClipChunk : t.n;
+  std::int64_t begin = 0, end = 0;
+  const F32Span& t = multi_tensor_chunk(batch, blockIdx.x, &begin, &end);
   for (std::int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) t.data[j] = t.data[j] * alpha;
 }
 
 }  // namespace
 
 void scale_by_clip_coef(const std::vector<F32Span>& tensors, const double* total_sq, double max_norm) {
-  std::size_t i = 0;
-  while (i < tensors.size()) {
-    ClipBatch batch{};
-    int chunks = 0;
-    for (; i < tensors.size() && batch.count < kClipMaxTensors; ++i) {
-      if (tensors[i].n == 0) continue;
-      batch.t[batch.count] = tensors[i];
-      batch.chunk_begin[batch.count] = chunks;
-      chunks += int((tensors[i].n + kClipChunk - 1) / kClipChunk);
-      ++batch.count;
-    }
-    batch.chunk_begin[batch.count] = chunks;
-    if (batch.count == 0) break;
+  for_each_multi_tensor_batch(tensors, [&](const MultiTensorBatch<F32Span>& batch, int chunks) {
     scale_by_clip_coef_multi_kernel<<<chunks, kThreads, 0, compute_stream()>>>(batch, total_sq, max_norm);
     TITAN_CUDA_LAUNCH_CHECK();
-  }
+  });
 }
 
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n) {

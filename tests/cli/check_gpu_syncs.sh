@@ -7,12 +7,8 @@
 # usage: check_gpu_syncs.sh GPU_TESTS RUN_TRAIN [RUN_TRAIN ARGS...]
 set -u
 gpu_tests=$1; run_train=$2; shift 2
-"$gpu_tests" --has-gpu
-case $? in
-  0) ;;
-  77) echo "no CUDA device visible: skipped"; exit 77 ;;
-  *) echo "FAIL: $gpu_tests --has-gpu did not run"; exit 1 ;;
-esac
+. "$(dirname "$0")/skip_without_gpu.sh"
+skip_without_gpu "$gpu_tests"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 freq=5

@@ -7,12 +7,8 @@
 # usage: check_gpu_training.sh GPU_TESTS TOL RUN_TRAIN [RUN_TRAIN ARGS...]
 set -u
 gpu_tests=$1; tol=$2; shift 2
-"$gpu_tests" --has-gpu
-case $? in
-  0) ;;
-  77) echo "no CUDA device visible: skipped"; exit 77 ;;
-  *) echo "FAIL: $gpu_tests --has-gpu did not run"; exit 1 ;;
-esac
+. "$(dirname "$0")/skip_without_gpu.sh"
+skip_without_gpu "$gpu_tests"
 # Run a is the CPU reference, run b the GPU.
 COMPARE_A_METRICS="${CPU_REFERENCE:-}" COMPARE_B_LAUNCHER="${GPU_RANKS_LAUNCHER:-}" exec "$(dirname "$0")/compare_losses.sh" close "$tol" "$@" \
   --a --training.device cpu --b --training.device cuda
