@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       optim::clip_grad_norm(params, 1.0);
       optimizer.step(8e-4);
       fsdp.refresh_after_update();
-      float8::sync_amax_histories(model, [](std::vector<float>&) {});
+      float8::sync_amax_histories(model, [](const Tensor&) {});
     }
     const std::int64_t step_syncs = backend.host_syncs(device.index) - syncs_before;
     sync();  // GPU kernels are asynchronous: the step ends when the stream is done

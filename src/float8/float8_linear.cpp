@@ -1,7 +1,10 @@
 #include "float8/float8_linear.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "core/errors.hpp"
 #include "ops/ops.hpp"
@@ -31,18 +34,23 @@ Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_c
   if (fixed_scale.defined()) {
     c = ops::cast_to_float8(x2d, cfg.dtype, scale_on(fixed_scale, x2d.device()), ScaleAxis::tensor, layout);
   } else if (delayed) {
-    const float current = static_cast<float>(ops::amax(x2d, ScaleAxis::tensor).item(0));
-    float scale = 0;
-    if (delayed->history[role].empty()) {
+    // Everything stays on x's device: the amax, the history's max and the scale (no host read).
+    const Tensor current = ops::amax(x2d, ScaleAxis::tensor);
+    Tensor scale;
+    if (delayed->entries(role) == 0) {
       // torchao's amax initialisation: the global amax where there are several ranks. The
       // history records the local amax still; the end-of-step sync takes the MAX of those.
-      const float first = delayed->first_step_amax_max ? delayed->first_step_amax_max(current) : current;
-      scale = amax_to_scale(Tensor::full({1}, first), cfg.dtype, false).item(0);
+      Tensor first = current;
+      if (delayed->first_step_amax_max) {
+        first = current.clone();
+        delayed->first_step_amax_max(first);
+      }
+      scale = ops::amax_to_scale(first, cfg.dtype, false);
     } else {
-      scale = delayed->scale(role, cfg.dtype);
+      scale = scale_on(delayed->scale(role, cfg.dtype), x2d.device());
     }
     delayed->record(role, current);
-    c = ops::cast_to_float8(x2d, cfg.dtype, Tensor::full({1}, scale, DType::f32, x2d.device()), ScaleAxis::tensor, layout);
+    c = ops::cast_to_float8(x2d, cfg.dtype, scale, ScaleAxis::tensor, layout);
   } else if (amax_over_group && *amax_over_group && cfg.granularity == Granularity::tensorwise) {
     // A part of a tensor split over a group (tensor parallel): the whole tensor's amax.
     Tensor amax = ops::amax(x2d, ScaleAxis::tensor);
@@ -119,18 +127,64 @@ std::pair<Float8Operand, Float8Operand> grad_weight_gemm_operands(const Tensor& 
                                 Tensor(), &r.amax_over_group)};
 }
 
-float DelayedScaling::scale(Role r, DType f8) const {
-  if (history[r].empty()) return 1.0f;  // unused: the first step scales dynamically
-  float from = history[r].front();
-  for (float h : history[r]) from = (std::isnan(h) || std::isnan(from)) ? NAN : std::max(from, h);
-  return amax_to_scale(Tensor::full({1}, from), f8, false).item(0);
+DelayedScaling::DelayedScaling(int length) : length_(length) {
+  if (length < 1) throw std::invalid_argument("float8 delayed scaling: amax_history_len must be >= 1, got " + std::to_string(length));
 }
 
-void DelayedScaling::record(Role r, float current) {
+void DelayedScaling::place_on(Device device) {
+  if (!history_.defined()) {
+    history_ = Tensor::zeros({3, length_}, DType::f32, device);
+    pending_ = Tensor::zeros({3}, DType::f32, device);
+  } else if (history_.device() != device) {
+    history_ = history_.to(device);
+    pending_ = pending_.to(device);
+  }
+}
+
+Tensor DelayedScaling::scale(Role r, DType f8) const {
+  if (count_[r] == 0) throw std::logic_error("float8 delayed scaling: a scale before the first amax sync");
+  return amax_to_scale(ops::amax(history_.slice_rows(r, r + 1), ScaleAxis::tensor), f8, false);
+}
+
+void DelayedScaling::record(Role r, const Tensor& amax) {
   // The latest cast's amax, as torchao (fp8_amax_* is overwritten by every cast): with gradient
   // accumulation the last micro-batch's amax joins the history (tests/unit/test_float8_delayed.cpp).
-  pending[r] = current;
-  seen[r] = true;
+  place_on(amax.device());
+  pending_.view_range(r, {1}).copy_from(amax);
+  seen_[r] = true;
+}
+
+Tensor DelayedScaling::pending_amax(Role r) const {
+  if (!seen_[r]) throw std::logic_error("float8 delayed scaling: no amax recorded for this role since the last sync");
+  return pending_.view_range(r, {1});
+}
+
+void DelayedScaling::push(Role r, const Tensor& amax) {
+  place_on(amax.device());
+  history_.view_range(std::int64_t(r) * length_ + next_[r], {1}).copy_from(amax);
+  next_[r] = (next_[r] + 1) % length_;
+  count_[r] = std::min(count_[r] + 1, length_);
+  seen_[r] = false;
+}
+
+std::vector<float> DelayedScaling::history(Role r) const {
+  if (count_[r] == 0) return {};
+  const Tensor row = history_.slice_rows(r, r + 1).to(Device::cpu());
+  const int oldest = count_[r] < length_ ? 0 : next_[r];
+  std::vector<float> out;
+  for (int i = 0; i < count_[r]; ++i) out.push_back(row.data<float>()[(oldest + i) % length_]);
+  return out;
+}
+
+void DelayedScaling::set_history(Role r, const std::vector<float>& oldest_first) {
+  place_on(history_.defined() ? history_.device() : Device::cpu());
+  const int n = static_cast<int>(std::min<size_t>(oldest_first.size(), size_t(length_)));
+  Tensor row = Tensor::zeros({length_});
+  std::copy(oldest_first.end() - n, oldest_first.end(), row.data<float>());
+  history_.slice_rows(r, r + 1).copy_from(row);
+  count_[r] = n;
+  next_[r] = n % length_;
+  seen_[r] = false;
 }
 
 Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)
@@ -138,26 +192,26 @@ Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, 
   if (recipe_.delayed) delayed_ = std::make_shared<DelayedScaling>(recipe_.amax_history_len);
 }
 
-void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max) {
+void sync_amax_histories(nn::Module& root, const std::function<void(const Tensor&)>& allreduce_max) {
   std::vector<DelayedScaling*> states;
   for (auto& [fqn, m] : root.named_modules())
     if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) states.push_back(f8->delayed_state().get());
   if (states.empty()) return;
-  std::vector<float> amaxes;
+  Device device = Device::cpu();
   for (auto* s : states)
-    for (int r = 0; r < 3; ++r) amaxes.push_back(s->seen[r] ? s->pending[r] : 0.0f);
+    for (int r = 0; r < 3; ++r)
+      if (s->seen(Role(r))) device = s->pending_amax(Role(r)).device();
+  const Tensor amaxes = Tensor::zeros({3 * std::int64_t(states.size())}, DType::f32, device);
+  for (size_t i = 0; i < states.size(); ++i)
+    for (int r = 0; r < 3; ++r)
+      if (states[i]->seen(Role(r))) amaxes.view_range(3 * std::int64_t(i) + r, {1}).copy_from(states[i]->pending_amax(Role(r)));
   allreduce_max(amaxes);
-  size_t i = 0;
-  for (auto* s : states)
-    for (int r = 0; r < 3; ++r, ++i) {
-      if (!s->seen[r]) continue;
-      s->history[r].push_back(amaxes[i]);
-      while (static_cast<int>(s->history[r].size()) > s->length) s->history[r].pop_front();
-      s->seen[r] = false;
-    }
+  for (size_t i = 0; i < states.size(); ++i)
+    for (int r = 0; r < 3; ++r)
+      if (states[i]->seen(Role(r))) states[i]->push(Role(r), amaxes.view_range(3 * std::int64_t(i) + r, {1}));
 }
 
-void set_first_step_amax_reduction(nn::Module& root, const std::function<float(float)>& allreduce_max) {
+void set_first_step_amax_reduction(nn::Module& root, const std::function<void(const Tensor&)>& allreduce_max) {
   for (auto& [fqn, m] : root.named_modules())
     if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) f8->delayed_state()->first_step_amax_max = allreduce_max;
 }
@@ -167,9 +221,9 @@ nlohmann::json delayed_scaling_state(nn::Module& root) {
   for (auto& [fqn, m] : root.named_modules())
     if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) {
       nlohmann::json roles = nlohmann::json::array();
-      for (const auto& history : f8->delayed_state()->history) {
+      for (int r = 0; r < 3; ++r) {
         nlohmann::json bits = nlohmann::json::array();
-        for (float v : history) bits.push_back(std::bit_cast<std::uint32_t>(v));  // exact, NaN included
+        for (float v : f8->delayed_state()->history(Role(r))) bits.push_back(std::bit_cast<std::uint32_t>(v));  // exact, NaN included
         roles.push_back(bits);
       }
       out[fqn] = roles;
@@ -182,9 +236,10 @@ void load_delayed_scaling_state(nn::Module& root, const nlohmann::json& state) {
     auto* f8 = dynamic_cast<Float8Linear*>(m);
     if (!f8 || !f8->delayed_state() || !state.contains(fqn)) continue;
     DelayedScaling& ds = *f8->delayed_state();
-    for (size_t r = 0; r < ds.history.size() && r < state[fqn].size(); ++r) {
-      ds.history[r].clear();
-      for (const auto& bits : state[fqn][r]) ds.history[r].push_back(std::bit_cast<float>(bits.get<std::uint32_t>()));
+    for (size_t r = 0; r < 3 && r < state[fqn].size(); ++r) {
+      std::vector<float> values;
+      for (const auto& bits : state[fqn][r]) values.push_back(std::bit_cast<float>(bits.get<std::uint32_t>()));
+      ds.set_history(Role(r), values);
     }
   }
 }

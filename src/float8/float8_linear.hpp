@@ -10,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -23,25 +22,49 @@
 
 namespace titan::float8 {
 
-// Delayed-scaling state of one Float8Linear: per operand role an amax history (newest last) and
-// the amax of its latest cast since the last sync (torchao's fp8_amax_*). A cast takes its scale
-// from max(history); with no history yet (the first step) it uses the current amax, i.e. behaves
+// Delayed-scaling state of one Float8Linear: per operand role an amax history and the amax of its
+// latest cast since the last sync (torchao's fp8_amax_*). A cast takes its scale from
+// max(history); with no history yet (the first step) it uses the current amax, i.e. behaves
 // dynamically, or, on several data-parallel ranks, the MAX of the current amax over the ranks
 // (`first_step_amax_max`), as torchao initialises its amaxes (reduce_amax=True).
-struct DelayedScaling {
+//
+// The amaxes and histories are f32 tensors on the device the casts run on, never read by the host
+// during training (a GPU step makes no sync for them): history [3, length] is a ring per role,
+// zero-filled, so max over a whole row is max over its entries (amaxes are >= 0 or NaN, and NaN
+// propagates as torch.max does). The host keeps only the bookkeeping (entries, ring position,
+// whether a role was cast this step), which is the same on every rank.
+class DelayedScaling {
+ public:
   enum Role { input = 0, weight = 1, grad_output = 2 };
-  explicit DelayedScaling(int length) : length(length) {}
-  // The scale from max(history) of role `r`; only meaningful once the history has an entry.
-  float scale(Role r, DType f8) const;
-  // Notes a tensor's amax for this step (the latest one wins, as in torchao).
-  void record(Role r, float current);
-  int length;
-  std::array<std::deque<float>, 3> history;
-  std::array<float, 3> pending{};
-  std::array<bool, 3> seen{};
-  // Null on one rank; else a MAX all-reduce of one amax across the data-parallel ranks, which every
-  // first-step cast (no history yet) calls with its own amax before it takes a scale.
-  std::function<float(float)> first_step_amax_max;
+  explicit DelayedScaling(int length);
+  int length() const { return length_; }
+  // Entries in role r's history (0 until the first sync).
+  int entries(Role r) const { return count_[r]; }
+  // f32 [1] on the history's device: the scale from max(history of r); needs an entry.
+  Tensor scale(Role r, DType f8) const;
+  // Notes this step's amax of role r (f32 [1], the cast's device; the latest one wins, as in torchao).
+  void record(Role r, const Tensor& amax);
+  // Whether role r was cast since the last push, and its latest amax (f32 [1]).
+  bool seen(Role r) const { return seen_[r]; }
+  Tensor pending_amax(Role r) const;
+  // Appends `amax` (f32 [1]) to role r's history, dropping the oldest beyond length(); clears seen.
+  void push(Role r, const Tensor& amax);
+  // Role r's history oldest first, read back to the host (checkpoints, tests), and its inverse
+  // (a checkpoint's entries; the last `length` are kept).
+  std::vector<float> history(Role r) const;
+  void set_history(Role r, const std::vector<float>& oldest_first);
+  // Null on one rank; else a MAX all-reduce (in place) of one amax across the data-parallel ranks,
+  // which every first-step cast (no history yet) calls with its own amax before it takes a scale.
+  std::function<void(const Tensor&)> first_step_amax_max;
+
+ private:
+  // The tensors on `device` (allocated zero on first use, moved once after a checkpoint load).
+  void place_on(Device device);
+  int length_;
+  Tensor history_;  // f32 [3, length]
+  Tensor pending_;  // f32 [3]
+  std::array<int, 3> count_{}, next_{};
+  std::array<bool, 3> seen_{};
 };
 
 // An input that arrived already cast (tensor parallel: cast to e4m3 on each rank with the whole
@@ -148,16 +171,18 @@ autograd::Variable float8_linear(const autograd::Variable& x, const autograd::Va
                                  std::shared_ptr<PrecastGradOutput> grad_output = nullptr);
 
 // End of a training step for delayed scaling: gathers every Float8Linear's pending amaxes into
-// one vector, lets `allreduce_max` combine it across ranks (one collective for the whole model;
-// identity on one process), and appends the results to the histories. No-op without delayed layers.
-void sync_amax_histories(nn::Module& root, const std::function<void(std::vector<float>&)>& allreduce_max);
+// one f32 tensor [3 x layers] (input, weight, grad_output per layer; 0 for a role not cast) on
+// their device, lets `allreduce_max` combine it across ranks in place (one collective for the
+// whole model; identity on one process), and appends the results to the histories: device copies
+// only, no host read. No-op without delayed layers.
+void sync_amax_histories(nn::Module& root, const std::function<void(const Tensor&)>& allreduce_max);
 
 // Gives every delayed Float8Linear under `root` the first-step MAX all-reduce (see DelayedScaling;
 // null restores per-rank first steps). Until the first sync each of the layer's casts calls it once:
 // in forward x and W, in backward grad_output twice and the recast W and x, so 6 calls per layer
 // and micro-batch (2 more per forward that activation checkpointing re-runs), all in step 1 (the
 // backward recasts; the results equal the forward's).
-void set_first_step_amax_reduction(nn::Module& root, const std::function<float(float)>& allreduce_max);
+void set_first_step_amax_reduction(nn::Module& root, const std::function<void(const Tensor&)>& allreduce_max);
 
 // Delayed-scaling histories of every Float8Linear under `root`, for checkpoints: {fqn: [input,
 // weight, grad_output histories as float32 bit patterns]} (empty without delayed layers); and

@@ -51,23 +51,16 @@ void Float8Converter::parallelized(nn::Module& model, const ParallelAccess& para
           ++scale_all_reduces_;
         });
   if (opts_.recipe_name != "delayed" || parallel.data_parallel_size <= 1) return;
-  float8::set_first_step_amax_reduction(model, [this, max_over_world = parallel.max_over_world](float amax) {
-    const Tensor t = Tensor::full({1}, amax);
-    max_over_world(t);
+  float8::set_first_step_amax_reduction(model, [this, max_over_world = parallel.max_over_world](const Tensor& amax) {
+    max_over_world(amax);  // in place, where the cast runs
     ++scale_all_reduces_;
-    return static_cast<float>(t.item(0));
   });
 }
 
 void Float8Converter::post_optimizer_hook(nn::Module& model, const ParallelAccess& parallel) {
   precompute_scales(model, parallel);
   // Delayed scaling: this step's amaxes join the histories (one reduction for the whole model).
-  float8::sync_amax_histories(model, [&](std::vector<float>& amaxes) {
-    Tensor t = Tensor::empty({static_cast<std::int64_t>(amaxes.size())});
-    std::copy(amaxes.begin(), amaxes.end(), t.data<float>());
-    parallel.max_over_world(t);
-    std::copy(t.data<float>(), t.data<float>() + t.numel(), amaxes.begin());
-  });
+  float8::sync_amax_histories(model, parallel.max_over_world);
 }
 
 }  // namespace titan::train

@@ -335,3 +335,36 @@ TEST_CASE("Float8Linear on the GPU (f32 and bf16 inputs) matches the CPU emulati
     }
   }
 }
+
+TEST_CASE("cuda float8 delayed scaling: amaxes, histories and scales stay on the device, the CPU's bits", "[gpu]") {
+  using float8::DelayedScaling;
+  const float8::Recipe recipe = float8::recipe_from_name("delayed", 3);
+  float8::Float8Linear cpu(48, 32, recipe), gpu(48, 32, recipe);
+  const Tensor w = random_tensor({32, 48}, 61, DType::f32, 0.2f);
+  cpu.weight.set_data(w.clone());
+  gpu.weight.set_data(w.to(kGpu));
+  const auto identity = [](const Tensor&) {};
+  for (int step = 1; step <= 5; ++step) {  // step 4's large input leaves the 3-step window at step 7
+    const Tensor x = random_tensor({5, 48}, 70 + step, DType::f32, step == 4 ? 8.0f : 1.0f);
+    const Tensor gy = random_tensor({5, 32}, 80 + step);
+    const std::int64_t syncs = backend_for(kGpu).host_syncs(kGpu.index);
+    autograd::Variable xg(x.to(kGpu), true);
+    autograd::Variable yg = gpu(xg);
+    yg.backward(gy.to(kGpu));
+    float8::sync_amax_histories(gpu, identity);
+    INFO("step " << step);
+    REQUIRE(backend_for(kGpu).host_syncs(kGpu.index) == syncs);  // nothing read back in a step
+    autograd::Variable xc(x.clone(), true);
+    autograd::Variable yc = cpu(xc);
+    yc.backward(gy);
+    float8::sync_amax_histories(cpu, identity);
+    require_close(yg.data(), yc.data(), 1e-2, "delayed output");  // FP8 tensor cores vs float32
+    require_close(xg.grad(), xc.grad(), 1e-2, "delayed grad_input");
+    for (int r = 0; r < 3; ++r) {  // amax is exact, so the histories and scales agree bit for bit
+      const auto role = DelayedScaling::Role(r);
+      REQUIRE(gpu.delayed_state()->history(role) == cpu.delayed_state()->history(role));
+      REQUIRE(gpu.delayed_state()->scale(role, DType::f8e4m3).to(Device::cpu()).item(0) ==
+              cpu.delayed_state()->scale(role, DType::f8e4m3).item(0));
+    }
+  }
+}

@@ -165,10 +165,11 @@ TEST_CASE("delayed scaling: the first step is dynamic, later scales come from th
   // The step ends: x1's amax joins the input history.
   // (sync_amax_histories does this for a whole model; see the next test.)
   const float amax1 = amax(x1, Granularity::tensorwise, 0).item(0);
-  state->history[DelayedScaling::input].push_back(state->pending[DelayedScaling::input]);
-  state->history[DelayedScaling::weight].push_back(state->pending[DelayedScaling::weight]);
-  state->seen = {false, false, false};
-  CHECK(state->history[DelayedScaling::input].back() == amax1);
+  CHECK_FALSE(state->seen(DelayedScaling::grad_output));  // no backward ran
+  state->push(DelayedScaling::input, state->pending_amax(DelayedScaling::input));
+  state->push(DelayedScaling::weight, state->pending_amax(DelayedScaling::weight));
+  CHECK_FALSE(state->seen(DelayedScaling::input));
+  CHECK(state->history(DelayedScaling::input) == std::vector<float>{amax1});
   // Step 2: x2 (4x larger) is cast with the scale from x1's amax, so it saturates.
   autograd::Variable y2 = float8_linear(autograd::Variable(x2.clone()), wv, delayed, state);
   const float scale1 = amax_to_scale(Tensor::full({1}, amax1), DType::f8e4m3, false).item(0);
@@ -176,7 +177,30 @@ TEST_CASE("delayed scaling: the first step is dynamic, later scales come from th
   const Tensor wq = cast_to_float8(w, DType::f8e4m3, Granularity::tensorwise, 0, false).dequantize();
   const Tensor want = ops::linear(x2q, wq);
   for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(y2.data().item(i) == Approx(want.item(i)).epsilon(1e-6));
-  CHECK(state->pending[DelayedScaling::input] == amax(x2, Granularity::tensorwise, 0).item(0));
+  CHECK(state->pending_amax(DelayedScaling::input).item(0) == amax(x2, Granularity::tensorwise, 0).item(0));
+}
+
+TEST_CASE("delayed scaling's history is a ring on the device: oldest first, bounded, NaN kept, checkpoint round trip") {
+  DelayedScaling s(3);
+  const auto in = DelayedScaling::input;
+  CHECK(s.entries(in) == 0);
+  CHECK(s.history(in).empty());
+  CHECK_THROWS_WITH(s.scale(in, DType::f8e4m3), Catch::Contains("before the first amax sync"));
+  CHECK_THROWS_WITH(s.pending_amax(in), Catch::Contains("no amax recorded"));
+  for (float a : {2.0f, 8.0f, 1.0f, 4.0f, 0.5f}) s.push(in, Tensor::full({1}, a));
+  CHECK(s.entries(in) == 3);
+  CHECK(s.history(in) == std::vector<float>{1.0f, 4.0f, 0.5f});  // 2 and 8 have left the window
+  CHECK(s.scale(in, DType::f8e4m3).item(0) == amax_to_scale(Tensor::full({1}, 4.0), DType::f8e4m3, false).item(0));
+  CHECK(s.history(DelayedScaling::weight).empty());  // roles are separate rows
+  s.push(in, Tensor::full({1}, NAN));
+  CHECK(std::isnan(s.scale(in, DType::f8e4m3).item(0)));  // torch.max propagates NaN
+  // A checkpoint's list (longer than the window: its newest entries are kept) restores the ring.
+  DelayedScaling t(3);
+  t.set_history(in, {9.0f, 3.0f, 2.0f, 1.0f});
+  CHECK(t.history(in) == std::vector<float>{3.0f, 2.0f, 1.0f});
+  t.push(in, Tensor::full({1}, 0.25f));
+  CHECK(t.history(in) == std::vector<float>{2.0f, 1.0f, 0.25f});
+  CHECK_THROWS_WITH(DelayedScaling(0), Catch::Contains("amax_history_len must be >= 1"));
 }
 
 TEST_CASE("delayed scaling in a model: one sync per step fills bounded histories") {
@@ -191,16 +215,16 @@ TEST_CASE("delayed scaling in a model: one sync per step fills bounded histories
   int calls = 0;
   for (int step = 0; step < 4; ++step) {
     autograd::cross_entropy(model.forward_tokens(tokens), targets).backward();
-    sync_amax_histories(model, [&](std::vector<float>& v) {
+    sync_amax_histories(model, [&](const Tensor& v) {
       ++calls;
-      CHECK(v.size() == 7 * 3);  // 7 converted layers x (input, weight, grad_output)
+      CHECK(v.numel() == 7 * 3);  // 7 converted layers x (input, weight, grad_output)
     });
   }
   CHECK(calls == 4);
   for (auto& [fqn, m] : model.named_modules())
     if (auto* f8 = dynamic_cast<Float8Linear*>(m)) {
       INFO(fqn);
-      for (int r = 0; r < 3; ++r) CHECK(f8->delayed_state()->history[r].size() == 2);
+      for (int r = 0; r < 3; ++r) CHECK(f8->delayed_state()->history(DelayedScaling::Role(r)).size() == 2);
     }
 }
 

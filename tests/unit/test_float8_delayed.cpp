@@ -61,9 +61,10 @@ const DType kDtypes[3] = {DType::f8e4m3, DType::f8e4m3, DType::f8e5m2};
 
 // Our history of role r in torchao's layout (see the top of the file).
 std::vector<float> torchao_layout(const DelayedScaling& s, int r, float initial_entry) {
-  std::vector<float> out(s.history[r].rbegin(), s.history[r].rend());
+  const std::vector<float> h = s.history(DelayedScaling::Role(r));
+  std::vector<float> out(h.rbegin(), h.rend());
   out.push_back(initial_entry);
-  out.resize(static_cast<size_t>(s.length), 0.0f);
+  out.resize(static_cast<size_t>(s.length()), 0.0f);
   return out;
 }
 
@@ -92,9 +93,9 @@ void check_state(const DelayedScaling& s, const std::string& prefix, int k, cons
     for (size_t i = 0; i < got.size(); ++i) mismatches += !same_bits(got[i], static_cast<float>(want.item(i)));
     CHECK(mismatches == 0);
     const float want_scale = static_cast<float>(G(prefix + "scale." + kRoles[r] + "." + std::to_string(k)).item(0));
-    CHECK(same_bits(s.scale(static_cast<DelayedScaling::Role>(r), kDtypes[r]), want_scale));
+    CHECK(same_bits(static_cast<float>(s.scale(static_cast<DelayedScaling::Role>(r), kDtypes[r]).item(0)), want_scale));
     if (check_amax)
-      CHECK(same_bits(s.history[r].back(), static_cast<float>(G("amax." + std::string(kRoles[r]) + "." + std::to_string(k)).item(0))));
+      CHECK(same_bits(s.history(DelayedScaling::Role(r)).back(), static_cast<float>(G("amax." + std::string(kRoles[r]) + "." + std::to_string(k)).item(0))));
   }
 }
 
@@ -127,12 +128,12 @@ TEST_CASE("delayed scaling matches torchao 0.9.0 step by step: histories, scales
       CHECK(rel(gx, G("gx." + km)) < 1e-6);
       CHECK(rel(gw, G("gw." + km)) < 1e-6);
     }
-    sync_amax_histories(layer, [&](std::vector<float>& amaxes) {
+    sync_amax_histories(layer, [&](const Tensor& amaxes) {
       ++syncs;
-      CHECK(amaxes.size() == 3);  // one collective: input, weight, grad_output of the one layer
+      CHECK(amaxes.numel() == 3);  // one collective: input, weight, grad_output of the one layer
     });
     if (k == 1)
-      for (int r = 0; r < 3; ++r) initial[size_t(r)] = state.history[r].front();
+      for (int r = 0; r < 3; ++r) initial[size_t(r)] = state.history(DelayedScaling::Role(r)).front();
     check_state(state, "", k, initial, true);
   }
   CHECK(syncs == steps);
@@ -200,7 +201,9 @@ struct TwoRanks {
     for (int r = 0; r < 2; ++r) {
       layers.push_back(std::make_unique<Float8Linear>(in, out, recipe_from_name("delayed", 4)));
       if (reduce_first_step)
-        set_first_step_amax_reduction(*layers.back(), [this, r](float amax) { return reducer.reduce(r, amax); });
+        set_first_step_amax_reduction(*layers.back(), [this, r](const Tensor& amax) {
+          amax.set(0, reducer.reduce(r, static_cast<float>(amax.item(0))));
+        });
     }
   }
   // Runs runs[r] on rank r's layer, both at once. Catch2's assertions are not thread-safe, so the
@@ -226,12 +229,13 @@ struct TwoRanks {
     for (auto& l : layers) {
       const DelayedScaling& s = *l->delayed_state();
       for (int r = 0; r < 3; ++r)
-        if (s.seen[r]) global[size_t(r)] = std::max(global[size_t(r)], s.pending[r]);
+        if (s.seen(DelayedScaling::Role(r)))
+          global[size_t(r)] = std::max(global[size_t(r)], static_cast<float>(s.pending_amax(DelayedScaling::Role(r)).item(0)));
     }
     for (auto& l : layers)
-      sync_amax_histories(*l, [&](std::vector<float>& amaxes) {
-        REQUIRE(amaxes.size() == 3);
-        amaxes = global;
+      sync_amax_histories(*l, [&](const Tensor& amaxes) {
+        REQUIRE(amaxes.numel() == 3);
+        for (int r = 0; r < 3; ++r) amaxes.set(r, global[size_t(r)]);
       });
   }
 };
@@ -268,7 +272,7 @@ TEST_CASE("delayed scaling on 2 data-parallel ranks matches torchao 0.9.0 from t
     }
     ranks.sync();
     if (k == 1)
-      for (int r = 0; r < 3; ++r) initial[size_t(r)] = ranks.layers[0]->delayed_state()->history[r].front();
+      for (int r = 0; r < 3; ++r) initial[size_t(r)] = ranks.layers[0]->delayed_state()->history(DelayedScaling::Role(r)).front();
     for (int r = 0; r < 2; ++r)
       check_state(*ranks.layers[size_t(r)]->delayed_state(), "dp2.r" + std::to_string(r) + ".", k, initial, false);
   }
