@@ -71,6 +71,12 @@ __global__ void add_scaled_kernel(A* a, const B* b, std::int64_t n, float alpha)
 }
 
 template <class T>
+__global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
+    out[i] = from_f32<T>(__fadd_rn(to_f32(a[i]), to_f32(b[i])));
+}
+
+template <class T>
 __global__ void scale_kernel(T* a, std::int64_t n, float alpha) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
     a[i] = from_f32<T>(to_f32(a[i]) * alpha);
@@ -133,6 +139,16 @@ void add_scaled(void* a, DType a_dtype, const void* b, DType b_dtype, std::int64
       using B = decltype(tb);
       add_scaled_kernel<<<grid_for(n, kThreads), kThreads, 0, compute_stream()>>>(static_cast<A*>(a), static_cast<const B*>(b), n, alpha);
     });
+  });
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+void add(const void* a, const void* b, void* out, DType dtype, std::int64_t n) {
+  if (n == 0) return;
+  dispatch_float(dtype, "cuda::add", [&](auto t) {
+    using T = decltype(t);
+    add_kernel<<<grid_for(n, kThreads), kThreads, 0, compute_stream()>>>(static_cast<const T*>(a), static_cast<const T*>(b),
+                                                                         static_cast<T*>(out), n);
   });
   TITAN_CUDA_LAUNCH_CHECK();
 }

@@ -14,6 +14,9 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::
 void fill(void* dst, DType dtype, std::int64_t n, double value);
 // a[i] += alpha * b[i] (a and b f32 or bf16, may differ: a bf16 grad + f32 update is allowed).
 void add_scaled(void* a, DType a_dtype, const void* b, DType b_dtype, std::int64_t n, float alpha);
+// out[i] = a[i] + b[i], all three `dtype` (f32 or bf16), rounded once: the bits of add_scaled
+// with alpha 1 on a copy of a, in one pass instead of two.
+void add(const void* a, const void* b, void* out, DType dtype, std::int64_t n);
 // a[i] *= alpha
 void scale(void* a, DType dtype, std::int64_t n, float alpha);
 // Gradient clipping from a sum of squares in device memory, without the host reading it: with

@@ -10,6 +10,12 @@
 // of VEC consecutive elements (VEC = 16 bytes / sizeof(T) when D*sizeof(T) is a multiple of 16
 // and every pointer is 16-byte aligned, else 1); pass 1 reduces sum(x^2) over the block, pass 2
 // re-reads the row (L1/L2 hits) and writes y.
+// Fused residual (h = x + residual feeding the norm, a Llama block's ffn_norm): pass 1 reads x and
+// residual, stores h = round(x + residual) and sums its squares; pass 2 recomputes h from x and
+// residual rather than reading h back (loads through the read-only path may not see this
+// kernel's own stores). The backward's dx_add is added after rounding the norm's gradient to the
+// storage dtype, with __fadd_rn (never contracted into an FMA), so both are the bits of a
+// separate add.
 // Backward: G blocks (G = ceil(rows / rows_per_block) <= 512), block b handles the contiguous rows
 // [b * rpb, (b + 1) * rpb). Because a thread owns the same columns for every row, it accumulates
 // its columns' dw partials privately (no synchronization) in shared memory (D <= 10240) or else
@@ -29,17 +35,33 @@ constexpr int kMaxThreads = 512;
 constexpr std::int64_t kMaxBackwardBlocks = 512;
 constexpr std::int64_t kSmemAccMaxD = 10240;  // f32 accumulator row in shared memory up to 40 KiB
 
+// v = x (+ residual, rounded to T) for one chunk.
+template <class T, int VEC>
+__device__ __forceinline__ void load_input(const T* __restrict__ x, const T* __restrict__ residual, std::int64_t at,
+                                           float (&v)[VEC]) {
+  load_f32<T, VEC>(x + at, v);
+  if (residual) {
+    float r[VEC];
+    load_f32<T, VEC>(residual + at, r);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) v[k] = to_f32(from_f32<T>(__fadd_rn(v[k], r[k])));
+  }
+}
+
 template <class T, int VEC>
 __global__ void rmsnorm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
-                                       float* __restrict__ rstd, std::int64_t rows, std::int64_t D, float eps) {
+                                       float* __restrict__ rstd, std::int64_t rows, std::int64_t D, float eps,
+                                       const T* __restrict__ residual, T* __restrict__ h) {
   __shared__ float scratch[32];
   const std::int64_t chunks = D / VEC;
   for (std::int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * D;
     float ss = 0.f;
+    const T* rr = residual ? residual + r * D : nullptr;
     for (std::int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
       float v[VEC];
-      load_f32<T, VEC>(xr + c * VEC, v);
+      load_input<T, VEC>(xr, rr, c * VEC, v);
+      if (h) store_f32<T, VEC>(h + r * D + c * VEC, v);
 #pragma unroll
       for (int k = 0; k < VEC; ++k) ss += v[k] * v[k];
     }
@@ -49,7 +71,7 @@ __global__ void rmsnorm_forward_kernel(const T* __restrict__ x, const T* __restr
     T* yr = y + r * D;
     for (std::int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
       float v[VEC], wv[VEC], o[VEC];
-      load_f32<T, VEC>(xr + c * VEC, v);
+      load_input<T, VEC>(xr, rr, c * VEC, v);
       load_f32<T, VEC>(w + c * VEC, wv);
 #pragma unroll
       for (int k = 0; k < VEC; ++k) o[k] = v[k] * rs * wv[k];
@@ -61,8 +83,9 @@ __global__ void rmsnorm_forward_kernel(const T* __restrict__ x, const T* __restr
 // partial: [gridDim.x, D] f32, row b holding block b's column sums (permuted, see top).
 template <class T, int VEC>
 __global__ void rmsnorm_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
-                                        const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ partial,
-                                        std::int64_t rows, std::int64_t D, std::int64_t rows_per_block, bool smem_acc) {
+                                        const float* __restrict__ rstd, T* dx, float* __restrict__ partial,
+                                        std::int64_t rows, std::int64_t D, std::int64_t rows_per_block, bool smem_acc,
+                                        const T* dx_add) {
   extern __shared__ float smem[];
   __shared__ float scratch[32];
   const std::int64_t chunks = D / VEC;
@@ -100,6 +123,12 @@ __global__ void rmsnorm_backward_kernel(const T* __restrict__ dy, const T* __res
         const float n = xv[k] * rs;
         o[k] = rs * (g[k] * wv[k] - n * mean_dot);
         acc[k * chunks + c] += g[k] * n;
+      }
+      if (dx_add) {
+        float a[VEC];
+        load_f32<T, VEC>(dx_add + r * D + c * VEC, a);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) o[k] = __fadd_rn(to_f32(from_f32<T>(o[k])), a[k]);
       }
       store_f32<T, VEC>(dxr + c * VEC, o);
     }
@@ -142,37 +171,40 @@ unsigned row_grid(std::int64_t rows) {
 }  // namespace
 
 void rmsnorm_forward(const void* x, const void* w, void* y, float* rstd, std::int64_t rows, std::int64_t D, double eps,
-                     DType dtype) {
+                     DType dtype, const void* residual, void* h) {
+  if (!residual != !h) throw_usage_error("rmsnorm_forward: a residual needs its h output, and h its residual");
   if (rows < 0 || D < 0) throw_usage_error("rmsnorm_forward: negative size");
   if (rows == 0) return;
   if (D == 0) throw_usage_error("rmsnorm_forward: D must be positive");
   dispatch_float(dtype, "rmsnorm_forward", [&](auto tag) {
     using T = decltype(tag);
     constexpr int V = 16 / sizeof(T);
-    const bool vec = D % V == 0 && aligned16(x) && aligned16(w) && aligned16(y);
+    const bool vec = D % V == 0 && aligned16(x) && aligned16(w) && aligned16(y) && aligned16(residual) && aligned16(h);
     const T* xp = static_cast<const T*>(x);
     const T* wp = static_cast<const T*>(w);
+    const T* rp = static_cast<const T*>(residual);
     T* yp = static_cast<T*>(y);
+    T* hp = static_cast<T*>(h);
     if (vec) {
       rmsnorm_forward_kernel<T, V><<<row_grid(rows), threads_for(D / V), 0, compute_stream()>>>(
-          xp, wp, yp, rstd, rows, D, static_cast<float>(eps));
+          xp, wp, yp, rstd, rows, D, static_cast<float>(eps), rp, hp);
     } else {
       rmsnorm_forward_kernel<T, 1><<<row_grid(rows), threads_for(D), 0, compute_stream()>>>(
-          xp, wp, yp, rstd, rows, D, static_cast<float>(eps));
+          xp, wp, yp, rstd, rows, D, static_cast<float>(eps), rp, hp);
     }
     TITAN_CUDA_LAUNCH_CHECK();
   });
 }
 
 void rmsnorm_backward(const void* dy, const void* x, const void* w, const float* rstd, void* dx, float* dw_accum,
-                      std::int64_t rows, std::int64_t D, DType dtype) {
+                      std::int64_t rows, std::int64_t D, DType dtype, const void* dx_add) {
   if (rows < 0 || D < 0) throw_usage_error("rmsnorm_backward: negative size");
   if (rows == 0) return;
   if (D == 0) throw_usage_error("rmsnorm_backward: D must be positive");
   dispatch_float(dtype, "rmsnorm_backward", [&](auto tag) {
     using T = decltype(tag);
     constexpr int V = 16 / sizeof(T);
-    const bool vec = D % V == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && aligned16(dx);
+    const bool vec = D % V == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && aligned16(dx) && aligned16(dx_add);
     const int vec_width = vec ? V : 1;
 
     const std::int64_t target_blocks = rows < kMaxBackwardBlocks ? rows : kMaxBackwardBlocks;
@@ -187,12 +219,13 @@ void rmsnorm_backward(const void* dy, const void* x, const void* w, const float*
     const T* xp = static_cast<const T*>(x);
     const T* wp = static_cast<const T*>(w);
     T* dxp = static_cast<T*>(dx);
+    const T* addp = static_cast<const T*>(dx_add);
     if (vec) {
       rmsnorm_backward_kernel<T, V><<<static_cast<unsigned>(blocks), threads_for(D / V), smem_bytes, compute_stream()>>>(
-          dyp, xp, wp, rstd, dxp, partial, rows, D, rows_per_block, smem_acc);
+          dyp, xp, wp, rstd, dxp, partial, rows, D, rows_per_block, smem_acc, addp);
     } else {
       rmsnorm_backward_kernel<T, 1><<<static_cast<unsigned>(blocks), threads_for(D), smem_bytes, compute_stream()>>>(
-          dyp, xp, wp, rstd, dxp, partial, rows, D, rows_per_block, smem_acc);
+          dyp, xp, wp, rstd, dxp, partial, rows, D, rows_per_block, smem_acc, addp);
     }
     TITAN_CUDA_LAUNCH_CHECK();
     rmsnorm_dw_reduce_kernel<<<grid_for(D, 256), 256, 0, compute_stream()>>>(partial, dw_accum, blocks, D, vec_width);

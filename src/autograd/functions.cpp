@@ -101,6 +101,18 @@ Variable rmsnorm(const Variable& x, const Variable& w, double eps) {
   });
 }
 
+std::vector<Variable> add_rmsnorm(const Variable& a, const Variable& b, const Variable& w, double eps) {
+  Tensor wd = w.data();
+  ops::AddRmsNormOut o = ops::add_rmsnorm(a.data(), b.data(), wd, eps);
+  return record("AddRMSNorm", {a, b, w}, {o.h, o.y}, [hd = o.h, wd, rstd = o.rstd](const TV& g) -> TV {
+    // g[0]: h's gradient from the residual stream, g[1]: the norm output's. dh goes to a and b alike.
+    if (!g[1].defined()) return {g[0], g[0], Tensor()};
+    Tensor dw = Tensor::zeros(wd.shape(), wd.dtype(), wd.device());
+    Tensor dh = ops::rmsnorm_backward(g[1], hd, wd, rstd, dw, g[0]);
+    return {dh, dh, dw};
+  });
+}
+
 Variable rope(const Variable& x, const ops::RopeTable& table) {
   return record1("RoPE", {x}, ops::rope(x.data(), table),
                  [table](const TV& g) -> TV { return {ops::rope(g[0], table, /*inverse=*/true)}; });

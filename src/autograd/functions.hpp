@@ -13,6 +13,9 @@ Variable embedding(const Variable& weight, const Tensor& tokens);
 // weight holds rows [first_row, first_row + R) of the table; other tokens give zero rows.
 Variable embedding_rows(const Variable& weight, const Tensor& tokens, std::int64_t first_row);
 Variable rmsnorm(const Variable& x, const Variable& w, double eps);
+// {h, y} with h = a + b and y = rmsnorm(h, w): the residual add fused into the norm that reads it
+// (one op, one pass; the values and gradients of add followed by rmsnorm).
+std::vector<Variable> add_rmsnorm(const Variable& a, const Variable& b, const Variable& w, double eps);
 Variable rope(const Variable& x, const ops::RopeTable& table);
 Variable attention(const Variable& q, const Variable& k, const Variable& v);
 Variable swiglu(const Variable& a, const Variable& b);

@@ -97,7 +97,9 @@ class RMSNorm : public Module {
   Variable& weight;
 
  protected:
+  // {x} -> {rmsnorm(x)}; {x, r} -> {h, rmsnorm(h)} with h = x + r, the residual add fused in.
   std::vector<Variable> forward(const std::vector<Variable>& in) override {
+    if (in.size() == 2) return autograd::add_rmsnorm(in[0], in[1], weight, eps_);
     return {autograd::rmsnorm(in[0], weight, eps_)};
   }
 

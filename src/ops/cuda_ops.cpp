@@ -113,6 +113,21 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
   cuda::add_scaled(a.raw(), a.dtype(), b.raw(), b.dtype(), a.numel(), float(alpha));
 }
 
+Tensor add(const Tensor& a, const Tensor& b) {
+  check("add", {&a, &b});
+  check_float("add", a);
+  check_float("add", b);
+  require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
+  if (a.dtype() != b.dtype()) {  // mixed (a bf16 value + an f32 one): the copy-and-accumulate form
+    Tensor out = a.clone();
+    add_(out, b, 1.0);
+    return out;
+  }
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cuda::add(a.raw(), b.raw(), out.raw(), a.dtype(), a.numel());
+  return out;
+}
+
 void scale_(Tensor& a, double alpha) {
   check("scale", {&a});
   check_float("scale", a);
@@ -329,7 +344,20 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   return o;
 }
 
-Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
+AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps) {
+  check("add_rmsnorm", {&a, &b, &w});
+  check_float("add_rmsnorm", a);
+  check_same_dtype("add_rmsnorm", a, b);
+  check_same_dtype("add_rmsnorm", a, w);
+  AddRmsNormOut o{Tensor::empty(a.shape(), a.dtype(), a.device()), Tensor::empty(a.shape(), a.dtype(), a.device()),
+                  Tensor::empty({rows_of(a)}, DType::f32, a.device())};
+  cuda::rmsnorm_forward(a.raw(), w.raw(), o.y.raw(), o.rstd.data<float>(), rows_of(a), a.size(-1), eps, a.dtype(), b.raw(),
+                        o.h.raw());
+  return o;
+}
+
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw,
+                        const Tensor& dx_add) {
   check("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw});
   check_float("rmsnorm_backward", x);
   check_same_dtype("rmsnorm_backward", x, dy);
@@ -341,7 +369,7 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor acc = dw.dtype() == DType::f32 ? dw : Tensor::zeros(dw.shape(), DType::f32, dw.device());
   cuda::rmsnorm_backward(dy.raw(), x.raw(), w.raw(), rstd.data<float>(), dx.raw(), acc.data<float>(), rows_of(x),
-                         x.size(-1), x.dtype());
+                         x.size(-1), x.dtype(), dx_add.defined() ? dx_add.raw() : nullptr);
   if (dw.dtype() != DType::f32) add_(dw, acc, 1.0);
   return dx;
 }

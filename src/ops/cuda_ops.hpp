@@ -12,6 +12,7 @@ Tensor linear_backward_input(const Tensor& dy, const Tensor& w);
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate);  // dw f32 or x's dtype
 void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta, Tensor& c);
 void add_(Tensor& a, const Tensor& b, double alpha);
+Tensor add(const Tensor& a, const Tensor& b);
 void scale_(Tensor& a, double alpha);
 Tensor swiglu(const Tensor& a, const Tensor& b);
 void swiglu_backward(const Tensor& dh, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db);
@@ -42,7 +43,9 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps);
-Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw);
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw,
+                        const Tensor& dx_add);
+AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps);
 Tensor rope(const Tensor& x, const RopeTable& table, bool inverse);
 AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v);
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,

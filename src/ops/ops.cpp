@@ -338,11 +338,7 @@ std::string scaled_mm_implementation(Device device, bool emulate) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  if (!a.device().is_cpu()) {
-    Tensor out = a.clone();
-    add_(out, b);
-    return out;
-  }
+  TITAN_CUDA_DISPATCH(a, add(a, b));
   // One pass, out = a + b (the bits of clone + add_, whose a + 1 * b is a + b, without the copy).
   require(a.numel() == b.numel(), "add", shape_str(a.shape()) + " + " + shape_str(b.shape()));
   if (any_cpu_half({&a, &b})) {
@@ -606,21 +602,47 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   return o;
 }
 
-Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw) {
-  TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw));
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw,
+                        const Tensor& dx_add) {
+  if (dx_add.defined())
+    require(dx_add.shape() == x.shape() && dx_add.dtype() == x.dtype() && dx_add.device() == x.device(), "rmsnorm_backward",
+            "dx_add " + shape_str(dx_add.shape()) + " " + std::string(dtype_name(dx_add.dtype())) + " must match x " +
+                shape_str(x.shape()) + " " + std::string(dtype_name(x.dtype())));
+  TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw, dx_add));
   if (any_cpu_half({&dy, &x, &w, &dw})) {
+    // Emulated half: the norm's gradient is rounded to the dtype first, then added (add()'s bits).
     Tensor dwf = widened(dw);
-    Tensor dx = rmsnorm_backward(widened(dy), widened(x), widened(w), rstd, dwf);
+    Tensor dx = to_half(rmsnorm_backward(widened(dy), widened(x), widened(w), rstd, dwf));
     if (dwf.raw() != dw.raw()) dw.copy_from(dwf);
-    return to_half(dx);
+    return dx_add.defined() ? add(dx, dx_add) : dx;
   }
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
   dispatch("rmsnorm_backward", {&dy, &x, &w, &rstd, &dw}, [&](auto t) {
     using T = decltype(t);
     cpu::rmsnorm_backward(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(), dx.data<T>(), dw.data<T>(), rows_of(x),
-                          x.size(-1));
+                          x.size(-1), dx_add.defined() ? dx_add.data<T>() : nullptr);
   });
   return dx;
+}
+
+AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps) {
+  require(a.shape() == b.shape() && a.dtype() == b.dtype(), "add_rmsnorm",
+          "a " + shape_str(a.shape()) + " " + std::string(dtype_name(a.dtype())) + " vs b " + shape_str(b.shape()) + " " +
+              std::string(dtype_name(b.dtype())));
+  require(w.dim() == 1 && w.size(0) == a.size(-1), "add_rmsnorm", "a " + shape_str(a.shape()) + " vs w " + shape_str(w.shape()));
+  TITAN_CUDA_DISPATCH(a, add_rmsnorm(a, b, w, eps));
+  if (any_cpu_half({&a, &b, &w})) {  // emulated half: nothing to save by fusing
+    Tensor h = add(a, b);
+    RmsNormOut o = rmsnorm(h, w, eps);
+    return {h, o.y, o.rstd};
+  }
+  AddRmsNormOut o{Tensor::empty(a.shape(), a.dtype()), Tensor::empty(a.shape(), a.dtype()), Tensor::empty({rows_of(a)}, a.dtype())};
+  dispatch("add_rmsnorm", {&a, &b, &w}, [&](auto t) {
+    using T = decltype(t);
+    cpu::rmsnorm_forward(a.data<T>(), w.data<T>(), o.y.data<T>(), o.rstd.data<T>(), rows_of(a), a.size(-1), eps,
+                         b.data<T>(), o.h.data<T>());
+  });
+  return o;
 }
 
 RopeTable rope_table(std::int64_t head_dim, std::int64_t max_seq_len, double theta, const RopeScaling* scaling) {

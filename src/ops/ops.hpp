@@ -164,8 +164,18 @@ struct RmsNormOut {
   Tensor y, rstd;  // rstd [rows] is saved for backward
 };
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps);
-// dx is returned; dw (same shape as w) is accumulated into.
-Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw);
+// dx is returned; dw (same shape as w) is accumulated into. With `dx_add` (x's shape and dtype),
+// dx = dx_add + the norm's gradient, rounded as add() rounds it, in the same pass (a residual
+// stream's gradient joining the norm's).
+Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw,
+                        const Tensor& dx_add = Tensor());
+// The residual add fused into the norm that reads it: h = a + b (add()'s bits), y = rmsnorm(h, w),
+// reading a and b once instead of writing h and reading it back. Backward: rmsnorm_backward on h
+// with the residual stream's gradient as dx_add.
+struct AddRmsNormOut {
+  Tensor h, y, rstd;
+};
+AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps);
 
 // ---- RoPE ----
 struct RopeScaling {  // Llama 3.1 frequency scaling (TorchTitan's RoPEScalingArgs)

@@ -368,3 +368,29 @@ TEST_CASE("cuda float8 delayed scaling: amaxes, histories and scales stay on the
     }
   }
 }
+
+TEST_CASE("cuda ops: one-pass add, and the fused residual add + rmsnorm, give the unfused GPU ops' bits", "[gpu]") {
+  for (DType dt : {DType::f32, DType::bf16})
+    for (std::int64_t D : {129, 256}) {  // scalar and 16-byte vector paths
+      INFO(dtype_name(dt) << ", D = " << D);
+      const Tensor a = random_tensor({37, D}, 90, dt).to(kGpu), b = random_tensor({37, D}, 91, dt).to(kGpu);
+      const Tensor w = random_tensor({D}, 92, dt).to(kGpu), dy = random_tensor({37, D}, 93, dt).to(kGpu);
+      const Tensor dh = random_tensor({37, D}, 94, dt).to(kGpu);
+      const ops::AddRmsNormOut f = ops::add_rmsnorm(a, b, w, 1e-5);
+      const Tensor h = ops::add(a, b);
+      Tensor accumulated = a.clone();  // the one-pass add gives clone + add_'s bits
+      ops::add_(accumulated, b);
+      REQUIRE(h.to_vector() == accumulated.to_vector());
+      const ops::RmsNormOut n = ops::rmsnorm(h, w, 1e-5);
+      REQUIRE(f.h.to_vector() == h.to_vector());
+      REQUIRE(f.y.to_vector() == n.y.to_vector());
+      REQUIRE(f.rstd.to_vector() == n.rstd.to_vector());
+      Tensor dw_fused = Tensor::zeros({D}, DType::f32, kGpu), dw = Tensor::zeros({D}, DType::f32, kGpu);
+      const Tensor dx_fused = ops::rmsnorm_backward(dy, f.h, w, f.rstd, dw_fused, dh);
+      const Tensor dx = ops::add(ops::rmsnorm_backward(dy, h, w, n.rstd, dw), dh);
+      REQUIRE(dx_fused.to_vector() == dx.to_vector());
+      REQUIRE(dw_fused.to_vector() == dw.to_vector());
+      const ops::AddRmsNormOut c = ops::add_rmsnorm(f32_cpu(a), f32_cpu(b), f32_cpu(w), 1e-5);
+      require_close(f.y, c.y, gpu_test::tolerance_for(dt), "fused rmsnorm y vs the CPU");
+    }
+}

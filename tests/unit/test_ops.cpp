@@ -141,6 +141,47 @@ TEST_CASE("op rmsnorm: forward and backward for x and weight") {
   check_close(ops::rmsnorm(x.to(DType::f32), w.to(DType::f32), 1e-5).y, o.y, 1e-5);
 }
 
+TEST_CASE("op add_rmsnorm: the residual add fused into the norm gives add + rmsnorm's bits, and their gradients") {
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    INFO(dtype_name(dt));
+    const auto in = [&](const Shape& shape, std::uint64_t seed) { return randn(shape, seed).to(dt); };
+    const Tensor a = in({3, 5, 37}, 21), b = in({3, 5, 37}, 22), w = in({37}, 23), dy = in({3, 5, 37}, 24),
+                 dh = in({3, 5, 37}, 25);
+    const ops::AddRmsNormOut f = ops::add_rmsnorm(a, b, w, 1e-5);
+    const Tensor h = ops::add(a, b);
+    const ops::RmsNormOut n = ops::rmsnorm(h, w, 1e-5);
+    CHECK(f.h.to_vector() == h.to_vector());
+    CHECK(f.y.to_vector() == n.y.to_vector());
+    CHECK(f.rstd.to_vector() == n.rstd.to_vector());
+    Tensor dw_fused = Tensor::zeros({37}, dt), dw = Tensor::zeros({37}, dt);
+    const Tensor dx_fused = ops::rmsnorm_backward(dy, f.h, w, f.rstd, dw_fused, dh);
+    const Tensor dx = ops::add(ops::rmsnorm_backward(dy, h, w, n.rstd, dw), dh);
+    CHECK(dx_fused.to_vector() == dx.to_vector());
+    CHECK(dw_fused.to_vector() == dw.to_vector());
+  }
+  // float64 against finite differences of sum(h * Rh + y * Ry) through a and w.
+  Tensor a = randn({2, 3, 11}, 31), b = randn({2, 3, 11}, 32), w = randn({11}, 33);
+  const Tensor Rh = randn({2, 3, 11}, 34), Ry = randn({2, 3, 11}, 35);
+  const ops::AddRmsNormOut o = ops::add_rmsnorm(a, b, w, 1e-5);
+  Tensor dw = Tensor::zeros({11}, DType::f64);
+  const Tensor da = ops::rmsnorm_backward(Ry, o.h, w, o.rstd, dw, Rh);
+  const auto both = [&] {  // [h, y] flattened, paired with [Rh, Ry]
+    const ops::AddRmsNormOut t = ops::add_rmsnorm(a, b, w, 1e-5);
+    Tensor out = Tensor::empty({2 * t.h.numel()}, DType::f64);
+    out.view_range(0, t.h.shape()).copy_from(t.h);
+    out.view_range(t.h.numel(), t.y.shape()).copy_from(t.y);
+    return out;
+  };
+  Tensor R = Tensor::empty({2 * Rh.numel()}, DType::f64);
+  R.view_range(0, Rh.shape()).copy_from(Rh);
+  R.view_range(Rh.numel(), Ry.shape()).copy_from(Ry);
+  check_grad(a, both, R, da);
+  check_grad(w, both, R, dw);
+  CHECK_THROWS_WITH(ops::add_rmsnorm(a, randn({2, 3, 10}, 36), w, 1e-5), Catch::Contains("add_rmsnorm"));
+  Tensor dw2 = Tensor::zeros({11}, DType::f64);
+  CHECK_THROWS_WITH(ops::rmsnorm_backward(Ry, o.h, w, o.rstd, dw2, Rh.to(DType::f32)), Catch::Contains("dx_add"));
+}
+
 TEST_CASE("op rope: rotation of pairs, Llama 3.1 scaling, inverse as backward") {
   ops::RopeScaling scaling;
   const auto table = ops::rope_table(6, 17, 500000.0, &scaling);
@@ -408,6 +449,10 @@ TEST_CASE("op elementwise passes on the CPU pool give the same bits for any thre
     Tensor dnw = Tensor::zeros({96}, DType::f32);  // dw summed over chunks of rows, in chunk order
     out.push_back(ops::rmsnorm_backward(dyn, x, w, n.rstd, dnw));
     out.push_back(dnw);
+    const ops::AddRmsNormOut an = ops::add_rmsnorm(x, dyn, w, 1e-5);  // the fused residual: rows in chunks
+    out.push_back(an.h);
+    out.push_back(an.y);
+    out.push_back(ops::rmsnorm_backward(dyn, an.h, w, an.rstd, dnw, x));
     out.push_back(ops::rope(q, table));  // token rows in chunks
     const ops::CrossEntropyOut ce = ops::cross_entropy(logits, targets);  // rows in chunks, loss summed in order
     out.push_back(ce.loss);

@@ -54,8 +54,10 @@ TransformerBlock::TransformerBlock(std::int64_t layer_id, const ModelArgs& a, co
       layer_id_(layer_id) {}
 
 std::vector<Variable> TransformerBlock::forward(const std::vector<Variable>& in) {
-  Variable h = autograd::add(in[0], attention(attention_norm(in[0])));
-  return {autograd::add(h, feed_forward(ffn_norm(h)))};
+  // h = x + attention(attention_norm(x)) and ffn_norm(h) in one fused op: h is not written and
+  // read back, and its two gradients meet inside the norm's backward.
+  const std::vector<Variable> h = ffn_norm.call({in[0], attention(attention_norm(in[0]))});
+  return {autograd::add(h[0], feed_forward(h[1]))};
 }
 
 std::vector<Variable> ModuleList::forward(const std::vector<Variable>&) {
