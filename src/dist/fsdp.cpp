@@ -259,6 +259,22 @@ void Fsdp::start_gather(Unit& u) {
       ++extension_all_reduces_;
     }
   };
+  if (group.size() == 1) {
+    // A shard group of one exchanges nothing: each shard is its parameter's whole value, cast or
+    // copied straight into the buffer the layer uses (one pass, not pack + collective + unpack,
+    // and no collective counted). The same values as the packed path: rounded to the wire dtype
+    // once, then held in the stored dtype.
+    for (auto& p : u.params) {
+      p.gathered.storage()->reallocate();
+      const Tensor shard = p.shard_2d().device() == opt_.device ? p.shard_2d() : p.shard_2d().to(opt_.device);
+      if (p.extension) p.extension->pre_all_gather(shard, p.gathered, max_over_shards);
+      else if (p.gathered.dtype() == p.wire) p.gathered.copy_from(shard);
+      else p.gathered.copy_from(shard.to(p.wire));
+    }
+    ++gather_counts_.shard_group;
+    u.state = Unit::State::in_flight;  // finish_gather: nothing to wait for or unpack
+    return;
+  }
   // Pack this rank's shards (a byte buffer; each segment read as its parameter's wire dtype).
   u.send = Tensor::empty({std::int64_t(u.shard_bytes)}, DType::f8e4m3, opt_.device);
   for (auto& p : u.params) {
@@ -278,6 +294,12 @@ void Fsdp::start_gather(Unit& u) {
 
 void Fsdp::finish_gather(Unit& u) {
   if (u.state != Unit::State::in_flight) return;
+  if (!u.gather_work) {  // a shard group of one: start_gather filled the buffers
+    for (auto& p : u.params)
+      if (p.extension) p.extension->post_all_gather(p.module_param->data());
+    u.state = Unit::State::gathered;
+    return;
+  }
   u.gather_work->wait();
   u.gather_work.reset();
   const int S = mesh_.shard();
@@ -334,6 +356,15 @@ void Fsdp::post_backward(Unit& u) {
     // reduction's result are rounded to it (what a half-precision reduce-scatter delivers); MPI
     // sums the rounded values in f32, so the bytes on the wire are still f32's on the CPU backend.
     if (opt_.reduce_dtype != DType::f32) in.copy_from(in.to(opt_.reduce_dtype));
+    if (S == 1 && mesh_.replicate() == 1) {
+      // One rank holds everything: the packed buffer is the reduced shard (the mean of one), so
+      // no collective and no copy; the shard gradients become views of it at once.
+      PendingReduce done{&u, in, in, nullptr};
+      done.over_replicas = true;
+      accumulate_shard_grads(done);
+      release(u);
+      return;
+    }
     Tensor out = Tensor::empty({u.shard_elems}, DType::f32, opt_.device);
     // Averages: every rank's loss is the mean over its own batch slice.
     auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
@@ -365,6 +396,11 @@ bool Fsdp::advance_reduce(PendingReduce& r) {
     r.over_replicas = true;
     return false;
   }
+  accumulate_shard_grads(r);
+  return true;
+}
+
+void Fsdp::accumulate_shard_grads(const PendingReduce& r) {
   for (auto& p : r.unit->params) {
     Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
     if (shard_grad.device() != shard_device()) shard_grad = to_shard_memory(shard_grad);  // offload: to the host
@@ -372,7 +408,6 @@ bool Fsdp::advance_reduce(PendingReduce& r) {
     if (acc.defined()) ops::add_(acc, shard_grad);
     else acc = shard_grad;  // a view of this reduction's buffer: no copy
   }
-  return true;
 }
 
 void Fsdp::finish_backward() {

@@ -146,6 +146,8 @@ class Fsdp {
   // One stage of a pending reduction: waits for its collective, then issues the replica
   // all-reduce (HSDP, after the reduce-scatter) or accumulates; true when it is done.
   bool advance_reduce(PendingReduce& r);
+  // A finished reduction's shard gradients: views of its buffer, or added to what is there.
+  void accumulate_shard_grads(const PendingReduce& r);
   void finish_backward();
 
   DeviceMesh& mesh_;

@@ -201,7 +201,8 @@ TEST_CASE("fsdp: float8 all-gather gives bit-identical float8 weights and loss; 
         // Counted as what arrives: each rank's segment of the unit's flat buffer, 16-byte aligned.
         expect_bytes += sh * ((rps * row * (f8 ? 1 : 4) + 15) / 16 * 16);
       }
-      CHECK(comm_stats().bytes[CommStats::all_gather] == expect_bytes);
+      // A shard group of one exchanges nothing (each shard is cast straight into its buffer).
+      CHECK(comm_stats().bytes[CommStats::all_gather] == (sh > 1 ? expect_bytes : 0));
       int compared = 0;
       for (auto& [fqn, m] : s.model->named_modules()) {
         auto* f8 = dynamic_cast<float8::Float8Linear*>(m);
@@ -269,6 +270,9 @@ TEST_CASE("fsdp: one collective per unit and direction; prefetch issues the next
       s.fsdp->set_prefetch(prefetch);
       // Hooks registered after FSDP's: a unit's forward pre-hook sees its own gather done and,
       // with prefetch, the next one issued; its post-hook runs when its compute has ended.
+      // The clock: gathers FSDP has issued (a shard group of one issues them without a collective).
+      const std::int64_t gathers_before = s.fsdp->gather_counts().shard_group;
+      const auto gathers = [&] { return s.fsdp->gather_counts().shard_group - gathers_before; };
       std::map<std::string, std::int64_t> gathers_at_end, gathers_at_backward;
       int max_live = 0;
       for (auto& [fqn, m] : s.model->named_modules())
@@ -276,11 +280,11 @@ TEST_CASE("fsdp: one collective per unit and direction; prefetch issues the next
           if (fqn == u) {
             m->add_forward_pre_hook([&](nn::Module&) { max_live = std::max(max_live, s.fsdp->live_units()); });
             m->add_forward_hook([&, name = fqn](nn::Module&, std::vector<autograd::Variable>&) {
-              if (!autograd::in_backward()) gathers_at_end[name] = comm_stats().calls[CommStats::all_gather];
+              if (!autograd::in_backward()) gathers_at_end[name] = gathers();
               max_live = std::max(max_live, s.fsdp->live_units());
             });
             m->add_backward_pre_hook([&, name = fqn](nn::Module&) {
-              gathers_at_backward[name] = comm_stats().calls[CommStats::all_gather];
+              gathers_at_backward[name] = gathers();
               max_live = std::max(max_live, s.fsdp->live_units());
             });
           }
@@ -294,11 +298,13 @@ TEST_CASE("fsdp: one collective per unit and direction; prefetch issues the next
       // Backward (default policy: the last unit stays gathered, the others re-gather): when
       // layers.1's backward starts, its own re-gather is done and layers.0's issued.
       CHECK(gathers_at_backward["layers.1"] == n_units + 1 + (prefetch ? 1 : 0));
-      // One all-gather per unit in forward, one re-gather per resharded unit in backward, one
-      // reduce-scatter per unit, and on replicate > 1 one all-reduce per unit.
+      // One gather per unit in forward, one re-gather per resharded unit in backward, one
+      // reduce-scatter per unit, and on replicate > 1 one all-reduce per unit. A shard group of
+      // one gathers without a collective, and one rank alone reduces without one.
       const CommStats& c = comm_stats();
-      CHECK(c.calls[CommStats::all_gather] == n_units + (n_units - 1));
-      CHECK(c.calls[CommStats::reduce_scatter] == n_units);
+      CHECK(gathers() == n_units + (n_units - 1));
+      CHECK(c.calls[CommStats::all_gather] == (sh > 1 ? n_units + (n_units - 1) : 0));
+      CHECK(c.calls[CommStats::reduce_scatter] == (sh * rep > 1 ? n_units : 0));
       CHECK(c.calls[CommStats::all_reduce] == (rep > 1 ? n_units : 0));
       // Memory bound: never more than two units' full parameters alive (the computing one and the
       // prefetched one); one without prefetch.
