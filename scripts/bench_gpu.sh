@@ -158,9 +158,11 @@ for p in float32:llama3_debugmodel.toml:0.01 bfloat16:llama3_debugmodel.toml:0.0
 done
 # A steady-state step makes no host sync: one per log interval (tests/cli/check_gpu_syncs.sh).
 if [ $mode = dry ]; then
-  step syncs_bf16 30 "echo 'dry run: check_gpu_syncs.sh (bf16)'; echo 'ok: 0.200000 host syncs per step (one read every 5 steps)'"
+  step syncs_bf16 30 "echo 'dry run: check_gpu_syncs.sh (bf16, then float8 delayed)'; echo 'ok: 0.200000 host syncs per step (one read every 5 steps)'"
 else
-  step syncs_bf16 60 "tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml --model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
+  # bf16, then float8 delayed (its amax histories on the device) in the same step.
+  syncs_args="--model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
+  step syncs_bf16 90 "tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $syncs_args && tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $syncs_args --quantize.linear.float8.recipe_name delayed --quantize.linear.float8.enable_fsdp_float8_all_gather=false --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp=false"
 fi
 # The same-chip anchor, then titan.cpp at the same shapes.
 step anchor_torch 150 "if [ \$mode = dry ]; then cat tests/assets/gpu_check/anchor.txt; else python3 scripts/bench/torch_gpu_anchor.py --iters 10; fi"
