@@ -365,10 +365,18 @@ void Fsdp::post_backward(Unit& u) {
       release(u);
       return;
     }
-    Tensor out = Tensor::empty({u.shard_elems}, DType::f32, opt_.device);
-    // Averages: every rank's loss is the mean over its own batch slice.
-    auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
-    pending_.push_back(PendingReduce{&u, in, out, std::move(work)});
+    if (S == 1) {
+      // Replicas of a shard group of one (DDP): nothing to scatter, so the packed buffer goes
+      // straight to the replicas' all-reduce (what the plan counts: no reduce-scatter bytes).
+      PendingReduce r{&u, in, in, mesh_.replicate_group().all_reduce_async(in, ReduceOp::avg)};
+      r.over_replicas = true;
+      pending_.push_back(std::move(r));
+    } else {
+      Tensor out = Tensor::empty({u.shard_elems}, DType::f32, opt_.device);
+      // Averages: every rank's loss is the mean over its own batch slice.
+      auto work = mesh_.shard_group().reduce_scatter_async(in, out, ReduceOp::avg);
+      pending_.push_back(PendingReduce{&u, in, out, std::move(work)});
+    }
     // Overlap: this unit's reduce-scatter runs while the next units' backward computes; the
     // ones issued before it move on one stage now (a finished reduce-scatter's replica
     // all-reduce is issued on HSDP, a finished reduction is accumulated), so at most two
