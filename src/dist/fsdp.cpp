@@ -336,7 +336,18 @@ void Fsdp::release(Unit& u) {
 
 void Fsdp::post_backward(Unit& u) {
   u.grads_ready = 0;
-  if (sync_grads_) {
+  if (sync_grads_ && mesh_.shard() == 1 && mesh_.replicate() == 1) {
+    // One rank holds everything: each gradient is its whole shard's (the mean of one), kept as it
+    // is (f32) or converted once, with no packing and no collective. The packed path's values: a
+    // missing gradient is zeros, and a half-precision reduce rounds it once.
+    for (auto& p : u.params) {
+      const Tensor g = p.module_param->grad();
+      p.module_param->zero_grad();
+      Tensor grad = !g.defined() ? Tensor::zeros(p.shape, DType::f32, opt_.device) : g.dtype() == DType::f32 ? g : g.to(DType::f32);
+      if (opt_.reduce_dtype != DType::f32) grad = grad.to(opt_.reduce_dtype).to(DType::f32);
+      accumulate_shard_grad(p, grad.view(p.shard_shape()));
+    }
+  } else if (sync_grads_) {
     const int S = mesh_.shard();
     // Pack every gradient into the flat buffer, rank r's rows into rank r's part.
     Tensor in = Tensor::zeros({S * u.shard_elems}, DType::f32, opt_.device);
@@ -356,15 +367,6 @@ void Fsdp::post_backward(Unit& u) {
     // reduction's result are rounded to it (what a half-precision reduce-scatter delivers); MPI
     // sums the rounded values in f32, so the bytes on the wire are still f32's on the CPU backend.
     if (opt_.reduce_dtype != DType::f32) in.copy_from(in.to(opt_.reduce_dtype));
-    if (S == 1 && mesh_.replicate() == 1) {
-      // One rank holds everything: the packed buffer is the reduced shard (the mean of one), so
-      // no collective and no copy; the shard gradients become views of it at once.
-      PendingReduce done{&u, in, in, nullptr};
-      done.over_replicas = true;
-      accumulate_shard_grads(done);
-      release(u);
-      return;
-    }
     if (S == 1) {
       // Replicas of a shard group of one (DDP): nothing to scatter, so the packed buffer goes
       // straight to the replicas' all-reduce (what the plan counts: no reduce-scatter bytes).
@@ -409,13 +411,14 @@ bool Fsdp::advance_reduce(PendingReduce& r) {
 }
 
 void Fsdp::accumulate_shard_grads(const PendingReduce& r) {
-  for (auto& p : r.unit->params) {
-    Tensor shard_grad = r.out.view_range(p.grad_offset, p.shard_shape());
-    if (shard_grad.device() != shard_device()) shard_grad = to_shard_memory(shard_grad);  // offload: to the host
-    Tensor& acc = p.shard.grad();
-    if (acc.defined()) ops::add_(acc, shard_grad);
-    else acc = shard_grad;  // a view of this reduction's buffer: no copy
-  }
+  for (auto& p : r.unit->params) accumulate_shard_grad(p, r.out.view_range(p.grad_offset, p.shard_shape()));
+}
+
+void Fsdp::accumulate_shard_grad(Param& p, Tensor shard_grad) {
+  if (shard_grad.device() != shard_device()) shard_grad = to_shard_memory(shard_grad);  // offload: to the host
+  Tensor& acc = p.shard.grad();
+  if (acc.defined()) ops::add_(acc, shard_grad);
+  else acc = shard_grad;  // the reduction's buffer (or the one rank's gradient) itself: no copy
 }
 
 void Fsdp::finish_backward() {

@@ -148,6 +148,7 @@ class Fsdp {
   bool advance_reduce(PendingReduce& r);
   // A finished reduction's shard gradients: views of its buffer, or added to what is there.
   void accumulate_shard_grads(const PendingReduce& r);
+  void accumulate_shard_grad(Param& p, Tensor shard_grad);
   void finish_backward();
 
   DeviceMesh& mesh_;
