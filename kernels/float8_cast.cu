@@ -145,6 +145,20 @@ __device__ __forceinline__ std::uint32_t warp_max_u32(std::uint32_t v) { return 
 
 constexpr int kThreads = 256;
 
+// Max of every thread's `m` in the block, folded into *out (bits) with one atomicMax. Every
+// thread of the block must call it (it synchronizes).
+__device__ __forceinline__ void block_max_into(std::uint32_t m, std::uint32_t* out) {
+  __shared__ std::uint32_t warp_m[kThreads / 32];
+  m = warp_max_u32(m);
+  if ((threadIdx.x & 31) == 0) warp_m[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < blockDim.x / 32 ? warp_m[threadIdx.x] : 0u;
+    m = warp_max_u32(m);
+    if (threadIdx.x == 0 && m != 0) atomicMax(out, m);
+  }
+}
+
 // ---- (a) tensorwise amax ---------------------------------------------------------------------
 
 // out must hold 0 (bits) before the launch. The first `nvec` 16-byte vectors are read as uint4
@@ -159,15 +173,7 @@ __global__ void amax_tensor_kernel(const T* __restrict__ x, std::int64_t n, std:
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   for (std::int64_t i = tid; i < nvec; i += stride) m = max(m, uint4_abs_max<T>(__ldg(xv + i)));
   for (std::int64_t i = nvec * kPer + tid; i < n; i += stride) m = max(m, abs_bits(x[i]));
-  __shared__ std::uint32_t warp_m[kThreads / 32];
-  m = warp_max_u32(m);
-  if ((threadIdx.x & 31) == 0) warp_m[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    m = threadIdx.x < kThreads / 32 ? warp_m[threadIdx.x] : 0u;
-    m = warp_max_u32(m);
-    if (threadIdx.x == 0 && m != 0) atomicMax(out, m);
-  }
+  block_max_into(m, out);
 }
 
 // ---- (b) rowwise / colwise amax --------------------------------------------------------------
@@ -248,12 +254,14 @@ __device__ __forceinline__ float scale_for(const float* scale, int axis, std::in
 
 // Row-major output only, 8 elements per thread (kVec: cols % 8 == 0, x 16-byte and out 8-byte
 // aligned) or 1.
+// amax_bits (nullable, holding 0 before the launch) gets max|x| over the tensor in the same pass.
 template <class T, bool kE4M3, bool kVec>
 __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int64_t cols, const float* __restrict__ scale,
-                            int axis, std::uint8_t* __restrict__ out) {
+                            int axis, std::uint8_t* __restrict__ out, std::uint32_t* __restrict__ amax_bits) {
   constexpr int kPer = kVec ? 8 : 1;
   const std::int64_t groups = rows * cols / kPer;
   const float s_tensor = axis == 0 ? scale[0] : 0.f;
+  std::uint32_t m = 0;
   for (std::int64_t g = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; g < groups; g += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t i0 = g * kPer;
     const std::int64_t r = i0 / cols, c0 = i0 - r * cols;
@@ -276,6 +284,7 @@ __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         const float s = axis == 0 ? s_tensor : axis == 1 ? scale[r] : scale[c0 + k];
+        m = max(m, abs_bits(v[k]));
         const std::uint32_t q = cast_scaled<kE4M3>(v[k], s);
         if (k < 4) lo |= q << (8 * k);
         else hi |= q << (8 * (k - 4));
@@ -283,9 +292,12 @@ __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int
       *reinterpret_cast<uint2*>(out + i0) = make_uint2(lo, hi);
     } else {
       const float s = axis == 0 ? s_tensor : scale_for(scale, axis, r, c0);
-      out[i0] = cast_scaled<kE4M3>(to_f32(x[i0]), s);
+      const float v = to_f32(x[i0]);
+      m = max(m, abs_bits(v));
+      out[i0] = cast_scaled<kE4M3>(v, s);
     }
   }
+  if (amax_bits) block_max_into(m, amax_bits);
 }
 
 constexpr int kTile = 64;
@@ -308,11 +320,12 @@ __device__ __forceinline__ void store_tile_transposed(const std::uint8_t (&tile)
 template <class T, bool kE4M3>
 __global__ void cast_transpose_kernel(const T* __restrict__ x, std::int64_t rows, std::int64_t cols,
                                       const float* __restrict__ scale, int axis, std::uint8_t* __restrict__ out,
-                                      std::uint8_t* __restrict__ out_t) {
+                                      std::uint8_t* __restrict__ out_t, std::uint32_t* __restrict__ amax_bits) {
   __shared__ std::uint8_t tile[kTile][kTile + 4];
   const std::int64_t row_tiles = (rows + kTile - 1) / kTile;
   const std::int64_t c0 = blockIdx.x * std::int64_t(kTile);
   const float s_tensor = axis == 0 ? scale[0] : 0.f;
+  std::uint32_t m = 0;
   for (std::int64_t tr = blockIdx.y; tr < row_tiles; tr += gridDim.y) {
     const std::int64_t r0 = tr * kTile;
 #pragma unroll 4
@@ -321,7 +334,9 @@ __global__ void cast_transpose_kernel(const T* __restrict__ x, std::int64_t rows
       const std::int64_t gr = r0 + r, gc = c0 + c;
       if (gr < rows && gc < cols) {
         const float s = axis == 0 ? s_tensor : scale_for(scale, axis, gr, gc);
-        const std::uint8_t q = cast_scaled<kE4M3>(to_f32(x[gr * cols + gc]), s);
+        const float v = to_f32(x[gr * cols + gc]);
+        m = max(m, abs_bits(v));
+        const std::uint8_t q = cast_scaled<kE4M3>(v, s);
         tile[r][c] = q;
         if (out) out[gr * cols + gc] = q;
       }
@@ -330,6 +345,7 @@ __global__ void cast_transpose_kernel(const T* __restrict__ x, std::int64_t rows
     store_tile_transposed(tile, r0, c0, rows, cols, out_t);
     __syncthreads();  // the tile is rewritten by the next row tile
   }
+  if (amax_bits) block_max_into(m, amax_bits);
 }
 
 // ---- launch helpers --------------------------------------------------------------------------
@@ -420,12 +436,14 @@ void amax_to_scale(const float* amax, std::int64_t n, DType f8, bool round_to_po
 }
 
 void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, const float* scale,
-                 Fp8ScaleAxis axis, void* out, void* out_t) {
+                 Fp8ScaleAxis axis, void* out, void* out_t, float* amax) {
   constexpr const char* fn = "cast_to_fp8";
   check_sizes(fn, rows, cols);
   check_f8(fn, f8);
   if (!out && !out_t) usage(fn, "neither out nor out_t given");
+  if (amax) TITAN_CUDA_CHECK(cudaMemsetAsync(amax, 0, sizeof(float), compute_stream()));
   if (rows == 0 || cols == 0) return;
+  auto* amax_bits = reinterpret_cast<std::uint32_t*>(amax);
   if (!x || !scale) usage(fn, "x or scale is null");
   const int ax = axis_code(axis);
   auto* o = static_cast<std::uint8_t*>(out);
@@ -439,13 +457,13 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
         const std::int64_t col_tiles = (cols + kTile - 1) / kTile, row_tiles = (rows + kTile - 1) / kTile;
         if (col_tiles > INT32_MAX) usage(fn, "too many columns");
         dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(std::min<std::int64_t>(row_tiles, 65535)));
-        cast_transpose_kernel<T, kE4M3><<<grid, kThreads, 0, compute_stream()>>>(xp, rows, cols, scale, ax, o, ot);
+        cast_transpose_kernel<T, kE4M3><<<grid, kThreads, 0, compute_stream()>>>(xp, rows, cols, scale, ax, o, ot, amax_bits);
       } else if (cols % 8 == 0 && aligned(x, 16) && aligned(out, 8)) {
         cast_kernel<T, kE4M3, true><<<grid_for(rows * cols / 8, kThreads), kThreads, 0, compute_stream()>>>(
-            xp, rows, cols, scale, ax, o);
+            xp, rows, cols, scale, ax, o, amax_bits);
       } else {
         cast_kernel<T, kE4M3, false><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(
-            xp, rows, cols, scale, ax, o);
+            xp, rows, cols, scale, ax, o, amax_bits);
       }
       TITAN_CUDA_LAUNCH_CHECK();
     };

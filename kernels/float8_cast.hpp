@@ -34,9 +34,10 @@ void amax_to_scale(const float* amax, std::int64_t n, DType f8, bool round_to_po
 // (per_column): f32 multiply, then round-to-nearest-even, saturation to +-max (infinities too),
 // NaN kept. out (nullable) is [rows, cols]; out_t (nullable) is the transposed copy [cols, rows]
 // written in the same pass (out_t[c, r] = out[r, c]). At least one of them must be given.
-// f8 is f8e4m3 or f8e5m2.
+// f8 is f8e4m3 or f8e5m2. amax (nullable, 1 float) gets max|x| over the whole tensor, computed in
+// the same pass (a delayed-scaling cast records it for its history without a second read of x).
 void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, const float* scale,
-                 Fp8ScaleAxis axis, void* out, void* out_t);
+                 Fp8ScaleAxis axis, void* out, void* out_t, float* amax = nullptr);
 
 // (e) out[r, c] = f32(q[r, c]) / s with the scale chosen as in (d) (IEEE division): the
 // dequantized value the emulated float8 GEMMs multiply, as Float8Tensor::dequantize on the CPU.

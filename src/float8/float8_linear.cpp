@@ -35,22 +35,25 @@ Float8Operand cast_operand(const Tensor& x2d, const CastConfig& cfg, bool over_c
     c = ops::cast_to_float8(x2d, cfg.dtype, scale_on(fixed_scale, x2d.device()), ScaleAxis::tensor, layout);
   } else if (delayed) {
     // Everything stays on x's device: the amax, the history's max and the scale (no host read).
-    const Tensor current = ops::amax(x2d, ScaleAxis::tensor);
-    Tensor scale;
     if (delayed->entries(role) == 0) {
       // torchao's amax initialisation: the global amax where there are several ranks. The
       // history records the local amax still; the end-of-step sync takes the MAX of those.
+      const Tensor current = ops::amax(x2d, ScaleAxis::tensor);
       Tensor first = current;
       if (delayed->first_step_amax_max) {
         first = current.clone();
         delayed->first_step_amax_max(first);
       }
-      scale = ops::amax_to_scale(first, cfg.dtype, false);
+      c = ops::cast_to_float8(x2d, cfg.dtype, ops::amax_to_scale(first, cfg.dtype, false), ScaleAxis::tensor, layout);
+      delayed->record(role, current);
     } else {
-      scale = scale_on(delayed->scale(role, cfg.dtype), x2d.device());
+      // The scale comes from the history, so the cast measures this tensor's amax for it as it
+      // reads x (one pass on CUDA, no separate amax).
+      Tensor current;
+      c = ops::cast_to_float8(x2d, cfg.dtype, scale_on(delayed->scale(role, cfg.dtype), x2d.device()), ScaleAxis::tensor,
+                              layout, &current);
+      delayed->record(role, current);
     }
-    delayed->record(role, current);
-    c = ops::cast_to_float8(x2d, cfg.dtype, scale, ScaleAxis::tensor, layout);
   } else if (amax_over_group && *amax_over_group && cfg.granularity == Granularity::tensorwise) {
     // A part of a tensor split over a group (tensor parallel): the whole tensor's amax.
     Tensor amax = ops::amax(x2d, ScaleAxis::tensor);

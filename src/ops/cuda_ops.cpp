@@ -246,7 +246,8 @@ Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
   return scale;
 }
 
-Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout) {
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout,
+                          Tensor* amax) {
   check("cast_to_float8", {&x, &scale});
   const std::int64_t R = x.size(0), C = x.size(1);
   Float8Cast out;
@@ -254,8 +255,10 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleA
   out.axis = axis;
   if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
   if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
+  if (amax) *amax = Tensor::empty({1}, DType::f32, x.device());
   cuda::cast_to_fp8(x.raw(), x.dtype(), R, C, f8, scale.data<float>(), fp8_axis(axis),
-                    out.data.defined() ? out.data.raw() : nullptr, out.data_t.defined() ? out.data_t.raw() : nullptr);
+                    out.data.defined() ? out.data.raw() : nullptr, out.data_t.defined() ? out.data_t.raw() : nullptr,
+                    amax ? amax->data<float>() : nullptr);
   return out;
 }
 

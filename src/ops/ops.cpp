@@ -262,13 +262,15 @@ Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
   return scale;
 }
 
-Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout) {
+Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout,
+                          Tensor* amax_out) {
   require_2d_high_precision("cast_to_float8", x);
   require_float8_target("cast_to_float8", f8);
   const std::int64_t R = x.size(0), C = x.size(1);
   require_scale("cast_to_float8", scale, axis, R, C, x.device());
-  TITAN_CUDA_DISPATCH(x, cast_to_float8(x, f8, scale, axis, layout));
+  TITAN_CUDA_DISPATCH(x, cast_to_float8(x, f8, scale, axis, layout, amax_out));
   require_cpu("cast_to_float8", x);
+  if (amax_out) *amax_out = amax(x, ScaleAxis::tensor);  // the reference: its own pass
   Float8Cast out;
   out.scale = scale;
   out.axis = axis;

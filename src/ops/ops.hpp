@@ -58,9 +58,10 @@ struct Float8Cast {
 };
 // data = f8(float32(x) * scale): the product rounded once in float32, then saturated to +-max
 // (infinities too) and rounded to nearest even; NaN stays NaN. `scale` is float32 with one
-// element per group of `axis`, on x's device.
+// element per group of `axis`, on x's device. `amax` (when given) is set to amax(x, tensor) as the
+// cast reads x (on CUDA in the same pass): a delayed-scaling cast records it for its history.
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis,
-                          Float8Layout layout = Float8Layout::row_major);
+                          Float8Layout layout = Float8Layout::row_major, Tensor* amax = nullptr);
 // Dynamic scaling: amax -> amax_to_scale -> cast.
 Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2,
                           Float8Layout layout = Float8Layout::row_major);

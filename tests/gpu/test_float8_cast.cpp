@@ -146,6 +146,34 @@ TEST_CASE("float8 amax: tensorwise, per row and per column vs float8::amax", "[g
       }
 }
 
+TEST_CASE("float8 cast with a given scale measures the tensor's amax in the same pass (delayed scaling)", "[gpu][float8]") {
+  const std::pair<std::int64_t, std::int64_t> shapes[] = {{37, 131}, {64, 256}, {1, 1}, {300, 40}, {3, 2051}};
+  std::uint32_t seed = 500;
+  for (DType dt : {DType::f32, DType::bf16})
+    for (auto [R, C] : shapes)
+      for (std::int64_t offset : {0, 1})       // vector and scalar cast paths
+        for (bool transposed : {false, true})  // the cast + transpose kernel too
+          for (bool nan : {false, true}) {
+            std::vector<float> x = rounded(spread_values(R * C, seed += 7), dt);
+            if (nan) x[std::size_t(R * C / 2)] = kNaN;
+            const Input in(x, dt, offset);
+            const std::string what = std::string(dtype_name(dt)) + " [" + std::to_string(R) + ", " + std::to_string(C) +
+                                     "] offset " + std::to_string(offset) + (transposed ? " transposed" : "") +
+                                     (nan ? " with NaN" : "");
+            DeviceBuffer scale(1, DType::f32), want(1, DType::f32), got(1, DType::f32), out(R * C, DType::f8e4m3),
+                out_t(R * C, DType::f8e4m3), plain(R * C, DType::f8e4m3);
+            const std::vector<float> s = {0.37f};
+            scale.upload(s);
+            cuda::amax_tensorwise(in.get(), dt, R * C, want.as<float>());
+            cuda::cast_to_fp8(in.get(), dt, R, C, DType::f8e4m3, scale.as<float>(), cuda::Fp8ScaleAxis::tensor,
+                              transposed ? nullptr : out.get(), transposed ? out_t.get() : nullptr, got.as<float>());
+            cuda::cast_to_fp8(in.get(), dt, R, C, DType::f8e4m3, scale.as<float>(), cuda::Fp8ScaleAxis::tensor,
+                              transposed ? nullptr : plain.get(), transposed ? plain.get() : nullptr);
+            require_same_floats(got.download(), want.download(), "amax during the cast, " + what);
+            REQUIRE(download_bytes(transposed ? out_t : out) == download_bytes(plain));  // the data as without it
+          }
+}
+
 TEST_CASE("float8 amax tensorwise: many blocks, max in the tail, inf, NaN, zeros, empty", "[gpu][float8]") {
   const std::int64_t n = (1 << 20) + 37;
   for (DType dt : {DType::f32, DType::bf16}) {

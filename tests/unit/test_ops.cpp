@@ -593,6 +593,22 @@ TEST_CASE("op cast_to_float8: saturation, round to nearest even, NaN, every layo
   CHECK_THROWS_AS(ops::cast_to_float8(r, DType::f16, one, ops::ScaleAxis::tensor), std::invalid_argument);
 }
 
+TEST_CASE("op cast_to_float8 with a given scale reports the tensor's amax, NaN included") {
+  const Tensor one = Tensor::full({1}, 0.5);
+  for (bool nan : {false, true}) {
+    Tensor x = randn({7, 13}, 41, 3.0, DType::f32);
+    if (nan) x.set(50, kNaN);
+    Tensor amax;
+    const ops::Float8Cast c = ops::cast_to_float8(x, DType::f8e4m3, one, ops::ScaleAxis::tensor, ops::Float8Layout::both, &amax);
+    const Tensor want = ops::amax(x, ops::ScaleAxis::tensor);
+    REQUIRE(amax.shape() == Shape{1});
+    CHECK(std::bit_cast<std::uint32_t>(float(amax.item(0))) == std::bit_cast<std::uint32_t>(float(want.item(0))));
+    CHECK(std::isnan(amax.item(0)) == nan);
+    const ops::Float8Cast plain = ops::cast_to_float8(x, DType::f8e4m3, one, ops::ScaleAxis::tensor, ops::Float8Layout::both);
+    CHECK(std::memcmp(c.data.raw(), plain.data.raw(), c.data.nbytes()) == 0);
+  }
+}
+
 TEST_CASE("op dequantize: float32(data) / scale per group") {
   // e4m3 bytes: 0x58 = 16, 0x30 = 0.5, 0xFE = -448, 0x01 = 2^-9.
   const Tensor q = Tensor::from_vector({16, 0.5, -448, 0.001953125}, {2, 2}, DType::f8e4m3);
