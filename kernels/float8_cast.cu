@@ -229,18 +229,21 @@ __device__ __forceinline__ float pow2_floor(float v) {
   return __uint_as_float(static_cast<std::uint32_t>(e + 127) << 23);
 }
 
+__device__ __forceinline__ float scale_from_amax(float a, double f8max, bool pow2) {
+  float v;
+  if (isnan(a)) {
+    v = a;
+  } else {
+    const double clamped = fmax(static_cast<double>(a), 1e-12);
+    v = static_cast<float>(__ddiv_rn(f8max, clamped));
+  }
+  return pow2 ? pow2_floor(v) : v;
+}
+
 __global__ void amax_to_scale_kernel(const float* __restrict__ amax, std::int64_t n, double f8max, bool pow2,
                                      float* __restrict__ scale, float* __restrict__ scale_inv) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
-    const float a = amax[i];
-    float v;
-    if (isnan(a)) {
-      v = a;
-    } else {
-      const double clamped = fmax(static_cast<double>(a), 1e-12);
-      v = static_cast<float>(__ddiv_rn(f8max, clamped));
-    }
-    if (pow2) v = pow2_floor(v);
+    const float v = scale_from_amax(amax[i], f8max, pow2);
     scale[i] = v;
     if (scale_inv) scale_inv[i] = __fdiv_rn(1.0f, v);
   }
@@ -250,6 +253,37 @@ __global__ void amax_to_scale_kernel(const float* __restrict__ amax, std::int64_
 
 __device__ __forceinline__ float scale_for(const float* scale, int axis, std::int64_t r, std::int64_t c) {
   return axis == 0 ? scale[0] : axis == 1 ? scale[r] : scale[c];
+}
+
+// 8 consecutive elements widened to f32 (p 16-byte aligned: one uint4 of bf16, or two float4).
+template <class T>
+__device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
+  if constexpr (sizeof(T) == 4) {
+    const float4* q = reinterpret_cast<const float4*>(p);
+    const float4 a = __ldg(q), b = __ldg(q + 1);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+  } else {
+    const uint4 w = __ldg(reinterpret_cast<const uint4*>(p));
+    const std::uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = __uint_as_float(ws[k] << 16);
+      v[2 * k + 1] = __uint_as_float(ws[k] & 0xFFFF0000u);
+    }
+  }
+}
+
+// 8 float8 bytes of v[k] * s(k), packed little-endian for one 8-byte store.
+template <bool kE4M3, class ScaleOf>
+__device__ __forceinline__ uint2 cast8(const float (&v)[8], ScaleOf scale_of) {
+  std::uint32_t lo = 0, hi = 0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const std::uint32_t q = cast_scaled<kE4M3>(v[k], scale_of(k));
+    if (k < 4) lo |= q << (8 * k);
+    else hi |= q << (8 * (k - 4));
+  }
+  return make_uint2(lo, hi);
 }
 
 // Row-major output only, 8 elements per thread (kVec: cols % 8 == 0, x 16-byte and out 8-byte
@@ -267,29 +301,11 @@ __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int
     const std::int64_t r = i0 / cols, c0 = i0 - r * cols;
     if constexpr (kVec) {
       float v[8];
-      if constexpr (sizeof(T) == 4) {
-        const float4* p = reinterpret_cast<const float4*>(x + i0);
-        const float4 a = __ldg(p), b = __ldg(p + 1);
-        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-      } else {
-        const uint4 w = __ldg(reinterpret_cast<const uint4*>(x + i0));
-        const std::uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+      load8<T>(x + i0, v);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          v[2 * k] = __uint_as_float(ws[k] << 16);
-          v[2 * k + 1] = __uint_as_float(ws[k] & 0xFFFF0000u);
-        }
-      }
-      std::uint32_t lo = 0, hi = 0;
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float s = axis == 0 ? s_tensor : axis == 1 ? scale[r] : scale[c0 + k];
-        m = max(m, abs_bits(v[k]));
-        const std::uint32_t q = cast_scaled<kE4M3>(v[k], s);
-        if (k < 4) lo |= q << (8 * k);
-        else hi |= q << (8 * (k - 4));
-      }
-      *reinterpret_cast<uint2*>(out + i0) = make_uint2(lo, hi);
+      for (int k = 0; k < 8; ++k) m = max(m, abs_bits(v[k]));
+      *reinterpret_cast<uint2*>(out + i0) =
+          cast8<kE4M3>(v, [&](int k) { return axis == 0 ? s_tensor : axis == 1 ? scale[r] : scale[c0 + k]; });
     } else {
       const float s = axis == 0 ? s_tensor : scale_for(scale, axis, r, c0);
       const float v = to_f32(x[i0]);
@@ -298,6 +314,51 @@ __global__ void cast_kernel(const T* __restrict__ x, std::int64_t rows, std::int
     }
   }
   if (amax_bits) block_max_into(m, amax_bits);
+}
+
+// Dynamic rowwise quantize, row-major output, in one launch: one warp per row reads the row for
+// its amax, every lane derives the row's scale from the warp's max (amax_to_scale's arithmetic),
+// lane 0 stores amax, scale and scale_inv, and the warp reads the row again (now in cache) to cast
+// it. x is read from memory once instead of twice, and the amax/scale launches are gone. kVec:
+// cols % 8 == 0, x 16-byte and out 8-byte aligned (so every row is).
+template <class T, bool kE4M3, bool kVec>
+__global__ void quantize_row_kernel(const T* __restrict__ x, std::int64_t rows, std::int64_t cols, double f8max, bool pow2,
+                                    float* __restrict__ amax, float* __restrict__ scale, float* __restrict__ scale_inv,
+                                    std::uint8_t* __restrict__ out) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t warps_total = std::int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (std::int64_t r = blockIdx.x * std::int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps_total) {
+    const T* row = x + r * cols;
+    std::uint8_t* orow = out + r * cols;
+    std::uint32_t m = 0;
+    if constexpr (kVec) {
+      for (std::int64_t g = lane; g < cols / 8; g += 32) {
+        float v[8];
+        load8<T>(row + g * 8, v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) m = max(m, abs_bits(v[k]));
+      }
+    } else {
+      for (std::int64_t c = lane; c < cols; c += 32) m = max(m, abs_bits(row[c]));
+    }
+    m = warp_max_u32(m);
+    const float a = __uint_as_float(m);
+    const float s = scale_from_amax(a, f8max, pow2);
+    if (lane == 0) {
+      amax[r] = a;
+      scale[r] = s;
+      if (scale_inv) scale_inv[r] = __fdiv_rn(1.0f, s);
+    }
+    if constexpr (kVec) {
+      for (std::int64_t g = lane; g < cols / 8; g += 32) {
+        float v[8];
+        load8<T>(row + g * 8, v);
+        *reinterpret_cast<uint2*>(orow + g * 8) = cast8<kE4M3>(v, [&](int) { return s; });
+      }
+    } else {
+      for (std::int64_t c = lane; c < cols; c += 32) orow[c] = cast_scaled<kE4M3>(to_f32(row[c]), s);
+    }
+  }
 }
 
 constexpr int kTile = 64;
@@ -565,6 +626,31 @@ void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t 
   check_sizes("quantize_fp8", rows, cols);
   check_f8("quantize_fp8", f8);
   const std::int64_t n_scales = axis == Fp8ScaleAxis::tensor ? 1 : axis == Fp8ScaleAxis::per_row ? rows : cols;
+  if (axis == Fp8ScaleAxis::per_row && out && !out_t && rows > 0) {  // one pass (quantize_row_kernel)
+    if (!amax || !scale) usage("quantize_fp8", "amax or scale is null");
+    if (cols > 0 && !x) usage("quantize_fp8", "x is null");
+    const double fmax = f8 == DType::f8e4m3 ? double(kF8E4M3Max) : double(kF8E5M2Max);
+    auto* o = static_cast<std::uint8_t*>(out);
+    dispatch_float(x_dtype, "quantize_fp8", [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = static_cast<const T*>(x);
+      const bool vec = cols % 8 == 0 && aligned(x, 16) && aligned(out, 8);
+      const unsigned blocks = grid_for(rows, kThreads / 32, 1 << 20);
+      auto launch = [&](auto e4m3_tag) {
+        constexpr bool kE4M3 = decltype(e4m3_tag)::value;
+        if (vec)
+          quantize_row_kernel<T, kE4M3, true><<<blocks, kThreads, 0, compute_stream()>>>(xp, rows, cols, fmax, round_to_power_of_2,
+                                                                                       amax, scale, scale_inv, o);
+        else
+          quantize_row_kernel<T, kE4M3, false><<<blocks, kThreads, 0, compute_stream()>>>(xp, rows, cols, fmax, round_to_power_of_2,
+                                                                                        amax, scale, scale_inv, o);
+        TITAN_CUDA_LAUNCH_CHECK();
+      };
+      if (f8 == DType::f8e4m3) launch(std::true_type{});
+      else launch(std::false_type{});
+    });
+    return;
+  }
   switch (axis) {
     case Fp8ScaleAxis::tensor: amax_tensorwise(x, x_dtype, rows * cols, amax); break;
     case Fp8ScaleAxis::per_row: amax_rowwise(x, x_dtype, rows, cols, amax); break;

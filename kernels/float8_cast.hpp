@@ -56,6 +56,8 @@ void transpose_fp8(const void* q, std::int64_t rows, std::int64_t cols, void* ou
 
 // (a|b) + (c) + (d) in sequence: amax (workspace, n_scales floats, left holding the amax),
 // scale (n_scales floats), scale_inv (nullable), then the cast. n_scales is 1, rows or cols.
+// per_row with only `out` (row-major) runs as one kernel that reads each row for its amax and
+// casts it from cache: the same results in one launch and one read of x from memory.
 void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t cols, DType f8, Fp8ScaleAxis axis,
                   bool round_to_power_of_2, float* amax, float* scale, float* scale_inv, void* out, void* out_t);
 

@@ -262,6 +262,24 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleA
   return out;
 }
 
+// Dynamic scaling in one call of cuda::quantize_fp8 (amax, scale and cast; rowwise row-major casts
+// run as one kernel). The amax is a workspace here.
+Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout) {
+  check("cast_to_float8", {&x});
+  const std::int64_t R = x.size(0), C = x.size(1);
+  const Shape shape = axis == ScaleAxis::tensor ? Shape{1} : axis == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
+  Float8Cast out;
+  out.scale = Tensor::empty(shape, DType::f32, x.device());
+  out.axis = axis;
+  const Tensor amax = Tensor::empty(shape, DType::f32, x.device());
+  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
+  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
+  cuda::quantize_fp8(x.raw(), x.dtype(), R, C, f8, fp8_axis(axis), round_to_power_of_2, amax.data<float>(),
+                     out.scale.data<float>(), nullptr, out.data.defined() ? out.data.raw() : nullptr,
+                     out.data_t.defined() ? out.data_t.raw() : nullptr);
+  return out;
+}
+
 Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis) {
   check("dequantize", {&data, &scale});
   Tensor out = Tensor::empty(data.shape(), DType::f32, data.device());

@@ -28,6 +28,7 @@ Tensor amax(const Tensor& x, ScaleAxis axis);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout,
                           Tensor* amax);
+Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout);
 Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis);
 Tensor transpose_float8(const Tensor& data);
 // Whether cuBLASLt's FP8 kernels take a y[M, N] = a[M, K] b[N, K]^T (K and N multiples of 16);

@@ -283,6 +283,9 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleA
 }
 
 Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout) {
+  require_2d_high_precision("cast_to_float8", x);
+  require_float8_target("cast_to_float8", f8);
+  TITAN_CUDA_DISPATCH(x, cast_to_float8(x, f8, axis, round_to_power_of_2, layout));
   return cast_to_float8(x, f8, amax_to_scale(amax(x, axis), f8, round_to_power_of_2), axis, layout);
 }
 

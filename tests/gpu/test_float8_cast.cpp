@@ -356,6 +356,17 @@ TEST_CASE("float8 quantize pipeline vs float8::cast_to_float8 (amax, scale, data
             require_same_f8(download_bytes(out_t), want_t, f8, [&](std::size_t i) { return x[(i % R) * C + i / R]; },
                             [&](std::size_t i) { return s_at(std::int64_t(i % R), std::int64_t(i / R)); },
                             "transposed data " + what);
+            if (axis == cuda::Fp8ScaleAxis::per_row) {  // row-major only: the one-kernel rowwise quantize
+              DeviceBuffer amax1(ns, DType::f32), scale1(ns, DType::f32), inv1(ns, DType::f32), out1(R * C, f8);
+              cuda::quantize_fp8(in.get(), dt, R, C, f8, axis, pow2, amax1.as<float>(), scale1.as<float>(),
+                                 inv1.as<float>(), out1.get(), nullptr);
+              require_same_floats(amax1.download(), want_amax, "fused amax " + what);
+              require_same_floats(scale1.download(), want_scale, "fused scale " + what);
+              require_same_floats(inv1.download(), want_inv, "fused scale_inv " + what);
+              require_same_f8(download_bytes(out1), want, f8, [&](std::size_t i) { return x[i]; },
+                              [&](std::size_t i) { return s_at(std::int64_t(i) / C, std::int64_t(i) % C); },
+                              "fused data " + what);
+            }
             // The row-major-only path (vectorized where the shape allows) gives the same bytes.
             DeviceBuffer out2(R * C, f8);
             cuda::cast_to_fp8(in.get(), dt, R, C, f8, scale.as<float>(), axis, out2.get(), nullptr);
