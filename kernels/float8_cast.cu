@@ -505,6 +505,9 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
   if (amax) TITAN_CUDA_CHECK(cudaMemsetAsync(amax, 0, sizeof(float), compute_stream()));
   if (rows == 0 || cols == 0) return;
   auto* amax_bits = reinterpret_cast<std::uint32_t*>(amax);
+  // The grid-stride casts: with an amax, as many blocks as the amax kernel uses (2048), so the
+  // per-block atomics on one word stay few.
+  const std::int64_t max_blocks = amax ? 2048 : 65535LL * 8;
   if (!x || !scale) usage(fn, "x or scale is null");
   const int ax = axis_code(axis);
   auto* o = static_cast<std::uint8_t*>(out);
@@ -517,13 +520,15 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
       if (ot) {
         const std::int64_t col_tiles = (cols + kTile - 1) / kTile, row_tiles = (rows + kTile - 1) / kTile;
         if (col_tiles > INT32_MAX) usage(fn, "too many columns");
-        dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(std::min<std::int64_t>(row_tiles, 65535)));
+        // With an amax to fold, few enough blocks that their atomics on one word stay cheap.
+        const std::int64_t max_row_blocks = amax ? std::max<std::int64_t>(1, 2048 / col_tiles) : 65535;
+        dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(std::min<std::int64_t>(row_tiles, max_row_blocks)));
         cast_transpose_kernel<T, kE4M3><<<grid, kThreads, 0, compute_stream()>>>(xp, rows, cols, scale, ax, o, ot, amax_bits);
       } else if (cols % 8 == 0 && aligned(x, 16) && aligned(out, 8)) {
-        cast_kernel<T, kE4M3, true><<<grid_for(rows * cols / 8, kThreads), kThreads, 0, compute_stream()>>>(
+        cast_kernel<T, kE4M3, true><<<grid_for(rows * cols / 8, kThreads, max_blocks), kThreads, 0, compute_stream()>>>(
             xp, rows, cols, scale, ax, o, amax_bits);
       } else {
-        cast_kernel<T, kE4M3, false><<<grid_for(rows * cols, kThreads), kThreads, 0, compute_stream()>>>(
+        cast_kernel<T, kE4M3, false><<<grid_for(rows * cols, kThreads, max_blocks), kThreads, 0, compute_stream()>>>(
             xp, rows, cols, scale, ax, o, amax_bits);
       }
       TITAN_CUDA_LAUNCH_CHECK();

@@ -266,8 +266,10 @@ void Fsdp::start_gather(Unit& u) {
     // once, then held in the stored dtype.
     for (auto& p : u.params) {
       p.gathered.storage()->reallocate();
-      const Tensor shard = p.shard_2d().device() == opt_.device ? p.shard_2d() : p.shard_2d().to(opt_.device);
-      if (p.extension) p.extension->pre_all_gather(shard, p.gathered, max_over_shards);
+      const Tensor shard = p.shard_2d();
+      // An offloaded shard is rounded to the wire dtype on the host, so only its bytes cross
+      // (the packed path's copy_in); an extension encodes on the device.
+      if (p.extension) p.extension->pre_all_gather(shard.device() == opt_.device ? shard : shard.to(opt_.device), p.gathered, max_over_shards);
       else if (p.gathered.dtype() == p.wire) p.gathered.copy_from(shard);
       else p.gathered.copy_from(shard.to(p.wire));
     }

@@ -146,7 +146,11 @@ void DelayedScaling::place_on(Device device) {
 
 Tensor DelayedScaling::scale(Role r, DType f8) const {
   if (count_[r] == 0) throw std::logic_error("float8 delayed scaling: a scale before the first amax sync");
-  return amax_to_scale(ops::amax(history_.slice_rows(r, r + 1), ScaleAxis::tensor), f8, false);
+  if (!scale_cache_[r].defined() || scale_cache_dtype_[r] != f8 || scale_cache_[r].device() != history_.device()) {
+    scale_cache_[r] = amax_to_scale(ops::amax(history_.slice_rows(r, r + 1), ScaleAxis::tensor), f8, false);
+    scale_cache_dtype_[r] = f8;
+  }
+  return scale_cache_[r];
 }
 
 void DelayedScaling::record(Role r, const Tensor& amax) {
@@ -168,6 +172,7 @@ void DelayedScaling::push(Role r, const Tensor& amax) {
   next_[r] = (next_[r] + 1) % length_;
   count_[r] = std::min(count_[r] + 1, length_);
   seen_[r] = false;
+  scale_cache_[r] = Tensor();
 }
 
 std::vector<float> DelayedScaling::history(Role r) const {
@@ -188,6 +193,7 @@ void DelayedScaling::set_history(Role r, const std::vector<float>& oldest_first)
   count_[r] = n;
   next_[r] = n % length_;
   seen_[r] = false;
+  scale_cache_[r] = Tensor();
 }
 
 Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)

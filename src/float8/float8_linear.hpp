@@ -40,7 +40,8 @@ class DelayedScaling {
   int length() const { return length_; }
   // Entries in role r's history (0 until the first sync).
   int entries(Role r) const { return count_[r]; }
-  // f32 [1] on the history's device: the scale from max(history of r); needs an entry.
+  // f32 [1] on the history's device: the scale from max(history of r); needs an entry. Computed
+  // once per history state and dtype (a layer's casts of one role share it within a step).
   Tensor scale(Role r, DType f8) const;
   // Notes this step's amax of role r (f32 [1], the cast's device; the latest one wins, as in torchao).
   void record(Role r, const Tensor& amax);
@@ -65,6 +66,8 @@ class DelayedScaling {
   Tensor pending_;  // f32 [3]
   std::array<int, 3> count_{}, next_{};
   std::array<bool, 3> seen_{};
+  mutable std::array<Tensor, 3> scale_cache_;  // undefined: stale (after a push or a load)
+  mutable std::array<DType, 3> scale_cache_dtype_{};
 };
 
 // An input that arrived already cast (tensor parallel: cast to e4m3 on each rank with the whole

@@ -365,11 +365,23 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   return o;
 }
 
+// Whether a fused norm takes the same kernel path as the separate ops would: the fused kernel
+// vectorizes only when its extra operand is 16-byte aligned too, and a different path sums the
+// row in a different order (the last bit of rstd). A view at an odd offset runs unfused.
+bool fused_norm_path_same(const Tensor& extra, const Tensor& other) {
+  return reinterpret_cast<std::uintptr_t>(extra.raw()) % 16 == 0 && reinterpret_cast<std::uintptr_t>(other.raw()) % 16 == 0;
+}
+
 AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps) {
   check("add_rmsnorm", {&a, &b, &w});
   check_float("add_rmsnorm", a);
   check_same_dtype("add_rmsnorm", a, b);
   check_same_dtype("add_rmsnorm", a, w);
+  if (!fused_norm_path_same(a, b)) {
+    Tensor h = add(a, b);
+    RmsNormOut o = rmsnorm(h, w, eps);
+    return {h, o.y, o.rstd};
+  }
   AddRmsNormOut o{Tensor::empty(a.shape(), a.dtype(), a.device()), Tensor::empty(a.shape(), a.dtype(), a.device()),
                   Tensor::empty({rows_of(a)}, DType::f32, a.device())};
   cuda::rmsnorm_forward(a.raw(), w.raw(), o.y.raw(), o.rstd.data<float>(), rows_of(a), a.size(-1), eps, a.dtype(), b.raw(),
@@ -387,6 +399,7 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
   check_shape("rmsnorm_backward", rstd, {rows_of(x)}, "rstd");
   check_shape("rmsnorm_backward", dw, w.shape(), "dw");
   require(rstd.dtype() == DType::f32, "rmsnorm_backward", "rstd must be float32 on CUDA");
+  if (dx_add.defined() && !fused_norm_path_same(dx_add, dy)) return add(rmsnorm_backward(dy, x, w, rstd, dw, Tensor()), dx_add);
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor acc = dw.dtype() == DType::f32 ? dw : Tensor::zeros(dw.shape(), DType::f32, dw.device());
   cuda::rmsnorm_backward(dy.raw(), x.raw(), w.raw(), rstd.data<float>(), dx.raw(), acc.data<float>(), rows_of(x),

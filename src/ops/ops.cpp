@@ -609,10 +609,12 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
 
 Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dw,
                         const Tensor& dx_add) {
-  if (dx_add.defined())
-    require(dx_add.shape() == x.shape() && dx_add.dtype() == x.dtype() && dx_add.device() == x.device(), "rmsnorm_backward",
-            "dx_add " + shape_str(dx_add.shape()) + " " + std::string(dtype_name(dx_add.dtype())) + " must match x " +
-                shape_str(x.shape()) + " " + std::string(dtype_name(x.dtype())));
+  if (dx_add.defined()) {
+    require(dx_add.shape() == x.shape() && dx_add.device() == x.device(), "rmsnorm_backward",
+            "dx_add " + shape_str(dx_add.shape()) + " on " + dx_add.device().str() + " must match x " + shape_str(x.shape()) +
+                " on " + x.device().str());
+    if (dx_add.dtype() != x.dtype()) return add(rmsnorm_backward(dy, x, w, rstd, dw), dx_add);  // add()'s mixed form
+  }
   TITAN_CUDA_DISPATCH(x, rmsnorm_backward(dy, x, w, rstd, dw, dx_add));
   if (any_cpu_half({&dy, &x, &w, &dw})) {
     // Emulated half: the norm's gradient is rounded to the dtype first, then added (add()'s bits).
@@ -631,12 +633,14 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
 }
 
 AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps) {
-  require(a.shape() == b.shape() && a.dtype() == b.dtype(), "add_rmsnorm",
-          "a " + shape_str(a.shape()) + " " + std::string(dtype_name(a.dtype())) + " vs b " + shape_str(b.shape()) + " " +
-              std::string(dtype_name(b.dtype())));
+  require(a.shape() == b.shape(), "add_rmsnorm", "a " + shape_str(a.shape()) + " vs b " + shape_str(b.shape()));
   require(w.dim() == 1 && w.size(0) == a.size(-1), "add_rmsnorm", "a " + shape_str(a.shape()) + " vs w " + shape_str(w.shape()));
-  TITAN_CUDA_DISPATCH(a, add_rmsnorm(a, b, w, eps));
-  if (any_cpu_half({&a, &b, &w})) {  // emulated half: nothing to save by fusing
+  // Mixed dtypes (what add() accepts) and emulated half on the CPU: the separate ops.
+  const bool separate = a.dtype() != b.dtype() || a.dtype() != w.dtype();
+  if (!separate) {
+    TITAN_CUDA_DISPATCH(a, add_rmsnorm(a, b, w, eps));
+  }
+  if (separate || any_cpu_half({&a, &b, &w})) {
     Tensor h = add(a, b);
     RmsNormOut o = rmsnorm(h, w, eps);
     return {h, o.y, o.rstd};

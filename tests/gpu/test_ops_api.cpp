@@ -344,7 +344,7 @@ TEST_CASE("cuda float8 delayed scaling: amaxes, histories and scales stay on the
   cpu.weight.set_data(w.clone());
   gpu.weight.set_data(w.to(kGpu));
   const auto identity = [](const Tensor&) {};
-  for (int step = 1; step <= 5; ++step) {  // step 4's large input leaves the 3-step window at step 7
+  for (int step = 1; step <= 8; ++step) {  // step 4's large input leaves the 3-step window at step 7
     const Tensor x = random_tensor({5, 48}, 70 + step, DType::f32, step == 4 ? 8.0f : 1.0f);
     const Tensor gy = random_tensor({5, 32}, 80 + step);
     const std::int64_t syncs = backend_for(kGpu).host_syncs(kGpu.index);
@@ -371,26 +371,35 @@ TEST_CASE("cuda float8 delayed scaling: amaxes, histories and scales stay on the
 
 TEST_CASE("cuda ops: one-pass add, and the fused residual add + rmsnorm, give the unfused GPU ops' bits", "[gpu]") {
   for (DType dt : {DType::f32, DType::bf16})
-    for (std::int64_t D : {129, 256}) {  // scalar and 16-byte vector paths
-      INFO(dtype_name(dt) << ", D = " << D);
-      const Tensor a = random_tensor({37, D}, 90, dt).to(kGpu), b = random_tensor({37, D}, 91, dt).to(kGpu);
-      const Tensor w = random_tensor({D}, 92, dt).to(kGpu), dy = random_tensor({37, D}, 93, dt).to(kGpu);
-      const Tensor dh = random_tensor({37, D}, 94, dt).to(kGpu);
-      const ops::AddRmsNormOut f = ops::add_rmsnorm(a, b, w, 1e-5);
-      const Tensor h = ops::add(a, b);
-      Tensor accumulated = a.clone();  // the one-pass add gives clone + add_'s bits
-      ops::add_(accumulated, b);
-      REQUIRE(h.to_vector() == accumulated.to_vector());
-      const ops::RmsNormOut n = ops::rmsnorm(h, w, 1e-5);
-      REQUIRE(f.h.to_vector() == h.to_vector());
-      REQUIRE(f.y.to_vector() == n.y.to_vector());
-      REQUIRE(f.rstd.to_vector() == n.rstd.to_vector());
-      Tensor dw_fused = Tensor::zeros({D}, DType::f32, kGpu), dw = Tensor::zeros({D}, DType::f32, kGpu);
-      const Tensor dx_fused = ops::rmsnorm_backward(dy, f.h, w, f.rstd, dw_fused, dh);
-      const Tensor dx = ops::add(ops::rmsnorm_backward(dy, h, w, n.rstd, dw), dh);
-      REQUIRE(dx_fused.to_vector() == dx.to_vector());
-      REQUIRE(dw_fused.to_vector() == dw.to_vector());
-      const ops::AddRmsNormOut c = ops::add_rmsnorm(f32_cpu(a), f32_cpu(b), f32_cpu(w), 1e-5);
-      require_close(f.y, c.y, gpu_test::tolerance_for(dt), "fused rmsnorm y vs the CPU");
-    }
+    for (std::int64_t D : {129, 256})  // scalar and 16-byte vector paths
+      for (std::int64_t rows : {37, 1100})  // one row per backward block, and several
+        for (bool offset : {false, true}) {  // b and dh as views one element in: misaligned
+          INFO(dtype_name(dt) << ", D = " << D << ", rows = " << rows << (offset ? ", misaligned views" : ""));
+          const auto view = [&](std::uint32_t seed) {
+            const Tensor t = random_tensor({rows * D + 1}, seed, dt).to(kGpu);
+            return t.view_range(offset ? 1 : 0, {rows, D});
+          };
+          const Tensor a = random_tensor({rows, D}, 90, dt).to(kGpu), b = view(91);
+          const Tensor w = random_tensor({D}, 92, dt).to(kGpu), dy = random_tensor({rows, D}, 93, dt).to(kGpu);
+          const Tensor dh = view(94);
+          const ops::AddRmsNormOut f = ops::add_rmsnorm(a, b, w, 1e-5);
+          const Tensor h = ops::add(a, b);
+          Tensor accumulated = a.clone();  // the one-pass add gives clone + add_'s bits
+          ops::add_(accumulated, b);
+          REQUIRE(h.to_vector() == accumulated.to_vector());
+          const ops::RmsNormOut n = ops::rmsnorm(h, w, 1e-5);
+          REQUIRE(f.h.to_vector() == h.to_vector());
+          REQUIRE(f.y.to_vector() == n.y.to_vector());
+          REQUIRE(f.rstd.to_vector() == n.rstd.to_vector());
+          Tensor dw_fused = Tensor::zeros({D}, DType::f32, kGpu), dw = Tensor::zeros({D}, DType::f32, kGpu);
+          const Tensor dx_fused = ops::rmsnorm_backward(dy, f.h, w, f.rstd, dw_fused, dh);
+          const Tensor dx = ops::add(ops::rmsnorm_backward(dy, h, w, n.rstd, dw), dh);
+          REQUIRE(dx_fused.to_vector() == dx.to_vector());
+          REQUIRE(dw_fused.to_vector() == dw.to_vector());
+          const ops::AddRmsNormOut c = ops::add_rmsnorm(f32_cpu(a), f32_cpu(b), f32_cpu(w), 1e-5);
+          require_close(f.y, c.y, gpu_test::tolerance_for(dt), "fused rmsnorm y vs the CPU");
+          Tensor dw_cpu = Tensor::zeros({D});
+          require_close(dx_fused, ops::rmsnorm_backward(f32_cpu(dy), c.h, f32_cpu(w), c.rstd, dw_cpu, f32_cpu(dh)),
+                        gpu_test::tolerance_for(dt), "fused rmsnorm dx vs the CPU");
+        }
 }

@@ -179,7 +179,18 @@ TEST_CASE("op add_rmsnorm: the residual add fused into the norm gives add + rmsn
   check_grad(w, both, R, dw);
   CHECK_THROWS_WITH(ops::add_rmsnorm(a, randn({2, 3, 10}, 36), w, 1e-5), Catch::Contains("add_rmsnorm"));
   Tensor dw2 = Tensor::zeros({11}, DType::f64);
-  CHECK_THROWS_WITH(ops::rmsnorm_backward(Ry, o.h, w, o.rstd, dw2, Rh.to(DType::f32)), Catch::Contains("dx_add"));
+  CHECK_THROWS_WITH(ops::rmsnorm_backward(Ry, o.h, w, o.rstd, dw2, randn({2, 3, 10}, 37)), Catch::Contains("dx_add"));
+  // Mixed dtypes (which add() takes: f32 with bf16) run as the separate ops.
+  const Tensor a32 = a.to(DType::f32), b16 = b.to(DType::bf16), w32 = w.to(DType::f32);
+  const ops::AddRmsNormOut m = ops::add_rmsnorm(a32, b16, w32, 1e-5);
+  const Tensor hm = ops::add(a32, b16);
+  CHECK(m.h.to_vector() == hm.to_vector());
+  const ops::RmsNormOut nm = ops::rmsnorm(hm, w32, 1e-5);
+  CHECK(m.y.to_vector() == nm.y.to_vector());
+  Tensor dw3 = Tensor::zeros({11}), dw4 = Tensor::zeros({11});
+  const Tensor Ry32 = Ry.to(DType::f32), Rh16 = Rh.to(DType::bf16);
+  CHECK(ops::rmsnorm_backward(Ry32, hm, w32, nm.rstd, dw3, Rh16).to_vector() ==
+        ops::add(ops::rmsnorm_backward(Ry32, hm, w32, nm.rstd, dw4), Rh16).to_vector());
 }
 
 TEST_CASE("op rope: rotation of pairs, Llama 3.1 scaling, inverse as backward") {
