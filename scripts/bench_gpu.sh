@@ -138,8 +138,9 @@ step gpu_tests_other 90 "$gpu_env $wrap/titan_gpu_tests '[gpu]~[gemm]~[float8]~[
 if [ $mode = dry ] || command -v compute-sanitizer >/dev/null; then
   step memcheck_attention 120 "if [ \$mode = dry ]; then echo 'dry run: compute-sanitizer'; else LD_LIBRARY_PATH='$libs' compute-sanitizer --tool memcheck --error-exitcode 1 $bin/titan_gpu_tests 'attention: more shapes*' -r compact; fi"
   # The kernels of the sync-free step (cross-entropy's device mean, multi-tensor clipping, the
-  # error flags), written without a GPU: small tests, so memcheck is cheap here.
-  step memcheck_step_kernels 90 "if [ \$mode = dry ]; then echo 'dry run: compute-sanitizer'; else LD_LIBRARY_PATH='$libs' compute-sanitizer --tool memcheck --error-exitcode 1 $bin/titan_gpu_tests 'cuda cross_entropy*,cuda ops: gradient clipping*,cuda ops: the flags*' -r compact; fi"
+  # error flags) and the pass-saving ones (fused residual add + RMSNorm, one-pass add, casts
+  # that fold the amax), written without a GPU: small tests, so memcheck is cheap here.
+  step memcheck_step_kernels 120 "if [ \$mode = dry ]; then echo 'dry run: compute-sanitizer'; else LD_LIBRARY_PATH='$libs' compute-sanitizer --tool memcheck --error-exitcode 1 $bin/titan_gpu_tests 'cuda cross_entropy*,cuda ops: gradient clipping*,cuda ops: the flags*,cuda ops: one-pass add*,float8 cast with a given scale measures*' -r compact; fi"
 else
   printf "%-34s SKIP     (no compute-sanitizer)\n" memcheck_attention memcheck_step_kernels | tee -a "$summary"
 fi
