@@ -427,6 +427,15 @@ void check_f8(const char* fn, DType f8) {
 
 int axis_code(Fp8ScaleAxis a) { return a == Fp8ScaleAxis::tensor ? 0 : a == Fp8ScaleAxis::per_row ? 1 : 2; }
 
+double f8_max(DType f8) { return f8 == DType::f8e4m3 ? double(kF8E4M3Max) : double(kF8E5M2Max); }
+
+// launch(std::true_type) for e4m3, launch(std::false_type) for e5m2: the kE4M3 template argument.
+template <class Launch>
+void with_f8_format(DType f8, Launch&& launch) {
+  if (f8 == DType::f8e4m3) launch(std::true_type{});
+  else launch(std::false_type{});
+}
+
 }  // namespace
 
 void amax_tensorwise(const void* x, DType x_dtype, std::int64_t n, float* amax) {
@@ -490,7 +499,7 @@ void amax_to_scale(const float* amax, std::int64_t n, DType f8, bool round_to_po
   if (n < 0) usage("amax_to_scale", "negative size");
   if (n == 0) return;
   if (!amax || !scale) usage("amax_to_scale", "amax or scale is null");
-  const double fmax = f8 == DType::f8e4m3 ? double(kF8E4M3Max) : double(kF8E5M2Max);
+  const double fmax = f8_max(f8);
   amax_to_scale_kernel<<<grid_for(n, kThreads), kThreads, 0, compute_stream()>>>(amax, n, fmax, round_to_power_of_2,
                                                                                   scale, scale_inv);
   TITAN_CUDA_LAUNCH_CHECK();
@@ -533,8 +542,7 @@ void cast_to_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t c
       }
       TITAN_CUDA_LAUNCH_CHECK();
     };
-    if (f8 == DType::f8e4m3) launch(std::true_type{});
-    else launch(std::false_type{});
+    with_f8_format(f8, launch);
   });
 }
 
@@ -634,7 +642,7 @@ void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t 
   if (axis == Fp8ScaleAxis::per_row && out && !out_t && rows > 0) {  // one pass (quantize_row_kernel)
     if (!amax || !scale) usage("quantize_fp8", "amax or scale is null");
     if (cols > 0 && !x) usage("quantize_fp8", "x is null");
-    const double fmax = f8 == DType::f8e4m3 ? double(kF8E4M3Max) : double(kF8E5M2Max);
+    const double fmax = f8_max(f8);
     auto* o = static_cast<std::uint8_t*>(out);
     dispatch_float(x_dtype, "quantize_fp8", [&](auto tag) {
       using T = decltype(tag);
@@ -651,8 +659,7 @@ void quantize_fp8(const void* x, DType x_dtype, std::int64_t rows, std::int64_t 
                                                                                         amax, scale, scale_inv, o);
         TITAN_CUDA_LAUNCH_CHECK();
       };
-      if (f8 == DType::f8e4m3) launch(std::true_type{});
-      else launch(std::false_type{});
+      with_f8_format(f8, launch);
     });
     return;
   }

@@ -259,6 +259,11 @@ void Fsdp::start_gather(Unit& u) {
       ++extension_all_reduces_;
     }
   };
+  // An extension encodes its shard on the device (an offloaded shard crosses in high precision).
+  const auto encode = [&](Param& p, const Tensor& into) {
+    const Tensor shard = p.shard_2d();
+    p.extension->pre_all_gather(shard.device() == opt_.device ? shard : shard.to(opt_.device), into, max_over_shards);
+  };
   if (group.size() == 1) {
     // A shard group of one exchanges nothing: each shard is its parameter's whole value, cast or
     // copied straight into the buffer the layer uses (one pass, not pack + collective + unpack,
@@ -268,8 +273,8 @@ void Fsdp::start_gather(Unit& u) {
       p.gathered.storage()->reallocate();
       const Tensor shard = p.shard_2d();
       // An offloaded shard is rounded to the wire dtype on the host, so only its bytes cross
-      // (the packed path's copy_in); an extension encodes on the device.
-      if (p.extension) p.extension->pre_all_gather(shard.device() == opt_.device ? shard : shard.to(opt_.device), p.gathered, max_over_shards);
+      // (the packed path's copy_in).
+      if (p.extension) encode(p, p.gathered);
       else if (p.gathered.dtype() == p.wire) p.gathered.copy_from(shard);
       else p.gathered.copy_from(shard.to(p.wire));
     }
@@ -283,9 +288,7 @@ void Fsdp::start_gather(Unit& u) {
     Tensor seg = u.send.view_bytes(p.wire_offset, {p.rows_per_shard, p.row_elems}, p.wire);
     // Offloaded shards cross to the device here (a plain gather converts on the host first, so
     // only the param dtype's bytes cross; an extension encodes on the device).
-    if (p.extension)
-      p.extension->pre_all_gather(p.shard_2d().device() == opt_.device ? p.shard_2d() : p.shard_2d().to(opt_.device), seg,
-                                  max_over_shards);
+    if (p.extension) encode(p, seg);
     else group.copy_in(seg, p.shard_2d());  // f32, or rounded to the param dtype once here (offload: off the compute stream)
   }
   u.recv = Tensor::empty({std::int64_t(u.shard_bytes) * mesh_.shard()}, DType::f8e4m3, opt_.device);

@@ -223,16 +223,35 @@ cuda::Fp8ScaleAxis fp8_axis(ScaleAxis a) {
                                    : cuda::Fp8ScaleAxis::per_column;
 }
 
+bool is_aligned16(const Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.raw()) % 16 == 0; }
+
 // cuBLASLt's FP8 kernels want 16-byte aligned operands; a view at another offset is copied.
-Tensor aligned16(const Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.raw()) % 16 == 0 ? t : t.clone(); }
+Tensor aligned16(const Tensor& t) { return is_aligned16(t) ? t : t.clone(); }
+
+// A scale (or amax) per group of `axis` of an [R, C] tensor: [1], [R, 1] or [1, C].
+Shape scale_shape(ScaleAxis axis, std::int64_t R, std::int64_t C) {
+  return axis == ScaleAxis::tensor ? Shape{1} : axis == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
+}
+
+// A cast's result with its float8 buffers allocated for `layout` (filled by the caller's kernel).
+Float8Cast empty_float8_cast(const Tensor& x, DType f8, Tensor scale, ScaleAxis axis, Float8Layout layout) {
+  const std::int64_t R = x.size(0), C = x.size(1);
+  Float8Cast out;
+  out.scale = std::move(scale);
+  out.axis = axis;
+  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
+  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
+  return out;
+}
+
+void* raw_or_null(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
 
 }  // namespace
 
 Tensor amax(const Tensor& x, ScaleAxis axis) {
   check("amax", {&x});
   const std::int64_t R = x.size(0), C = x.size(1);
-  const Shape shape = axis == ScaleAxis::tensor ? Shape{1} : axis == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
-  Tensor out = Tensor::empty(shape, DType::f32, x.device());
+  Tensor out = Tensor::empty(scale_shape(axis, R, C), DType::f32, x.device());
   if (axis == ScaleAxis::tensor) cuda::amax_tensorwise(x.raw(), x.dtype(), R * C, out.data<float>());
   else if (axis == ScaleAxis::per_row) cuda::amax_rowwise(x.raw(), x.dtype(), R, C, out.data<float>());
   else cuda::amax_colwise(x.raw(), x.dtype(), R, C, out.data<float>());
@@ -249,16 +268,10 @@ Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout,
                           Tensor* amax) {
   check("cast_to_float8", {&x, &scale});
-  const std::int64_t R = x.size(0), C = x.size(1);
-  Float8Cast out;
-  out.scale = scale;
-  out.axis = axis;
-  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
-  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
+  Float8Cast out = empty_float8_cast(x, f8, scale, axis, layout);
   if (amax) *amax = Tensor::empty({1}, DType::f32, x.device());
-  cuda::cast_to_fp8(x.raw(), x.dtype(), R, C, f8, scale.data<float>(), fp8_axis(axis),
-                    out.data.defined() ? out.data.raw() : nullptr, out.data_t.defined() ? out.data_t.raw() : nullptr,
-                    amax ? amax->data<float>() : nullptr);
+  cuda::cast_to_fp8(x.raw(), x.dtype(), x.size(0), x.size(1), f8, scale.data<float>(), fp8_axis(axis), raw_or_null(out.data),
+                    raw_or_null(out.data_t), amax ? amax->data<float>() : nullptr);
   return out;
 }
 
@@ -267,16 +280,11 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleA
 Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout) {
   check("cast_to_float8", {&x});
   const std::int64_t R = x.size(0), C = x.size(1);
-  const Shape shape = axis == ScaleAxis::tensor ? Shape{1} : axis == ScaleAxis::per_row ? Shape{R, 1} : Shape{1, C};
-  Float8Cast out;
-  out.scale = Tensor::empty(shape, DType::f32, x.device());
-  out.axis = axis;
+  const Shape shape = scale_shape(axis, R, C);
+  Float8Cast out = empty_float8_cast(x, f8, Tensor::empty(shape, DType::f32, x.device()), axis, layout);
   const Tensor amax = Tensor::empty(shape, DType::f32, x.device());
-  if (layout != Float8Layout::transposed) out.data = Tensor::empty({R, C}, f8, x.device());
-  if (layout != Float8Layout::row_major) out.data_t = Tensor::empty({C, R}, f8, x.device());
   cuda::quantize_fp8(x.raw(), x.dtype(), R, C, f8, fp8_axis(axis), round_to_power_of_2, amax.data<float>(),
-                     out.scale.data<float>(), nullptr, out.data.defined() ? out.data.raw() : nullptr,
-                     out.data_t.defined() ? out.data_t.raw() : nullptr);
+                     out.scale.data<float>(), nullptr, raw_or_null(out.data), raw_or_null(out.data_t));
   return out;
 }
 
@@ -368,9 +376,7 @@ RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps) {
 // Whether a fused norm takes the same kernel path as the separate ops would: the fused kernel
 // vectorizes only when its extra operand is 16-byte aligned too, and a different path sums the
 // row in a different order (the last bit of rstd). A view at an odd offset runs unfused.
-bool fused_norm_path_same(const Tensor& extra, const Tensor& other) {
-  return reinterpret_cast<std::uintptr_t>(extra.raw()) % 16 == 0 && reinterpret_cast<std::uintptr_t>(other.raw()) % 16 == 0;
-}
+bool fused_norm_path_same(const Tensor& extra, const Tensor& other) { return is_aligned16(extra) && is_aligned16(other); }
 
 AddRmsNormOut add_rmsnorm(const Tensor& a, const Tensor& b, const Tensor& w, double eps) {
   check("add_rmsnorm", {&a, &b, &w});
@@ -403,7 +409,7 @@ Tensor rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, cons
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor acc = dw.dtype() == DType::f32 ? dw : Tensor::zeros(dw.shape(), DType::f32, dw.device());
   cuda::rmsnorm_backward(dy.raw(), x.raw(), w.raw(), rstd.data<float>(), dx.raw(), acc.data<float>(), rows_of(x),
-                         x.size(-1), x.dtype(), dx_add.defined() ? dx_add.raw() : nullptr);
+                         x.size(-1), x.dtype(), raw_or_null(dx_add));
   if (dw.dtype() != DType::f32) add_(dw, acc, 1.0);
   return dx;
 }
