@@ -4,7 +4,7 @@
 // Used by scripts/bench_cpu_model.sh (beside PyTorch eager) and scripts/bench_gpu.sh.
 //   bench_model [--flavor debugmodel] [--layers N] [--batch 8] [--seq 2048] [--iters 3] [--warmup 1]
 //               [--ac none|full|selective] [--bf16] [--cpu-bf16-gemm auto|native|widened] [--float8 RECIPE] [--device cpu|cuda] [--peak-tflops T]
-//               [--cpu-gemm auto|openblas|blis|onednn] [--gemm-info]
+//               [--cpu-gemm auto|openblas|blis|onednn] [--gemm-info] [--graph]
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include "autograd/functions.hpp"
 #include "core/backend.hpp"
 #include "core/errors.hpp"
+#include "core/step_capture.hpp"
 #include "dist/fsdp.hpp"
 #include "dist/world.hpp"
 #include "float8/float8_linear.hpp"
@@ -43,6 +44,10 @@ int main(int argc, char** argv) {
   std::string float8_recipe;
   app.add_option("--float8", float8_recipe, "convert the Linears (all but output) with this float8 recipe (emulated)")
       ->check(CLI::IsMember({"tensorwise", "rowwise", "rowwise_with_gw_hp", "delayed"}));
+  bool graph = false;
+  app.add_flag("--graph", graph,
+               "after the warm-up steps, capture one step as a CUDA graph and time its replays (what "
+               "compile.enable does in run_train; GPU only)");
   std::string device_name = "cpu";
   app.add_option("--device", device_name, "cpu, or cuda (the rank's GPU; CUDA builds only)")->check(CLI::IsMember({"cpu", "cuda"}));
   bool bf16 = false;
@@ -144,43 +149,73 @@ int main(int argc, char** argv) {
   targets = targets.to(device);
   std::vector<autograd::Variable*> params = fsdp.sharded_parameters();
   optim::AdamW optimizer(params, {});
-  double best = 1e30, total = 0, loss = 0;
+  double best = 1e30, total = 0;
   std::int64_t syncs = 0;  // host waits in the timed steps, not counting the step-end sync()
-  backend.reset_peak(device.index);
-  for (int it = 0; it < warmup + iters; ++it) {
-    for (auto* p : params) p->zero_grad();
-    const std::int64_t syncs_before = backend.host_syncs(device.index);
-    const auto t0 = std::chrono::steady_clock::now();
+  if (graph && (device.is_cpu() || float8_recipe == "delayed")) {
+    std::fprintf(stderr, "error: --graph needs --device cuda and a float8 recipe other than delayed (its amax-history "
+                         "ring moves by a position the host keeps)\n");
+    return kExitUsageError;
+  }
+  // One step's device work; `loss` is where it leaves the loss. AdamW's scalars are prepared
+  // outside it (a replay reads them from the same buffer).
+  Tensor loss;
+  auto step_body = [&] {
     autograd::Variable logits = model.forward_tokens(tokens);
     autograd::Variable l = autograd::cross_entropy(logits, targets);
     l.backward();
+    loss = l.data();
     if (!no_optimizer) {
       optim::clip_grad_norm(params, 1.0);
-      optimizer.step(8e-4);
+      optimizer.apply();
       fsdp.refresh_after_update();
       float8::sync_amax_histories(model, [](const Tensor&) {});
+    }
+  };
+  std::unique_ptr<CapturedStep> captured;
+  backend.reset_peak(device.index);
+  for (int it = 0; it < warmup + iters; ++it) {
+    const std::int64_t syncs_before = backend.host_syncs(device.index);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!no_optimizer) optimizer.prepare(8e-4);
+    if (captured) {
+      captured->replay();
+    } else if (graph && it == warmup) {  // the first timed step captures, then runs the graph
+      for (auto* p : params) p->zero_grad();
+      loss = Tensor();  // the previous step's, dropped before the capture (StepCapture)
+      StepCapture check(device.kind);
+      captured = backend.capture(device.index, step_body);
+      captured->replay();
+      if (const StepCapture::FreedEarly early = check.finish(); early.count > 0) {
+        std::fprintf(stderr, "error: --graph: the step freed %zu tensor(s) allocated before it; it cannot be replayed\n",
+                     early.count);
+        return kExitRuntimeError;
+      }
+    } else {
+      for (auto* p : params) p->zero_grad();
+      step_body();
     }
     const std::int64_t step_syncs = backend.host_syncs(device.index) - syncs_before;
     sync();  // GPU kernels are asynchronous: the step ends when the stream is done
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    loss = l.data().item(0);
     if (it >= warmup) {
       syncs += step_syncs;
       best = std::min(best, dt);
       total += dt;
     }
   }
+  const double final_loss = loss.item(0);
   const double tokens_per_step = double(batch * seq);
   const double peak_bytes = double(backend.memory_stats(device.index).peak);
   const double tps = tokens_per_step * iters / total;
   const double tflops = llama3::flops_per_token(args, seq) * tps / 1e12;
   char mfu[32] = "n/a";
   if (peak_tflops > 0) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / peak_tflops);
-  std::printf("titan.cpp %s (%lld layers) on %s batch %lld seq %lld ac %s%s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, "
+  std::printf("titan.cpp %s (%lld layers) on %s batch %lld seq %lld ac %s%s%s%s%s: loss %.4f, mean %.3f s/step, best %.3f s, "
               "%.0f tokens/s, %.2f TFLOP/s, MFU %s, peak %.0f MiB, %.1f host syncs/step\n",
               flavor.c_str(), (long long)args.n_layers, device.str().c_str(), (long long)batch, (long long)seq, ac_mode.c_str(),
               no_optimizer ? " fwd+bwd" : " full step", bf16 ? " bf16" : " f32",
-              float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), loss, total / iters, best, tps, tflops,
+              float8_recipe.empty() ? "" : (" float8 " + float8_recipe).c_str(), captured ? " cuda-graph" : "", final_loss,
+              total / iters, best, tps, tflops,
               mfu,
               peak_bytes / (1 << 20), double(syncs) / iters);
   return 0;

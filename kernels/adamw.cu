@@ -12,7 +12,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void adamw_kernel(const __grid_constant__ MultiTensorBatch<AdamWTensor> batch, AdamWScalars s) {
+__global__ void adamw_kernel(const __grid_constant__ MultiTensorBatch<AdamWTensor> batch,
+                             const AdamWScalars* __restrict__ scalars) {
+  const AdamWScalars s = *scalars;
   std::int64_t begin = 0, end = 0;
   const AdamWTensor& t = multi_tensor_chunk(batch, blockIdx.x, &begin, &end);
   const float one_b1 = __fsub_rn(1.0f, s.beta1), one_b2 = __fsub_rn(1.0f, s.beta2);
@@ -31,9 +33,9 @@ __global__ void adamw_kernel(const __grid_constant__ MultiTensorBatch<AdamWTenso
 
 }  // namespace
 
-void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWScalars& s) {
+void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWScalars* device_scalars) {
   for_each_multi_tensor_batch(tensors, [&](const MultiTensorBatch<AdamWTensor>& batch, int chunks) {
-    adamw_kernel<<<chunks, kThreads, 0, compute_stream()>>>(batch, s);
+    adamw_kernel<<<chunks, kThreads, 0, compute_stream()>>>(batch, device_scalars);
     TITAN_CUDA_LAUNCH_CHECK();
   });
 }

@@ -12,12 +12,14 @@ struct AdamWTensor {
   float* exp_avg_sq;   // f32 second moment
   std::int64_t n;
 };
-// The scalars exactly as optim::AdamW::step computes them on the host (same f32 rounding):
+// The scalars exactly as ops::adamw_scalars_into computes them on the host (same f32 rounding),
+// in device memory: the kernels read them when they run, so a CUDA graph that captured this
+// launch uses each step's learning rate and bias corrections.
 //   p *= decay; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //   p -= step_size * m / (sqrt(v) * inv_bias2_sqrt + eps)
 struct AdamWScalars {
   float beta1, beta2, step_size, decay, eps, inv_bias2_sqrt;
 };
-void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWScalars& s);
+void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWScalars* device_scalars);
 
 }  // namespace titan::cuda

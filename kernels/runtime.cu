@@ -184,6 +184,57 @@ void memset_zero(void* dst, std::size_t bytes) {
 }
 
 namespace {
+thread_local bool t_capturing = false;
+
+// Ends a capture that failed, so the stream can be used again.
+void abandon_capture() {
+  cudaGraph_t graph = nullptr;
+  if (cudaStreamEndCapture(g_stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  t_capturing = false;
+}
+}  // namespace
+
+void* graph_capture(const std::function<void()>& body) {
+  require_device();
+  if (t_capturing) throw_usage_error("cuda::graph_capture: already capturing");
+  TITAN_CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  t_capturing = true;
+  try {
+    body();
+  } catch (...) {
+    abandon_capture();
+    throw;
+  }
+  t_capturing = false;
+  cudaGraph_t graph = nullptr;
+  // An unsupported call inside the body (a host wait, a pageable copy) invalidated the capture:
+  // this reports it (cudaErrorStreamCaptureInvalidated / Unsupported).
+  const cudaError_t ended = cudaStreamEndCapture(g_stream, &graph);
+  if (ended != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw_cuda_error(ended, "cudaStreamEndCapture", __FILE__, __LINE__);
+  }
+  cudaGraphExec_t exec = nullptr;
+  // Auto-free on launch: the memory the step allocates and keeps (gradients, its outputs) is
+  // freed by the next launch before that launch allocates it again, at the same address.
+  const cudaError_t made = cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
+  cudaGraphDestroy(graph);
+  TITAN_CUDA_CHECK(made);
+  return exec;
+}
+
+void graph_launch(void* graph) {
+  require_device();
+  TITAN_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), g_stream));
+}
+
+void graph_destroy(void* graph) noexcept {
+  if (graph && cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)) != cudaSuccess) cudaGetLastError();
+}
+
+namespace {
 std::vector<cudaEvent_t> g_timing_events;  // the pool (the profiler records from one thread)
 }
 

@@ -4,6 +4,8 @@
 // comes from the device's stream-ordered pool (cudaMallocAsync) whose release threshold keeps
 // freed blocks cached, so steady-state steps never call into the driver to allocate.
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace titan::cuda {
@@ -56,6 +58,16 @@ void copy(void* dst, const void* src, std::size_t bytes, bool host_waits = true)
 void* host_allocate_pinned(std::size_t bytes);
 void host_free_pinned(void* ptr) noexcept;
 void memset_zero(void* dst, std::size_t bytes);  // asynchronous on the compute stream
+
+// CUDA graphs of the compute stream (compile.enable). graph_capture runs `body` with the stream
+// in capture mode (thread-local: only this thread's unsafe calls are refused), so the kernels,
+// copies and stream-ordered allocations it queues are recorded instead of run; allocations become
+// the graph's own memory, at fixed addresses, freed and made again by each launch. It returns the
+// instantiated graph, or throws with CUDA's reason (the stream is usable again either way).
+// graph_launch queues one replay on the compute stream; graph_destroy frees the graph.
+void* graph_capture(const std::function<void()>& body);
+void graph_launch(void* graph);
+void graph_destroy(void* graph) noexcept;
 
 // Timing markers on the compute stream (the profiler's GPU spans): a recorded cudaEvent (from a
 // pool), the milliseconds between two (waits for `to`), and the event's return to the pool.

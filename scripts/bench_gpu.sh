@@ -165,6 +165,14 @@ else
   syncs_args="--model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
   step syncs_bf16 90 "tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $syncs_args && tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $syncs_args --quantize.linear.float8.recipe_name delayed --quantize.linear.float8.enable_fsdp_float8_all_gather=false --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp=false"
 fi
+# compile.enable: the step captured as a CUDA graph and replayed gives the eager run's losses digit
+# for digit, with no host sync in a replayed step (tests/cli/check_compile.sh); bf16, then float8.
+if [ $mode = dry ]; then
+  step compile_graph 30 "echo 'dry run: check_compile.sh gpu (bf16, then float8)'; echo 'ok: the same losses and gradient norms with compile.enable (9 values)'"
+else
+  compile_args="--model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
+  step compile_graph 120 "tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $compile_args && tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $compile_args"
+fi
 # The same-chip anchor, then titan.cpp at the same shapes.
 step anchor_torch 150 "if [ \$mode = dry ]; then cat tests/assets/gpu_check/anchor.txt; else python3 scripts/bench/torch_gpu_anchor.py --iters 10; fi"
 step bench_gemm 90 "$wrap/bench_gemm 10"
@@ -173,6 +181,8 @@ step bench_attention 60 "$wrap/bench_attention --iters 10"
 # vocabulary) at seq 8192, bf16 and float8 tensorwise; parameters initialised on every core.
 step model_8b2_bf16 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16"
 step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --float8 tensorwise"
+# The bf16 step again, replayed as a CUDA graph (compile.enable): what the graph saves of launches.
+step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --graph"
 
 # ---- figures -------------------------------------------------------------------------------
 {
@@ -183,6 +193,8 @@ step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --
   for f in "$logs"/parity_*.log; do echo "$(basename "$f" .log): $(grep -E '^(ok|FAIL)' "$f" | tail -1)"; done
   echo "---- host syncs per steady-state step (want 1 per log interval of 5: 0.2)"
   grep -h -E '^(ok|FAIL)' "$logs/syncs_bf16.log" 2>/dev/null | tail -1
+  echo "---- compile.enable (CUDA graph replay vs eager: same losses, no sync in a replayed step)"
+  grep -h -E '^(ok|FAIL)' "$logs/compile_graph.log" 2>/dev/null | tail -1
   echo "---- GEMMs, TFLOP/s: titan.cpp (ours / best cuBLASLt heuristic) and PyTorch; ratio = titan / torch"
   # (numbers compared as numbers: a "nan" from the anchor gives no ratio, not a division by zero)
   awk '

@@ -9,6 +9,8 @@
 // that says so, which is how a build without nvcc refuses a CUDA tensor.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "core/dtype.hpp"
@@ -37,6 +39,14 @@ struct MemoryStats {
   std::size_t reserved = 0;  // bytes the allocator holds from the system (in_use + cached)
   std::size_t peak_reserved = 0;  // max of reserved since start or the last reset_peak
   std::size_t capacity = 0;  // total memory of the device (host RAM for the CPU)
+};
+
+// A step recorded once and replayed (compile.enable; DeviceBackend::capture).
+class CapturedStep {
+ public:
+  virtual ~CapturedStep() = default;
+  // Queues the recorded work again, with the pointers and arguments it was recorded with.
+  virtual void replay() = 0;
 };
 
 class DeviceBackend {
@@ -84,6 +94,17 @@ class DeviceBackend {
   virtual std::uint64_t timing_marker(int /*index*/) { return 0; }
   virtual double timing_elapsed_us(std::uint64_t /*from*/, std::uint64_t /*to*/) { return 0; }
   virtual void timing_release(std::uint64_t /*marker*/) {}
+
+  // Records the work `body` queues on device `index` as one unit that replay() queues again
+  // (CUDA: a CUDA graph of the compute stream). The recorded work has not run when this returns:
+  // the caller replays it once for the step it captured. Memory `body` allocates becomes the
+  // unit's own, at the same addresses on every replay. Throws with the backend's reason when
+  // something in `body` cannot be recorded. nullptr: this backend records nothing (the CPU,
+  // where the host does the work), and `body` has run, eagerly.
+  virtual std::unique_ptr<CapturedStep> capture(int /*index*/, const std::function<void()>& body) {
+    body();
+    return nullptr;
+  }
 };
 
 // "cpu", "cuda": the kind as Device::str spells it.

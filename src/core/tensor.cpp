@@ -6,6 +6,7 @@
 
 #include "core/backend.hpp"
 #include "core/memory_history.hpp"
+#include "core/step_capture.hpp"
 
 namespace titan {
 
@@ -17,20 +18,23 @@ namespace {
 Allocator& allocator_for(Device device) { return backend_for(device).allocator(device.index); }
 }  // namespace
 
-Storage::Storage(std::size_t bytes, Allocator& alloc) : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc) {
+Storage::Storage(std::size_t bytes, Allocator& alloc)
+    : data_(alloc.allocate(bytes)), bytes_(bytes), alloc_(&alloc), serial_(StepCapture::next_serial()) {
   memory_history::on_allocate(data_, bytes_, alloc_->device());
 }
 Storage::~Storage() { release(); }
 void Storage::release() {
   if (data_) {
     memory_history::on_free(data_);
-    alloc_->deallocate(data_, bytes_);
+    // Inside a step capture, memory from before it is freed when the capture ends.
+    if (!StepCapture::defer_free(serial_, data_, bytes_, *alloc_)) alloc_->deallocate(data_, bytes_);
   }
   data_ = nullptr;
 }
 void Storage::reallocate() {
   if (!data_) {
     data_ = alloc_->allocate(bytes_);
+    serial_ = StepCapture::next_serial();
     memory_history::on_allocate(data_, bytes_, alloc_->device());
   }
 }

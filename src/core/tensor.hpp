@@ -59,6 +59,7 @@ class Storage {
   void* data_;
   std::size_t bytes_;
   Allocator* alloc_;
+  std::uint64_t serial_;  // when data_ was allocated (core/step_capture.hpp)
 };
 
 using Shape = std::vector<std::int64_t>;

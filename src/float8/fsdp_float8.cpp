@@ -14,24 +14,31 @@ class Float8WeightAllGather : public nn::AllGatherExtension {
 
   void pre_all_gather(const Tensor& shard, const Tensor& out,
                       const std::function<void(const Tensor&)>& max_over_shards) override {
-    if (!scale_.defined()) {  // torchao without precompute: the global amax at the weight's gather
+    if (!fresh_) {  // torchao without precompute: the global amax at the weight's gather
       const Tensor global_amax = amax(shard, Granularity::tensorwise, 0);
       max_over_shards(global_amax);
-      scale_ = amax_to_scale(global_amax, DType::f8e4m3, false);
+      set_scale(amax_to_scale(global_amax, DType::f8e4m3, false));
     }
     out.copy_from(cast_to_float8_with_scale(shard, DType::f8e4m3, scale_).data);
   }
 
   void post_all_gather(const Tensor&) override { layer_.set_precast_weight_scale(scale_); }
 
-  void shards_changed() override { scale_ = Tensor(); }
+  void shards_changed() override { fresh_ = false; }
 
-  // An f32 [1] tensor where the shard is: the host never reads it (no sync on a GPU).
-  void set_scale(Tensor s) { scale_ = std::move(s); }
+  // `s`, an f32 [1] tensor where the shard is (the host never reads it: no sync on a GPU), is
+  // copied into this weight's own scale, which stays the same tensor from step to step: the layer
+  // holds it, and a captured step (compile.enable) replays its writes into the same memory.
+  void set_scale(const Tensor& s) {
+    if (!scale_.defined() || scale_.device() != s.device()) scale_ = Tensor::empty({1}, DType::f32, s.device());
+    scale_.copy_from(s);
+    fresh_ = true;
+  }
 
  private:
   Float8Linear& layer_;
   Tensor scale_;
+  bool fresh_ = false;  // scale_ is the current shard's (precomputed, or computed at this gather)
 };
 
 }  // namespace

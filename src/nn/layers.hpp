@@ -69,7 +69,9 @@ class Embedding : public Module {
   // Tokens are data, not a differentiable input.
   Variable lookup(const Tensor& tokens) {
     tokens_ = tokens;
-    return call({})[0];
+    Variable out = call({})[0];
+    tokens_ = Tensor();  // the backward keeps its own reference; see Transformer::forward_tokens
+    return out;
   }
   // This module holds rows [first_row, first_row + rows) of a larger table (a vocabulary shard):
   // tokens outside them give zero rows, to be summed with the other shards' lookups.

@@ -18,6 +18,17 @@
 namespace titan {
 namespace {
 
+// A CUDA graph of one train step (compile.enable; kernels/runtime.hpp).
+class CudaGraphStep final : public CapturedStep {
+ public:
+  explicit CudaGraphStep(void* graph) : graph_(graph) {}
+  ~CudaGraphStep() override { cuda::graph_destroy(graph_); }
+  void replay() override { cuda::graph_launch(graph_); }
+
+ private:
+  void* graph_;
+};
+
 // Device memory from the CUDA runtime's stream-ordered pool (kernels/runtime.hpp). A process
 // drives one GPU (the rank's local one), chosen by the first allocation on it.
 class CudaAllocator final : public Allocator {
@@ -151,6 +162,10 @@ class CudaBackend final : public DeviceBackend {
     m.peak_reserved = s.peak_reserved;
     m.capacity = index < cuda::device_count() ? cuda::device_properties(index).total_memory : 0;
     return m;
+  }
+  std::unique_ptr<CapturedStep> capture(int index, const std::function<void()>& body) override {
+    cuda::set_device(index);
+    return std::make_unique<CudaGraphStep>(cuda::graph_capture(body));
   }
   void reset_peak(int) override { cuda::reset_peak_memory(); }
   std::uint64_t timing_marker(int) override { return reinterpret_cast<std::uint64_t>(cuda::timing_event_record()); }

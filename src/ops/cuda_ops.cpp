@@ -324,8 +324,8 @@ Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const 
 }
 
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
-                const std::vector<Tensor>& exp_avg_sq, float beta1, float beta2, float step_size, float decay, float eps,
-                float inv_bias2_sqrt) {
+                const std::vector<Tensor>& exp_avg_sq, const Tensor& scalars) {
+  check("adamw_step", {&scalars});
   std::vector<cuda::AdamWTensor> ts;
   ts.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
@@ -333,7 +333,7 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
     ts.push_back({params[i].data<float>(), grads[i].data<float>(), exp_avg[i].data<float>(), exp_avg_sq[i].data<float>(),
                   params[i].numel()});
   }
-  cuda::adamw_step(ts, {beta1, beta2, step_size, decay, eps, inv_bias2_sqrt});
+  cuda::adamw_step(ts, reinterpret_cast<const cuda::AdamWScalars*>(scalars.data<float>()));
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& tokens) {

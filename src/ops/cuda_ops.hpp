@@ -38,10 +38,10 @@ bool scaled_mm_supported(std::int64_t N, std::int64_t K);
 // next to a rowwise one is broadcast to a vector.
 Tensor scaled_mm(const Tensor& a, const Tensor& scale_a, const Tensor& b, const Tensor& scale_b, DType out_dtype,
                  bool use_fast_accum);
-// The multi-tensor AdamW launch (kernels/adamw.hpp) with ops::adamw_step's float32 scalars.
+// The multi-tensor AdamW launch (kernels/adamw.hpp); the kernel reads ops::adamw_step's float32
+// scalars from `scalars` (f32 [6] on the device), so a captured launch takes each step's values.
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
-                const std::vector<Tensor>& exp_avg_sq, float beta1, float beta2, float step_size, float decay, float eps,
-                float inv_bias2_sqrt);
+                const std::vector<Tensor>& exp_avg_sq, const Tensor& scalars);
 Tensor embedding(const Tensor& weight, const Tensor& tokens);
 void embedding_backward(const Tensor& dy, const Tensor& tokens, Tensor& dweight);
 RmsNormOut rmsnorm(const Tensor& x, const Tensor& w, double eps);

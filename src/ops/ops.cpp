@@ -1,11 +1,13 @@
 #include "ops/ops.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
 #include <string>
 
+#include "core/backend.hpp"
 #include "core/trace.hpp"
 #include "ops/cpu/adamw.hpp"
 #include "ops/cpu/threads.hpp"
@@ -503,41 +505,84 @@ void clip_to_max_norm_(const std::vector<Tensor>& tensors, const Tensor& total_s
   for (Tensor t : tensors) scale_(t, coef);
 }
 
-void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
-                const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp) {
-  require(grads.size() == params.size() && exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
-          "adamw_step", "the parameter, gradient and moment lists differ in length");
-  const float b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
+namespace {
+// ops::adamw_step's float32 scalars, in the order of the [6] tensor (and of cuda::AdamWScalars).
+constexpr std::int64_t kAdamWScalars = 6;
+std::array<float, kAdamWScalars> adamw_f32(const AdamWStep& hp) {
   const double bias1 = 1.0 - std::pow(hp.beta1, double(hp.step));
   const double bias2_sqrt = std::sqrt(1.0 - std::pow(hp.beta2, double(hp.step)));
-  const float step_size = static_cast<float>(hp.lr / bias1);
-  const float decay = static_cast<float>(1.0 - hp.lr * hp.weight_decay);
-  const float eps = static_cast<float>(hp.eps), inv_bias2_sqrt = static_cast<float>(1.0 / bias2_sqrt);
-  std::vector<Tensor> gpu[4];  // the CUDA tensors, updated by one multi-tensor launch
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor* ts[4] = {&params[i], &grads[i], &exp_avg[i], &exp_avg_sq[i]};
-    for (const Tensor* t : ts) {
+  return {static_cast<float>(hp.beta1),       static_cast<float>(hp.beta2),
+          static_cast<float>(hp.lr / bias1),  static_cast<float>(1.0 - hp.lr * hp.weight_decay),
+          static_cast<float>(hp.eps),         static_cast<float>(1.0 / bias2_sqrt)};
+}
+
+void check_adamw_lists(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                       const std::vector<Tensor>& exp_avg, const std::vector<Tensor>& exp_avg_sq) {
+  require(grads.size() == params.size() && exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
+          "adamw_step", "the parameter, gradient and moment lists differ in length");
+  for (size_t i = 0; i < params.size(); ++i)
+    for (const Tensor* t : {&params[i], &grads[i], &exp_avg[i], &exp_avg_sq[i]}) {
       require(t->defined() && t->dtype() == DType::f32, "adamw_step", "tensor " + std::to_string(i) + " must be float32");
       require(t->numel() == params[i].numel(), "adamw_step", "tensor " + std::to_string(i) + ": shapes differ");
       require(t->device() == params[i].device(), "adamw_step",
               "tensor " + std::to_string(i) + ": the parameter, its gradient and its moments are on different devices");
     }
-    if (!params[i].device().is_cpu()) {
-      for (int k = 0; k < 4; ++k) gpu[k].push_back(*ts[k]);
-      continue;
-    }
-    float *p = params[i].data<float>(), *m = exp_avg[i].data<float>(), *v = exp_avg_sq[i].data<float>();
-    const float* g = grads[i].data<float>();
-    cpu::parallel_chunks(params[i].numel(), cpu::kElementwiseGrain, [&](std::int64_t j0, std::int64_t j1) {
-      cpu::adamw_update(p + j0, g + j0, m + j0, v + j0, j1 - j0, b1, b2, step_size, decay, eps, inv_bias2_sqrt);
-    });
+}
+
+void adamw_cpu(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const float* s) {
+  float *p = param.data<float>(), *m = exp_avg.data<float>(), *v = exp_avg_sq.data<float>();
+  const float* g = grad.data<float>();
+  cpu::parallel_chunks(param.numel(), cpu::kElementwiseGrain, [&](std::int64_t j0, std::int64_t j1) {
+    cpu::adamw_update(p + j0, g + j0, m + j0, v + j0, j1 - j0, s[0], s[1], s[2], s[3], s[4], s[5]);
+  });
+}
+}  // namespace
+
+void adamw_scalars_into(const Tensor& scalars, const AdamWStep& hp) {
+  require(scalars.defined() && scalars.dtype() == DType::f32 && scalars.numel() == kAdamWScalars,
+          "adamw_scalars_into", "expects a float32 tensor of 6 elements");
+  const std::array<float, kAdamWScalars> s = adamw_f32(hp);
+  if (scalars.device().is_cpu()) {
+    std::copy(s.begin(), s.end(), scalars.data<float>());
+    return;
   }
-  if (gpu[0].empty()) return;
-#ifdef TITAN_WITH_CUDA
-  cuda_impl::adamw_step(gpu[0], gpu[1], gpu[2], gpu[3], b1, b2, step_size, decay, eps, inv_bias2_sqrt);
-#else
-  require_cpu("adamw_step", gpu[0].front());
-#endif
+  copy_bytes(scalars.raw(), scalars.device(), s.data(), Device::cpu(), sizeof s);  // queued: no host wait
+}
+
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const Tensor& scalars) {
+  check_adamw_lists(params, grads, exp_avg, exp_avg_sq);
+  require(scalars.defined() && scalars.dtype() == DType::f32 && scalars.numel() == kAdamWScalars,
+          "adamw_step", "scalars must be what adamw_scalars_into wrote (float32, 6 elements)");
+  for (const Tensor& p : params)
+    require(p.device() == scalars.device(), "adamw_step",
+            "a parameter on " + p.device().str() + ", the scalars on " + scalars.device().str());
+  if (params.empty()) return;
+  TITAN_CUDA_DISPATCH(scalars, adamw_step(params, grads, exp_avg, exp_avg_sq, scalars));
+  for (size_t i = 0; i < params.size(); ++i) adamw_cpu(params[i], grads[i], exp_avg[i], exp_avg_sq[i], scalars.data<float>());
+}
+
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp) {
+  check_adamw_lists(params, grads, exp_avg, exp_avg_sq);
+  // The lists may mix devices: CPU tensors are updated here, each other device's in one call.
+  const std::array<float, kAdamWScalars> s = adamw_f32(hp);
+  std::vector<Device> others;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Device d = params[i].device();
+    if (d.is_cpu()) adamw_cpu(params[i], grads[i], exp_avg[i], exp_avg_sq[i], s.data());
+    else if (std::find(others.begin(), others.end(), d) == others.end()) others.push_back(d);
+  }
+  for (const Device d : others) {
+    std::vector<Tensor> lists[4];
+    for (size_t i = 0; i < params.size(); ++i)
+      if (params[i].device() == d)
+        for (int k = 0; k < 4; ++k) lists[k].push_back((k == 0 ? params : k == 1 ? grads : k == 2 ? exp_avg : exp_avg_sq)[i]);
+    Tensor scalars = Tensor::empty({kAdamWScalars}, DType::f32, d);
+    adamw_scalars_into(scalars, hp);
+    adamw_step(lists[0], lists[1], lists[2], lists[3], scalars);
+  }
 }
 
 Tensor take_device_errors(Device device) {

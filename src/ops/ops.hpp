@@ -132,6 +132,15 @@ struct AdamWStep {
 };
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
                 const std::vector<Tensor>& exp_avg_sq, const AdamWStep& hp);
+// The same update in two halves, so that a captured step (a CUDA graph, whose kernels keep the
+// arguments they were captured with) can run it with each step's learning rate and bias
+// corrections: adamw_scalars_into writes the float32 scalars above into `scalars`, an f32 [6]
+// tensor {beta1, beta2, step_size, decay, eps, inv_bias2_sqrt} on the parameters' device (a GPU:
+// queued, the host does not wait), and this adamw_step reads them from there. All tensors are on
+// scalars' device. Bit for bit the one-call adamw_step.
+void adamw_scalars_into(const Tensor& scalars, const AdamWStep& hp);
+void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const Tensor& scalars);
 
 // ---- embedding ----
 // out[.., D] = weight[tokens[..], :]; tokens are int32 or int64. A token id outside the

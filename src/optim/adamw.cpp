@@ -1,5 +1,6 @@
 #include "optim/adamw.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
@@ -13,28 +14,40 @@ AdamW::AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg) : params_
   v_.resize(params_.size());
 }
 
-void AdamW::step(double lr) {
+void AdamW::prepare(double lr) {
   ++step_;
-  std::vector<Tensor> ps, gs, ms, vs;  // every parameter with a gradient: one multi-tensor op call
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& g = params_[i]->grad();
-    if (!g.defined()) continue;
-    const Tensor& p = params_[i]->data();
-    if (p.dtype() != DType::f32 || g.dtype() != DType::f32)
-      throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' must be float32 (master weights)");
-    if (!m_[i].defined()) {
-      m_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
-      v_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
-    }
-    if (g.device() != p.device() || m_[i].device() != p.device() || v_[i].device() != p.device())
-      throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' on " + p.device().str() +
-                                  " has its gradient or moments on another device");
-    ps.push_back(p);
-    gs.push_back(g);
-    ms.push_back(m_[i]);
-    vs.push_back(v_[i]);
+  for (auto* p : params_) {
+    const Device d = p->data().device();
+    if (std::none_of(scalars_.begin(), scalars_.end(), [&](const Tensor& t) { return t.device() == d; }))
+      scalars_.push_back(Tensor::empty({6}, DType::f32, d));
   }
-  ops::adamw_step(ps, gs, ms, vs, {lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_});
+  for (const Tensor& s : scalars_)
+    ops::adamw_scalars_into(s, {lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_});
+}
+
+void AdamW::apply() {
+  for (const Tensor& scalars : scalars_) {
+    std::vector<Tensor> ps, gs, ms, vs;  // every parameter of this device with a gradient: one op call
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Tensor& g = params_[i]->grad();
+      const Tensor& p = params_[i]->data();
+      if (!g.defined() || p.device() != scalars.device()) continue;
+      if (p.dtype() != DType::f32 || g.dtype() != DType::f32)
+        throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' must be float32 (master weights)");
+      if (!m_[i].defined()) {
+        m_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
+        v_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
+      }
+      if (g.device() != p.device() || m_[i].device() != p.device() || v_[i].device() != p.device())
+        throw std::invalid_argument("AdamW: parameter '" + params_[i]->name() + "' on " + p.device().str() +
+                                    " has its gradient or moments on another device");
+      ps.push_back(p);
+      gs.push_back(g);
+      ms.push_back(m_[i]);
+      vs.push_back(v_[i]);
+    }
+    ops::adamw_step(ps, gs, ms, vs, scalars);
+  }
 }
 
 void AdamW::init_state() {

@@ -22,7 +22,16 @@ class AdamW {
   AdamW(std::vector<autograd::Variable*> params, AdamWConfig cfg);
   // One update with learning rate `lr` (the scheduler's current value); parameters whose grad
   // is undefined are skipped (their step count still advances, as in PyTorch's shared step).
-  void step(double lr);
+  void step(double lr) {
+    prepare(lr);
+    apply();
+  }
+  // step() in two halves for a captured step (compile.enable: a CUDA graph replays apply()'s
+  // launch with the pointers it was captured with): prepare advances the step count and writes
+  // this step's float32 scalars (ops::adamw_scalars_into) into a buffer on each parameter device,
+  // which apply's update reads there.
+  void prepare(double lr);
+  void apply();
   void zero_grad();
   std::int64_t steps() const { return step_; }
   // Optimizer state, for checkpoints: exp_avg / exp_avg_sq per parameter.
@@ -37,6 +46,7 @@ class AdamW {
   AdamWConfig cfg_;
   std::vector<Tensor> m_, v_;
   std::int64_t step_ = 0;
+  std::vector<Tensor> scalars_;  // one f32 [6] per parameter device, allocated once (their addresses stay)
 };
 
 // Global L2 norm of all gradients (sum of squares in double). If max_norm > 0 and the norm

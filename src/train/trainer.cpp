@@ -16,6 +16,7 @@
 #include "checkpoint/hf_interop.hpp"
 #include "config/toml_io.hpp"
 #include "core/backend.hpp"
+#include "core/step_capture.hpp"
 #include "core/errors.hpp"
 #include "core/logging.hpp"
 #include "core/trace.hpp"
@@ -316,6 +317,19 @@ std::unique_ptr<Trainer> Trainer::build(const config::JobConfig& cfg, const Plan
   t->build_model();
   t->build_optimizer_and_metrics();
   t->restore();
+  if (cfg.compile.enable) {
+    const std::string blocker = t->compile_blocker();
+    if (!blocker.empty()) {
+      spdlog::warn("compile.enable: steps run eagerly: {}", blocker);
+    } else {
+      // Two eager steps first: they make what a step keeps (AdamW's moments, cuBLASLt's plans and
+      // workspace) before the capture, which must find them in place.
+      t->compile_ = Compile::pending;
+      t->capture_step_ = t->start_step_ + 2;
+      spdlog::info("compile.enable: step {} will be captured{}", t->capture_step_,
+                   t->device_.is_cpu() ? " (on the CPU: checked, then run eagerly)" : " as a CUDA graph and replayed after");
+    }
+  }
   return t;
 }
 
@@ -406,6 +420,7 @@ void Trainer::build_model() {
     const bool own_gpu = shares.item(0) == 0;
     if (cfg_.comm.backend == "nccl" || (own_gpu && !dist::device_group_backend(device_.kind).empty())) {
       mesh_->use_device_collectives(device_);
+      device_collectives_ = true;
       spdlog::info("comm: {} collectives on {} tensors (host tensors: MPI)", dist::device_group_backend(device_.kind),
                    device_.str());
     }
@@ -654,8 +669,10 @@ checkpoint::TrainingState Trainer::current_state(std::int64_t step, bool for_loa
 }
 
 Tensor Trainer::forward_backward_step(const data::DataLoader::Batch& batch, double* saved_activation_bytes) {
+  // (No memory counters inside a capture, where saved_activation_bytes is null: they query the
+  // device's pool.)
   const DeviceBackend& backend = backend_for(device_);
-  const std::size_t in_use_before = backend.memory_stats(device_.index).in_use;
+  const std::size_t in_use_before = saved_activation_bytes ? backend.memory_stats(device_.index).in_use : 0;
   autograd::Variable logits;
   {
     TITAN_TRACE_SPAN("forward", "forward");
@@ -727,42 +744,59 @@ std::vector<Trainer::StepValues> Trainer::read_pending(std::optional<double>* lo
   return values;
 }
 
-Trainer::StepOutput Trainer::train_step(std::int64_t step) {
-  StepOutput out;
-  optimizer_->zero_grad();
+Tensor Trainer::forward_backward_micro_batches(
+    const std::function<data::DataLoader::Batch(std::int64_t)>& batch_of, StepOutput* out) {
   // The micro-batches' losses side by side where they were computed (read with the step's other
   // values, and only on a step that reads them).
   Tensor losses;
   for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
-    const auto t0 = Clock::now();
-    const double trace_t0 = trace::now_us();
-    auto batch = loader_->micro_batch(micro, device_);
-    out.data_seconds += seconds_since(t0);
-    trace::complete("data", "data_loading", trace_t0);
+    const data::DataLoader::Batch batch = batch_of(micro);
     // Gradient accumulation: FSDP reduces gradients only after the last micro-batch.
     fsdp_->set_requires_gradient_sync(micro == plan_.batch.grad_accum - 1);
     double saved = 0;
-    const Tensor loss = forward_backward_step(batch, &saved);
+    const Tensor loss = forward_backward_step(batch, out ? &saved : nullptr);
     if (!losses.defined()) losses = Tensor::empty({plan_.batch.grad_accum}, loss.dtype(), loss.device());
     losses.view_range(micro, {1}).copy_from(loss.view({1}));
-    out.saved_activation_bytes = std::max(out.saved_activation_bytes, saved);
+    if (out) out->saved_activation_bytes = std::max(out->saved_activation_bytes, saved);
   }
-  loader_->advance();
-  reduce_tp_replicated_gradients();
-  const double trace_opt_t0 = trace::now_us();
+  return losses;
+}
+
+std::function<void(Tensor&)> Trainer::grad_sum_over_ranks() {
   // The sum of squares over the shard group, then over the TP group (each TP rank holds other
   // elements); on the device, like the clipping.
-  const std::function<void(Tensor&)> global_sum = [&](Tensor& t) {
+  return [this](Tensor& t) {
     fsdp_->sum_over_shards(t);
     if (tp_.active()) mesh_->tp_group().all_reduce(t, dist::ReduceOp::sum);
   };
+}
+
+Trainer::StepOutput Trainer::train_step(std::int64_t step) {
+  if (compile_ == Compile::graph || (compile_ == Compile::pending && step >= capture_step_))
+    return captured_train_step(step);
+  StepOutput out;
+  optimizer_->zero_grad();
+  const Tensor losses = forward_backward_micro_batches(
+      [&](std::int64_t micro) {
+        const auto t0 = Clock::now();
+        const double trace_t0 = trace::now_us();
+        auto batch = loader_->micro_batch(micro, device_);
+        out.data_seconds += seconds_since(t0);
+        trace::complete("data", "data_loading", trace_t0);
+        return batch;
+      },
+      &out);
+  loader_->advance();
+  saved_activation_bytes_ = out.saved_activation_bytes;
+  reduce_tp_replicated_gradients();
+  const double trace_opt_t0 = trace::now_us();
   // Float16: unscale before clipping (GradScaler.unscale_); an inf/NaN gradient shows as a
   // non-finite global norm, the same on every rank (it is one all-reduce), so the ranks agree on
   // skipping without another collective.
   if (scaler_)
     for (auto* p : params_)
       if (p->grad().defined()) ops::scale_(p->grad(), 1.0 / scaler_->scale);
-  pending_.push_back({step, losses, optim::clip_grad_norm(params_, cfg_.training.max_norm, global_sum, &in_grad_norm_)});
+  pending_.push_back({step, losses, optim::clip_grad_norm(params_, cfg_.training.max_norm, grad_sum_over_ranks(), &in_grad_norm_)});
   out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
   if (reads_values(step)) out.values = read_pending(tensorboard_ && is_log_step(step) ? &out.loss_max : nullptr);
   if (scaler_) {
@@ -786,6 +820,97 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
   optimizer_->step(out.lr);
   after_optimizer_step();
   trace::complete("optimizer", "optimizer_step", trace_opt_t0);
+  return out;
+}
+
+std::string Trainer::compile_blocker() const {
+  if (scaler_) return "float16's loss scaler decides on the host, every step, whether the step is skipped";
+  if (plan_.float8 && plan_.float8_recipe == "delayed")
+    return "the delayed float8 recipe moves its amax-history ring by a position the host keeps";
+  if (cfg_.training.enable_cpu_offload) return "CPU offload moves the state through host memory every step";
+  if (cfg_.profiling.enable_profiling && !device_.is_cpu())
+    return "the profiler times the step's ops with device events, which a graph would not replay (profile without it)";
+  if (world_.size() > 1 && !device_.is_cpu() && !device_collectives_)
+    return "the collectives go through host memory (comm.backend = \"mpi\", or ranks sharing a GPU); NCCL's can be captured";
+  return "";
+}
+
+// compile.enable's step. The first time (capture_step_) the step's device work is recorded and
+// run once; every later step replays it. What changes from step to step reaches the replay
+// through memory whose address stays: the micro-batches (step_batches_, written here) and
+// AdamW's scalars (prepare); its values come back the same way (graph_losses_, graph_grad_sq_,
+// copied into this step's pending values so the next replay can overwrite them).
+Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
+  StepOutput out;
+  out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
+  {
+    const auto t0 = Clock::now();
+    const double trace_t0 = trace::now_us();
+    if (step_batches_.empty())
+      for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
+        const data::DataLoader::Batch b = loader_->micro_batch(micro);
+        step_batches_.push_back({Tensor::empty(b.inputs.shape(), b.inputs.dtype(), device_),
+                                 Tensor::empty(b.labels.shape(), b.labels.dtype(), device_)});
+      }
+    for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
+      const data::DataLoader::Batch b = loader_->micro_batch(micro);  // built on the host, copied (queued) in place
+      step_batches_[size_t(micro)].inputs.copy_from(b.inputs);
+      step_batches_[size_t(micro)].labels.copy_from(b.labels);
+    }
+    loader_->advance();
+    out.data_seconds = seconds_since(t0);
+    trace::complete("data", "data_loading", trace_t0);
+  }
+  optimizer_->prepare(out.lr);
+  if (compile_ == Compile::pending) {
+    // The previous step's gradients go now: freed inside the capture they would be memory the
+    // step did not allocate (StepCapture), and the graph's gradients are its own.
+    optimizer_->zero_grad();
+    StepCapture capture(device_.kind);
+    const auto body = [&] {
+      graph_losses_ = forward_backward_micro_batches(
+          [&](std::int64_t micro) { return step_batches_[size_t(micro)]; }, nullptr);
+      reduce_tp_replicated_gradients();
+      graph_grad_sq_ = optim::clip_grad_norm(params_, cfg_.training.max_norm, grad_sum_over_ranks(), &in_grad_norm_);
+      optimizer_->apply();
+      after_optimizer_step();
+    };
+    try {
+      graph_ = backend_for(device_).capture(device_.index, body);
+    } catch (const std::exception& e) {
+      if (device_.is_cpu()) throw;  // the step itself failed: its own error
+      throw UserError(fmt::format("compile.enable: step {} could not be captured as a CUDA graph ({}); run with "
+                                  "compile.enable = false (and please report it with this config)",
+                                  step, e.what()),
+                      kExitRuntimeError);
+    }
+    if (graph_) graph_->replay();  // this step (the capture only recorded it)
+    // Frees what the step replaced, queued after the replay that still read it.
+    const StepCapture::FreedEarly early = capture.finish();
+    const MemoryReading mem = memory_reading(device_, mem_total_);
+    graph_memory_ = {mem.peak_bytes, mem.peak_reserved_bytes};
+    if (early.count > 0) {
+      spdlog::warn("compile.enable: step {} freed {} tensor(s) ({:.2f} MiB) allocated before it: it carries a value to the "
+                   "next step in a new tensor instead of in place, which a replay could not follow; steps run eagerly "
+                   "(a titan.cpp bug: please report it with this config)",
+                   step, early.count, double(early.bytes) / double(1 << 20));
+      graph_.reset();
+      compile_ = Compile::eager;
+    } else if (graph_) {
+      spdlog::info("compile.enable: step {} captured as a CUDA graph; every later step replays it", step);
+      compile_ = Compile::graph;
+    } else {
+      spdlog::info("compile.enable: the {} backend has no graphs; step {} ran eagerly under the capture's check (it "
+                   "replaces no tensor from an earlier step, so a GPU could replay it) and steps run eagerly",
+                   kind_name(device_.kind), step);
+      compile_ = Compile::eager;
+    }
+  } else {
+    graph_->replay();
+  }
+  out.saved_activation_bytes = saved_activation_bytes_;  // the last eager step's: the same work
+  pending_.push_back({step, graph_losses_.clone(), graph_grad_sq_.clone()});
+  if (reads_values(step)) out.values = read_pending(tensorboard_ && is_log_step(step) ? &out.loss_max : nullptr);
   return out;
 }
 
@@ -882,7 +1007,9 @@ TrainResult Trainer::train() {
       m.step_seconds = log_seconds / double(log_steps);
       m.data_seconds = log_data_seconds / double(log_steps);
       m.tokens = step_tokens;
-      const MemoryReading mem = memory_reading(device_, mem_total_);
+      MemoryReading mem = memory_reading(device_, mem_total_);
+      // A replayed step allocates what its capture did, where the counters no longer see it.
+      if (compile_ == Compile::graph) std::tie(mem.peak_bytes, mem.peak_reserved_bytes) = *graph_memory_;
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
       m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
       m.memory_reserved_gib = mem.peak_reserved_bytes / double(1ull << 30);

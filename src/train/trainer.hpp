@@ -7,6 +7,7 @@
 // the loop around it (checkpoints, logging, validation, profiler, fault injection).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "checkpoint/checkpointer.hpp"
 #include "checkpoint/hf_adapter.hpp"
 #include "config/job_config.hpp"
+#include "core/backend.hpp"
 #include "core/fault.hpp"
 #include "data/dataset.hpp"
 #include "data/tokenizer.hpp"
@@ -181,6 +183,28 @@ class Trainer {
 
   std::int64_t start_step_ = 1, lr_offset_ = 0;
   std::vector<PendingValues> pending_;
+
+  // compile.enable (docs/cuda.md, "CUDA graphs"): after two eager steps the step's device work is
+  // captured once and replayed every step after. The host then only stages the step's inputs
+  // (the micro-batches into fixed device buffers, AdamW's scalars) and queues the replay.
+  enum class Compile { off, pending, graph, eager };
+  Compile compile_ = Compile::off;
+  std::int64_t capture_step_ = 0;
+  std::unique_ptr<CapturedStep> graph_;
+  std::vector<data::DataLoader::Batch> step_batches_;  // where every replay reads its micro-batches
+  Tensor graph_losses_, graph_grad_sq_;                // where every replay leaves its values
+  std::optional<std::pair<double, double>> graph_memory_;  // the captured step's peak, reserved bytes
+  double saved_activation_bytes_ = 0;  // the last eager step's (a replay cannot measure its own)
+  bool device_collectives_ = false;  // collectives on device tensors go to NCCL
+  // Why this run's step cannot be captured ("" if it can).
+  std::string compile_blocker() const;
+  // The micro-batches' forward and backward; `batch_of(m)` gives micro-batch m. Returns the
+  // losses [grad_accum] on the device; `out` (eager steps) gets the data time and activation bytes.
+  Tensor forward_backward_micro_batches(const std::function<data::DataLoader::Batch(std::int64_t)>& batch_of,
+                                        StepOutput* out);
+  // The sum of squares of the gradients over the ranks that hold other elements (clipping's norm).
+  std::function<void(Tensor&)> grad_sum_over_ranks();
+  StepOutput captured_train_step(std::int64_t step);
 };
 
 // Builds a Trainer and runs it (apps/run_train.cpp's entry).

@@ -5,6 +5,7 @@
 
 #include "core/backend.hpp"
 #include "core/rng.hpp"
+#include "core/step_capture.hpp"
 #include "core/tensor.hpp"
 
 using namespace titan;
@@ -103,4 +104,43 @@ TEST_CASE("rng: normal and truncated normal have the right moments and bounds") 
   CHECK(tmax <= 1.0);
   CHECK(t2 / n == Approx(var_expected).epsilon(0.01));
   for (double y : {-0.999, -0.5, 0.0, 0.3, 0.9, 0.999999}) CHECK(std::erf(rng::erfinv(y)) == Approx(y).epsilon(1e-14));
+}
+
+TEST_CASE("StepCapture: a step that frees memory from before it is found, its own is not") {
+  Tensor kept = Tensor::zeros({256});     // carried over from "the previous step"
+  Tensor replaced = Tensor::zeros({64});  // will be replaced by a new tensor inside the step
+  const std::size_t before = cpu_bytes_in_use();
+  {
+    StepCapture capture(Device::Kind::cpu);
+    Tensor scratch = Tensor::zeros({1000});  // allocated and freed inside: the step's own
+    scratch = Tensor();
+    Tensor out = Tensor::zeros({32});  // allocated inside and kept: the step's own
+    kept.fill(2.0);                   // written in place: fine
+    replaced = Tensor::full({64}, 3.0);
+    // The old buffer of `replaced` is set aside, not freed, until the capture finishes.
+    const std::size_t during = cpu_bytes_in_use();
+    const StepCapture::FreedEarly early = capture.finish();
+    CHECK(early.count == 1);
+    CHECK(early.bytes == 64 * 4);
+    CHECK(during - cpu_bytes_in_use() >= 64 * 4);
+    CHECK(capture.finish().count == 0);  // finishing twice reports nothing more
+  }
+  CHECK(cpu_bytes_in_use() == before);  // out freed normally after the scope
+  CHECK(replaced.item(5) == 3.0);
+  // A released-then-reallocated storage (FSDP's resize trick) counts from its new allocation.
+  Tensor unit = Tensor::zeros({128});
+  unit.storage()->release();
+  {
+    StepCapture capture(Device::Kind::cpu);
+    unit.storage()->reallocate();
+    unit.storage()->release();
+    CHECK(capture.finish().count == 0);
+  }
+  // Another device kind's memory is not this capture's business; nor is a second scope allowed.
+  {
+    StepCapture capture(Device::Kind::cuda);
+    kept = Tensor();
+    CHECK_THROWS_AS(StepCapture(Device::Kind::cuda), std::logic_error);
+    CHECK(capture.finish().count == 0);
+  }
 }

@@ -145,10 +145,48 @@ TEST_CASE("ops::adamw_step: bit for bit the previous optimizer loop, over severa
   CHECK(same_bits(opt.exp_avg()[0], mr[0]));
   CHECK(same_bits(opt.exp_avg_sq()[0], vr[0]));
   // Mismatched lists and non-f32 tensors are errors.
-  CHECK_THROWS_AS(ops::adamw_step(p, p, m, {}, {}), std::invalid_argument);
+  CHECK_THROWS_AS(ops::adamw_step(p, p, m, {}, ops::AdamWStep{}), std::invalid_argument);
   CHECK_THROWS_AS(ops::adamw_step({Tensor::zeros({3}, DType::f64)}, {Tensor::zeros({3}, DType::f64)},
-                                  {Tensor::zeros({3}, DType::f64)}, {Tensor::zeros({3}, DType::f64)}, {}),
+                                  {Tensor::zeros({3}, DType::f64)}, {Tensor::zeros({3}, DType::f64)}, ops::AdamWStep{}),
                   std::invalid_argument);
-  CHECK_THROWS_AS(ops::adamw_step({Tensor::zeros({3})}, {Tensor::zeros({4})}, {Tensor::zeros({3})}, {Tensor::zeros({3})}, {}),
+  CHECK_THROWS_AS(ops::adamw_step({Tensor::zeros({3})}, {Tensor::zeros({4})}, {Tensor::zeros({3})}, {Tensor::zeros({3})},
+                                  ops::AdamWStep{}),
                   std::invalid_argument);
+}
+
+TEST_CASE("ops::adamw_step with scalars in a tensor (the captured step's form): the one-call step's bits") {
+  const std::vector<std::int64_t> sizes = {1, 7, 4099};
+  const optim::AdamWConfig cfg{3e-3, 0.9, 0.95, 1e-8, 0.1};
+  std::vector<Tensor> p = random_tensors(sizes, 5, 1.0), m = random_tensors(sizes, 105, 0.0), v = random_tensors(sizes, 205, 0.0);
+  std::vector<Tensor> p_ref = clones(p), m_ref = clones(m), v_ref = clones(v);
+  const Tensor scalars = Tensor::empty({6}, DType::f32);
+  for (std::int64_t step = 1; step <= 4; ++step) {
+    const std::vector<Tensor> g = random_tensors(sizes, 3000 * step, 1.0);
+    const ops::AdamWStep hp{1e-3 * double(step), cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, step};
+    ops::adamw_scalars_into(scalars, hp);  // the same buffer every step, as a CUDA graph needs
+    ops::adamw_step(p, g, m, v, scalars);
+    ops::adamw_step(p_ref, g, m_ref, v_ref, hp);
+    // The buffer holds the float32 scalars the op documents.
+    CHECK(scalars.item(2) == double(static_cast<float>(hp.lr / (1.0 - std::pow(hp.beta1, double(step))))));
+    CHECK(scalars.item(3) == double(static_cast<float>(1.0 - hp.lr * hp.weight_decay)));
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      INFO("step " << step << " tensor " << i);
+      CHECK(same_bits(p[i], p_ref[i]));
+      CHECK(same_bits(m[i], m_ref[i]));
+      CHECK(same_bits(v[i], v_ref[i]));
+    }
+  }
+  // optim::AdamW's prepare + apply is its step.
+  autograd::Variable a(p_ref[2].clone(), true), b(p_ref[2].clone(), true);
+  a.grad() = b.grad() = random_tensors({4099}, 78, 1.0)[0];
+  optim::AdamW oa({&a}, cfg), ob({&b}, cfg);
+  for (int k = 0; k < 3; ++k) {
+    oa.step(2e-3);
+    ob.prepare(2e-3);
+    ob.apply();
+  }
+  CHECK(ob.steps() == 3);
+  CHECK(same_bits(a.data(), b.data()));
+  CHECK_THROWS_AS(ops::adamw_scalars_into(Tensor::empty({5}, DType::f32), {}), std::invalid_argument);
+  CHECK_THROWS_AS(ops::adamw_step(p, p, m, v, Tensor::empty({6}, DType::f64)), std::invalid_argument);
 }

@@ -129,7 +129,11 @@ Variable Transformer::forward_tokens(const Tensor& tokens) {
     throw std::invalid_argument("Transformer: sequence of " + std::to_string(tokens.size(1)) + " tokens exceeds max_seq_len " +
                                 std::to_string(args_.max_seq_len));
   tokens_ = tokens;
-  return call({})[0];
+  Variable logits = call({})[0];
+  // Not kept past the forward (the embedding's backward holds its own reference): a step that
+  // dropped the previous step's tokens here would free memory from before it (StepCapture).
+  tokens_ = Tensor();
+  return logits;
 }
 
 std::vector<Variable> Transformer::forward(const std::vector<Variable>&) {

@@ -1,0 +1,80 @@
+// CUDA graphs (compile.enable; docs/cuda.md, "CUDA graphs"): what the trainer relies on, one piece
+// at a time, so that a failure on the first GPU names the piece.
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/step_capture.hpp"
+#include "core/tensor.hpp"
+#include "gpu_test_helpers.hpp"
+#include "ops/ops.hpp"
+
+using namespace titan;
+
+namespace {
+const Device kGpu = Device::cuda(0);
+}  // namespace
+
+TEST_CASE("cuda graph: a captured AdamW step replays with each step's scalars", "[gpu][graph]") {
+  // The CPU runs step after step eagerly; the GPU captures its first step and replays it, the
+  // host writing only the scalars buffer in between, as the trainer does.
+  const std::vector<std::int64_t> sizes = {7, 65537 + 3};
+  std::vector<Tensor> p, g, m, v, pg, gg, mg, vg;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const Tensor init = Tensor::from_vector(std::vector<double>(size_t(sizes[i]), 0.5 + 0.1 * double(i)), {sizes[i]});
+    p.push_back(init.clone());
+    g.push_back(Tensor::full({sizes[i]}, 0.25 - 0.05 * double(i)));
+    m.push_back(Tensor::zeros({sizes[i]}));
+    v.push_back(Tensor::zeros({sizes[i]}));
+    pg.push_back(p.back().to(kGpu));
+    gg.push_back(g.back().to(kGpu));
+    mg.push_back(m.back().to(kGpu));
+    vg.push_back(v.back().to(kGpu));
+  }
+  const Tensor scalars = Tensor::empty({6}, DType::f32, kGpu);
+  DeviceBackend& backend = backend_for(kGpu);
+  std::unique_ptr<CapturedStep> graph;
+  for (std::int64_t step = 1; step <= 4; ++step) {
+    const ops::AdamWStep hp{1e-3 * double(step), 0.9, 0.95, 1e-8, 0.1, step};
+    ops::adamw_step(p, g, m, v, hp);
+    ops::adamw_scalars_into(scalars, hp);
+    if (!graph) {
+      graph = backend.capture(kGpu.index, [&] { ops::adamw_step(pg, gg, mg, vg, scalars); });
+      REQUIRE(graph);
+    }
+    graph->replay();
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    INFO("tensor " << i);
+    gpu_test::require_close(pg[i].to(Device::cpu()).to_vector(), p[i].to_vector(), 1e-6, "param");
+    gpu_test::require_close(mg[i].to(Device::cpu()).to_vector(), m[i].to_vector(), 1e-6, "exp_avg");
+  }
+}
+
+TEST_CASE("cuda graph: memory the step allocates is the graph's, at the same address on every replay", "[gpu][graph]") {
+  const Tensor x = Tensor::full({1000}, 2.0, DType::f32, kGpu);  // from before the capture, read in place
+  Tensor kept;                                                    // made inside, kept after: the step's output
+  StepCapture check(Device::Kind::cuda);
+  std::unique_ptr<CapturedStep> graph = backend_for(kGpu).capture(kGpu.index, [&] {
+    Tensor scratch = ops::add(x, x);  // made and freed inside
+    kept = ops::add(scratch, x);
+  });
+  REQUIRE(graph);
+  const void* address = kept.raw();
+  for (int k = 0; k < 3; ++k) {
+    x.fill(double(k));
+    graph->replay();
+    CHECK(kept.raw() == address);
+    CHECK(kept.to(Device::cpu()).item(999) == double(3 * k));
+  }
+  CHECK(check.finish().count == 0);
+}
+
+TEST_CASE("cuda graph: a host wait inside the capture is refused with CUDA's reason", "[gpu][graph]") {
+  const Tensor x = Tensor::full({16}, 1.0, DType::f32, kGpu);
+  CHECK_THROWS_WITH(backend_for(kGpu).capture(kGpu.index, [&] { (void)x.item(0); }),
+                    Catch::Matchers::Contains("CUDA error"));
+  // The stream works again afterwards.
+  CHECK(ops::add(x, x).to(Device::cpu()).item(3) == 2.0);
+}
