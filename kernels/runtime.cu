@@ -198,6 +198,13 @@ void abandon_capture() {
 void* graph_capture(const std::function<void()>& body) {
   require_device();
   if (t_capturing) throw_usage_error("cuda::graph_capture: already capturing");
+  // The graph's allocations come from its own memory, not from the pool, which keeps every block
+  // freed so far (release threshold at max): without handing those back first, a step's
+  // activations would be held twice, once cached in the pool and once by the graph.
+  synchronize();
+  cudaMemPool_t pool;
+  TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
+  TITAN_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
   TITAN_CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
   t_capturing = true;
   try {

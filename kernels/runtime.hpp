@@ -62,7 +62,8 @@ void memset_zero(void* dst, std::size_t bytes);  // asynchronous on the compute 
 // CUDA graphs of the compute stream (compile.enable). graph_capture runs `body` with the stream
 // in capture mode (thread-local: only this thread's unsafe calls are refused), so the kernels,
 // copies and stream-ordered allocations it queues are recorded instead of run; allocations become
-// the graph's own memory, at fixed addresses, freed and made again by each launch. It returns the
+// the graph's own memory, at fixed addresses, freed and made again by each launch (the pool's
+// cached blocks are handed back to the driver first, one host sync). It returns the
 // instantiated graph, or throws with CUDA's reason (the stream is usable again either way).
 // graph_launch queues one replay on the compute stream; graph_destroy frees the graph.
 void* graph_capture(const std::function<void()>& body);

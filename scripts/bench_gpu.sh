@@ -133,7 +133,9 @@ gpu_env="CUDA_LAUNCH_BLOCKING=1 CUBLASLT_LOG_LEVEL=1"
 step gpu_tests_gemm 60 "$gpu_env $wrap/titan_gpu_tests '[gemm]' -r compact"
 step gpu_tests_float8 60 "$gpu_env $wrap/titan_gpu_tests '[float8]~[gemm]' -r compact"
 step gpu_tests_attention 90 "$gpu_env $wrap/titan_gpu_tests '[attention]' -r compact"
-step gpu_tests_other 90 "$gpu_env $wrap/titan_gpu_tests '[gpu]~[gemm]~[float8]~[attention]' -r compact"
+step gpu_tests_other 90 "$gpu_env $wrap/titan_gpu_tests '[gpu]~[gemm]~[float8]~[attention]~[graph]' -r compact"
+# CUDA graphs cannot be captured with synchronous launches: their tests run without them.
+step gpu_tests_graph 60 "CUBLASLT_LOG_LEVEL=1 $wrap/titan_gpu_tests '[graph]' -r compact"
 # Out-of-bounds and misaligned accesses in the attention kernels (the ones with hand-made tiling).
 if [ $mode = dry ] || command -v compute-sanitizer >/dev/null; then
   step memcheck_attention 120 "if [ \$mode = dry ]; then echo 'dry run: compute-sanitizer'; else LD_LIBRARY_PATH='$libs' compute-sanitizer --tool memcheck --error-exitcode 1 $bin/titan_gpu_tests 'attention: more shapes*' -r compact; fi"
