@@ -151,9 +151,10 @@ int main(int argc, char** argv) {
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0;
   std::int64_t syncs = 0;  // host waits in the timed steps, not counting the step-end sync()
-  if (graph && (device.is_cpu() || float8_recipe == "delayed")) {
-    std::fprintf(stderr, "error: --graph needs --device cuda and a float8 recipe other than delayed (its amax-history "
-                         "ring moves by a position the host keeps)\n");
+  if (graph && (device.is_cpu() || float8_recipe == "delayed" || warmup < 2)) {
+    std::fprintf(stderr, "error: --graph needs --device cuda, --warmup 2 or more (an eager step first makes AdamW's "
+                         "moments and cuBLASLt's workspace; the last warm-up step captures) and a float8 recipe other "
+                         "than delayed (its amax-history ring moves by a position the host keeps)\n");
     return kExitUsageError;
   }
   // One step's device work; `loss` is where it leaves the loss. AdamW's scalars are prepared
@@ -179,7 +180,7 @@ int main(int argc, char** argv) {
     if (!no_optimizer) optimizer.prepare(8e-4);
     if (captured) {
       captured->replay();
-    } else if (graph && it == warmup) {  // the first timed step captures, then runs the graph
+    } else if (graph && it == warmup - 1) {  // the last warm-up step captures, then runs the graph
       for (auto* p : params) p->zero_grad();
       loss = Tensor();  // the previous step's, dropped before the capture (StepCapture)
       StepCapture check(device.kind);

@@ -184,7 +184,7 @@ step bench_attention 60 "$wrap/bench_attention --iters 10"
 step model_8b2_bf16 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16"
 step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --float8 tensorwise"
 # The bf16 step again, replayed as a CUDA graph (compile.enable): what the graph saves of launches.
-step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --graph"
+step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 2 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --graph"
 
 # ---- figures -------------------------------------------------------------------------------
 {

@@ -327,7 +327,8 @@ std::unique_ptr<Trainer> Trainer::build(const config::JobConfig& cfg, const Plan
       t->compile_ = Compile::pending;
       t->capture_step_ = t->start_step_ + 2;
       spdlog::info("compile.enable: step {} will be captured{}", t->capture_step_,
-                   t->device_.is_cpu() ? " (on the CPU: checked, then run eagerly)" : " as a CUDA graph and replayed after");
+                   t->device_.is_cpu() ? " (on the CPU: checked, then run eagerly each step)"
+                                       : " as a CUDA graph and replayed after");
     }
   }
   return t;
@@ -412,11 +413,13 @@ void Trainer::build_model() {
   // comm.backend: device tensors' collectives on NCCL (nccl; auto when the build has it and each
   // rank of the node has a GPU of its own: NCCL refuses two ranks on one GPU); mpi keeps them
   // staged through host memory.
-  if (!device_.is_cpu() && cfg_.comm.backend != "mpi") {
+  // One process has nothing to exchange: its groups of one stay in memory whatever the backend
+  // (an NCCL communicator of one rank would only add a stream, events and the watchdog).
+  if (!device_.is_cpu() && cfg_.comm.backend != "mpi" && world_.size() > 1) {
     // Making the groups is collective, so every rank must decide the same: NCCL for auto only if
     // no rank shares a GPU (one MAX over the ranks' "I share one").
     Tensor shares = Tensor::full({1}, world_.local_size() > backend_for(device_).device_count() ? 1.0 : 0.0, DType::f64);
-    if (world_.size() > 1) mesh_->world_group().all_reduce(shares, dist::ReduceOp::max);
+    mesh_->world_group().all_reduce(shares, dist::ReduceOp::max);
     const bool own_gpu = shares.item(0) == 0;
     if (cfg_.comm.backend == "nccl" || (own_gpu && !dist::device_group_backend(device_.kind).empty())) {
       mesh_->use_device_collectives(device_);
@@ -772,7 +775,7 @@ std::function<void(Tensor&)> Trainer::grad_sum_over_ranks() {
 }
 
 Trainer::StepOutput Trainer::train_step(std::int64_t step) {
-  if (compile_ == Compile::graph || (compile_ == Compile::pending && step >= capture_step_))
+  if (compile_ == Compile::graph || compile_ == Compile::emulated || (compile_ == Compile::pending && step >= capture_step_))
     return captured_train_step(step);
   StepOutput out;
   optimizer_->zero_grad();
@@ -830,8 +833,9 @@ std::string Trainer::compile_blocker() const {
   if (cfg_.training.enable_cpu_offload) return "CPU offload moves the state through host memory every step";
   if (cfg_.profiling.enable_profiling && !device_.is_cpu())
     return "the profiler times the step's ops with device events, which a graph would not replay (profile without it)";
-  if (world_.size() > 1 && !device_.is_cpu() && !device_collectives_)
-    return "the collectives go through host memory (comm.backend = \"mpi\", or ranks sharing a GPU); NCCL's can be captured";
+  if (world_.size() > 1 && !device_.is_cpu())
+    return "several GPU ranks: their NCCL collectives inside a graph would run without the collective timeout's "
+           "watchdog (and host-staged ones cannot be captured); one GPU rank only, for now";
   return "";
 }
 
@@ -840,6 +844,16 @@ std::string Trainer::compile_blocker() const {
 // through memory whose address stays: the micro-batches (step_batches_, written here) and
 // AdamW's scalars (prepare); its values come back the same way (graph_losses_, graph_grad_sq_,
 // copied into this step's pending values so the next replay can overwrite them).
+// What a capture records: the step's device work, reading the step's inputs from step_batches_
+// and AdamW's prepared scalars, leaving its values in graph_losses_ and graph_grad_sq_.
+void Trainer::captured_body() {
+  graph_losses_ = forward_backward_micro_batches([&](std::int64_t micro) { return step_batches_[size_t(micro)]; }, nullptr);
+  reduce_tp_replicated_gradients();
+  graph_grad_sq_ = optim::clip_grad_norm(params_, cfg_.training.max_norm, grad_sum_over_ranks(), &in_grad_norm_);
+  optimizer_->apply();
+  after_optimizer_step();
+}
+
 Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
   StepOutput out;
   out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
@@ -867,20 +881,13 @@ Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
     // step did not allocate (StepCapture), and the graph's gradients are its own.
     optimizer_->zero_grad();
     StepCapture capture(device_.kind);
-    const auto body = [&] {
-      graph_losses_ = forward_backward_micro_batches(
-          [&](std::int64_t micro) { return step_batches_[size_t(micro)]; }, nullptr);
-      reduce_tp_replicated_gradients();
-      graph_grad_sq_ = optim::clip_grad_norm(params_, cfg_.training.max_norm, grad_sum_over_ranks(), &in_grad_norm_);
-      optimizer_->apply();
-      after_optimizer_step();
-    };
     try {
-      graph_ = backend_for(device_).capture(device_.index, body);
+      graph_ = backend_for(device_).capture(device_.index, [this] { captured_body(); });
     } catch (const std::exception& e) {
       if (device_.is_cpu()) throw;  // the step itself failed: its own error
       throw UserError(fmt::format("compile.enable: step {} could not be captured as a CUDA graph ({}); run with "
-                                  "compile.enable = false (and please report it with this config)",
+                                  "compile.enable = false, or without CUDA_LAUNCH_BLOCKING=1 if it is set (and "
+                                  "please report it with this config otherwise)",
                                   step, e.what()),
                       kExitRuntimeError);
     }
@@ -901,12 +908,16 @@ Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
       compile_ = Compile::graph;
     } else {
       spdlog::info("compile.enable: the {} backend has no graphs; step {} ran eagerly under the capture's check (it "
-                   "replaces no tensor from an earlier step, so a GPU could replay it) and steps run eagerly",
+                   "replaces no tensor from an earlier step, so a GPU could replay it); later steps run that body "
+                   "eagerly, as a GPU would replay it",
                    kind_name(device_.kind), step);
-      compile_ = Compile::eager;
+      compile_ = Compile::emulated;
     }
-  } else {
+  } else if (compile_ == Compile::graph) {
     graph_->replay();
+  } else {  // emulated: the body again, on gradients made fresh as a replay's are
+    optimizer_->zero_grad();
+    captured_body();
   }
   out.saved_activation_bytes = saved_activation_bytes_;  // the last eager step's: the same work
   pending_.push_back({step, graph_losses_.clone(), graph_grad_sq_.clone()});
@@ -1039,6 +1050,10 @@ TrainResult Trainer::train() {
                                     [this](const autograd::Variable& l, const Tensor& t) { return loss_of(l, t); }, &used);
       metrics_->log_validation(step, vloss, used);
       report.validation.emplace_back(step, vloss);
+      // Validation leaves FSDP's host state as an eager train step would find it (the last unit
+      // gathered, float8 gather scales marked current); a replay runs no host code to reset it,
+      // so the next validation would reuse those weights. This is the reset a step ends with.
+      if (compile_ == Compile::graph) after_optimizer_step();
     }
     if (ckpt_ && ckpt_->due(step, cfg_.training.steps)) save_checkpoint(step);
     memory_snapshot_->step_end(step, step == cfg_.training.steps);

@@ -186,8 +186,10 @@ class Trainer {
 
   // compile.enable (docs/cuda.md, "CUDA graphs"): after two eager steps the step's device work is
   // captured once and replayed every step after. The host then only stages the step's inputs
-  // (the micro-batches into fixed device buffers, AdamW's scalars) and queues the replay.
-  enum class Compile { off, pending, graph, eager };
+  // (the micro-batches into fixed device buffers, AdamW's scalars) and queues the replay. On a
+  // backend without graphs (the CPU) the captured body runs again each step instead (emulated),
+  // through the same inputs and outputs; eager: the capture was refused.
+  enum class Compile { off, pending, graph, emulated, eager };
   Compile compile_ = Compile::off;
   std::int64_t capture_step_ = 0;
   std::unique_ptr<CapturedStep> graph_;
@@ -205,6 +207,7 @@ class Trainer {
   // The sum of squares of the gradients over the ranks that hold other elements (clipping's norm).
   std::function<void(Tensor&)> grad_sum_over_ranks();
   StepOutput captured_train_step(std::int64_t step);
+  void captured_body();
 };
 
 // Builds a Trainer and runs it (apps/run_train.cpp's entry).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# compile.enable changes nothing a step computes: trains the same run with and without it and
-# requires every step's loss and gradient norm in metrics.jsonl to be the same digits (the same
-# bits: the replayed or checked step runs the same ops in the same order), and the log line that
-# says what compile.enable did.
+# compile.enable changes nothing a step computes: trains the same run with and without it (10
+# steps, validating at steps 5 and 10) and requires every logged loss, gradient norm and
+# validation loss in metrics.jsonl to be the same digits (the same bits: the replayed or checked
+# step runs the same ops in the same order; validation between replays sees what it would after
+# an eager step), and the log line that says what compile.enable did.
 #   cpu: the CPU checks at the capture step that it could be replayed, then runs eagerly;
 #   gpu: the step is captured as a CUDA graph and replayed; a steady-state replay makes no host
 #        sync (the log step's read is the one: host_syncs 1/5 at log_freq 5). Exits 77 (ctest:
@@ -27,10 +28,12 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 for c in eager compiled; do
   flag=(); [ $c = compiled ] && flag=(--compile.enable)
-"${launcher[@]}" "$run_train" "$@" "${device[@]}" "${flag[@]}" --training.steps 10 --metrics.log_freq 5 --job.dump_folder "$dir/$c" \
+  "${launcher[@]}" "$run_train" "$@" "${device[@]}" "${flag[@]}" --training.steps 10 --metrics.log_freq 5 --job.dump_folder "$dir/$c" \
+    --validation.enable --validation.freq 5 --validation.steps 2 --validation.local_batch_size 2 --validation.seq_len 32 \
     > "$dir/$c.log" 2>&1 || { tail -20 "$dir/$c.log"; echo "FAIL: the $c run failed"; exit 1; }
   # loss and grad_norm of every logged step, as written
-  grep -o '"grad_norm":[^,]*\|"loss":[^,]*\|"step":[0-9]*' "$dir/$c/metrics.jsonl" | paste -sd' ' > "$dir/$c.values"
+  grep -o '"grad_norm":[^,]*\|"loss":[^,]*\|"step":[0-9]*\|"validation_loss":[^,}]*' "$dir/$c/metrics.jsonl" |
+    paste -sd' ' > "$dir/$c.values"
 done
 grep -E "compile.enable" "$dir/compiled.log"
 if ! grep -qF "$expect" "$dir/compiled.log"; then
