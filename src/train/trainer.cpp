@@ -839,11 +839,6 @@ std::string Trainer::compile_blocker() const {
   return "";
 }
 
-// compile.enable's step. The first time (capture_step_) the step's device work is recorded and
-// run once; every later step replays it. What changes from step to step reaches the replay
-// through memory whose address stays: the micro-batches (step_batches_, written here) and
-// AdamW's scalars (prepare); its values come back the same way (graph_losses_, graph_grad_sq_,
-// copied into this step's pending values so the next replay can overwrite them).
 // What a capture records: the step's device work, reading the step's inputs from step_batches_
 // and AdamW's prepared scalars, leaving its values in graph_losses_ and graph_grad_sq_.
 void Trainer::captured_body() {
@@ -854,6 +849,11 @@ void Trainer::captured_body() {
   after_optimizer_step();
 }
 
+// compile.enable's step. The first time (capture_step_) the step's device work is recorded and
+// run once; every later step replays it. What changes from step to step reaches the replay
+// through memory whose address stays: the micro-batches (step_batches_, written here) and
+// AdamW's scalars (prepare); its values come back the same way (graph_losses_, graph_grad_sq_,
+// copied into this step's pending values so the next replay can overwrite them).
 Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
   StepOutput out;
   out.lr = cfg_.optimizer.lr * schedule_.factor(step - 1 + lr_offset_);
