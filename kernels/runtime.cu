@@ -1,5 +1,6 @@
 // The CUDA runtime wrapper (runtime.hpp): device queries, the compute stream, the pool
 // allocator with its byte counters, copies. Errors become exceptions (common.cuh).
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <stdexcept>
@@ -133,8 +134,12 @@ MemoryStats memory_stats() {
     TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
     TITAN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
     TITAN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &high));
-    s.reserved = reserved;
-    s.peak_reserved = high;
+    // CUDA graphs (compile.enable) allocate from their own memory, outside the pool: counted too.
+    std::uint64_t graph_reserved = 0, graph_high = 0;
+    TITAN_CUDA_CHECK(cudaDeviceGetGraphMemAttribute(g_device, cudaGraphMemAttrReservedMemCurrent, &graph_reserved));
+    TITAN_CUDA_CHECK(cudaDeviceGetGraphMemAttribute(g_device, cudaGraphMemAttrReservedMemHigh, &graph_high));
+    s.reserved = reserved + graph_reserved;
+    s.peak_reserved = high + std::max(graph_high, graph_reserved);
   }
   return s;
 }
@@ -147,6 +152,7 @@ void reset_peak_memory() {
     std::uint64_t zero = 0;
     TITAN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, g_device));
     TITAN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero));
+    TITAN_CUDA_CHECK(cudaDeviceSetGraphMemAttribute(g_device, cudaGraphMemAttrReservedMemHigh, &zero));
   }
 }
 

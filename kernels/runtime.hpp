@@ -40,7 +40,7 @@ void deallocate(void* ptr, std::size_t bytes);  // never throws (destructors cal
 struct MemoryStats {
   std::size_t in_use = 0;    // bytes held by live tensors
   std::size_t peak = 0;      // max of in_use since start or reset_peak_memory()
-  std::size_t reserved = 0;  // bytes the pool holds from the driver (in_use + cached)
+  std::size_t reserved = 0;  // bytes the pool and CUDA graphs hold from the driver (in_use + cached)
   std::size_t peak_reserved = 0;  // max of reserved since start or reset_peak_memory()
 };
 MemoryStats memory_stats();

@@ -894,8 +894,7 @@ Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
     if (graph_) graph_->replay();  // this step (the capture only recorded it)
     // Frees what the step replaced, queued after the replay that still read it.
     const StepCapture::FreedEarly early = capture.finish();
-    const MemoryReading mem = memory_reading(device_, mem_total_);
-    graph_memory_ = {mem.peak_bytes, mem.peak_reserved_bytes};
+    graph_peak_bytes_ = memory_reading(device_, mem_total_).peak_bytes;
     if (early.count > 0) {
       spdlog::warn("compile.enable: step {} freed {} tensor(s) ({:.2f} MiB) allocated before it: it carries a value to the "
                    "next step in a new tensor instead of in place, which a replay could not follow; steps run eagerly "
@@ -1019,8 +1018,9 @@ TrainResult Trainer::train() {
       m.data_seconds = log_data_seconds / double(log_steps);
       m.tokens = step_tokens;
       MemoryReading mem = memory_reading(device_, mem_total_);
-      // A replayed step allocates what its capture did, where the counters no longer see it.
-      if (compile_ == Compile::graph) std::tie(mem.peak_bytes, mem.peak_reserved_bytes) = *graph_memory_;
+      // A replayed step allocates what its capture did, where the allocation counter does not see
+      // it (the reserved bytes include the graph's memory).
+      if (compile_ == Compile::graph) mem.peak_bytes = graph_peak_bytes_;
       m.memory_peak_gib = mem.peak_bytes / double(1ull << 30);
       m.memory_pct = 100.0 * mem.peak_bytes / mem.total_bytes;
       m.memory_reserved_gib = mem.peak_reserved_bytes / double(1ull << 30);

@@ -195,7 +195,7 @@ class Trainer {
   std::unique_ptr<CapturedStep> graph_;
   std::vector<data::DataLoader::Batch> step_batches_;  // where every replay reads its micro-batches
   Tensor graph_losses_, graph_grad_sq_;                // where every replay leaves its values
-  std::optional<std::pair<double, double>> graph_memory_;  // the captured step's peak, reserved bytes
+  double graph_peak_bytes_ = 0;  // the captured step's peak allocation
   double saved_activation_bytes_ = 0;  // the last eager step's (a replay cannot measure its own)
   bool device_collectives_ = false;  // collectives on device tensors go to NCCL
   // Why this run's step cannot be captured ("" if it can).
