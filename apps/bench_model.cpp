@@ -151,10 +151,9 @@ int main(int argc, char** argv) {
   optim::AdamW optimizer(params, {});
   double best = 1e30, total = 0;
   std::int64_t syncs = 0;  // host waits in the timed steps, not counting the step-end sync()
-  if (graph && (device.is_cpu() || float8_recipe == "delayed" || warmup < 2)) {
-    std::fprintf(stderr, "error: --graph needs --device cuda, --warmup 2 or more (an eager step first makes AdamW's "
-                         "moments and cuBLASLt's workspace; the last warm-up step captures) and a float8 recipe other "
-                         "than delayed (its amax-history ring moves by a position the host keeps)\n");
+  if (graph && (device.is_cpu() || warmup < 2)) {
+    std::fprintf(stderr, "error: --graph needs --device cuda and --warmup 2 or more (an eager step first makes AdamW's "
+                         "moments and cuBLASLt's workspace; the last warm-up step captures)\n");
     return kExitUsageError;
   }
   // One step's device work; `loss` is where it leaves the loss. AdamW's scalars are prepared

@@ -620,6 +620,12 @@ void transpose_fp8(const void* q, std::int64_t rows, std::int64_t cols, void* ou
 }
 
 // ---- (f) reciprocals of the scales: the dequantization factors the FP8 GEMM consumes --------
+__global__ void amax_history_push_kernel(float* row, std::int64_t length, std::int64_t* pushes, const float* amax) {
+  const std::int64_t n = *pushes;
+  row[n % length] = *amax;
+  *pushes = n + 1;
+}
+
 __global__ void scale_reciprocal_kernel(const float* __restrict__ scale, std::int64_t n_in, std::int64_t n_out,
                                         float* __restrict__ scale_inv) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n_out; i += std::int64_t(gridDim.x) * blockDim.x)
@@ -631,6 +637,12 @@ void scale_reciprocal(const float* scale, std::int64_t n_in, std::int64_t n_out,
   if (n_out <= 0) return;
   if (!scale || !scale_inv) usage("scale_reciprocal", "scale or scale_inv is null");
   scale_reciprocal_kernel<<<grid_for(n_out, kThreads), kThreads, 0, compute_stream()>>>(scale, n_in, n_out, scale_inv);
+  TITAN_CUDA_LAUNCH_CHECK();
+}
+
+void amax_history_push(float* row, std::int64_t length, std::int64_t* pushes, const float* amax) {
+  if (length <= 0 || !row || !pushes || !amax) usage("amax_history_push", "needs a row of length >= 1, a count and an amax");
+  amax_history_push_kernel<<<1, 1, 0, compute_stream()>>>(row, length, pushes, amax);
   TITAN_CUDA_LAUNCH_CHECK();
 }
 

@@ -49,6 +49,10 @@ void dequantize_fp8(const void* q, DType f8, std::int64_t rows, std::int64_t col
 // next to a rowwise one). n_in is 1 or n_out.
 void scale_reciprocal(const float* scale, std::int64_t n_in, std::int64_t n_out, float* scale_inv);
 
+// (f') The delayed recipe's history ring: row[*pushes % length] = *amax, then ++*pushes (one
+// thread; the position is device memory so a CUDA graph advances it on every replay).
+void amax_history_push(float* row, std::int64_t length, std::int64_t* pushes, const float* amax);
+
 // (g) out[c, r] = q[r, c]: the transpose of float8 bytes q [rows, cols] into out [cols, rows]
 // (both are bytes; the dtype does not matter). Tiled through shared memory as the fused cast +
 // transpose is, on the compute stream.

@@ -168,12 +168,13 @@ else
   step syncs_bf16 90 "tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $syncs_args && tests/cli/check_gpu_syncs.sh $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $syncs_args --quantize.linear.float8.recipe_name delayed --quantize.linear.float8.enable_fsdp_float8_all_gather=false --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp=false"
 fi
 # compile.enable: the step captured as a CUDA graph and replayed gives the eager run's losses digit
-# for digit, with no host sync in a replayed step (tests/cli/check_compile.sh); bf16, then float8.
+# for digit, with no host sync in a replayed step (tests/cli/check_compile.sh); bf16, float8
+# tensorwise, then float8 delayed (its history ring moves on the device).
 if [ $mode = dry ]; then
-  step compile_graph 30 "echo 'dry run: check_compile.sh gpu (bf16, then float8)'; echo 'ok: the same losses and gradient norms with compile.enable (9 values)'"
+  step compile_graph 30 "echo 'dry run: check_compile.sh gpu (bf16, float8 tensorwise, float8 delayed)'; echo 'ok: the same losses and gradient norms with compile.enable (13 values)'"
 else
   compile_args="--model.hf_assets_path tests/assets/tokenizer --training.seq_len 128 --training.local_batch_size 4 --training.mixed_precision_param bfloat16"
-  step compile_graph 120 "tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $compile_args && tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $compile_args"
+  step compile_graph 150 "tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel.toml $compile_args && tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $compile_args && tests/cli/check_compile.sh gpu $wrap/titan_gpu_tests $wrap/run_train --job.config_file configs/llama3_debugmodel_float8.toml $compile_args --quantize.linear.float8.recipe_name delayed --quantize.linear.float8.enable_fsdp_float8_all_gather=false --quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp=false"
 fi
 # The same-chip anchor, then titan.cpp at the same shapes.
 step anchor_torch 150 "if [ \$mode = dry ]; then cat tests/assets/gpu_check/anchor.txt; else python3 scripts/bench/torch_gpu_anchor.py --iters 10; fi"

@@ -138,19 +138,26 @@ void DelayedScaling::place_on(Device device) {
   if (!history_.defined()) {
     history_ = Tensor::zeros({3, length_}, DType::f32, device);
     pending_ = Tensor::zeros({3}, DType::f32, device);
+    pushes_ = Tensor::zeros({3}, DType::i64, device);
   } else if (history_.device() != device) {
     history_ = history_.to(device);
     pending_ = pending_.to(device);
+    pushes_ = pushes_.to(device);
   }
 }
 
 Tensor DelayedScaling::scale(Role r, DType f8) const {
   if (count_[r] == 0) throw std::logic_error("float8 delayed scaling: a scale before the first amax sync");
-  if (!scale_cache_[r].defined() || scale_cache_dtype_[r] != f8 || scale_cache_[r].device() != history_.device()) {
-    scale_cache_[r] = amax_to_scale(ops::amax(history_.slice_rows(r, r + 1), ScaleAxis::tensor), f8, false);
-    scale_cache_dtype_[r] = f8;
+  if (!scale_[r].defined() || scale_[r].device() != history_.device()) {
+    scale_[r] = Tensor::empty({1}, DType::f32, history_.device());
+    scale_stale_[r] = true;
   }
-  return scale_cache_[r];
+  if (scale_stale_[r] || scale_dtype_[r] != f8) {
+    scale_[r].copy_from(amax_to_scale(ops::amax(history_.slice_rows(r, r + 1), ScaleAxis::tensor), f8, false));
+    scale_dtype_[r] = f8;
+    scale_stale_[r] = false;
+  }
+  return scale_[r];
 }
 
 void DelayedScaling::record(Role r, const Tensor& amax) {
@@ -168,19 +175,21 @@ Tensor DelayedScaling::pending_amax(Role r) const {
 
 void DelayedScaling::push(Role r, const Tensor& amax) {
   place_on(amax.device());
-  history_.view_range(std::int64_t(r) * length_ + next_[r], {1}).copy_from(amax);
-  next_[r] = (next_[r] + 1) % length_;
+  ops::amax_history_push(history_.view_range(std::int64_t(r) * length_, {length_}), pushes_.view_range(r, {1}), amax);
   count_[r] = std::min(count_[r] + 1, length_);
   seen_[r] = false;
-  scale_cache_[r] = Tensor();
+  scale_stale_[r] = true;
 }
 
 std::vector<float> DelayedScaling::history(Role r) const {
-  if (count_[r] == 0) return {};
+  if (!history_.defined()) return {};
+  // The device's count: replayed steps (compile.enable) push without the host.
+  const std::int64_t pushes = static_cast<std::int64_t>(pushes_.view_range(r, {1}).item(0));
+  if (pushes == 0) return {};
   const Tensor row = history_.slice_rows(r, r + 1).to(Device::cpu());
-  const int oldest = count_[r] < length_ ? 0 : next_[r];
+  const std::int64_t n = std::min<std::int64_t>(pushes, length_), oldest = pushes < length_ ? 0 : pushes % length_;
   std::vector<float> out;
-  for (int i = 0; i < count_[r]; ++i) out.push_back(row.data<float>()[(oldest + i) % length_]);
+  for (std::int64_t i = 0; i < n; ++i) out.push_back(row.data<float>()[(oldest + i) % length_]);
   return out;
 }
 
@@ -190,10 +199,10 @@ void DelayedScaling::set_history(Role r, const std::vector<float>& oldest_first)
   Tensor row = Tensor::zeros({length_});
   std::copy(oldest_first.end() - n, oldest_first.end(), row.data<float>());
   history_.slice_rows(r, r + 1).copy_from(row);
+  pushes_.view_range(r, {1}).copy_from(Tensor::full({1}, double(n), DType::i64));
   count_[r] = n;
-  next_[r] = n % length_;
   seen_[r] = false;
-  scale_cache_[r] = Tensor();
+  scale_stale_[r] = true;
 }
 
 Float8Linear::Float8Linear(std::int64_t in_features, std::int64_t out_features, Recipe recipe)

@@ -38,10 +38,13 @@ class DelayedScaling {
   enum Role { input = 0, weight = 1, grad_output = 2 };
   explicit DelayedScaling(int length);
   int length() const { return length_; }
-  // Entries in role r's history (0 until the first sync).
+  // Entries in role r's history as the host counted its pushes (0 until the first sync). A
+  // replayed step (compile.enable) pushes on the device only, so this stops counting there;
+  // history() reads the device's count.
   int entries(Role r) const { return count_[r]; }
   // f32 [1] on the history's device: the scale from max(history of r); needs an entry. Computed
-  // once per history state and dtype (a layer's casts of one role share it within a step).
+  // once per history state and dtype (a layer's casts of one role share it within a step), into
+  // the same tensor every time (a captured step replays its writes there).
   Tensor scale(Role r, DType f8) const;
   // Notes this step's amax of role r (f32 [1], the cast's device; the latest one wins, as in torchao).
   void record(Role r, const Tensor& amax);
@@ -49,6 +52,7 @@ class DelayedScaling {
   bool seen(Role r) const { return seen_[r]; }
   Tensor pending_amax(Role r) const;
   // Appends `amax` (f32 [1]) to role r's history, dropping the oldest beyond length(); clears seen.
+  // The ring's position is on the device (ops::amax_history_push).
   void push(Role r, const Tensor& amax);
   // Role r's history oldest first, read back to the host (checkpoints, tests), and its inverse
   // (a checkpoint's entries; the last `length` are kept).
@@ -64,10 +68,12 @@ class DelayedScaling {
   int length_;
   Tensor history_;  // f32 [3, length]
   Tensor pending_;  // f32 [3]
-  std::array<int, 3> count_{}, next_{};
+  Tensor pushes_;   // i64 [3]: pushes so far per role; the next one goes to column pushes % length
+  std::array<int, 3> count_{};
   std::array<bool, 3> seen_{};
-  mutable std::array<Tensor, 3> scale_cache_;  // undefined: stale (after a push or a load)
-  mutable std::array<DType, 3> scale_cache_dtype_{};
+  mutable std::array<Tensor, 3> scale_;  // f32 [1] each, allocated once per device
+  mutable std::array<bool, 3> scale_stale_{true, true, true};  // after a push or a load
+  mutable std::array<DType, 3> scale_dtype_{};
 };
 
 // An input that arrived already cast (tensor parallel: cast to e4m3 on each rank with the whole

@@ -258,6 +258,11 @@ Tensor amax(const Tensor& x, ScaleAxis axis) {
   return out;
 }
 
+void amax_history_push(const Tensor& row, const Tensor& pushes, const Tensor& amax) {
+  check("amax_history_push", {&row, &pushes, &amax});
+  cuda::amax_history_push(row.data<float>(), row.numel(), pushes.data<std::int64_t>(), amax.data<float>());
+}
+
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
   check("amax_to_scale", {&amax});
   Tensor scale = Tensor::empty(amax.shape(), DType::f32, amax.device());

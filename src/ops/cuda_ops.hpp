@@ -26,6 +26,7 @@ Tensor take_device_errors(Device device);
 [[noreturn]] void raise_device_errors(double flags);
 Tensor amax(const Tensor& x, ScaleAxis axis);
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2);
+void amax_history_push(const Tensor& row, const Tensor& pushes, const Tensor& amax);
 Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleAxis axis, Float8Layout layout,
                           Tensor* amax);
 Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2, Float8Layout layout);

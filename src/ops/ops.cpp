@@ -253,6 +253,19 @@ Tensor amax(const Tensor& x, ScaleAxis axis) {
   return out;
 }
 
+void amax_history_push(const Tensor& row, const Tensor& pushes, const Tensor& amax) {
+  require(row.defined() && row.dtype() == DType::f32 && row.numel() >= 1 && amax.defined() &&
+              amax.dtype() == DType::f32 && amax.numel() == 1 && pushes.defined() && pushes.dtype() == DType::i64 &&
+              pushes.numel() == 1,
+          "amax_history_push", "expects a float32 row, an int64 [1] push count and a float32 [1] amax");
+  require(row.device() == pushes.device() && row.device() == amax.device(), "amax_history_push",
+          "the row, the count and the amax are on different devices");
+  TITAN_CUDA_DISPATCH(row, amax_history_push(row, pushes, amax));
+  std::int64_t& n = *pushes.data<std::int64_t>();
+  row.data<float>()[n % row.numel()] = *amax.data<float>();
+  ++n;
+}
+
 Tensor amax_to_scale(const Tensor& amax, DType f8, bool round_to_power_of_2) {
   require(amax.defined() && amax.dtype() == DType::f32, "amax_to_scale", "expects a float32 amax tensor");
   require_float8_target("amax_to_scale", f8);

@@ -65,6 +65,11 @@ Float8Cast cast_to_float8(const Tensor& x, DType f8, const Tensor& scale, ScaleA
 // Dynamic scaling: amax -> amax_to_scale -> cast.
 Float8Cast cast_to_float8(const Tensor& x, DType f8, ScaleAxis axis, bool round_to_power_of_2,
                           Float8Layout layout = Float8Layout::row_major);
+// The delayed float8 recipe's amax history (float8/float8_linear.hpp), a ring the device moves:
+// row[pushes % L] = amax[0], then pushes += 1. row: f32 [L]; pushes: i64 [1]; amax: f32 [1]; all
+// on one device. The position lives beside the row, not on the host, so that a captured step
+// (compile.enable) advances it on every replay.
+void amax_history_push(const Tensor& row, const Tensor& pushes, const Tensor& amax);
 // float32(data) / scale: float32 [R, C] on data's device.
 Tensor dequantize(const Tensor& data, const Tensor& scale, ScaleAxis axis);
 // The transpose of float8 data: [R, C] -> [C, R], out[c, r] = data[r, c], same dtype and device.

@@ -828,8 +828,6 @@ Trainer::StepOutput Trainer::train_step(std::int64_t step) {
 
 std::string Trainer::compile_blocker() const {
   if (scaler_) return "float16's loss scaler decides on the host, every step, whether the step is skipped";
-  if (plan_.float8 && plan_.float8_recipe == "delayed")
-    return "the delayed float8 recipe moves its amax-history ring by a position the host keeps";
   if (cfg_.training.enable_cpu_offload) return "CPU offload moves the state through host memory every step";
   if (cfg_.profiling.enable_profiling && !device_.is_cpu())
     return "the profiler times the step's ops with device events, which a graph would not replay (profile without it)";

@@ -82,3 +82,24 @@ TEST_CASE("cuda graph: a host wait inside the capture is refused with CUDA's rea
   // The stream works again afterwards.
   CHECK(ops::add(x, x).to(Device::cpu()).item(3) == 2.0);
 }
+
+TEST_CASE("cuda graph: the delayed recipe's history ring advances on every replay, as the CPU's does", "[gpu][graph]") {
+  const std::int64_t L = 3;
+  Tensor row = Tensor::zeros({L}), pushes = Tensor::zeros({1}, DType::i64);
+  Tensor row_g = row.to(kGpu), pushes_g = pushes.to(kGpu);
+  Tensor amax = Tensor::full({1}, 0.0), amax_g = amax.to(kGpu);
+  std::unique_ptr<CapturedStep> graph;
+  for (int k = 1; k <= 5; ++k) {
+    amax.fill(double(k));
+    amax_g.fill(double(k));
+    ops::amax_history_push(row, pushes, amax);
+    if (!graph) {
+      graph = backend_for(kGpu).capture(kGpu.index, [&] { ops::amax_history_push(row_g, pushes_g, amax_g); });
+      REQUIRE(graph);
+    }
+    graph->replay();
+  }
+  CHECK(pushes_g.to(Device::cpu()).item(0) == 5);
+  CHECK(row_g.to(Device::cpu()).to_vector() == row.to_vector());  // {4, 5, 3}: 1 and 2 overwritten
+  CHECK(row.to_vector() == std::vector<double>{4, 5, 3});
+}
