@@ -138,8 +138,9 @@ MemoryStats memory_stats() {
     std::uint64_t graph_reserved = 0, graph_high = 0;
     TITAN_CUDA_CHECK(cudaDeviceGetGraphMemAttribute(g_device, cudaGraphMemAttrReservedMemCurrent, &graph_reserved));
     TITAN_CUDA_CHECK(cudaDeviceGetGraphMemAttribute(g_device, cudaGraphMemAttrReservedMemHigh, &graph_high));
+    // (A high-water mark reset to 0 may read 0 until the next allocation: at least the current.)
     s.reserved = reserved + graph_reserved;
-    s.peak_reserved = high + std::max(graph_high, graph_reserved);
+    s.peak_reserved = std::max(high, reserved) + std::max(graph_high, graph_reserved);
   }
   return s;
 }

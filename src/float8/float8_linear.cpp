@@ -234,6 +234,11 @@ void set_first_step_amax_reduction(nn::Module& root, const std::function<void(co
     if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) f8->delayed_state()->first_step_amax_max = allreduce_max;
 }
 
+void mark_delayed_scales_stale(nn::Module& root) {
+  for (auto& [fqn, m] : root.named_modules())
+    if (auto* f8 = dynamic_cast<Float8Linear*>(m); f8 && f8->delayed_state()) f8->delayed_state()->mark_scales_stale();
+}
+
 nlohmann::json delayed_scaling_state(nn::Module& root) {
   nlohmann::json out = nlohmann::json::object();
   for (auto& [fqn, m] : root.named_modules())

@@ -58,6 +58,8 @@ class DelayedScaling {
   // (a checkpoint's entries; the last `length` are kept).
   std::vector<float> history(Role r) const;
   void set_history(Role r, const std::vector<float>& oldest_first);
+  // The next scale() of every role is computed from the history again.
+  void mark_scales_stale() const { scale_stale_ = {true, true, true}; }
   // Null on one rank; else a MAX all-reduce (in place) of one amax across the data-parallel ranks,
   // which every first-step cast (no history yet) calls with its own amax before it takes a scale.
   std::function<void(const Tensor&)> first_step_amax_max;
@@ -192,6 +194,8 @@ void sync_amax_histories(nn::Module& root, const std::function<void(const Tensor
 // and micro-batch (2 more per forward that activation checkpointing re-runs), all in step 1 (the
 // backward recasts; the results equal the forward's).
 void set_first_step_amax_reduction(nn::Module& root, const std::function<void(const Tensor&)>& allreduce_max);
+// Every delayed Float8Linear under `root` computes its scales from its histories at their next use.
+void mark_delayed_scales_stale(nn::Module& root);
 
 // Delayed-scaling histories of every Float8Linear under `root`, for checkpoints: {fqn: [input,
 // weight, grad_output histories as float32 bit patterns]} (empty without delayed layers); and

@@ -30,6 +30,9 @@ void Float8Converter::precompute_scales(nn::Module& model, const ParallelAccess&
 
 void Float8Converter::weights_changed(nn::Module& model, const ParallelAccess& parallel) {
   precompute_scales(model, parallel);
+  // The delayed scales are recomputed from the histories at their next use (after a load, or
+  // after a validation between CUDA graph replays, whose device-side pushes the host never saw).
+  float8::mark_delayed_scales_stale(model);
 }
 
 // Delayed scaling on several ranks: torchao initialises each amax with a MAX all-reduce, so the

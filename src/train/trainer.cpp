@@ -1048,10 +1048,13 @@ TrainResult Trainer::train() {
                                     [this](const autograd::Variable& l, const Tensor& t) { return loss_of(l, t); }, &used);
       metrics_->log_validation(step, vloss, used);
       report.validation.emplace_back(step, vloss);
-      // Validation leaves FSDP's host state as an eager train step would find it (the last unit
-      // gathered, float8 gather scales marked current); a replay runs no host code to reset it,
-      // so the next validation would reuse those weights. This is the reset a step ends with.
-      if (compile_ == Compile::graph) after_optimizer_step();
+      // Validation leaves host state that an eager step's end would reset: FSDP's last unit
+      // gathered, float8 gather scales and the delayed recipe's scales marked current. A replay
+      // runs no host code, so the next validation would reuse them (weights and delayed scales a
+      // step or more old). shards_loaded() is that reset without the step's training effects
+      // (no amax-history sync). The CPU's emulated replay runs it too, so the CPU tests cover it
+      // (there it changes no value).
+      if (compile_ == Compile::graph || compile_ == Compile::emulated) shards_loaded();
     }
     if (ckpt_ && ckpt_->due(step, cfg_.training.steps)) save_checkpoint(step);
     memory_snapshot_->step_end(step, step == cfg_.training.steps);

@@ -4,7 +4,8 @@
 # validation loss in metrics.jsonl to be the same digits (the same bits: the replayed or checked
 # step runs the same ops in the same order; validation between replays sees what it would after
 # an eager step), and the log line that says what compile.enable did.
-#   cpu: the CPU checks at the capture step that it could be replayed, then runs eagerly;
+#   cpu: the CPU checks at the capture step that it could be replayed, then runs the captured
+#        body again each step, with the reset a GPU run makes after each validation;
 #   gpu: the step is captured as a CUDA graph and replayed; a steady-state replay makes no host
 #        sync (the log step's read is the one: host_syncs 1/5 at log_freq 5). Exits 77 (ctest:
 #        skipped) where no GPU is visible.
