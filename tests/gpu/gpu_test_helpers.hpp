@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "core/tensor.hpp"
 #include "runtime.hpp"
 
 namespace titan::gpu_test {
@@ -141,6 +142,32 @@ inline void require_close(const std::vector<float>& got, const std::vector<doubl
 inline void require_close(const std::vector<float>& got, const std::vector<float>& want, double rel_tol,
                           const std::string& what) {
   require_close(got, std::vector<double>(want.begin(), want.end()), rel_tol, what);
+}
+
+// A tensor's values as float32 on the host (any float dtype, on any device).
+inline std::vector<float> host_floats(const Tensor& t) {
+  const Tensor h = t.to(Device::cpu()).to(DType::f32);
+  return std::vector<float>(h.data<float>(), h.data<float>() + h.numel());
+}
+
+// AdamW's lists for a CPU-against-GPU test: the given parameters and gradients with zero moments
+// on the host, and copies of all four on `gpu`.
+struct AdamWLists {
+  std::vector<Tensor> p, g, m, v, pg, gg, mg, vg;
+};
+inline AdamWLists adamw_lists(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, Device gpu) {
+  AdamWLists l;
+  for (size_t i = 0; i < params.size(); ++i) {
+    l.p.push_back(params[i]);
+    l.g.push_back(grads[i]);
+    l.m.push_back(Tensor::zeros(params[i].shape()));
+    l.v.push_back(Tensor::zeros(params[i].shape()));
+    l.pg.push_back(l.p.back().to(gpu));
+    l.gg.push_back(l.g.back().to(gpu));
+    l.mg.push_back(l.m.back().to(gpu));
+    l.vg.push_back(l.v.back().to(gpu));
+  }
+  return l;
 }
 
 }  // namespace titan::gpu_test

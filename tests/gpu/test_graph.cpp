@@ -14,29 +14,19 @@ using namespace titan;
 
 namespace {
 const Device kGpu = Device::cuda(0);
-
-std::vector<float> host_floats(const Tensor& t) {
-  const Tensor h = t.to(Device::cpu());
-  return std::vector<float>(h.data<float>(), h.data<float>() + h.numel());
-}
+using gpu_test::host_floats;
 }  // namespace
 
 TEST_CASE("cuda graph: a captured AdamW step replays with each step's scalars", "[gpu][graph]") {
   // The CPU runs step after step eagerly; the GPU captures its first step and replays it, the
   // host writing only the scalars buffer in between, as the trainer does.
   const std::vector<std::int64_t> sizes = {7, 65537 + 3};
-  std::vector<Tensor> p, g, m, v, pg, gg, mg, vg;
+  std::vector<Tensor> params, grads;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    const Tensor init = Tensor::from_vector(std::vector<double>(size_t(sizes[i]), 0.5 + 0.1 * double(i)), {sizes[i]});
-    p.push_back(init.clone());
-    g.push_back(Tensor::full({sizes[i]}, 0.25 - 0.05 * double(i)));
-    m.push_back(Tensor::zeros({sizes[i]}));
-    v.push_back(Tensor::zeros({sizes[i]}));
-    pg.push_back(p.back().to(kGpu));
-    gg.push_back(g.back().to(kGpu));
-    mg.push_back(m.back().to(kGpu));
-    vg.push_back(v.back().to(kGpu));
+    params.push_back(Tensor::full({sizes[i]}, 0.5 + 0.1 * double(i)));
+    grads.push_back(Tensor::full({sizes[i]}, 0.25 - 0.05 * double(i)));
   }
+  auto [p, g, m, v, pg, gg, mg, vg] = gpu_test::adamw_lists(params, grads, kGpu);
   const Tensor scalars = Tensor::empty({6}, DType::f32, kGpu);
   DeviceBackend& backend = backend_for(kGpu);
   std::unique_ptr<CapturedStep> graph;

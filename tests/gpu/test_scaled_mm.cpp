@@ -27,10 +27,7 @@ Tensor random_tensor(const Shape& shape, std::uint32_t seed, float scale = 1.0f)
 
 Tensor host(const Tensor& t) { return t.to(Device::cpu()); }
 
-std::vector<float> host_floats(const Tensor& t) {
-  const Tensor h = host(t).to(DType::f32);
-  return std::vector<float>(h.data<float>(), h.data<float>() + h.numel());
-}
+using gpu_test::host_floats;
 
 // Same bytes (float8 data) or same float32 bits up to NaN payloads.
 bool same_values(const Tensor& gpu, const Tensor& cpu) {
@@ -167,17 +164,12 @@ TEST_CASE("Float8Linear on the GPU with FP8 GEMMs tracks the CPU emulation for e
 
 TEST_CASE("adamw_step on GPU tensors: one multi-tensor launch, within an ulp or two of the CPU loop", "[gpu][optim]") {
   const std::vector<std::int64_t> sizes = {1, 7, 1000, 65537 + 3};  // across the 64K-element chunks
-  std::vector<Tensor> p, g, m, v, pg, gg, mg, vg;
+  std::vector<Tensor> params, grads;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    p.push_back(random_tensor({sizes[i]}, 900 + std::uint32_t(i)));
-    g.push_back(random_tensor({sizes[i]}, 950 + std::uint32_t(i)));
-    m.push_back(Tensor::zeros({sizes[i]}));
-    v.push_back(Tensor::zeros({sizes[i]}));
-    pg.push_back(p.back().to(kGpu));
-    gg.push_back(g.back().to(kGpu));
-    mg.push_back(m.back().to(kGpu));
-    vg.push_back(v.back().to(kGpu));
+    params.push_back(random_tensor({sizes[i]}, 900 + std::uint32_t(i)));
+    grads.push_back(random_tensor({sizes[i]}, 950 + std::uint32_t(i)));
   }
+  auto [p, g, m, v, pg, gg, mg, vg] = gpu_test::adamw_lists(params, grads, kGpu);
   for (std::int64_t step = 1; step <= 3; ++step) {
     const ops::AdamWStep hp{1e-3, 0.9, 0.95, 1e-8, 0.1, step};
     ops::adamw_step(p, g, m, v, hp);
