@@ -556,11 +556,7 @@ void adamw_scalars_into(const Tensor& scalars, const AdamWStep& hp) {
   require(scalars.defined() && scalars.dtype() == DType::f32 && scalars.numel() == kAdamWScalars,
           "adamw_scalars_into", "expects a float32 tensor of 6 elements");
   const std::array<float, kAdamWScalars> s = adamw_f32(hp);
-  if (scalars.device().is_cpu()) {
-    std::copy(s.begin(), s.end(), scalars.data<float>());
-    return;
-  }
-  copy_bytes(scalars.raw(), scalars.device(), s.data(), Device::cpu(), sizeof s);  // queued: no host wait
+  copy_bytes(scalars.raw(), scalars.device(), s.data(), Device::cpu(), sizeof s);  // to a GPU: queued, no host wait
 }
 
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,

@@ -858,14 +858,11 @@ Trainer::StepOutput Trainer::captured_train_step(std::int64_t step) {
   {
     const auto t0 = Clock::now();
     const double trace_t0 = trace::now_us();
-    if (step_batches_.empty())
-      for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
-        const data::DataLoader::Batch b = loader_->micro_batch(micro);
-        step_batches_.push_back({Tensor::empty(b.inputs.shape(), b.inputs.dtype(), device_),
-                                 Tensor::empty(b.labels.shape(), b.labels.dtype(), device_)});
-      }
     for (std::int64_t micro = 0; micro < plan_.batch.grad_accum; ++micro) {
       const data::DataLoader::Batch b = loader_->micro_batch(micro);  // built on the host, copied (queued) in place
+      if (step_batches_.size() == size_t(micro))  // the first time: the fixed buffers
+        step_batches_.push_back({Tensor::empty(b.inputs.shape(), b.inputs.dtype(), device_),
+                                 Tensor::empty(b.labels.shape(), b.labels.dtype(), device_)});
       step_batches_[size_t(micro)].inputs.copy_from(b.inputs);
       step_batches_[size_t(micro)].labels.copy_from(b.labels);
     }
