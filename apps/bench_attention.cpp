@@ -1,9 +1,11 @@
-// bench_attention: causal GQA flash attention on the GPU (kernels/attention.cu), forward alone,
+// bench_attention: causal GQA flash attention on the GPU (kernels/attention.cu: cuDNN's fused
+// attention or titan.cpp's own kernels, --impl; the line "implementation:" says which), forward alone,
 // backward alone and forward + backward, timed with CUDA events on the compute stream (warmup,
 // then the median of --iters runs). Prints TFLOP/s with the usual causal count (forward
 // 2 * 2 * B * H * S^2 * D / 2, backward 2.5x that) and the share of the H100 SXM dense bf16 peak
 // (989 TFLOP/s). Without a GPU it says so and exits 0.
 //   bench_attention [--batch 1] [--seq 8192] [--heads 32] [--kv-heads 8] [--head-dim 128] [--dtype bf16]
+//                   [--impl auto|cudnn|titan]
 #include <CLI/CLI.hpp>
 #include <cuda_runtime.h>
 
@@ -83,13 +85,16 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_attention: causal GQA flash attention forward/backward throughput on the GPU"};
   std::int64_t B = 1, S = 8192, H = 32, KV = 8, D = 128;
   int warmup = 3, iters = 10;
-  std::string dtype_name = "bf16";
+  std::string dtype_name = "bf16", impl_name = "auto";
   app.add_option("--batch", B, "batch size");
   app.add_option("--seq", S, "sequence length");
   app.add_option("--heads", H, "query heads");
   app.add_option("--kv-heads", KV, "key/value heads");
   app.add_option("--head-dim", D, "head dimension (16, 32, 64, 128)");
   app.add_option("--dtype", dtype_name, "bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}));
+  app.add_option("--impl", impl_name,
+                 "bf16 kernels: auto (cuDNN's fused attention where it runs, else titan.cpp's), cudnn or titan")
+      ->check(CLI::IsMember({"auto", "cudnn", "titan"}));
   app.add_option("--warmup", warmup, "untimed runs");
   app.add_option("--iters", iters, "timed runs (median reported)")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -101,6 +106,9 @@ int main(int argc, char** argv) {
   try {
     titan::cuda::set_device(0);
     const titan::DType dtype = dtype_name == "bf16" ? titan::DType::bf16 : titan::DType::f32;
+    titan::cuda::set_attention_impl(impl_name == "cudnn"   ? titan::cuda::AttentionImpl::cudnn
+                                    : impl_name == "titan" ? titan::cuda::AttentionImpl::titan
+                                                           : titan::cuda::AttentionImpl::automatic);
     std::printf("bench_attention on %s: B=%lld S=%lld H=%lld KV=%lld D=%lld %s, causal\n",
                 titan::cuda::device_description(0).c_str(), (long long)B, (long long)S, (long long)H, (long long)KV,
                 (long long)D, dtype_name.c_str());
@@ -115,6 +123,8 @@ int main(int argc, char** argv) {
       titan::cuda::attention_backward(dout.ptr, q.ptr, k.ptr, v.ptr, out.ptr, lse_p, dq.ptr, dk.ptr, dv.ptr, B, S, H,
                                       KV, D, dtype);
     };
+    // Builds cuDNN's plans for the shape (untimed); with --impl cudnn a shape it refuses is an error.
+    std::printf("implementation: %s\n", titan::cuda::attention_implementation(B, S, H, KV, D, dtype).c_str());
     fwd();  // a valid out and lse for the backward runs
     titan::cuda::synchronize();
 

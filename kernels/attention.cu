@@ -51,11 +51,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "attention.hpp"
 #include "common.cuh"
+#include "cudnn_attention.hpp"
 
 namespace titan::cuda {
 namespace {
@@ -831,6 +833,7 @@ __global__ void attn_delta(const T* __restrict__ dout, const T* __restrict__ out
 // ------------------------------------------------------------------------------------------------
 
 bool g_force_simt = false;
+AttentionImpl g_impl = AttentionImpl::automatic;
 
 struct Shape {
   int B, S, H, KV, D;
@@ -887,15 +890,60 @@ Scales scales_for(int D) {
   return Scales{scale, scale * kLog2e};
 }
 
+// Why this call does not take cuDNN's fused attention ("" when it does): f32, forced SIMT,
+// attention set to titan, a misaligned tensor, or a shape cuDNN builds no plan for.
+std::string cudnn_refusal(const Shape& sh, DType dtype, bool backward, std::initializer_list<const void*> ptrs) {
+  if (g_force_simt || g_impl == AttentionImpl::titan) return "titan.cpp's kernels were asked for";
+  if (dtype != DType::bf16) return "cuDNN's fused attention is bf16 only here";
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return "a tensor is not 16-byte aligned";
+  return cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward);
+}
+
+// Whether the pass goes to cuDNN; with AttentionImpl::cudnn a refusal is an error naming cuDNN's
+// reason, instead of a quiet switch to titan.cpp's kernels.
+bool take_cudnn(const char* op, const Shape& sh, DType dtype, bool backward, std::initializer_list<const void*> ptrs) {
+  const std::string why = cudnn_refusal(sh, dtype, backward, ptrs);
+  if (why.empty()) return true;
+  if (g_impl == AttentionImpl::cudnn && !g_force_simt)
+    throw std::runtime_error(std::string("cuda::") + op + ": cuDNN attention was required but " + why);
+  return false;
+}
+
+void require_cudnn_ran(const char* op, const Shape& sh, bool backward) {
+  if (g_impl == AttentionImpl::cudnn)
+    throw std::runtime_error(std::string("cuda::") + op + ": cuDNN attention was required but " +
+                             cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward));
+}
+
 }  // namespace
 
 void attention_force_simt(bool on) { g_force_simt = on; }
+
+void set_attention_impl(AttentionImpl impl) { g_impl = impl; }
+
+std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
+                                     DType dtype) {
+  const Shape sh = check_shape("attention_implementation", B, S, H, KV, D);
+  const std::string titan = dtype == DType::bf16 && !g_force_simt ? "titan.cpp's mma.sync flash attention"
+                                                                  : "titan.cpp's CUDA-core flash attention";
+  if (dtype != DType::bf16 || g_force_simt || g_impl == AttentionImpl::titan) return titan;
+  const std::string fwd = cudnn_refusal(sh, dtype, false, {});
+  const std::string bwd = cudnn_refusal(sh, dtype, true, {});
+  if (fwd.empty() && bwd.empty()) return cudnn_description() + " fused flash attention (forward and backward)";
+  if (fwd.empty()) return cudnn_description() + " fused flash attention forward, " + titan + " backward (cuDNN: " + bwd + ")";
+  return titan + " (cuDNN: " + fwd + ")";
+}
 
 void attention_forward(const void* q, const void* k, const void* v, void* out, float* lse, std::int64_t B,
                        std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D, DType dtype) {
   const Shape sh = check_shape("attention_forward", B, S, H, KV, D);
   dispatch_float(dtype, "cuda::attention_forward", [](auto) {});  // throws for dtypes other than f32, bf16
   if (sh.B == 0 || sh.S == 0) return;
+  if (take_cudnn("attention_forward", sh, dtype, false, {q, k, v, out, lse})) {
+    if (cudnn_attention_forward(q, k, v, out, lse, B, S, H, KV, D)) return;
+    require_cudnn_ran("attention_forward", sh, false);  // cuDNN refused to run: its reason is kept
+  }
   const Scales sc = scales_for(sh.D);
   cudaStream_t stream = compute_stream();
   const bool tc = use_tensor_cores(dtype, {q, k, v, out});
@@ -932,6 +980,10 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
   const Shape sh = check_shape("attention_backward", B, S, H, KV, D);
   dispatch_float(dtype, "cuda::attention_backward", [](auto) {});
   if (sh.B == 0 || sh.S == 0) return;
+  if (take_cudnn("attention_backward", sh, dtype, true, {dout, q, k, v, out, lse, dq, dk, dv})) {
+    if (cudnn_attention_backward(dout, q, k, v, out, lse, dq, dk, dv, B, S, H, KV, D)) return;
+    require_cudnn_ran("attention_backward", sh, true);
+  }
   const Scales sc = scales_for(sh.D);
   cudaStream_t stream = compute_stream();
   const std::int64_t rows = std::int64_t(sh.B) * sh.S * sh.H;

@@ -132,7 +132,7 @@ threads=$(nproc 2>/dev/null || echo 1)
 gpu_env="CUDA_LAUNCH_BLOCKING=1 CUBLASLT_LOG_LEVEL=1"
 step gpu_tests_gemm 60 "$gpu_env $wrap/titan_gpu_tests '[gemm]' -r compact"
 step gpu_tests_float8 60 "$gpu_env $wrap/titan_gpu_tests '[float8]~[gemm]' -r compact"
-step gpu_tests_attention 90 "$gpu_env $wrap/titan_gpu_tests '[attention]' -r compact"
+step gpu_tests_attention 150 "$gpu_env $wrap/titan_gpu_tests '[attention]' -r compact"
 step gpu_tests_other 90 "$gpu_env $wrap/titan_gpu_tests '[gpu]~[gemm]~[float8]~[attention]~[graph]' -r compact"
 # CUDA graphs cannot be captured with synchronous launches: their tests run without them.
 step gpu_tests_graph 60 "CUBLASLT_LOG_LEVEL=1 $wrap/titan_gpu_tests '[graph]' -r compact"
@@ -179,7 +179,10 @@ fi
 # The same-chip anchor, then titan.cpp at the same shapes.
 step anchor_torch 150 "if [ \$mode = dry ]; then cat tests/assets/gpu_check/anchor.txt; else python3 scripts/bench/torch_gpu_anchor.py --iters 10; fi"
 step bench_gemm 90 "$wrap/bench_gemm 10"
-step bench_attention 60 "$wrap/bench_attention --iters 10"
+# Attention twice: titan.cpp's mma.sync kernels, then cuDNN's fused flash attention (an error if
+# cuDNN cannot run it here: its reason is in the log).
+step bench_attention 60 "$wrap/bench_attention --iters 10 --impl titan"
+step bench_attention_cudnn 60 "$wrap/bench_attention --iters 10 --impl cudnn"
 # Whole training steps (forward, backward, clipping, AdamW): an 8B-shaped slice (2 layers, full
 # vocabulary) at seq 8192, bf16 and float8 tensorwise; parameters initialised on every core.
 step model_8b2_bf16 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 1 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16"
@@ -210,13 +213,16 @@ step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $thread
         r[1], rw[name], (rw[name] > 0 && rw[name] == rw[name] ? r[1] / rw[name] : 0)
     }' "$logs/anchor_torch.log" "$logs/bench_gemm.log" 2>/dev/null
   echo "---- attention (B=1 S=8192 H=32 KV=8 D=128, causal, bf16), forward+backward ms; ratio = best torch / titan"
-  awk '
-    FILENAME == ARGV[1] { if ($1 == "anchor" && $2 == "attention" && NF == 7) ms[$3] = $5 + 0; next }
-    $1 == "forward+backward" {
-      best = 0; which = "-"
-      for (k in ms) if (ms[k] > 0 && (best == 0 || ms[k] < best)) { best = ms[k]; which = k }
-      printf "titan %s ms, torch %s %.3f ms, x%.2f\n", $2, which, best, (best > 0 ? best / $2 : 0)
-    }' "$logs/anchor_torch.log" "$logs/bench_attention.log" 2>/dev/null
+  for impl in bench_attention bench_attention_cudnn; do
+    awk -v impl="$impl" '
+      FILENAME == ARGV[1] { if ($1 == "anchor" && $2 == "attention" && NF == 7) ms[$3] = $5 + 0; next }
+      $1 == "implementation:" { sub(/^implementation: /, ""); what = $0 }
+      $1 == "forward+backward" {
+        best = 0; which = "-"
+        for (k in ms) if (ms[k] > 0 && (best == 0 || ms[k] < best)) { best = ms[k]; which = k }
+        printf "%s: titan %s ms, torch %s %.3f ms, x%.2f (%s)\n", impl, $2, which, best, (best > 0 ? best / $2 : 0), what
+      }' "$logs/anchor_torch.log" "$logs/$impl.log" 2>/dev/null
+  done
   echo "---- training step"
   grep -h -E '^(init|titan\.cpp)' "$logs"/model_*.log 2>/dev/null
   echo "---- total $((SECONDS - start)) s of a ${budget} s budget"

@@ -12,6 +12,11 @@ PACKAGES=(
   iproute2
 )
 
+# The CUDA build's cuDNN attention needs the cuDNN frontend's headers, which Debian does not package.
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
+  "$(dirname "$0")/cudnn_frontend.sh"
+fi
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -442,6 +442,11 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   return o;
 }
 
+std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
+                                     DType dtype) {
+  return cuda::attention_implementation(B, S, H, KV, D, dtype);
+}
+
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionOut& fwd) {
   check("attention_backward", {&dout, &q, &k, &v, &fwd.out, &fwd.lse});

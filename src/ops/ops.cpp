@@ -776,6 +776,15 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   return o;
 }
 
+std::string attention_implementation(Device device, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV,
+                                     std::int64_t D, DType dtype) {
+#ifdef TITAN_WITH_CUDA
+  if (!device.is_cpu()) return cuda_impl::attention_implementation(B, S, H, KV, D, dtype);
+#endif
+  (void)device, (void)B, (void)S, (void)H, (void)KV, (void)D;
+  return "titan.cpp's CPU flash attention (" + std::string(dtype_name(dtype)) + ")";
+}
+
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionOut& fwd) {
   TITAN_TRACE_SPAN("attention", "attention_backward");  // profiling.enable_profiling (core/trace.hpp)

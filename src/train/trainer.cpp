@@ -460,6 +460,16 @@ void Trainer::build_model() {
     model.move_to(device_);  // the RoPE table (the parameters are FSDP's)
     spdlog::info("device: training on {} (experimental CUDA backend, training.device = {})", device_.str(),
                  cfg_.training.device);
+    // Which attention kernels the step runs (cuDNN's plans for the step's shape are built here).
+    const llama3::ModelArgs& a = plan_.model;
+    const std::int64_t tp = plan_.dims.tp;
+    try {
+      spdlog::info("attention: {}", ops::attention_implementation(device_, plan_.batch.local_batch, plan_.seq_len,
+                                                                  a.n_heads / tp, a.kv_heads() / tp, a.head_dim(),
+                                                                  plan_.param_dtype));
+    } catch (const std::exception& e) {
+      spdlog::warn("attention: {}", e.what());
+    }
   }
   parallel_.local_shard = [this](const autograd::Variable& w) -> const Tensor& { return fsdp_->local_shard_of(w); };
   parallel_.max_over_shards = [this](const Tensor& t) {

@@ -1,6 +1,8 @@
 // Causal GQA flash attention on the GPU (kernels/attention.cu) against the CPU op
 // (src/ops/cpu/attention.hpp) on odd shapes: forward (out, lse) and backward (dq, dk, dv), f32
-// (CUDA-core kernels) and bf16 (tensor-core kernels, and the CUDA-core fallback). The CPU computes
+// (CUDA-core kernels) and bf16 (titan.cpp's tensor-core kernels, the CUDA-core fallback, and
+// cuDNN's fused flash attention, each pinned with set_attention_impl), and every bf16 path again
+// at S = 4096, 8192 and 4097 ([long]). The CPU computes
 // in f32 on exactly the values the GPU sees (inputs rounded to bf16 for bf16 runs); the backward
 // of both gets the same out (rounded to the storage dtype) and lse. Outputs are poisoned first.
 #include <catch2/catch.hpp>
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "attention.hpp"
@@ -27,13 +30,34 @@ struct Shape {
   std::int64_t B, S, H, KV, D;
 };
 
-// Resets the kernel choice even when a REQUIRE throws out of the test.
+// Reset the kernel choice even when a REQUIRE throws out of the test.
 struct ForceSimt {
   explicit ForceSimt(bool on) { cuda::attention_force_simt(on); }
   ~ForceSimt() { cuda::attention_force_simt(false); }
 };
+struct UseImpl {
+  explicit UseImpl(cuda::AttentionImpl impl) { cuda::set_attention_impl(impl); }
+  ~UseImpl() { cuda::set_attention_impl(cuda::AttentionImpl::automatic); }
+};
 
-void check_attention(const Shape& s, DType dtype, double tol, std::uint32_t seed) {
+const char* impl_name(cuda::AttentionImpl impl) {
+  switch (impl) {
+    case cuda::AttentionImpl::cudnn: return "cudnn";
+    case cuda::AttentionImpl::titan: return "titan";
+    default: return "automatic";
+  }
+}
+
+// Why the cuDNN cases cannot run in this build ("" when they can). A build without the cuDNN
+// frontend's headers has no cuDNN path to test; a machine without libcudnn fails the cases (the
+// device check must say so), since AttentionImpl::cudnn then throws cuDNN's reason.
+std::string cudnn_not_built() {
+  const std::string what = cuda::attention_implementation(1, 64, 2, 1, 64, DType::bf16);
+  return what.find("no cuDNN frontend headers") != std::string::npos ? what : "";
+}
+
+void check_attention(const Shape& s, DType dtype, double tol, std::uint32_t seed,
+                     const std::vector<cuda::AttentionImpl>& impls = {cuda::AttentionImpl::titan}) {
   INFO("B=" << s.B << " S=" << s.S << " H=" << s.H << " KV=" << s.KV << " D=" << s.D << " dtype "
             << titan::dtype_name(dtype));
   const std::int64_t nq = s.B * s.S * s.H * s.D, nk = s.B * s.S * s.KV * s.D, nl = s.B * s.H * s.S;
@@ -46,34 +70,38 @@ void check_attention(const Shape& s, DType dtype, double tol, std::uint32_t seed
   std::vector<float> out_ref(static_cast<std::size_t>(nq)), lse_ref(static_cast<std::size_t>(nl));
   titan::ops::cpu::attention_forward(q.data(), k.data(), v.data(), out_ref.data(), lse_ref.data(), s.B, s.S, s.H,
                                      s.KV, s.D);
-  DeviceBuffer d_q(q, dtype), d_k(k, dtype), d_v(v, dtype);
-  DeviceBuffer d_out(nq, dtype), d_lse(nl, DType::f32);  // poisoned
-  cuda::attention_forward(d_q.get(), d_k.get(), d_v.get(), d_out.get(), d_lse.as<float>(), s.B, s.S, s.H, s.KV, s.D,
-                          dtype);
-  require_close(d_out.download(), out_ref, tol, "out");
-  require_close(d_lse.download(), lse_ref, 1e-4, "lse");
-
   // Backward, from the reference out (in the storage dtype) and lse.
   const auto out_in = rounded(out_ref, dtype);
   std::vector<float> dq_ref(static_cast<std::size_t>(nq)), dk_ref(static_cast<std::size_t>(nk)),
       dv_ref(static_cast<std::size_t>(nk));
   titan::ops::cpu::attention_backward(dout.data(), q.data(), k.data(), v.data(), out_in.data(), lse_ref.data(),
                                       dq_ref.data(), dk_ref.data(), dv_ref.data(), s.B, s.S, s.H, s.KV, s.D);
+  DeviceBuffer d_q(q, dtype), d_k(k, dtype), d_v(v, dtype);
   DeviceBuffer d_dout(dout, dtype), d_o(out_in, dtype), d_l(lse_ref, DType::f32);
-  DeviceBuffer d_dq(nq, dtype), d_dk(nk, dtype), d_dv(nk, dtype);  // poisoned
-  cuda::attention_backward(d_dout.get(), d_q.get(), d_k.get(), d_v.get(), d_o.get(), d_l.as<float>(), d_dq.get(),
-                           d_dk.get(), d_dv.get(), s.B, s.S, s.H, s.KV, s.D, dtype);
-  require_close(d_dq.download(), dq_ref, tol, "dq");
-  require_close(d_dk.download(), dk_ref, tol, "dk");
-  require_close(d_dv.download(), dv_ref, tol, "dv");
+  for (cuda::AttentionImpl impl : impls) {
+    INFO("implementation " << impl_name(impl));
+    UseImpl use(impl);
+    DeviceBuffer d_out(nq, dtype), d_lse(nl, DType::f32);  // poisoned
+    cuda::attention_forward(d_q.get(), d_k.get(), d_v.get(), d_out.get(), d_lse.as<float>(), s.B, s.S, s.H, s.KV, s.D,
+                            dtype);
+    require_close(d_out.download(), out_ref, tol, "out");
+    require_close(d_lse.download(), lse_ref, 1e-4, "lse");
+    DeviceBuffer d_dq(nq, dtype), d_dk(nk, dtype), d_dv(nk, dtype);  // poisoned
+    cuda::attention_backward(d_dout.get(), d_q.get(), d_k.get(), d_v.get(), d_o.get(), d_l.as<float>(), d_dq.get(),
+                             d_dk.get(), d_dv.get(), s.B, s.S, s.H, s.KV, s.D, dtype);
+    require_close(d_dq.download(), dq_ref, tol, "dq");
+    require_close(d_dk.download(), dk_ref, tol, "dk");
+    require_close(d_dv.download(), dv_ref, tol, "dv");
+  }
 }
 
-void check_all_shapes(DType dtype, double tol) {
+void check_all_shapes(DType dtype, double tol, cuda::AttentionImpl impl = cuda::AttentionImpl::titan) {
   std::uint32_t seed = 100;
   for (std::int64_t D : {16, 64, 128})
     for (std::int64_t S : {1, 37, 130, 257})
       for (std::int64_t KV : {2, 4}) {
-        check_attention(Shape{2, S, 4, KV, D}, dtype, tol, seed);
+        // cuDNN has no backward for one-token sequences (automatic mode runs titan.cpp's there).
+        if (!(S == 1 && impl == cuda::AttentionImpl::cudnn)) check_attention(Shape{2, S, 4, KV, D}, dtype, tol, seed, {impl});
         seed += 10;
       }
 }
@@ -101,11 +129,60 @@ TEST_CASE("attention: more shapes (D = 32, MQA, long rows, B = 1)", "[gpu][atten
   check_attention(Shape{3, 64, 2, 2, 64}, DType::bf16, 2e-2, 15);
 }
 
+TEST_CASE("attention: cuDNN's fused attention matches the CPU op", "[gpu][attention][cudnn]") {
+  if (const std::string why = cudnn_not_built(); !why.empty()) {
+    WARN("skipped: " << why);
+    return;
+  }
+  check_all_shapes(DType::bf16, 2e-2, cuda::AttentionImpl::cudnn);
+  check_attention(Shape{1, 300, 6, 1, 32}, DType::bf16, 2e-2, 11, {cuda::AttentionImpl::cudnn});
+  check_attention(Shape{1, 513, 8, 2, 128}, DType::bf16, 2e-2, 13, {cuda::AttentionImpl::cudnn});
+  check_attention(Shape{3, 64, 2, 2, 64}, DType::bf16, 2e-2, 15, {cuda::AttentionImpl::cudnn});
+  // A cuDNN forward's lse feeds titan.cpp's backward and the reverse: the contract says they agree.
+  check_attention(Shape{2, 257, 4, 2, 128}, DType::bf16, 2e-2, 17,
+                  {cuda::AttentionImpl::cudnn, cuda::AttentionImpl::titan});
+  const std::string what = cuda::attention_implementation(2, 257, 4, 2, 128, DType::bf16);
+  INFO(what);
+  CHECK(what.rfind("cuDNN ", 0) == 0);
+  CHECK(what.find("forward and backward") != std::string::npos);
+  // A pass cuDNN refuses (the backward of one-token sequences) runs titan.cpp's kernels in
+  // automatic mode, says why, and is an error when cuDNN is required.
+  const std::string one = cuda::attention_implementation(2, 1, 4, 2, 16, DType::bf16);
+  INFO(one);
+  CHECK(one.find("titan.cpp's mma.sync flash attention backward (cuDNN: ") != std::string::npos);
+  check_attention(Shape{2, 1, 4, 2, 16}, DType::bf16, 2e-2, 19, {cuda::AttentionImpl::automatic});
+  {
+    UseImpl use(cuda::AttentionImpl::cudnn);
+    DeviceBuffer buf(2 * 4 * 16, DType::bf16), lse(8, DType::f32);
+    void* p = buf.get();
+    CHECK_THROWS_WITH(cuda::attention_backward(p, p, p, p, p, lse.as<float>(), p, p, p, 2, 1, 4, 2, 16, DType::bf16),
+                      Catch::Contains("cuDNN attention was required but"));
+  }
+}
+
+TEST_CASE("attention: every bf16 path at S = 4096, 8192 and 4097", "[gpu][attention][long]") {
+  // The CPU reference is the cost here (seconds at S = 8192 on the GEMM library's threads), so each
+  // shape is computed once and compared with every path. Tolerance as the short shapes: bf16
+  // rounding of out, P and dS is relative, and the sums over longer rows average it, not grow it.
+  std::vector<cuda::AttentionImpl> impls = {cuda::AttentionImpl::titan};
+  if (cudnn_not_built().empty()) impls.push_back(cuda::AttentionImpl::cudnn);
+  std::uint32_t seed = 200;
+  for (std::int64_t S : {4096, 8192, 4097}) check_attention(Shape{1, S, 4, 2, 128}, DType::bf16, 2e-2, seed++, impls);
+}
+
 TEST_CASE("attention: backward is deterministic", "[gpu][attention]") {
   const std::int64_t B = 1, S = 200, H = 8, KV = 2, D = 64;
   const std::int64_t nq = B * S * H * D, nk = B * S * KV * D, nl = B * H * S;
-  for (DType dtype : {DType::bf16, DType::f32}) {
-    INFO("dtype " << titan::dtype_name(dtype));
+  struct Path {
+    DType dtype;
+    cuda::AttentionImpl impl;
+  };
+  std::vector<Path> paths = {{DType::bf16, cuda::AttentionImpl::titan}, {DType::f32, cuda::AttentionImpl::titan}};
+  if (cudnn_not_built().empty()) paths.push_back({DType::bf16, cuda::AttentionImpl::cudnn});  // its deterministic algorithm
+  for (const Path& path : paths) {
+    const DType dtype = path.dtype;
+    UseImpl use(path.impl);
+    INFO("dtype " << titan::dtype_name(dtype) << ", implementation " << impl_name(path.impl));
     DeviceBuffer q(random_vector(nq, 1), dtype), k(random_vector(nk, 2), dtype), v(random_vector(nk, 3), dtype);
     DeviceBuffer dout(random_vector(nq, 4), dtype), out(nq, dtype), lse(nl, DType::f32);
     cuda::attention_forward(q.get(), k.get(), v.get(), out.get(), lse.as<float>(), B, S, H, KV, D, dtype);
