@@ -5,7 +5,7 @@
 // 2 * 2 * B * H * S^2 * D / 2, backward 2.5x that) and the share of the H100 SXM dense bf16 peak
 // (989 TFLOP/s). Without a GPU it says so and exits 0.
 //   bench_attention [--batch 1] [--seq 8192] [--heads 32] [--kv-heads 8] [--head-dim 128] [--dtype bf16]
-//                   [--impl auto|cudnn|titan]
+//                   [--impl auto|cudnn|titan] [--deterministic]
 #include <CLI/CLI.hpp>
 #include <cuda_runtime.h>
 
@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   app.add_option("--impl", impl_name,
                  "bf16 kernels: auto (cuDNN's fused attention where it runs, else titan.cpp's), cudnn or titan")
       ->check(CLI::IsMember({"auto", "cudnn", "titan"}));
+  bool deterministic = false;
+  app.add_flag("--deterministic", deterministic,
+               "cuDNN's deterministic backward (debug.deterministic; titan.cpp's kernels always are)");
   app.add_option("--warmup", warmup, "untimed runs");
   app.add_option("--iters", iters, "timed runs (median reported)")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
     titan::cuda::set_attention_impl(impl_name == "cudnn"   ? titan::cuda::AttentionImpl::cudnn
                                     : impl_name == "titan" ? titan::cuda::AttentionImpl::titan
                                                            : titan::cuda::AttentionImpl::automatic);
+    titan::cuda::set_attention_deterministic(deterministic);
     std::printf("bench_attention on %s: B=%lld S=%lld H=%lld KV=%lld D=%lld %s, causal\n",
                 titan::cuda::device_description(0).c_str(), (long long)B, (long long)S, (long long)H, (long long)KV,
                 (long long)D, dtype_name.c_str());

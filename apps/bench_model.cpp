@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count(),
                 static_cast<long long>(llama3::count_parameters(args).total), ops::cpu::cpu_threads());
     if (!device.is_cpu()) model.move_to(device);  // the RoPE table
+    // Which attention kernels the step runs (on a GPU this builds cuDNN's plans, untimed).
+    std::printf("attention: %s\n", ops::attention_implementation(device, batch, seq, args.n_heads, args.kv_heads(),
+                                                                  args.head_dim(), fo.param_dtype)
+                                       .c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: --device %s: %s\n", device_name.c_str(), e.what());
     return kExitUsageError;

@@ -834,6 +834,7 @@ __global__ void attn_delta(const T* __restrict__ dout, const T* __restrict__ out
 
 bool g_force_simt = false;
 AttentionImpl g_impl = AttentionImpl::automatic;
+bool g_deterministic = false;  // cuDNN's deterministic backward (titan.cpp's kernels always are)
 
 struct Shape {
   int B, S, H, KV, D;
@@ -897,7 +898,7 @@ std::string cudnn_refusal(const Shape& sh, DType dtype, bool backward, std::init
   if (dtype != DType::bf16) return "cuDNN's fused attention is bf16 only here";
   for (const void* p : ptrs)
     if (!aligned16(p)) return "a tensor is not 16-byte aligned";
-  return cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward);
+  return cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward, g_deterministic);
 }
 
 // Whether the pass goes to cuDNN; with AttentionImpl::cudnn a refusal is an error naming cuDNN's
@@ -913,7 +914,7 @@ bool take_cudnn(const char* op, const Shape& sh, DType dtype, bool backward, std
 void require_cudnn_ran(const char* op, const Shape& sh, bool backward) {
   if (g_impl == AttentionImpl::cudnn)
     throw std::runtime_error(std::string("cuda::") + op + ": cuDNN attention was required but " +
-                             cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward));
+                             cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward, g_deterministic));
 }
 
 }  // namespace
@@ -922,12 +923,14 @@ void attention_force_simt(bool on) { g_force_simt = on; }
 
 void set_attention_impl(AttentionImpl impl) { g_impl = impl; }
 
+void set_attention_deterministic(bool on) { g_deterministic = on; }
+
 std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
                                      DType dtype) {
   const Shape sh = check_shape("attention_implementation", B, S, H, KV, D);
   const std::string titan = dtype == DType::bf16 && !g_force_simt ? "titan.cpp's mma.sync flash attention"
                                                                   : "titan.cpp's CUDA-core flash attention";
-  if (dtype != DType::bf16 || g_force_simt || g_impl == AttentionImpl::titan) return titan;
+  if (g_force_simt || g_impl == AttentionImpl::titan) return titan;
   const std::string fwd = cudnn_refusal(sh, dtype, false, {});
   const std::string bwd = cudnn_refusal(sh, dtype, true, {});
   if (fwd.empty() && bwd.empty()) return cudnn_description() + " fused flash attention (forward and backward)";
@@ -981,7 +984,7 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
   dispatch_float(dtype, "cuda::attention_backward", [](auto) {});
   if (sh.B == 0 || sh.S == 0) return;
   if (take_cudnn("attention_backward", sh, dtype, true, {dout, q, k, v, out, lse, dq, dk, dv})) {
-    if (cudnn_attention_backward(dout, q, k, v, out, lse, dq, dk, dv, B, S, H, KV, D)) return;
+    if (cudnn_attention_backward(dout, q, k, v, out, lse, dq, dk, dv, B, S, H, KV, D, g_deterministic)) return;
     require_cudnn_ran("attention_backward", sh, true);
   }
   const Scales sc = scales_for(sh.D);

@@ -5,7 +5,7 @@
 //   query head h reads kv head h / (H / KV); scale = 1 / sqrt(D);
 //   out_i = sum_{j<=i} softmax_j(scale q_i.k_j) v_j,  lse [B, H, S] (f32) = log sum_{j<=i} exp(scale q_i.k_j).
 // With cuDNN (set_attention_impl below), bf16 runs cuDNN's fused kernels: same semantics, its own
-// summation order (cuDNN is also deterministic here: its deterministic backward is requested).
+// summation order; its backward is deterministic only under set_attention_deterministic(true).
 // D must be 16, 32, 64 or 128, H a multiple of KV (std::invalid_argument otherwise). Loads go to
 // f32, every sum accumulates in f32, outputs are rounded once on the store. All launches run on
 // the compute stream (runtime.hpp); the calls return without synchronizing.
@@ -33,6 +33,9 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
 // Process-wide (bench_attention --impl and the GPU tests set it; training runs automatic).
 enum class AttentionImpl { automatic, cudnn, titan };
 void set_attention_impl(AttentionImpl impl);
+// debug.deterministic: cuDNN's backward takes its deterministic algorithm (its default accumulates
+// dQ with float atomics; titan.cpp's kernels are deterministic either way). Process-wide.
+void set_attention_deterministic(bool on);
 // What a call at this shape runs, in words, with the reason when cuDNN is not taken (the trainer's
 // "attention:" log line). May build the shape's cuDNN plans (not inside a graph capture).
 std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,

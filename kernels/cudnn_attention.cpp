@@ -2,8 +2,8 @@
 //
 // One cuDNN graph per (shape, pass): the forward is sdpa(Q, K, V) -> O, Stats with the causal
 // band (diagonal top left, right bound 0) and scale 1/sqrt(D); the backward is
-// sdpa_backward(Q, K, V, O, dO, Stats) -> dQ, dK, dV with the same mask and scale and the
-// deterministic algorithm. Every tensor is bf16 in titan.cpp's [B, S, heads, D] layout, described
+// sdpa_backward(Q, K, V, O, dO, Stats) -> dQ, dK, dV with the same mask and scale (its
+// deterministic algorithm when asked: a separate plan). Every tensor is bf16 in titan.cpp's [B, S, heads, D] layout, described
 // to cuDNN as [B, heads, S, D] by its strides; Stats is f32 [B, H, S, 1] (titan.cpp's lse).
 // cuDNN reduces over a GQA group itself (dK, dV have KV heads). Plans and workspace sizes are
 // built once per shape, on first ask, under a mutex; the handle runs on titan.cpp's compute
@@ -17,8 +17,11 @@
 #define CUDNN_FRONTEND_SKIP_JSON_LIB
 #include <dlfcn.h>
 
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <exception>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,7 +56,8 @@ struct State {
   std::string unavailable;  // why cuDNN cannot be used at all ("" once the handle exists)
   cudnnHandle_t handle = nullptr;
   std::string description;
-  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, Plan> plans;
+  // (B, S, H, KV, D, backward, deterministic backward)
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool>, Plan> plans;
 };
 
 State& state() {
@@ -90,6 +94,7 @@ void open_cudnn(State& s) {
       return;
     }
     if (fe::detail::set_stream(h, static_cast<cudaStream_t>(stream_handle())) != CUDNN_STATUS_SUCCESS) {
+      fe::detail::destroy_handle(h);
       s.unavailable = "cudnnSetStream failed";
       return;
     }
@@ -124,7 +129,7 @@ void mark_output(const std::shared_ptr<fe::graph::Tensor_attributes>& t, std::in
 
 // The graph of one pass, built into plans; "" or cuDNN's reason.
 std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV,
-                  std::int64_t D, bool backward) {
+                  std::int64_t D, bool backward, bool deterministic) {
   auto g = std::make_shared<fe::graph::Graph>();
   g->set_io_data_type(fe::DataType_t::BFLOAT16)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -158,7 +163,7 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
                      .set_attn_scale(scale)
                      .set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT)
                      .set_diagonal_band_right_bound(0)
-                     .set_deterministic_algorithm(true);
+                     .set_deterministic_algorithm(deterministic);
     auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, attrs);
     mark_output(dq, kDQ, B, S, H, D);
     mark_output(dk, kDK, B, S, KV, D);
@@ -171,14 +176,18 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
   if (auto e = g->check_support(s.handle); e.is_bad()) return failed("no engine supports it", e);
   if (auto e = g->build_plans(s.handle); e.is_bad()) return failed("plan build", e);
   if (auto e = g->get_workspace_size(plan.workspace); e.is_bad()) return failed("workspace size", e);
+  if (plan.workspace > kCudnnWorkspaceBudget)
+    return "its plan needs " + std::to_string(plan.workspace >> 20) + " MiB of workspace per call, over titan.cpp's " +
+           std::to_string(kCudnnWorkspaceBudget >> 20) + " MiB budget" +
+           (deterministic ? " (cuDNN's deterministic backward keeps B x H x S x S scores)" : "");
   plan.graph = std::move(g);
   return "";
 }
 
 // The plan for a shape and pass, built on first use (state().mu held by the caller).
 Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
-               bool backward) {
-  const auto key = std::make_tuple(B, S, H, KV, D, backward);
+               bool backward, bool deterministic) {
+  const auto key = std::make_tuple(B, S, H, KV, D, backward, backward && deterministic);
   auto it = s.plans.find(key);
   if (it != s.plans.end()) return it->second;
   Plan& plan = s.plans[key];
@@ -189,7 +198,7 @@ Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::in
     plan.unsupported = "head_dim " + std::to_string(D) + " is not a multiple of 8 up to 256";
   } else {
     try {
-      plan.unsupported = build(s, plan, B, S, H, KV, D, backward);
+      plan.unsupported = build(s, plan, B, S, H, KV, D, backward, deterministic);
     } catch (const std::exception& e) {
       plan.unsupported = e.what();
     }
@@ -198,8 +207,16 @@ Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::in
   return plan;
 }
 
+// A CUDA error already pending is not cuDNN's: it is reported, not hidden behind a fallback.
+void throw_if_cuda_error(const char* when) {
+  const cudaError_t err = cudaPeekAtLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error ") + when + " cuDNN attention: " + cudaGetErrorString(err));
+}
+
 bool execute(Plan& plan, std::unordered_map<std::int64_t, void*>& pack) {
   State& s = state();
+  throw_if_cuda_error("before");
   void* workspace = plan.workspace > 0 ? allocate(std::size_t(plan.workspace)) : nullptr;
   std::string failure;
   try {
@@ -209,7 +226,12 @@ bool execute(Plan& plan, std::unordered_map<std::int64_t, void*>& pack) {
   }
   if (workspace) deallocate(workspace, std::size_t(plan.workspace));  // stream-ordered: after cuDNN's kernels
   if (failure.empty()) return true;
-  plan.unsupported = failure;
+  throw_if_cuda_error("in");
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(static_cast<cudaStream_t>(stream_handle()), &capturing) == cudaSuccess &&
+      capturing != cudaStreamCaptureStatusNone)
+    throw std::runtime_error("cuDNN attention failed inside a CUDA graph capture: " + failure);
+  plan.unsupported = failure;  // later calls of this shape run titan.cpp's kernels
   plan.graph.reset();
   return false;
 }
@@ -217,17 +239,17 @@ bool execute(Plan& plan, std::unordered_map<std::int64_t, void*>& pack) {
 }  // namespace
 
 std::string cudnn_attention_unsupported(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV,
-                                        std::int64_t D, bool backward) {
+                                        std::int64_t D, bool backward, bool deterministic) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
-  return plan_for(s, B, S, H, KV, D, backward).unsupported;
+  return plan_for(s, B, S, H, KV, D, backward, deterministic).unsupported;
 }
 
 bool cudnn_attention_forward(const void* q, const void* k, const void* v, void* out, float* lse, std::int64_t B,
                              std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
-  Plan& plan = plan_for(s, B, S, H, KV, D, false);
+  Plan& plan = plan_for(s, B, S, H, KV, D, false, false);
   if (!plan.graph) return false;
   std::unordered_map<std::int64_t, void*> pack{{kQ, const_cast<void*>(q)}, {kK, const_cast<void*>(k)},
                                                {kV, const_cast<void*>(v)}, {kO, out},
@@ -237,10 +259,10 @@ bool cudnn_attention_forward(const void* q, const void* k, const void* v, void* 
 
 bool cudnn_attention_backward(const void* dout, const void* q, const void* k, const void* v, const void* out,
                               const float* lse, void* dq, void* dk, void* dv, std::int64_t B, std::int64_t S,
-                              std::int64_t H, std::int64_t KV, std::int64_t D) {
+                              std::int64_t H, std::int64_t KV, std::int64_t D, bool deterministic) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
-  Plan& plan = plan_for(s, B, S, H, KV, D, true);
+  Plan& plan = plan_for(s, B, S, H, KV, D, true, deterministic);
   if (!plan.graph) return false;
   std::unordered_map<std::int64_t, void*> pack{
       {kQ, const_cast<void*>(q)},     {kK, const_cast<void*>(k)},     {kV, const_cast<void*>(v)},
@@ -266,7 +288,8 @@ namespace {
 const char* kNotBuilt = "this build has no cuDNN frontend headers (scripts/cudnn_frontend.sh, then rebuild)";
 }
 
-std::string cudnn_attention_unsupported(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool) {
+std::string cudnn_attention_unsupported(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool,
+                                        bool) {
   return kNotBuilt;
 }
 bool cudnn_attention_forward(const void*, const void*, const void*, void*, float*, std::int64_t, std::int64_t,
@@ -274,7 +297,7 @@ bool cudnn_attention_forward(const void*, const void*, const void*, void*, float
   return false;
 }
 bool cudnn_attention_backward(const void*, const void*, const void*, const void*, const void*, const float*, void*,
-                              void*, void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
+                              void*, void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool) {
   return false;
 }
 std::string cudnn_description() { return kNotBuilt; }

@@ -132,7 +132,7 @@ threads=$(nproc 2>/dev/null || echo 1)
 gpu_env="CUDA_LAUNCH_BLOCKING=1 CUBLASLT_LOG_LEVEL=1"
 step gpu_tests_gemm 60 "$gpu_env $wrap/titan_gpu_tests '[gemm]' -r compact"
 step gpu_tests_float8 60 "$gpu_env $wrap/titan_gpu_tests '[float8]~[gemm]' -r compact"
-step gpu_tests_attention 150 "$gpu_env $wrap/titan_gpu_tests '[attention]' -r compact"
+step gpu_tests_attention 90 "$gpu_env $wrap/titan_gpu_tests '[attention]~[cudnn]~[long]' -r compact"
 step gpu_tests_other 90 "$gpu_env $wrap/titan_gpu_tests '[gpu]~[gemm]~[float8]~[attention]~[graph]' -r compact"
 # CUDA graphs cannot be captured with synchronous launches: their tests run without them.
 step gpu_tests_graph 60 "CUBLASLT_LOG_LEVEL=1 $wrap/titan_gpu_tests '[graph]' -r compact"
@@ -190,6 +190,13 @@ step model_8b2_float8 120 "$wrap/bench_model --device cuda --threads $threads --
 # The bf16 step again, replayed as a CUDA graph (compile.enable): what the graph saves of launches.
 step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $threads --iters 3 --warmup 2 --flavor 8B --layers 2 --batch 1 --seq 8192 --bf16 --graph"
 
+# cuDNN attention against the CPU op (its plans take a while to build), every bf16 path at
+# S = 4096, 8192 and 4097, and the cost of debug.deterministic's cuDNN backward: after the
+# figures, so a slow plan build cannot push them out of the budget.
+step gpu_tests_cudnn 90 "$gpu_env $wrap/titan_gpu_tests '[cudnn]' -r compact"
+step gpu_tests_attention_long 90 "$gpu_env $wrap/titan_gpu_tests '[long]' -r compact"
+step bench_attention_cudnn_det 60 "$wrap/bench_attention --iters 10 --impl cudnn --deterministic"
+
 # ---- figures -------------------------------------------------------------------------------
 {
   echo
@@ -213,18 +220,18 @@ step model_8b2_bf16_graph 120 "$wrap/bench_model --device cuda --threads $thread
         r[1], rw[name], (rw[name] > 0 && rw[name] == rw[name] ? r[1] / rw[name] : 0)
     }' "$logs/anchor_torch.log" "$logs/bench_gemm.log" 2>/dev/null
   echo "---- attention (B=1 S=8192 H=32 KV=8 D=128, causal, bf16), forward+backward ms; ratio = best torch / titan"
-  for impl in bench_attention bench_attention_cudnn; do
+  for impl in bench_attention bench_attention_cudnn bench_attention_cudnn_det; do
     awk -v impl="$impl" '
       FILENAME == ARGV[1] { if ($1 == "anchor" && $2 == "attention" && NF == 7) ms[$3] = $5 + 0; next }
       $1 == "implementation:" { sub(/^implementation: /, ""); what = $0 }
       $1 == "forward+backward" {
         best = 0; which = "-"
         for (k in ms) if (ms[k] > 0 && (best == 0 || ms[k] < best)) { best = ms[k]; which = k }
-        printf "%s: titan %s ms, torch %s %.3f ms, x%.2f (%s)\n", impl, $2, which, best, (best > 0 ? best / $2 : 0), what
+        printf "%s: %s ms, torch %s %.3f ms, x%.2f (%s)\n", impl, $2, which, best, (best > 0 ? best / $2 : 0), what
       }' "$logs/anchor_torch.log" "$logs/$impl.log" 2>/dev/null
   done
   echo "---- training step"
-  grep -h -E '^(init|titan\.cpp)' "$logs"/model_*.log 2>/dev/null
+  grep -h -E '^(init|attention|titan\.cpp)' "$logs"/model_*.log 2>/dev/null
   echo "---- total $((SECONDS - start)) s of a ${budget} s budget"
 } >> "$summary"
 cat "$summary"

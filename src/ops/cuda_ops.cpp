@@ -442,6 +442,13 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   return o;
 }
 
+void set_gpu_attention(const std::string& choice, bool deterministic) {
+  cuda::set_attention_deterministic(deterministic);
+  cuda::set_attention_impl(choice == "cudnn"   ? cuda::AttentionImpl::cudnn
+                           : choice == "titan" ? cuda::AttentionImpl::titan
+                                               : cuda::AttentionImpl::automatic);
+}
+
 std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
                                      DType dtype) {
   return cuda::attention_implementation(B, S, H, KV, D, dtype);

@@ -14,6 +14,7 @@ void matmul(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Ten
 void add_(Tensor& a, const Tensor& b, double alpha);
 Tensor add(const Tensor& a, const Tensor& b);
 void scale_(Tensor& a, double alpha);
+void set_gpu_attention(const std::string& choice, bool deterministic);
 std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
                                      DType dtype);
 Tensor swiglu(const Tensor& a, const Tensor& b);

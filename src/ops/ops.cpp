@@ -776,6 +776,16 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   return o;
 }
 
+void set_gpu_attention(const std::string& choice, bool deterministic) {
+  if (choice != "auto" && choice != "cudnn" && choice != "titan")
+    bad("set_gpu_attention", "expects auto, cudnn or titan, got '" + choice + "'");
+#ifdef TITAN_WITH_CUDA
+  cuda_impl::set_gpu_attention(choice, deterministic);
+#else
+  (void)deterministic;
+#endif
+}
+
 std::string attention_implementation(Device device, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV,
                                      std::int64_t D, DType dtype) {
 #ifdef TITAN_WITH_CUDA

@@ -219,6 +219,10 @@ struct AttentionGrads {
 };
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionOut& fwd);
+// training.gpu_attention: "auto", "cudnn" or "titan" (kernels/attention.hpp's AttentionImpl), and
+// debug.deterministic (cuDNN's deterministic backward), for every later GPU attention call of this
+// process; the CPU has one implementation, deterministic.
+void set_gpu_attention(const std::string& choice, bool deterministic);
 // What attention at this shape runs on `device`, in words (the trainer logs it): on a GPU, cuDNN's
 // fused flash attention or titan.cpp's kernels, with the reason cuDNN was not taken.
 std::string attention_implementation(Device device, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV,

@@ -293,8 +293,9 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
                  "step skipped on any (GradScaler's rules)",
                  cfg.training.loss_scale_init, cfg.training.loss_scale_growth_interval);
   }
-  // debug.deterministic: titan.cpp has no nondeterministic path to switch off (docs/training.md,
-  // "Determinism"); the run states the guarantee and what it rests on.
+  // debug.deterministic: the one nondeterministic path it switches off is cuDNN attention's default
+  // backward on a GPU (docs/training.md, "Determinism"); the run states the guarantee and what it
+  // rests on.
   // A GEMM library may split work differently for another thread count (OpenBLAS 0.3.21's Zen
   // kernel: 1 and 2 threads differ by ~1e-9 in the gradient norm), so the guarantee is for a
   // fixed thread count.
@@ -303,7 +304,8 @@ Trainer::Trainer(const config::JobConfig& cfg, const Plan& plan, const dist::Wor
   if (cfg.debug.deterministic)
     spdlog::info("debug.deterministic: on; every kernel on {} is deterministic (fixed reduction order, no float atomics{}), "
                  "so a rerun with the same config, seed, world size and build repeats these losses bit for bit",
-                 plan.device_kind, plan.device_kind == "cuda" ? "; cuBLASLt with titan.cpp's own workspace, same GPU model"
+                 plan.device_kind, plan.device_kind == "cuda" ? "; cuBLASLt with titan.cpp's own workspace, cuDNN attention's "
+                                                                "deterministic backward, same GPU model"
                                                               : gemm_note);
   seed_ = static_cast<std::uint64_t>(cfg.debug.seed.value_or(0));
 }
@@ -461,15 +463,20 @@ void Trainer::build_model() {
     spdlog::info("device: training on {} (experimental CUDA backend, training.device = {})", device_.str(),
                  cfg_.training.device);
     // Which attention kernels the step runs (cuDNN's plans for the step's shape are built here).
+    ops::set_gpu_attention(cfg_.training.gpu_attention, cfg_.debug.deterministic);
     const llama3::ModelArgs& a = plan_.model;
     const std::int64_t tp = plan_.dims.tp;
+    std::string attention;
     try {
-      spdlog::info("attention: {}", ops::attention_implementation(device_, plan_.batch.local_batch, plan_.seq_len,
-                                                                  a.n_heads / tp, a.kv_heads() / tp, a.head_dim(),
-                                                                  plan_.param_dtype));
+      attention = ops::attention_implementation(device_, plan_.batch.local_batch, plan_.seq_len, a.n_heads / tp,
+                                                a.kv_heads() / tp, a.head_dim(), plan_.param_dtype);
     } catch (const std::exception& e) {
-      spdlog::warn("attention: {}", e.what());
+      attention = e.what();
     }
+    if (cfg_.training.gpu_attention == "cudnn" && attention.find("(cuDNN: ") != std::string::npos)
+      throw UserError("training.gpu_attention = \"cudnn\", but cuDNN cannot run this model's attention: " + attention +
+                      "; set it to auto or titan");
+    spdlog::info("attention: {}", attention);
   }
   parallel_.local_shard = [this](const autograd::Variable& w) -> const Tensor& { return fsdp_->local_shard_of(w); };
   parallel_.max_over_shards = [this](const Tensor& t) {

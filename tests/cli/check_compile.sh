@@ -6,7 +6,8 @@
 # an eager step), and the log line that says what compile.enable did.
 #   cpu: the CPU checks at the capture step that it could be replayed, then runs the captured
 #        body again each step, with the reset a GPU run makes after each validation;
-#   gpu: the step is captured as a CUDA graph and replayed; a steady-state replay makes no host
+#   gpu: the step is captured as a CUDA graph and replayed (with debug.deterministic, for cuDNN
+#        attention's deterministic backward); a steady-state replay makes no host
 #        sync (the log step's read is the one: host_syncs 1/5 at log_freq 5). Exits 77 (ctest:
 #        skipped) where no GPU is visible.
 # usage: check_compile.sh cpu RUN_TRAIN [ARGS...] | check_compile.sh gpu GPU_TESTS RUN_TRAIN [ARGS...]
@@ -17,7 +18,9 @@ if [ "$mode" = gpu ]; then
   . "$(dirname "$0")/skip_without_gpu.sh"
   skip_without_gpu "$1"
   shift
-  device=(--training.device cuda)
+  # debug.deterministic: cuDNN attention's default backward accumulates with atomics, so two
+  # eager runs would already differ in the last digits (docs/training.md, "Determinism").
+  device=(--training.device cuda --debug.deterministic)
   expect="captured as a CUDA graph; every later step replays it"
 else
   device=()

@@ -206,7 +206,8 @@ TEST_CASE("cuda ops: attention and cross-entropy vs the CPU", "[gpu]") {
     const auto o = ops::attention(q.to(kGpu), k.to(kGpu), v.to(kGpu));
     const auto o_ref = ops::attention(f32_cpu(q), f32_cpu(k), f32_cpu(v));
     require_close(o.out, o_ref.out, tol, "attention out");
-    require_close(o.lse, o_ref.lse, 1e-5, "attention lse");
+    // bf16 runs cuDNN's fused attention where it is available (its own summation order): 1e-4.
+    require_close(o.lse, o_ref.lse, dt == DType::bf16 ? 1e-4 : 1e-5, "attention lse");
     const auto g = ops::attention_backward(dout.to(kGpu), q.to(kGpu), k.to(kGpu), v.to(kGpu), o);
     const auto g_ref = ops::attention_backward(f32_cpu(dout), f32_cpu(q), f32_cpu(k), f32_cpu(v), o_ref);
     require_close(g.dq, g_ref.dq, tol, "attention dq");

@@ -214,6 +214,14 @@ TEST_CASE("op rope: rotation of pairs, Llama 3.1 scaling, inverse as backward") 
   check_close(ops::rope(y, table, true), x, 1e-6);  // the inverse undoes the rotation
 }
 
+TEST_CASE("op attention: training.gpu_attention's choices; the CPU names its one implementation") {
+  using namespace titan;
+  CHECK_THROWS_WITH(ops::set_gpu_attention("fast", false), Catch::Contains("expects auto, cudnn or titan, got 'fast'"));
+  for (const char* choice : {"titan", "cudnn", "auto"}) CHECK_NOTHROW(ops::set_gpu_attention(choice, false));
+  CHECK(ops::attention_implementation(Device::cpu(), 1, 64, 4, 2, 16, DType::bf16) ==
+        "titan.cpp's CPU flash attention (bf16)");
+}
+
 TEST_CASE("op attention: causal GQA forward against a direct softmax, backward against finite differences") {
   const int B = 2, S = 7, H = 6, KV = 2, D = 5;
   Tensor q = randn({B, S, H, D}, 17), k = randn({B, S, KV, D}, 18), v = randn({B, S, KV, D}, 19);
