@@ -935,6 +935,7 @@ std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_
   const std::string bwd = cudnn_refusal(sh, dtype, true, {});
   if (fwd.empty() && bwd.empty()) return cudnn_description() + " fused flash attention (forward and backward)";
   if (fwd.empty()) return cudnn_description() + " fused flash attention forward, " + titan + " backward (cuDNN: " + bwd + ")";
+  if (bwd.empty()) return titan + " forward (cuDNN: " + fwd + "), " + cudnn_description() + " fused flash attention backward";
   return titan + " (cuDNN: " + fwd + ")";
 }
 

@@ -198,7 +198,7 @@ Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::in
     plan.unsupported = "head_dim " + std::to_string(D) + " is not a multiple of 8 up to 256";
   } else {
     try {
-      plan.unsupported = build(s, plan, B, S, H, KV, D, backward, deterministic);
+      plan.unsupported = build(s, plan, B, S, H, KV, D, backward, backward && deterministic);
     } catch (const std::exception& e) {
       plan.unsupported = e.what();
     }

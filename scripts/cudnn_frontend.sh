@@ -18,7 +18,7 @@ if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "nv
   exit 0
 fi
 rm -rf "$dest" && mkdir -p "$dest"
-python3 - "$tmp" "$dest" <<'PY'
+if ! python3 - "$tmp" "$dest" <<'PY'
 import os, sys, zipfile
 src, dest = sys.argv[1], sys.argv[2]
 wheel = next(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".whl"))
@@ -27,5 +27,10 @@ with zipfile.ZipFile(wheel) as z:
         if name.startswith("include/") and not name.endswith("/"):
             z.extract(name, dest)
 PY
+then
+  rm -rf "$dest"  # no half-extracted tree for CMake to find
+  echo "[setup] cuDNN frontend $VERSION: could not unpack the wheel; the CUDA build will use titan.cpp's attention kernels only" >&2
+  exit 0
+fi
 echo "$VERSION" > "$dest/VERSION"
 echo "[setup] cuDNN frontend $VERSION headers in $dest/include"

@@ -462,21 +462,31 @@ void Trainer::build_model() {
     model.move_to(device_);  // the RoPE table (the parameters are FSDP's)
     spdlog::info("device: training on {} (experimental CUDA backend, training.device = {})", device_.str(),
                  cfg_.training.device);
-    // Which attention kernels the step runs (cuDNN's plans for the step's shape are built here).
+    // Which attention kernels the step runs (cuDNN's plans for the step's shape, and validation's,
+    // are built here: none is built later inside a CUDA graph capture).
     ops::set_gpu_attention(cfg_.training.gpu_attention, cfg_.debug.deterministic);
     const llama3::ModelArgs& a = plan_.model;
     const std::int64_t tp = plan_.dims.tp;
-    std::string attention;
-    try {
-      attention = ops::attention_implementation(device_, plan_.batch.local_batch, plan_.seq_len, a.n_heads / tp,
-                                                a.kv_heads() / tp, a.head_dim(), plan_.param_dtype);
-    } catch (const std::exception& e) {
-      attention = e.what();
-    }
-    if (cfg_.training.gpu_attention == "cudnn" && attention.find("(cuDNN: ") != std::string::npos)
-      throw UserError("training.gpu_attention = \"cudnn\", but cuDNN cannot run this model's attention: " + attention +
-                      "; set it to auto or titan");
-    spdlog::info("attention: {}", attention);
+    auto attention_at = [&](std::int64_t batch, std::int64_t seq, const char* what) {
+      std::string attention;
+      bool failed = false;
+      try {
+        attention = ops::attention_implementation(device_, batch, seq, a.n_heads / tp, a.kv_heads() / tp, a.head_dim(),
+                                                  plan_.param_dtype);
+      } catch (const std::exception& e) {
+        attention = e.what();
+        failed = true;
+      }
+      if (cfg_.training.gpu_attention == "cudnn" && (failed || attention.find("(cuDNN: ") != std::string::npos))
+        throw UserError(std::string("training.gpu_attention = \"cudnn\", but cuDNN cannot run the ") + what +
+                        " attention: " + attention + "; set it to auto or titan" +
+                        (cfg_.debug.deterministic ? " (or unset debug.deterministic)" : ""));
+      spdlog::info("attention{}: {}", std::string(what) == "training" ? "" : " (validation)", attention);
+    };
+    attention_at(plan_.batch.local_batch, plan_.seq_len, "training");
+    if (cfg_.validation.enable &&
+        (cfg_.validation.local_batch_size != plan_.batch.local_batch || cfg_.validation.seq_len != plan_.seq_len))
+      attention_at(cfg_.validation.local_batch_size, cfg_.validation.seq_len, "validation");
   }
   parallel_.local_shard = [this](const autograd::Variable& w) -> const Tensor& { return fsdp_->local_shard_of(w); };
   parallel_.max_over_shards = [this](const Tensor& t) {

@@ -196,34 +196,55 @@ TEST_CASE("attention: every bf16 path at S = 4096, 8192 and 4097", "[gpu][attent
   for (std::int64_t S : {4096, 8192, 4097}) check_attention(Shape{1, S, 4, 2, 128}, DType::bf16, 2e-2, seed++, impls);
 }
 
-TEST_CASE("attention: backward is deterministic", "[gpu][attention]") {
+namespace {
+
+// Two backward runs from the same inputs give the same bits (under Deterministic, for cuDNN).
+void check_backward_repeats(DType dtype, cuda::AttentionImpl impl) {
   const std::int64_t B = 1, S = 200, H = 8, KV = 2, D = 64;
   const std::int64_t nq = B * S * H * D, nk = B * S * KV * D, nl = B * H * S;
-  struct Path {
-    DType dtype;
-    cuda::AttentionImpl impl;
-  };
-  std::vector<Path> paths = {{DType::bf16, cuda::AttentionImpl::titan}, {DType::f32, cuda::AttentionImpl::titan}};
-  if (cudnn_not_built().empty()) paths.push_back({DType::bf16, cuda::AttentionImpl::cudnn});
-  for (const Path& path : paths) {
-    const DType dtype = path.dtype;
-    UseImpl use(path.impl);
-    Deterministic deterministic;
-    INFO("dtype " << titan::dtype_name(dtype) << ", implementation " << impl_name(path.impl));
-    DeviceBuffer q(random_vector(nq, 1), dtype), k(random_vector(nk, 2), dtype), v(random_vector(nk, 3), dtype);
-    DeviceBuffer dout(random_vector(nq, 4), dtype), out(nq, dtype), lse(nl, DType::f32);
-    cuda::attention_forward(q.get(), k.get(), v.get(), out.get(), lse.as<float>(), B, S, H, KV, D, dtype);
-    std::vector<std::vector<float>> first;
-    for (int run = 0; run < 2; ++run) {
-      DeviceBuffer dq(nq, dtype), dk(nk, dtype), dv(nk, dtype);
-      cuda::attention_backward(dout.get(), q.get(), k.get(), v.get(), out.get(), lse.as<float>(), dq.get(), dk.get(),
-                               dv.get(), B, S, H, KV, D, dtype);
-      std::vector<std::vector<float>> got = {dq.download(), dk.download(), dv.download()};
-      if (run == 0) first = got;
-      else
-        for (std::size_t t = 0; t < got.size(); ++t) REQUIRE(std::memcmp(got[t].data(), first[t].data(), got[t].size() * sizeof(float)) == 0);
-    }
+  UseImpl use(impl);
+  Deterministic deterministic;
+  INFO("dtype " << titan::dtype_name(dtype) << ", implementation " << impl_name(impl));
+  DeviceBuffer q(random_vector(nq, 1), dtype), k(random_vector(nk, 2), dtype), v(random_vector(nk, 3), dtype);
+  DeviceBuffer dout(random_vector(nq, 4), dtype), out(nq, dtype), lse(nl, DType::f32);
+  cuda::attention_forward(q.get(), k.get(), v.get(), out.get(), lse.as<float>(), B, S, H, KV, D, dtype);
+  std::vector<std::vector<float>> first;
+  for (int run = 0; run < 2; ++run) {
+    DeviceBuffer dq(nq, dtype), dk(nk, dtype), dv(nk, dtype);
+    cuda::attention_backward(dout.get(), q.get(), k.get(), v.get(), out.get(), lse.as<float>(), dq.get(), dk.get(),
+                             dv.get(), B, S, H, KV, D, dtype);
+    std::vector<std::vector<float>> got = {dq.download(), dk.download(), dv.download()};
+    if (run == 0) first = got;
+    else
+      for (std::size_t t = 0; t < got.size(); ++t) REQUIRE(std::memcmp(got[t].data(), first[t].data(), got[t].size() * sizeof(float)) == 0);
   }
+}
+
+}  // namespace
+
+TEST_CASE("attention: backward is deterministic", "[gpu][attention]") {
+  check_backward_repeats(DType::bf16, cuda::AttentionImpl::titan);
+  check_backward_repeats(DType::f32, cuda::AttentionImpl::titan);
+}
+
+TEST_CASE("attention: debug.deterministic reaches cuDNN's backward", "[gpu][attention][cudnn]") {
+  if (const std::string why = cudnn_not_built(); !why.empty()) {
+    WARN("skipped: " << why);
+    return;
+  }
+  check_backward_repeats(DType::bf16, cuda::AttentionImpl::cudnn);
+  // The deterministic backward's B x H x S x S workspace is 4 GiB at the bench shape: over the
+  // budget, so its plan is refused and says why; the default backward's plan is not. (Asking
+  // builds the plans and allocates nothing.)
+  const std::string fast = cuda::attention_implementation(1, 8192, 32, 8, 128, DType::bf16);
+  INFO(fast);
+  CHECK(fast.find("forward and backward") != std::string::npos);
+  Deterministic deterministic;
+  const std::string det = cuda::attention_implementation(1, 8192, 32, 8, 128, DType::bf16);
+  INFO(det);
+  CHECK(det.find("fused flash attention forward, titan.cpp's mma.sync flash attention backward (cuDNN: its plan needs") !=
+        std::string::npos);
+  CHECK(det.find("deterministic backward keeps") != std::string::npos);
 }
 
 TEST_CASE("attention: unsupported shapes and dtypes are clear errors", "[gpu][attention]") {
