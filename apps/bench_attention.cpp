@@ -109,9 +109,7 @@ int main(int argc, char** argv) {
   try {
     titan::cuda::set_device(0);
     const titan::DType dtype = dtype_name == "bf16" ? titan::DType::bf16 : titan::DType::f32;
-    titan::cuda::set_attention_impl(impl_name == "cudnn"   ? titan::cuda::AttentionImpl::cudnn
-                                    : impl_name == "titan" ? titan::cuda::AttentionImpl::titan
-                                                           : titan::cuda::AttentionImpl::automatic);
+    titan::cuda::set_attention_impl(titan::cuda::attention_impl_named(impl_name));
     titan::cuda::set_attention_deterministic(deterministic);
     std::printf("bench_attention on %s: B=%lld S=%lld H=%lld KV=%lld D=%lld %s, causal\n",
                 titan::cuda::device_description(0).c_str(), (long long)B, (long long)S, (long long)H, (long long)KV,

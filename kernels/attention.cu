@@ -901,8 +901,9 @@ std::string cudnn_refusal(const Shape& sh, DType dtype, bool backward, std::init
   return cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward, g_deterministic);
 }
 
-// Whether the pass goes to cuDNN; with AttentionImpl::cudnn a refusal is an error naming cuDNN's
-// reason, instead of a quiet switch to titan.cpp's kernels.
+// Whether the pass goes to cuDNN. With AttentionImpl::cudnn a refusal is an error naming cuDNN's
+// reason, instead of a quiet switch to titan.cpp's kernels; so is a plan cuDNN refused to run
+// (asked again after a failed call, the refusal is the failure cuDNN reported).
 bool take_cudnn(const char* op, const Shape& sh, DType dtype, bool backward, std::initializer_list<const void*> ptrs) {
   const std::string why = cudnn_refusal(sh, dtype, backward, ptrs);
   if (why.empty()) return true;
@@ -911,17 +912,18 @@ bool take_cudnn(const char* op, const Shape& sh, DType dtype, bool backward, std
   return false;
 }
 
-void require_cudnn_ran(const char* op, const Shape& sh, bool backward) {
-  if (g_impl == AttentionImpl::cudnn)
-    throw std::runtime_error(std::string("cuda::") + op + ": cuDNN attention was required but " +
-                             cudnn_attention_unsupported(sh.B, sh.S, sh.H, sh.KV, sh.D, backward, g_deterministic));
-}
-
 }  // namespace
 
 void attention_force_simt(bool on) { g_force_simt = on; }
 
 void set_attention_impl(AttentionImpl impl) { g_impl = impl; }
+
+AttentionImpl attention_impl_named(const std::string& name) {
+  if (name == "auto") return AttentionImpl::automatic;
+  if (name == "cudnn") return AttentionImpl::cudnn;
+  if (name == "titan") return AttentionImpl::titan;
+  throw_usage_error("cuda::attention_impl_named: expects auto, cudnn or titan, got '" + name + "'");
+}
 
 void set_attention_deterministic(bool on) { g_deterministic = on; }
 
@@ -946,7 +948,7 @@ void attention_forward(const void* q, const void* k, const void* v, void* out, f
   if (sh.B == 0 || sh.S == 0) return;
   if (take_cudnn("attention_forward", sh, dtype, false, {q, k, v, out, lse})) {
     if (cudnn_attention_forward(q, k, v, out, lse, B, S, H, KV, D)) return;
-    require_cudnn_ran("attention_forward", sh, false);  // cuDNN refused to run: its reason is kept
+    take_cudnn("attention_forward", sh, dtype, false, {});  // cuDNN refused to run: its reason is kept
   }
   const Scales sc = scales_for(sh.D);
   cudaStream_t stream = compute_stream();
@@ -986,7 +988,7 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
   if (sh.B == 0 || sh.S == 0) return;
   if (take_cudnn("attention_backward", sh, dtype, true, {dout, q, k, v, out, lse, dq, dk, dv})) {
     if (cudnn_attention_backward(dout, q, k, v, out, lse, dq, dk, dv, B, S, H, KV, D, g_deterministic)) return;
-    require_cudnn_ran("attention_backward", sh, true);
+    take_cudnn("attention_backward", sh, dtype, true, {});
   }
   const Scales sc = scales_for(sh.D);
   cudaStream_t stream = compute_stream();

@@ -33,6 +33,8 @@ void attention_backward(const void* dout, const void* q, const void* k, const vo
 // Process-wide (bench_attention --impl and the GPU tests set it; training runs automatic).
 enum class AttentionImpl { automatic, cudnn, titan };
 void set_attention_impl(AttentionImpl impl);
+// "auto", "cudnn" or "titan" (training.gpu_attention, bench_attention --impl); std::invalid_argument otherwise.
+AttentionImpl attention_impl_named(const std::string& name);
 // debug.deterministic: cuDNN's backward takes its deterministic algorithm (its default accumulates
 // dQ with float atomics; titan.cpp's kernels are deterministic either way). Process-wide.
 void set_attention_deterministic(bool on);

@@ -107,24 +107,19 @@ void open_cudnn(State& s) {
   }
 }
 
-std::shared_ptr<fe::graph::Tensor_attributes> bshd(fe::graph::Graph& g, const char* name, std::int64_t uid,
-                                                   std::int64_t B, std::int64_t S, std::int64_t heads,
-                                                   std::int64_t D) {
-  return g.tensor(fe::graph::Tensor_attributes()
-                      .set_name(name)
-                      .set_uid(uid)
-                      .set_dim({B, heads, S, D})
-                      .set_stride({S * heads * D, D, heads * D, 1})
-                      .set_data_type(fe::DataType_t::BFLOAT16));
-}
-
-void mark_output(const std::shared_ptr<fe::graph::Tensor_attributes>& t, std::int64_t uid, std::int64_t B,
-                 std::int64_t S, std::int64_t heads, std::int64_t D) {
-  t->set_output(true)
-      .set_uid(uid)
+// A bf16 [B, S, heads, D] tensor of titan.cpp's, as cuDNN's [B, heads, S, D] (by its strides).
+fe::graph::Tensor_attributes& bshd(fe::graph::Tensor_attributes& t, std::int64_t uid, std::int64_t B, std::int64_t S,
+                                   std::int64_t heads, std::int64_t D) {
+  return t.set_uid(uid)
       .set_dim({B, heads, S, D})
       .set_stride({S * heads * D, D, heads * D, 1})
       .set_data_type(fe::DataType_t::BFLOAT16);
+}
+
+// titan.cpp's lse [B, H, S] f32, as cuDNN's softmax stats [B, H, S, 1].
+fe::graph::Tensor_attributes& stats_layout(fe::graph::Tensor_attributes& t, std::int64_t B, std::int64_t S,
+                                           std::int64_t H) {
+  return t.set_uid(kStats).set_dim({B, H, S, 1}).set_stride({H * S, S, 1, 1}).set_data_type(fe::DataType_t::FLOAT);
 }
 
 // The graph of one pass, built into plans; "" or cuDNN's reason.
@@ -135,9 +130,13 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
       .set_compute_data_type(fe::DataType_t::FLOAT);
   const float scale = static_cast<float>(1.0 / std::sqrt(double(D)));  // the CPU op's float(1/sqrt(D))
-  auto q = bshd(*g, "Q", kQ, B, S, H, D);
-  auto k = bshd(*g, "K", kK, B, S, KV, D);
-  auto v = bshd(*g, "V", kV, B, S, KV, D);
+  auto input = [&](const char* name, std::int64_t uid, std::int64_t heads) {
+    fe::graph::Tensor_attributes t;
+    return g->tensor(bshd(t.set_name(name), uid, B, S, heads, D));
+  };
+  auto q = input("Q", kQ, H);
+  auto k = input("K", kK, KV);
+  auto v = input("V", kV, KV);
   if (!backward) {
     auto attrs = fe::graph::SDPA_attributes()
                      .set_name("titan_causal_attention")
@@ -146,18 +145,13 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
                      .set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT)
                      .set_diagonal_band_right_bound(0);
     auto [o, stats] = g->sdpa(q, k, v, attrs);
-    mark_output(o, kO, B, S, H, D);
-    stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim({B, H, S, 1}).set_stride(
-        {H * S, S, 1, 1});
+    bshd(o->set_output(true), kO, B, S, H, D);
+    stats_layout(stats->set_output(true), B, S, H);
   } else {
-    auto o = bshd(*g, "O", kO, B, S, H, D);
-    auto dout = bshd(*g, "dO", kDO, B, S, H, D);
-    auto stats = g->tensor(fe::graph::Tensor_attributes()
-                               .set_name("Stats")
-                               .set_uid(kStats)
-                               .set_dim({B, H, S, 1})
-                               .set_stride({H * S, S, 1, 1})
-                               .set_data_type(fe::DataType_t::FLOAT));
+    auto o = input("O", kO, H);
+    auto dout = input("dO", kDO, H);
+    fe::graph::Tensor_attributes stats_in;
+    auto stats = g->tensor(stats_layout(stats_in.set_name("Stats"), B, S, H));
     auto attrs = fe::graph::SDPA_backward_attributes()
                      .set_name("titan_causal_attention_backward")
                      .set_attn_scale(scale)
@@ -165,9 +159,9 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
                      .set_diagonal_band_right_bound(0)
                      .set_deterministic_algorithm(deterministic);
     auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, attrs);
-    mark_output(dq, kDQ, B, S, H, D);
-    mark_output(dk, kDK, B, S, KV, D);
-    mark_output(dv, kDV, B, S, KV, D);
+    bshd(dq->set_output(true), kDQ, B, S, H, D);
+    bshd(dk->set_output(true), kDK, B, S, KV, D);
+    bshd(dv->set_output(true), kDV, B, S, KV, D);
   }
   auto failed = [](const char* stage, fe::error_t e) { return std::string(stage) + ": " + e.get_message(); };
   if (auto e = g->validate(); e.is_bad()) return failed("validate", e);
@@ -187,7 +181,8 @@ std::string build(State& s, Plan& plan, std::int64_t B, std::int64_t S, std::int
 // The plan for a shape and pass, built on first use (state().mu held by the caller).
 Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
                bool backward, bool deterministic) {
-  const auto key = std::make_tuple(B, S, H, KV, D, backward, backward && deterministic);
+  const bool deterministic_backward = backward && deterministic;  // forward plans have no such choice
+  const auto key = std::make_tuple(B, S, H, KV, D, backward, deterministic_backward);
   auto it = s.plans.find(key);
   if (it != s.plans.end()) return it->second;
   Plan& plan = s.plans[key];
@@ -198,7 +193,7 @@ Plan& plan_for(State& s, std::int64_t B, std::int64_t S, std::int64_t H, std::in
     plan.unsupported = "head_dim " + std::to_string(D) + " is not a multiple of 8 up to 256";
   } else {
     try {
-      plan.unsupported = build(s, plan, B, S, H, KV, D, backward, backward && deterministic);
+      plan.unsupported = build(s, plan, B, S, H, KV, D, backward, deterministic_backward);
     } catch (const std::exception& e) {
       plan.unsupported = e.what();
     }

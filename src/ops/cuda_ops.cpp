@@ -444,9 +444,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v) {
 
 void set_gpu_attention(const std::string& choice, bool deterministic) {
   cuda::set_attention_deterministic(deterministic);
-  cuda::set_attention_impl(choice == "cudnn"   ? cuda::AttentionImpl::cudnn
-                           : choice == "titan" ? cuda::AttentionImpl::titan
-                                               : cuda::AttentionImpl::automatic);
+  cuda::set_attention_impl(cuda::attention_impl_named(choice));
 }
 
 std::string attention_implementation(std::int64_t B, std::int64_t S, std::int64_t H, std::int64_t KV, std::int64_t D,
